@@ -1,0 +1,82 @@
+"""AbstractRuntime: a durable workflow runtime built as a plugin microkernel.
+
+A workflow is a graph of node functions ``node(run, ctx) -> StepPlan``; side effects are requested as ``Effect``s
+and executed by plugins; every step is checkpointed and appended to the ledger in one store commit.
+"""
+
+from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor, StoreLocation
+from .errors import (
+    AbstractRuntimeError,
+    ConcurrentModificationError,
+    ConfigurationError,
+    JsonInvariantError,
+    RunNotWaitingError,
+    RunPausedError,
+    UnknownRunError,
+    UnknownStoreError,
+    WaitKeyMismatchError,
+)
+from .hookspecs import hookimpl
+from .models import (
+    Effect,
+    EffectOutcome,
+    EffectType,
+    LimitWarning,
+    RunState,
+    RunStatus,
+    RuntimeConfig,
+    StepPlan,
+    StepRecord,
+    StepStatus,
+    WaitReason,
+    WaitState,
+    WorkflowSpec,
+)
+from .policy import DefaultEffectPolicy, EffectPolicy, NoRetryPolicy, RetryPolicy, compute_idempotency_key
+from .runtime import DefaultRunContext, Runtime
+from .settings import Settings, load_settings
+from .storage.base import LedgerStore, QueryableRunStore, RunStore
+
+__version__ = "0.5.0.dev0"
+
+__all__ = [
+    "Effect",
+    "EffectType",
+    "EffectOutcome",
+    "RunState",
+    "RunStatus",
+    "StepPlan",
+    "StepRecord",
+    "StepStatus",
+    "WaitReason",
+    "WaitState",
+    "WorkflowSpec",
+    "RuntimeConfig",
+    "LimitWarning",
+    "Runtime",
+    "DefaultRunContext",
+    "EffectPolicy",
+    "DefaultEffectPolicy",
+    "RetryPolicy",
+    "NoRetryPolicy",
+    "compute_idempotency_key",
+    "RunStore",
+    "LedgerStore",
+    "QueryableRunStore",
+    "EffectCall",
+    "EffectHandlerDescriptor",
+    "StoreDescriptor",
+    "StoreLocation",
+    "Settings",
+    "load_settings",
+    "hookimpl",
+    "AbstractRuntimeError",
+    "ConcurrentModificationError",
+    "ConfigurationError",
+    "JsonInvariantError",
+    "RunNotWaitingError",
+    "RunPausedError",
+    "UnknownRunError",
+    "UnknownStoreError",
+    "WaitKeyMismatchError",
+]

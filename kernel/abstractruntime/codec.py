@@ -1,0 +1,190 @@
+"""The one cattrs converter, JSON text encoding, and the JSON invariant check.
+
+Everything the kernel persists goes through here: ``encode_run`` / ``encode_record`` check the JSON invariant
+(plain JSON only: dicts with string keys, lists, strings, ints, finite floats, booleans, None; no cycles) and name
+the first offending path, e.g. ``vars.items[2].when``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+from typing import Any, Dict, Optional, Union
+
+import cattrs
+
+from .errors import JsonInvariantError
+from .models import (
+    EffectType,
+    RunState,
+    StepRecord,
+    WorkflowSpec,
+    coerce_effect_type,
+    effect_type_value,
+)
+
+converter = cattrs.Converter()
+
+converter.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
+converter.register_unstructure_hook(Union[EffectType, str], effect_type_value)
+
+
+def _import_path(fn: Any) -> str:
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<" in qualname:
+        raise TypeError(
+            f"Node handler {fn!r} cannot be serialised: only module-level functions (importable as "
+            f"'module:qualname') can be written to JSON; lambdas and closures cannot."
+        )
+    return f"{module}:{qualname}"
+
+
+def _resolve_import_path(path: str) -> Any:
+    module_name, _, qualname = path.partition(":")
+    if not module_name or not qualname:
+        raise ValueError(f"Node handler reference {path!r} is not of the form 'module:qualname'")
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+converter.register_unstructure_hook(
+    WorkflowSpec,
+    lambda spec: {
+        "workflow_id": spec.workflow_id,
+        "entry_node": spec.entry_node,
+        "nodes": {node_id: _import_path(fn) for node_id, fn in spec.nodes.items()},
+    },
+)
+converter.register_structure_hook(
+    WorkflowSpec,
+    lambda d, _t: WorkflowSpec(
+        workflow_id=d["workflow_id"],
+        entry_node=d["entry_node"],
+        nodes={node_id: _resolve_import_path(ref) for node_id, ref in d["nodes"].items()},
+    ),
+)
+
+
+def to_json_text(value: Any) -> str:
+    """Compact JSON text of an already-checked JSON value (UTF-8, non-ASCII kept)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
+
+
+def from_json_text(text: Union[str, bytes]) -> Any:
+    return json.loads(text)
+
+
+def _fmt_key(path: str, key: str) -> str:
+    if key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+def find_json_violation(value: Any, path: str) -> Optional[tuple]:
+    """Return ``(path, problem)`` for the first value that is not plain JSON, or None if all is well."""
+    # Iterative depth-first walk; ``on_path`` holds the ids of the containers on the current path (cycle check).
+    stack: list = [(value, path, False)]
+    on_path: set = set()
+    while stack:
+        item, where, leaving = stack.pop()
+        if leaving:
+            on_path.discard(id(item))
+            continue
+        t = type(item)
+        if t is str or t is int or t is bool or item is None:
+            continue
+        if t is float:
+            if not math.isfinite(item):
+                return where, f"{item!r} is not allowed in JSON (NaN and Infinity have no JSON form)"
+            continue
+        if t is dict or t is list or t is tuple:
+            if id(item) in on_path:
+                return where, "cycle: this container contains itself"
+            on_path.add(id(item))
+            stack.append((item, where, True))
+            if t is dict:
+                for k, v in item.items():
+                    if type(k) is not str:
+                        return (
+                            f"{where}[{k!r}]",
+                            f"key {k!r} is a {type(k).__name__}; JSON object keys must be strings",
+                        )
+                    stack.append((v, _fmt_key(where, k), False))
+            else:
+                for i, v in enumerate(item):
+                    stack.append((v, f"{where}[{i}]", False))
+            continue
+        if isinstance(item, (str, int)) and not isinstance(item, bool):
+            continue  # str/int subclasses such as str-Enums encode as their value
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return where, f"{item!r} is not allowed in JSON"
+            continue
+        return where, f"{t.__module__}.{t.__qualname__} object is not plain JSON"
+    return None
+
+
+def check_json(value: Any, path: str, *, run_id: Optional[str] = None, node_id: Optional[str] = None) -> None:
+    violation = find_json_violation(value, path)
+    if violation is not None:
+        raise JsonInvariantError(path=violation[0], problem=violation[1], run_id=run_id, node_id=node_id)
+
+
+def run_to_dict(run: RunState) -> Dict[str, Any]:
+    return converter.unstructure(run)
+
+
+def run_from_dict(data: Dict[str, Any]) -> RunState:
+    return converter.structure(data, RunState)
+
+
+def record_to_dict(record: StepRecord) -> Dict[str, Any]:
+    return converter.unstructure(record)
+
+
+def record_from_dict(data: Dict[str, Any]) -> StepRecord:
+    return converter.structure(data, StepRecord)
+
+
+def encode_run(run: RunState, *, node_id: Optional[str] = None) -> str:
+    """JSON text of a run checkpoint; raises :class:`JsonInvariantError` naming the path if it is not plain JSON."""
+    data = run_to_dict(run)
+    for field_name, value in data.items():
+        check_json(value, field_name, run_id=run.run_id, node_id=node_id)
+    return to_json_text(data)
+
+
+def encode_record(record: StepRecord) -> str:
+    data = record_to_dict(record)
+    for field_name, value in data.items():
+        check_json(value, f"ledger.{field_name}", run_id=record.run_id, node_id=record.node_id)
+    return to_json_text(data)
+
+
+def decode_run(text: Union[str, bytes]) -> RunState:
+    return run_from_dict(from_json_text(text))
+
+
+def decode_record(text: Union[str, bytes]) -> Dict[str, Any]:
+    return from_json_text(text)
+
+
+__all__ = [
+    "converter",
+    "check_json",
+    "find_json_violation",
+    "to_json_text",
+    "from_json_text",
+    "encode_run",
+    "encode_record",
+    "decode_run",
+    "decode_record",
+    "run_to_dict",
+    "run_from_dict",
+    "record_to_dict",
+    "record_from_dict",
+]

@@ -1,0 +1,133 @@
+"""Typed errors of AbstractRuntime.
+
+Every error says what was wrong and what to do. Errors that replace a reference behaviour keep the reference's
+base class (``KeyError`` for unknown runs, ``ValueError`` for resume misuse) so existing ``except`` clauses still
+catch them.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+
+class AbstractRuntimeError(Exception):
+    """Base class of every error raised by AbstractRuntime."""
+
+    def __init__(self, message: str, *, run_id: str | None = None, node_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.run_id = run_id
+        self.node_id = node_id
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise repr() the message
+        return self.message
+
+
+class UnknownRunError(AbstractRuntimeError, KeyError):
+    """No run with this id exists in the configured run store."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Unknown run_id: {run_id}", run_id=run_id)
+
+
+class RunNotWaitingError(AbstractRuntimeError, ValueError):
+    """``resume`` was called for a run that is not waiting."""
+
+
+class RunPausedError(AbstractRuntimeError, ValueError):
+    """``resume`` was called for a paused run; call ``resume_run`` first."""
+
+
+class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
+    """``resume`` was called with a wait key other than the one the run waits for. The run is unchanged."""
+
+    def __init__(self, *, run_id: str, expected: str, got: str) -> None:
+        super().__init__(
+            f"wait_key mismatch: expected '{expected}', got '{got}' (run {run_id} is unchanged; "
+            f"resume it with the wait key stored in its WaitState)",
+            run_id=run_id,
+        )
+        self.expected = expected
+        self.got = got
+
+
+class JsonInvariantError(AbstractRuntimeError, TypeError):
+    """A value that must be stored is not plain JSON. Nothing was persisted for the step.
+
+    ``path`` names the offending value, e.g. ``vars.items[2].when``.
+    """
+
+    def __init__(self, *, path: str, problem: str, run_id: str | None = None, node_id: str | None = None) -> None:
+        where = f" at node '{node_id}'" if node_id else ""
+        run = f" of run {run_id}" if run_id else ""
+        super().__init__(
+            f"{path}: {problem}{where}{run}. Run state must be plain JSON (dict with str keys, list, str, int, "
+            f"finite float, bool, None); store other objects as JSON (e.g. an ISO string for a datetime). "
+            f"Nothing was persisted for this step; the last checkpoint is unchanged.",
+            run_id=run_id,
+            node_id=node_id,
+        )
+        self.path = path
+        self.problem = problem
+
+
+class ConcurrentModificationError(AbstractRuntimeError):
+    """The run changed in the store since this writer loaded it (another writer committed first).
+
+    Nothing of this commit was written. Reload the run and retry.
+    """
+
+    def __init__(self, *, run_id: str, expected: int, actual: int | None) -> None:
+        super().__init__(
+            f"Run {run_id} was modified concurrently: expected revision {expected}, store has {actual}. "
+            f"Nothing was written; reload the run and retry.",
+            run_id=run_id,
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class ConfigurationError(AbstractRuntimeError, ValueError):
+    """Configuration could not be understood."""
+
+
+class UnknownStoreError(ConfigurationError):
+    """The configured store name or URL scheme matches no installed store plugin."""
+
+    def __init__(self, requested: str, available: Iterable[str]) -> None:
+        names = sorted(set(available))
+        super().__init__(
+            f"Unknown store {requested!r}. Available stores: {', '.join(names) or '(none installed)'}. "
+            f"Use a URL such as 'lmdb:///path/to/dir' or 'memory://', or install the plugin that provides it."
+        )
+        self.requested = requested
+        self.available = names
+
+
+class StoreError(AbstractRuntimeError):
+    """A store could not complete an operation; the operation wrote nothing."""
+
+
+class CorruptStoreError(StoreError):
+    """Data in a store could not be decoded. The message says which record."""
+
+
+class PluginError(AbstractRuntimeError):
+    """A plugin could not be loaded or registered."""
+
+
+class DuplicateProviderError(PluginError):
+    """Two plugins provide the same name (store, effect handler, ...) and configuration does not choose one."""
+
+    def __init__(self, *, kind: str, name: str, providers: Sequence[str], hint: str = "") -> None:
+        super().__init__(
+            f"Duplicate {kind} {name!r} provided by: {', '.join(providers)}."
+            + (f" {hint}" if hint else "")
+        )
+        self.kind = kind
+        self.name = name
+        self.providers = list(providers)
+
+
+class WorkflowSpecError(AbstractRuntimeError, ValueError):
+    """A workflow spec is malformed (e.g. the entry node is missing)."""

@@ -1,0 +1,91 @@
+"""Every hook of AbstractRuntime.
+
+Plugins implement these with ``abstractruntime.hookimpl`` and register a module or object under the
+``abstractruntime`` entry-point group. The kernel calls hooks only through :class:`abstractruntime.plugins.Hooks`,
+always with keyword arguments.
+
+Two kinds of hooks:
+
+* **Collectors** (``abstractruntime_register_*``) return lists of frozen descriptors. Names must be unique across
+  plugins; configuration chooses between duplicates, registration order never does.
+* **Lifecycle** hooks observe the tick loop. Observers' return values are ignored and an exception in an observer is
+  logged, not raised (strict mode raises). ``abstractruntime_execute_effect`` is the one hook that *does* the work:
+  the kernel's own implementation runs the registered handler; plugins wrap it with ``hookimpl(wrapper=True)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, List, Optional, Sequence
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor
+    from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
+
+PROJECT = "abstractruntime"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def abstractruntime_register_effect_handlers() -> "List[EffectHandlerDescriptor]":
+    """Collector. Return the effect handlers this plugin provides.
+
+    Called once when a ``Runtime`` is built. Two plugins providing the same effect type is an error unless the
+    configuration's ``[effects]`` table names the plugin to use for that type.
+    """
+
+
+@hookspec
+def abstractruntime_register_stores() -> "List[StoreDescriptor]":
+    """Collector. Return the store backends this plugin provides.
+
+    Called when a ``Runtime`` resolves its store from configuration. Store names and URL schemes must be unique.
+    Import heavy dependencies inside the descriptor's factory, not at module import.
+    """
+
+
+@hookspec(firstresult=True)
+def abstractruntime_execute_effect(call: "EffectCall") -> "Optional[EffectOutcome]":
+    """Execute one effect attempt and return its outcome.
+
+    The kernel's own implementation (registered last) dispatches to the handler registered for
+    ``call.effect.type``. Plugins wrap it with ``@hookimpl(wrapper=True)`` to observe or alter execution
+    (evidence capture, provenance): ``outcome = yield`` returns the inner outcome, and the wrapper returns the
+    outcome to use. A wrapper that raises fails the attempt like a handler that raises.
+    """
+
+
+@hookspec
+def abstractruntime_before_step(run: "RunState", node_id: str) -> None:
+    """Observer. A node is about to be executed for ``run`` (state as of the last checkpoint)."""
+
+
+@hookspec
+def abstractruntime_after_step(
+    run: "RunState", node_id: str, plan: "Optional[StepPlan]", records: "Sequence[StepRecord]"
+) -> None:
+    """Observer. A step was committed: ``run`` is the new checkpoint, ``records`` the ledger rows it wrote.
+
+    ``plan`` is None when the step did not produce a plan (the node failed).
+    """
+
+
+@hookspec
+def abstractruntime_step_error(run: "RunState", node_id: str, error: BaseException) -> None:
+    """Observer. A node raised, was unknown, or returned something other than a ``StepPlan``.
+
+    Called before the run is marked FAILED and committed.
+    """
+
+
+@hookspec
+def abstractruntime_run_status_changed(run: "RunState", previous_status: "RunStatus") -> None:
+    """Observer. A committed checkpoint changed the run's status (e.g. running -> waiting)."""
+
+
+@hookspec
+def abstractruntime_ledger_appended(run_id: str, records: "Sequence[StepRecord]") -> None:
+    """Observer. Ledger records were committed for ``run_id`` (in append order)."""

@@ -1,0 +1,344 @@
+"""The data model: attrs classes compatible with AbstractRuntime 0.4.2's dataclasses.
+
+Field names, order and defaults follow the reference. Two fields are ours and come last so that positional
+construction stays compatible: ``RunState.step`` (steps committed; part of every idempotency key so a loop that
+repeats an effect is never served a stale result) and ``RunState.revision`` (bumped on every save; stores use it
+to refuse a stale writer).
+
+(De)serialisation goes through :mod:`abstractruntime.codec` (one cattrs converter); ``to_dict()`` helpers here
+are shortcuts to it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Callable, Dict, List, Optional, Union
+
+import attrs
+from attrs import define, field, frozen
+
+
+def utc_now_iso() -> str:
+    """Current UTC time as ISO-8601 with a ``+00:00`` offset (the reference's timestamp form)."""
+    return datetime.now(timezone.utc).isoformat()
+
+
+class RunStatus(str, Enum):
+    RUNNING = "running"
+    WAITING = "waiting"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class WaitReason(str, Enum):
+    EVENT = "event"
+    UNTIL = "until"
+    USER = "user"
+    JOB = "job"
+    SUBWORKFLOW = "subworkflow"
+
+
+class StepStatus(str, Enum):
+    STARTED = "started"
+    COMPLETED = "completed"
+    WAITING = "waiting"
+    FAILED = "failed"
+
+
+class EffectType(str, Enum):
+    """The reference's effect types. Third-party effect types are plain strings."""
+
+    WAIT_EVENT = "wait_event"
+    WAIT_UNTIL = "wait_until"
+    ASK_USER = "ask_user"
+    ANSWER_USER = "answer_user"
+    EMIT_EVENT = "emit_event"
+    LLM_CALL = "llm_call"
+    TOOL_CALLS = "tool_calls"
+    MEMORY_QUERY = "memory_query"
+    MEMORY_TAG = "memory_tag"
+    MEMORY_COMPACT = "memory_compact"
+    MEMORY_NOTE = "memory_note"
+    MEMORY_REHYDRATE = "memory_rehydrate"
+    MEMORY_KG_ASSERT = "memory_kg_assert"
+    MEMORY_KG_QUERY = "memory_kg_query"
+    MEMORY_KG_RESOLVE = "memory_kg_resolve"
+    VARS_QUERY = "vars_query"
+    START_SUBWORKFLOW = "start_subworkflow"
+
+
+_EFFECT_TYPES = {e.value: e for e in EffectType}
+
+
+def coerce_effect_type(value: Union[EffectType, str]) -> Union[EffectType, str]:
+    """A known value becomes its ``EffectType`` member; any other non-empty string is kept (third-party type)."""
+    if isinstance(value, EffectType):
+        return value
+    if isinstance(value, str) and value.strip():
+        return _EFFECT_TYPES.get(value, value)
+    raise ValueError(f"Effect type must be an EffectType or a non-empty string, got {value!r}")
+
+
+def effect_type_value(value: Union[EffectType, str]) -> str:
+    return value.value if isinstance(value, Enum) else str(value)
+
+
+def _dict_or_empty(value: Any) -> dict:
+    return {} if value is None else value
+
+
+@frozen
+class Effect:
+    type: Union[EffectType, str] = field(converter=coerce_effect_type)
+    payload: Dict[str, Any] = field(factory=dict, converter=_dict_or_empty)
+    result_key: Optional[str] = None
+
+    @property
+    def type_value(self) -> str:
+        return effect_type_value(self.type)
+
+    def to_record(self) -> Dict[str, Any]:
+        """The ``{type, payload, result_key}`` form stored in ledger rows and traces."""
+        return {"type": self.type_value, "payload": self.payload, "result_key": self.result_key}
+
+
+@frozen
+class StepPlan:
+    node_id: str
+    effect: Optional[Effect] = None
+    next_node: Optional[str] = None
+    complete_output: Optional[Dict[str, Any]] = None
+
+
+@define
+class WaitState:
+    reason: WaitReason = field(converter=WaitReason)
+    wait_key: Optional[str] = None
+    until: Optional[str] = None
+    resume_to_node: Optional[str] = None
+    result_key: Optional[str] = None
+    prompt: Optional[str] = None
+    choices: Optional[List[str]] = None
+    allow_free_text: bool = True
+    details: Optional[Dict[str, Any]] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        from .codec import converter
+
+        return converter.unstructure(self)
+
+
+@define
+class RunState:
+    run_id: str
+    workflow_id: str
+    status: RunStatus = field(converter=RunStatus)
+    current_node: str
+    vars: Dict[str, Any] = field(factory=dict)
+    waiting: Optional[WaitState] = None
+    output: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    created_at: str = field(factory=utc_now_iso)
+    updated_at: str = field(factory=utc_now_iso)
+    actor_id: Optional[str] = None
+    session_id: Optional[str] = None
+    parent_run_id: Optional[str] = None
+    step: int = 0
+    revision: int = 0
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        workflow_id: str,
+        entry_node: str,
+        actor_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        vars: Optional[Dict[str, Any]] = None,
+        parent_run_id: Optional[str] = None,
+    ) -> "RunState":
+        return cls(
+            run_id=str(uuid.uuid4()),
+            workflow_id=workflow_id,
+            status=RunStatus.RUNNING,
+            current_node=entry_node,
+            vars=vars or {},
+            actor_id=actor_id,
+            session_id=session_id,
+            parent_run_id=parent_run_id,
+        )
+
+    @property
+    def is_paused(self) -> bool:
+        runtime_ns = self.vars.get("_runtime") if isinstance(self.vars, dict) else None
+        control = runtime_ns.get("control") if isinstance(runtime_ns, dict) else None
+        return isinstance(control, dict) and control.get("paused") is True
+
+    def to_dict(self) -> Dict[str, Any]:
+        from .codec import converter
+
+        return converter.unstructure(self)
+
+
+@define
+class StepRecord:
+    run_id: str
+    step_id: str
+    node_id: str
+    status: StepStatus = field(converter=StepStatus)
+    effect: Optional[Dict[str, Any]] = None
+    result: Optional[Dict[str, Any]] = None
+    error: Optional[str] = None
+    started_at: str = field(factory=utc_now_iso)
+    ended_at: Optional[str] = None
+    actor_id: Optional[str] = None
+    session_id: Optional[str] = None
+    attempt: int = 1
+    idempotency_key: Optional[str] = None
+    prev_hash: Optional[str] = None
+    record_hash: Optional[str] = None
+    signature: Optional[str] = None
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        run: RunState,
+        node_id: str,
+        effect: Optional[Effect],
+        attempt: int = 1,
+        idempotency_key: Optional[str] = None,
+    ) -> "StepRecord":
+        return cls(
+            run_id=run.run_id,
+            step_id=str(uuid.uuid4()),
+            node_id=node_id,
+            status=StepStatus.STARTED,
+            effect=effect.to_record() if effect is not None else None,
+            actor_id=run.actor_id,
+            session_id=run.session_id,
+            attempt=attempt,
+            idempotency_key=idempotency_key,
+        )
+
+    def _finished(self, status: StepStatus, **changes: Any) -> "StepRecord":
+        # Each finish returns a new row with the same step_id: the STARTED row already written stays as it was.
+        return attrs.evolve(self, status=status, ended_at=utc_now_iso(), **changes)
+
+    def finish_success(self, result: Optional[Dict[str, Any]] = None) -> "StepRecord":
+        return self._finished(StepStatus.COMPLETED, result=result)
+
+    def finish_waiting(self, wait: WaitState) -> "StepRecord":
+        return self._finished(StepStatus.WAITING, result={"wait": wait.to_dict()})
+
+    def finish_failure(self, error: str) -> "StepRecord":
+        return self._finished(StepStatus.FAILED, error=error)
+
+    def to_dict(self) -> Dict[str, Any]:
+        from .codec import converter
+
+        return converter.unstructure(self)
+
+
+NodeHandler = Callable[[RunState, Any], StepPlan]
+
+
+@frozen
+class WorkflowSpec:
+    workflow_id: str
+    entry_node: str
+    nodes: Dict[str, NodeHandler]
+
+    def get_node(self, node_id: str) -> NodeHandler:
+        if node_id not in self.nodes:
+            raise KeyError(f"Unknown node_id '{node_id}' in workflow '{self.workflow_id}'")
+        return self.nodes[node_id]
+
+    def is_terminal(self, node_id: str) -> bool:  # reference API; terminal-ness comes from the plan
+        return False
+
+
+@frozen
+class LimitWarning:
+    limit_type: str
+    status: str
+    current: int
+    maximum: int
+    pct: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.maximum > 0:
+            object.__setattr__(self, "pct", round(self.current / self.maximum * 100, 1))
+
+
+DEFAULT_MAX_TOKENS = 32768
+
+
+@frozen
+class RuntimeConfig:
+    """Per-run limits configuration (the reference's ``RuntimeConfig``); copied into ``vars._limits`` at start."""
+
+    max_iterations: int = 25
+    warn_iterations_pct: int = 80
+    max_tokens: Optional[int] = None
+    max_output_tokens: Optional[int] = None
+    max_input_tokens: Optional[int] = None
+    warn_tokens_pct: int = 80
+    max_history_messages: int = -1
+    provider: Optional[str] = None
+    model: Optional[str] = None
+    model_capabilities: Dict[str, Any] = field(factory=dict)
+
+    def to_limits_dict(self) -> Dict[str, Any]:
+        caps = self.model_capabilities or {}
+        max_tokens = self.max_tokens if self.max_tokens is not None else caps.get("max_tokens") or DEFAULT_MAX_TOKENS
+        max_output = self.max_output_tokens if self.max_output_tokens is not None else caps.get("max_output_tokens")
+        max_input = self.max_input_tokens
+        if max_input is not None and max_output is not None:
+            max_input = max(0, min(int(max_input), int(max_tokens) - int(max_output) - 256))
+        return {
+            "max_iterations": self.max_iterations,
+            "current_iteration": 0,
+            "max_tokens": max_tokens,
+            "max_output_tokens": max_output,
+            "max_input_tokens": max_input,
+            "estimated_tokens_used": 0,
+            "max_history_messages": self.max_history_messages,
+            "warn_iterations_pct": self.warn_iterations_pct,
+            "warn_tokens_pct": self.warn_tokens_pct,
+        }
+
+    def with_capabilities(self, capabilities: Dict[str, Any]) -> "RuntimeConfig":
+        return attrs.evolve(self, model_capabilities=dict(capabilities))
+
+
+@frozen
+class EffectOutcome:
+    """What an effect handler returns: completed (with a result), waiting (with a WaitState) or failed."""
+
+    status: str
+    result: Optional[Dict[str, Any]] = None
+    wait: Optional[WaitState] = None
+    error: Optional[str] = None
+
+    @classmethod
+    def completed(cls, result: Optional[Dict[str, Any]] = None) -> "EffectOutcome":
+        return cls(status="completed", result=result)
+
+    @classmethod
+    def waiting(cls, wait: WaitState) -> "EffectOutcome":
+        return cls(status="waiting", wait=wait)
+
+    @classmethod
+    def failed(cls, error: str) -> "EffectOutcome":
+        return cls(status="failed", error=error)

@@ -1,0 +1,94 @@
+"""Effect policies: attempts, backoff and idempotency keys (reference API, without its stale-key defect).
+
+The key of an effect includes the run's step counter (``RunState.step``): the same effect requested again by a
+later step -- a loop revisiting a node -- gets a new key and is executed, while a crash-and-retry of the *same*
+step (same checkpoint, same step counter) computes the same key and reuses the recorded outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Dict, Optional, Protocol, runtime_checkable
+
+from attrs import define
+
+from .models import Effect, EffectType, RunState, effect_type_value
+
+
+@runtime_checkable
+class EffectPolicy(Protocol):
+    def max_attempts(self, effect: Effect) -> int: ...
+
+    def backoff_seconds(self, *, effect: Effect, attempt: int) -> float: ...
+
+    def idempotency_key(self, *, run: RunState, node_id: str, effect: Effect) -> str: ...
+
+
+def compute_idempotency_key(*, run_id: str, node_id: str, effect: Effect, step: Optional[int] = None) -> str:
+    """``sha256`` of the canonical JSON of run, node, effect type, payload and (when given) the step counter."""
+    payload = effect.payload if isinstance(effect.payload, dict) else {}
+    data: Dict[str, Any] = {
+        "run_id": run_id,
+        "node_id": node_id,
+        "effect_type": effect_type_value(effect.type),
+        "effect_payload": payload,
+    }
+    if step is not None:
+        data["step"] = step
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+
+
+@define
+class DefaultEffectPolicy:
+    default_max_attempts: int = 1
+    default_backoff_base: float = 1.0
+    default_backoff_max: float = 60.0
+    effect_max_attempts: Optional[Dict[str, int]] = None
+
+    def max_attempts(self, effect: Effect) -> int:
+        overrides = self.effect_max_attempts or {}
+        value = overrides.get(effect_type_value(effect.type), self.default_max_attempts)
+        return max(1, int(value))
+
+    def backoff_seconds(self, *, effect: Effect, attempt: int) -> float:
+        return min(self.default_backoff_base * (2 ** max(0, attempt - 1)), self.default_backoff_max)
+
+    def idempotency_key(self, *, run: RunState, node_id: str, effect: Effect) -> str:
+        return compute_idempotency_key(run_id=run.run_id, node_id=node_id, effect=effect, step=run.step)
+
+
+@define(init=False)
+class RetryPolicy(DefaultEffectPolicy):
+    """LLM calls 3 attempts, tool calls 2, everything else 1."""
+
+    def __init__(
+        self,
+        *,
+        llm_max_attempts: int = 3,
+        tool_max_attempts: int = 2,
+        backoff_base: float = 1.0,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self.__attrs_init__(
+            default_max_attempts=1,
+            default_backoff_base=backoff_base,
+            default_backoff_max=backoff_max,
+            effect_max_attempts={
+                EffectType.LLM_CALL.value: llm_max_attempts,
+                EffectType.TOOL_CALLS.value: tool_max_attempts,
+            },
+        )
+
+
+@define(init=False)
+class NoRetryPolicy(DefaultEffectPolicy):
+    """Every effect gets exactly one attempt."""
+
+    def __init__(self) -> None:
+        self.__attrs_init__(default_max_attempts=1)
+
+    def max_attempts(self, effect: Effect) -> int:
+        return 1
+

@@ -1,0 +1,747 @@
+"""The kernel: the tick loop (start / tick / resume / pause / cancel) and its durability contract.
+
+One step is one store commit: the checkpoint and the step's ledger records are written together, after the
+kernel has checked that everything is plain JSON. Effects that talk to the outside world (handlers registered with
+``side_effects=True``) additionally commit a ``started`` reservation before they run, so that a crash in the
+middle is visible in the ledger and a retry of the step reuses the reservation instead of recording the step
+twice. The kernel contains no effect handler and no store: both come from plugins.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+import weakref
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import structlog
+from attrs import define
+
+from . import codec
+from .descriptors import EffectCall, EffectHandlerDescriptor, legacy_handler
+from .errors import (
+    ConcurrentModificationError,
+    ConfigurationError,
+    JsonInvariantError,
+    RunNotWaitingError,
+    RunPausedError,
+    UnknownRunError,
+    WaitKeyMismatchError,
+)
+from .hookspecs import hookimpl
+from .models import (
+    Effect,
+    EffectOutcome,
+    RunState,
+    RunStatus,
+    RuntimeConfig,
+    StepPlan,
+    StepRecord,
+    StepStatus,
+    WaitReason,
+    WaitState,
+    WorkflowSpec,
+    effect_type_value,
+    utc_now_iso,
+)
+from .plugins import Hooks, PluginInfo, build_plugin_manager, select_effect_handlers, select_store
+from .policy import DefaultEffectPolicy, EffectPolicy
+from .settings import Settings, default_store_url, load_settings, parse_store_url
+from .storage.base import StepCommit, committer_for
+from .timeutil import now_utc, parse_instant
+
+log = structlog.get_logger("abstractruntime")
+
+
+@define
+class DefaultRunContext:
+    """The context passed to node handlers: a clock (UTC)."""
+
+    def now_iso(self) -> str:
+        return utc_now_iso()
+
+
+class _EffectDispatch:
+    """The kernel's own ``abstractruntime_execute_effect``: run the handler registered for the effect type."""
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self._runtime = runtime
+
+    @hookimpl(trylast=True)
+    def abstractruntime_execute_effect(self, call: EffectCall) -> EffectOutcome:
+        effect_type = call.effect.type_value
+        desc = self._runtime._handlers.get(effect_type)
+        if desc is None:
+            installed = ", ".join(sorted(self._runtime._handlers)) or "(none)"
+            return EffectOutcome.failed(
+                f"No effect handler registered for {effect_type} (installed handlers: {installed}; "
+                f"install the plugin that provides it or pass effect_handlers={{...}})"
+            )
+        outcome = desc.handler(call)
+        if not isinstance(outcome, EffectOutcome):
+            return EffectOutcome.failed(
+                f"Effect handler for {effect_type} returned {type(outcome).__name__}, expected EffectOutcome"
+            )
+        return outcome
+
+
+def set_at_path(target: Dict[str, Any], dotted: str, value: Any) -> None:
+    """Write ``value`` at a dotted path in ``target``; missing or non-dict intermediates become new dicts."""
+    parts = dotted.split(".")
+    cur = target
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def _status_row(run: RunState, status: str) -> StepRecord:
+    """The reference's synthetic terminal-status row (always the last ledger row of a finished run)."""
+    now = utc_now_iso()
+    payload = {"text": status}
+    return StepRecord(
+        run_id=run.run_id,
+        step_id=str(uuid.uuid4()),
+        node_id=run.current_node or "runtime",
+        status=StepStatus.COMPLETED,
+        effect={
+            "type": "emit_event",
+            "payload": {"name": "abstract.status", "scope": "session", "payload": payload},
+            "result_key": None,
+        },
+        result={"emitted": True, "name": "abstract.status", "payload": payload},
+        started_at=now,
+        ended_at=now,
+        actor_id=run.actor_id,
+        session_id=run.session_id,
+        attempt=1,
+        idempotency_key=f"system:terminal_status:{status}",
+    )
+
+
+def _row(run: RunState, node_id: str, status: StepStatus, **fields: Any) -> StepRecord:
+    now = utc_now_iso()
+    return StepRecord(
+        run_id=run.run_id,
+        step_id=str(uuid.uuid4()),
+        node_id=node_id,
+        status=status,
+        started_at=now,
+        ended_at=now,
+        actor_id=run.actor_id,
+        session_id=run.session_id,
+        **fields,
+    )
+
+
+class Runtime:
+    """A durable workflow runtime.
+
+    Reference-compatible construction: ``Runtime(run_store=..., ledger_store=...)``. Without stores, the store
+    comes from configuration (``settings`` / ``Runtime.from_config``): by default LMDB in
+    :func:`abstractruntime.settings.default_home`.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_store: Any = None,
+        ledger_store: Any = None,
+        effect_handlers: Optional[Mapping[Any, Callable[..., EffectOutcome]]] = None,
+        context: Any = None,
+        workflow_registry: Any = None,
+        artifact_store: Any = None,
+        effect_policy: Optional[EffectPolicy] = None,
+        config: Optional[RuntimeConfig] = None,
+        chat_summarizer: Any = None,
+        settings: Union[None, Settings, Mapping[str, Any]] = None,
+        plugins: Sequence[Any] = (),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = load_settings(settings) if not isinstance(settings, Settings) else settings
+        pm, infos = build_plugin_manager(self._settings.plugins, plugins)
+        self._plugin_infos: List[PluginInfo] = infos
+        self._hooks = Hooks(pm, strict=self._settings.plugins.strict)
+        pm.register(_EffectDispatch(self), name="abstractruntime.kernel")
+
+        self._owned_backend = None
+        if run_store is None and ledger_store is None:
+            backend = self.open_store(self._settings.store or default_store_url())
+            self._owned_backend = backend
+            run_store, ledger_store = backend.run_store, backend.ledger_store
+        elif run_store is None or ledger_store is None:
+            raise ConfigurationError(
+                "Pass both run_store and ledger_store, or neither (the store then comes from configuration)"
+            )
+        self._run_store = run_store
+        self._ledger_store = ledger_store
+        self._commit_fn = committer_for(run_store, ledger_store)
+
+        selected = select_effect_handlers(self._hooks.effect_handlers(), self._settings.effects)
+        self._handlers: Dict[str, EffectHandlerDescriptor] = {t: desc for t, (_p, desc) in selected.items()}
+        self._handler_providers: Dict[str, str] = {t: provider for t, (provider, _d) in selected.items()}
+        for etype, fn in (effect_handlers or {}).items():
+            key = effect_type_value(etype)
+            self._handlers[key] = EffectHandlerDescriptor(effect_type=key, handler=legacy_handler(fn))
+            self._handler_providers[key] = "host"
+
+        self._context = context if context is not None else DefaultRunContext()
+        self._workflow_registry = workflow_registry
+        self._artifact_store = artifact_store
+        self._effect_policy: EffectPolicy = effect_policy if effect_policy is not None else DefaultEffectPolicy()
+        self._config = config if config is not None else RuntimeConfig()
+        self._chat_summarizer = chat_summarizer
+        self._sleep = sleep
+        self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
+        self._locks_guard = threading.Lock()
+
+    # --- construction helpers ---------------------------------------------------------------------------------
+    @classmethod
+    def from_config(
+        cls, config: Union[None, Settings, Mapping[str, Any], str, Any] = None, **kwargs: Any
+    ) -> "Runtime":
+        """Build a runtime from a dict, a TOML file path, or (``None``) the environment; see ``settings``."""
+        return cls(settings=load_settings(config), **kwargs)
+
+    def open_store(self, url: str) -> Any:
+        """Open a store backend by URL (``lmdb:///path``, ``memory://``) through the store plugins."""
+        location = parse_store_url(url, self._settings.store_options)
+        desc = select_store(self._hooks.stores(), location.scheme)
+        return desc.factory(location)
+
+    def close(self) -> None:
+        """Close the store this runtime opened from configuration (stores passed in are the caller's)."""
+        if self._owned_backend is not None:
+            self._owned_backend.close()
+            self._owned_backend = None
+
+    def __enter__(self) -> "Runtime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- properties (reference API) ---------------------------------------------------------------------------
+    @property
+    def run_store(self) -> Any:
+        return self._run_store
+
+    @property
+    def ledger_store(self) -> Any:
+        return self._ledger_store
+
+    @property
+    def workflow_registry(self) -> Any:
+        return self._workflow_registry
+
+    @property
+    def artifact_store(self) -> Any:
+        return self._artifact_store
+
+    @property
+    def effect_policy(self) -> EffectPolicy:
+        return self._effect_policy
+
+    @property
+    def config(self) -> RuntimeConfig:
+        return self._config
+
+    @property
+    def context(self) -> Any:
+        return self._context
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def hooks(self) -> Hooks:
+        return self._hooks
+
+    def set_workflow_registry(self, registry: Any) -> None:
+        self._workflow_registry = registry
+
+    def set_artifact_store(self, store: Any) -> None:
+        self._artifact_store = store
+
+    def set_effect_policy(self, policy: EffectPolicy) -> None:
+        self._effect_policy = policy
+
+    def plugins(self) -> List[PluginInfo]:
+        """Every plugin found: name, distribution, version, status (loaded/failed/blocked/...), error."""
+        return list(self._plugin_infos)
+
+    def effect_handler_types(self) -> Dict[str, str]:
+        """Installed effect types and the plugin providing each (``"host"`` for ``effect_handlers=``)."""
+        return dict(sorted(self._handler_providers.items()))
+
+    # --- store access -----------------------------------------------------------------------------------------
+    def _load(self, run_id: str) -> RunState:
+        run = self._run_store.load(run_id)
+        if run is None:
+            raise UnknownRunError(run_id)
+        return run
+
+    def _lock(self, run_id: str) -> threading.RLock:
+        with self._locks_guard:
+            lock = self._locks.get(run_id)
+            if lock is None:
+                lock = threading.RLock()
+                self._locks[run_id] = lock
+            return lock
+
+    def _commit(
+        self,
+        run: Optional[RunState],
+        records: Sequence[StepRecord],
+        *,
+        node_id: Optional[str],
+        expected_revision: Optional[int],
+        previous_status: Optional[RunStatus] = None,
+        run_id: Optional[str] = None,
+    ) -> None:
+        """Check, encode and write one step. Raises before writing anything if a value is not plain JSON."""
+        run_json = None
+        if run is not None:
+            run.updated_at = utc_now_iso()
+            run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
+            try:
+                run_json = codec.encode_run(run, node_id=node_id)
+            except JsonInvariantError:
+                run.revision -= 1
+                raise
+        record_jsons = [codec.encode_record(r) for r in records]
+        self._commit_fn(
+            StepCommit(
+                run=run,
+                run_json=run_json,
+                records=records,
+                record_jsons=record_jsons,
+                expected_revision=expected_revision,
+            )
+        )
+        rid = run.run_id if run is not None else (run_id or records[0].run_id)
+        if records:
+            self._hooks.ledger_appended(run_id=rid, records=records)
+        if run is not None and previous_status is not None and run.status is not previous_status:
+            self._hooks.run_status_changed(run=run, previous_status=previous_status)
+            log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status.value)
+
+    def _find_prior(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
+        """The latest ledger row with this idempotency key (indexed when the store supports it)."""
+        finder = getattr(self._ledger_store, "find_by_idempotency_key", None)
+        if finder is not None:
+            return finder(run_id, key)
+        latest = None
+        for row in self._ledger_store.list(run_id):
+            if row.get("idempotency_key") == key:
+                if row.get("status") == StepStatus.COMPLETED.value:
+                    return row
+                latest = row
+        return latest
+
+    # --- public API -------------------------------------------------------------------------------------------
+    def start(
+        self,
+        *,
+        workflow: WorkflowSpec,
+        vars: Optional[Dict[str, Any]] = None,
+        actor_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        parent_run_id: Optional[str] = None,
+    ) -> str:
+        """Create and checkpoint a RUNNING run at the workflow's entry node. Executes nothing."""
+        if workflow.entry_node not in workflow.nodes:
+            from .errors import WorkflowSpecError
+
+            raise WorkflowSpecError(
+                f"Workflow '{workflow.workflow_id}' has entry node '{workflow.entry_node}', which is not one of its "
+                f"nodes ({', '.join(sorted(workflow.nodes)) or 'none'})"
+            )
+        run_vars = dict(vars or {})
+        if "_limits" not in run_vars:
+            run_vars["_limits"] = self._config.to_limits_dict()
+        runtime_ns = run_vars.get("_runtime")
+        if not isinstance(runtime_ns, dict):
+            runtime_ns = {}
+            run_vars["_runtime"] = runtime_ns
+        for key in ("provider", "model"):
+            value = getattr(self._config, key)
+            if isinstance(value, str) and value.strip():
+                runtime_ns.setdefault(key, value.strip())
+        tool_support = (self._config.model_capabilities or {}).get("tool_support")
+        if isinstance(tool_support, str) and tool_support.strip():
+            runtime_ns.setdefault("tool_support", tool_support)
+            runtime_ns.setdefault("supports_native_tools", tool_support == "native")
+        run = RunState.new(
+            workflow_id=workflow.workflow_id,
+            entry_node=workflow.entry_node,
+            actor_id=actor_id,
+            session_id=session_id,
+            vars=run_vars,
+            parent_run_id=parent_run_id,
+        )
+        self._commit(run, (), node_id=None, expected_revision=None)
+        log.debug("run_started", run_id=run.run_id, workflow=workflow.workflow_id)
+        return run.run_id
+
+    def get_state(self, run_id: str) -> RunState:
+        return self._load(run_id)
+
+    def get_ledger(self, run_id: str) -> List[Dict[str, Any]]:
+        return self._ledger_store.list(run_id)
+
+    def tick(self, *, workflow: WorkflowSpec, run_id: str, max_steps: int = 100) -> RunState:
+        """Execute up to ``max_steps`` steps of a run; returns the state after the last commit."""
+        with self._lock(run_id):
+            run = self._load(run_id)
+            if run.status.is_terminal or run.is_paused:
+                return run
+            if run.status is RunStatus.WAITING:
+                if not self._wait_due(run):
+                    return run
+                waiting = run.waiting
+                run.status = RunStatus.RUNNING
+                run.waiting = None
+                if waiting is not None and waiting.resume_to_node:
+                    run.current_node = waiting.resume_to_node
+                # not saved here: the next step's commit carries the transition
+            steps = 0
+            fresh = True
+            while steps < max_steps:
+                if not fresh:
+                    persisted = self._load(run_id)
+                    if persisted.revision != run.revision or persisted.is_paused or persisted.status.is_terminal:
+                        return persisted  # cancelled, paused or advanced by someone else: never overwrite it
+                fresh = False
+                steps += 1
+                try:
+                    run = self._step(workflow, run)
+                except ConcurrentModificationError:
+                    return self._load(run_id)
+                if run.status is not RunStatus.RUNNING:
+                    return run
+            return run
+
+    def _wait_due(self, run: RunState) -> bool:
+        waiting = run.waiting
+        if waiting is None or waiting.reason is not WaitReason.UNTIL or not waiting.until:
+            return False
+        try:
+            return now_utc() >= parse_instant(waiting.until)
+        except ValueError:
+            return False
+
+    # --- one step ---------------------------------------------------------------------------------------------
+    def _step(self, workflow: WorkflowSpec, run: RunState) -> RunState:
+        node_id = run.current_node
+        expected = run.revision
+        previous_status = RunStatus.RUNNING
+        self._hooks.before_step(run=run, node_id=node_id)
+        try:
+            handler = workflow.nodes.get(node_id)
+            if handler is None:
+                raise KeyError(
+                    f"Unknown node '{node_id}' in workflow '{workflow.workflow_id}' "
+                    f"(nodes: {', '.join(sorted(workflow.nodes)) or 'none'})"
+                )
+            plan = handler(run, self._context)
+            if not isinstance(plan, StepPlan):
+                raise TypeError(
+                    f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan"
+                )
+            if plan.complete_output is None and plan.effect is None and not plan.next_node:
+                raise ValueError(f"Node '{node_id}' returned no effect and no next_node")
+        except Exception as exc:  # the node's fault: the run fails, the kernel does not
+            return self._fail_node(run, node_id, exc)
+
+        records: List[StepRecord] = []
+        if plan.complete_output is not None:
+            run.status = RunStatus.COMPLETED
+            run.output = plan.complete_output
+            records.append(
+                _row(run, plan.node_id, StepStatus.COMPLETED,
+                     result={"completed": True, "output": plan.complete_output})
+            )
+            records.append(_status_row(run, RunStatus.COMPLETED.value))
+        elif plan.effect is None:
+            run.current_node = plan.next_node  # type: ignore[assignment]
+        else:
+            records = self._run_effect(run, plan)
+        run.step += 1
+        self._commit(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
+        self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
+        log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
+        return run
+
+    def _fail_node(self, run: RunState, node_id: str, exc: Exception) -> RunState:
+        self._hooks.step_error(run=run, node_id=node_id, error=exc)
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        error = f"Node '{node_id}' failed: {type(exc).__name__}: {message}"
+        # The node may have half-mutated run.vars before raising: fail the last good checkpoint instead.
+        failed = self._load(run.run_id) if run.revision > 0 else run
+        if failed.revision != run.revision:
+            return failed
+        failed.status = RunStatus.FAILED
+        failed.error = error
+        failed.step += 1
+        records = [_row(failed, node_id, StepStatus.FAILED, error=error),
+                   _status_row(failed, RunStatus.FAILED.value)]
+        self._commit(failed, records, node_id=node_id, expected_revision=run.revision,
+                     previous_status=RunStatus.RUNNING)
+        self._hooks.after_step(run=failed, node_id=node_id, plan=None, records=records)
+        log.warning("node_failed", run_id=failed.run_id, node=node_id, error=error)
+        return failed
+
+    def _run_effect(self, run: RunState, plan: StepPlan) -> List[StepRecord]:
+        """Execute the plan's effect (with retries and idempotent reuse); apply the outcome to ``run``."""
+        effect = plan.effect
+        assert effect is not None
+        node_id = plan.node_id
+        codec.check_json(effect.payload, "effect.payload", run_id=run.run_id, node_id=node_id)
+        key = self._effect_policy.idempotency_key(run=run, node_id=node_id, effect=effect)
+        records: List[StepRecord] = []
+        prior = self._find_prior(run.run_id, key)
+        if prior is not None and prior.get("status") == StepStatus.COMPLETED.value:
+            outcome = EffectOutcome.completed(prior.get("result"))
+            log.debug("effect_reused", run_id=run.run_id, node=node_id, key=key)
+        else:
+            outcome = self._execute_with_retries(run, plan, effect, key, prior, records)
+        self._apply_outcome(run, plan, effect, outcome, records)
+        return records
+
+    def _execute_with_retries(
+        self,
+        run: RunState,
+        plan: StepPlan,
+        effect: Effect,
+        key: str,
+        prior: Optional[Dict[str, Any]],
+        records: List[StepRecord],
+    ) -> EffectOutcome:
+        desc = self._handlers.get(effect.type_value)
+        reserve = desc is not None and desc.side_effects
+        max_attempts = self._effect_policy.max_attempts(effect)
+        attempt = 1
+        in_doubt: Optional[StepRecord] = None
+        if prior is not None and prior.get("status") == StepStatus.STARTED.value:
+            # A crash happened between this step's reservation and its outcome: the effect may or may not have
+            # run. Re-run it under the same step_id and idempotency key; never record a second start.
+            in_doubt = codec.record_from_dict(prior)
+            attempt = in_doubt.attempt
+        elif prior is not None and prior.get("status") == StepStatus.FAILED.value:
+            attempt = int(prior.get("attempt") or 1) + 1
+            if attempt > max_attempts:
+                return EffectOutcome.failed(
+                    f"Effect failed after {attempt - 1} attempts: {prior.get('error') or 'unknown error'}"
+                )
+        while True:
+            if in_doubt is not None:
+                started, in_doubt = in_doubt, None
+            else:
+                started = StepRecord.start(
+                    run=run, node_id=plan.node_id, effect=effect, attempt=attempt, idempotency_key=key
+                )
+                if reserve:
+                    self._commit(None, records + [started], node_id=plan.node_id, expected_revision=None,
+                                 run_id=run.run_id)
+                    records.clear()
+                else:
+                    records.append(started)
+            call = EffectCall(
+                run=run, effect=effect, node_id=plan.node_id, default_next_node=plan.next_node,
+                idempotency_key=key, attempt=attempt, runtime=self,
+            )
+            try:
+                outcome = self._hooks.execute_effect(call=call)
+                if outcome is None:
+                    outcome = EffectOutcome.failed(f"No outcome for effect {effect.type_value}")
+            except Exception as exc:
+                outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
+            if outcome.status == "completed":
+                records.append(started.finish_success(outcome.result))
+                return outcome
+            if outcome.status == "waiting":
+                if outcome.wait is None:
+                    outcome = EffectOutcome.failed(f"Effect handler for {effect.type_value} waited without a WaitState")
+                else:
+                    records.append(started.finish_waiting(outcome.wait))
+                    return outcome
+            error = outcome.error or "unknown error"
+            records.append(started.finish_failure(error))
+            if attempt >= max_attempts:
+                return EffectOutcome.failed(f"Effect failed after {attempt} attempts: {error}")
+            delay = self._effect_policy.backoff_seconds(effect=effect, attempt=attempt)
+            if delay > 0:
+                self._sleep(delay)
+            attempt += 1
+
+    def _apply_outcome(
+        self, run: RunState, plan: StepPlan, effect: Effect, outcome: EffectOutcome, records: List[StepRecord]
+    ) -> None:
+        if outcome.status == "failed":
+            run.status = RunStatus.FAILED
+            run.error = outcome.error or "unknown error"
+            records.append(_status_row(run, RunStatus.FAILED.value))
+        elif outcome.status == "waiting":
+            run.status = RunStatus.WAITING
+            run.waiting = outcome.wait
+        else:
+            if effect.result_key and outcome.result is not None:
+                set_at_path(run.vars, effect.result_key, outcome.result)
+            if plan.next_node:
+                run.current_node = plan.next_node
+            else:
+                run.status = RunStatus.COMPLETED
+                run.output = {"success": True, "result": outcome.result}
+                records.append(_status_row(run, RunStatus.COMPLETED.value))
+
+    # --- resume / pause / cancel ------------------------------------------------------------------------------
+    def resume(
+        self,
+        *,
+        workflow: WorkflowSpec,
+        run_id: str,
+        wait_key: Optional[str],
+        payload: Dict[str, Any],
+        max_steps: int = 100,
+    ) -> RunState:
+        """Deliver ``payload`` to a waiting run and continue it (the waiting node is not executed again)."""
+        with self._lock(run_id):
+            run = self._load(run_id)
+            if run.is_paused:
+                raise RunPausedError("Run is paused (call resume_run first)", run_id=run_id)
+            if run.status is not RunStatus.WAITING or run.waiting is None:
+                raise RunNotWaitingError(f"Run is not waiting (status: {run.status.value})", run_id=run_id)
+            wait = run.waiting
+            if wait_key is not None and wait.wait_key is not None and wait_key != wait.wait_key:
+                raise WaitKeyMismatchError(run_id=run_id, expected=wait.wait_key, got=wait_key)
+            expected = run.revision
+            node_id = run.current_node
+            if wait.result_key:
+                set_at_path(run.vars, wait.result_key, payload)
+            else:
+                temp = run.vars.get("_temp")
+                if not isinstance(temp, dict):
+                    temp = {}
+                    run.vars["_temp"] = temp
+                temp["resume_payload"] = payload
+            records = [
+                _row(run, node_id or "unknown", StepStatus.COMPLETED,
+                     effect={"type": "resume",
+                             "payload": {"wait_reason": wait.reason.value, "wait_key": wait.wait_key,
+                                         "resume_to_node": wait.resume_to_node, "result_key": wait.result_key,
+                                         "payload": payload},
+                             "result_key": None},
+                     result={"resumed": True})
+            ]
+            run.waiting = None
+            if wait.resume_to_node is None:
+                run.status = RunStatus.COMPLETED
+                run.output = {"success": True, "result": payload}
+                records.append(
+                    _row(run, node_id or "unknown", StepStatus.COMPLETED,
+                         result={"completed": True, "via": "resume", "wait_reason": wait.reason.value,
+                                 "wait_key": wait.wait_key, "output": run.output})
+                )
+                records.append(_status_row(run, RunStatus.COMPLETED.value))
+            else:
+                run.status = RunStatus.RUNNING
+                run.current_node = wait.resume_to_node
+            run.step += 1
+            self._commit(run, records, node_id=node_id, expected_revision=expected,
+                         previous_status=RunStatus.WAITING)
+            if run.status is not RunStatus.RUNNING or max_steps <= 0:
+                return run
+            return self.tick(workflow=workflow, run_id=run_id, max_steps=max_steps)
+
+    def _update(self, run_id: str, mutate: Callable[[RunState], Optional[List[StepRecord]]]) -> RunState:
+        """Load, mutate, commit with a revision check; retried if another writer committed in between."""
+        for _ in range(50):
+            run = self._load(run_id)
+            before = run.status
+            expected = run.revision
+            records = mutate(run)
+            if records is None:  # no change
+                return run
+            try:
+                self._commit(run, records, node_id=run.current_node, expected_revision=expected,
+                             previous_status=before)
+                return run
+            except ConcurrentModificationError:
+                continue
+        raise ConcurrentModificationError(run_id=run_id, expected=-1, actual=None)
+
+    def pause_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
+        def mutate(run: RunState) -> Optional[List[StepRecord]]:
+            if run.status.is_terminal or run.is_paused:
+                return None
+            if run.status is RunStatus.WAITING and run.waiting is not None and run.waiting.reason is WaitReason.USER:
+                return None  # already waiting for a person
+            control = self._control(run)
+            control["paused"] = True
+            control["paused_at"] = utc_now_iso()
+            if isinstance(reason, str) and reason.strip():
+                control["pause_reason"] = reason
+            if run.status is RunStatus.RUNNING:
+                run.status = RunStatus.WAITING
+                run.waiting = WaitState(
+                    reason=WaitReason.USER, wait_key=f"pause:{run.run_id}", resume_to_node=run.current_node,
+                    prompt="Paused", allow_free_text=False, details={"kind": "pause"},
+                )
+            return []
+
+        return self._update(run_id, mutate)
+
+    def resume_run(self, run_id: str) -> RunState:
+        def mutate(run: RunState) -> Optional[List[StepRecord]]:
+            if run.status.is_terminal or not run.is_paused:
+                return None
+            control = self._control(run)
+            control.pop("paused", None)
+            control.pop("pause_reason", None)
+            control["resumed_at"] = utc_now_iso()
+            w = run.waiting
+            if w is not None and w.reason is WaitReason.USER and (
+                w.wait_key == f"pause:{run.run_id}" or (w.details or {}).get("kind") == "pause"
+            ):
+                run.status = RunStatus.RUNNING
+                run.current_node = w.resume_to_node or run.current_node
+                run.waiting = None
+            return []
+
+        return self._update(run_id, mutate)
+
+    def cancel_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
+        def mutate(run: RunState) -> Optional[List[StepRecord]]:
+            if run.status.is_terminal:
+                return None
+            run.status = RunStatus.CANCELLED
+            run.error = reason or "Cancelled"
+            run.waiting = None
+            runtime_ns = run.vars.get("_runtime")
+            control = runtime_ns.get("control") if isinstance(runtime_ns, dict) else None
+            if isinstance(control, dict):
+                control.pop("paused", None)
+            return [_status_row(run, RunStatus.CANCELLED.value)]
+
+        return self._update(run_id, mutate)
+
+    @staticmethod
+    def _control(run: RunState) -> Dict[str, Any]:
+        runtime_ns = run.vars.get("_runtime")
+        if not isinstance(runtime_ns, dict):
+            runtime_ns = {}
+            run.vars["_runtime"] = runtime_ns
+        control = runtime_ns.get("control")
+        if not isinstance(control, dict):
+            control = {}
+            runtime_ns["control"] = control
+        return control
+
+
+__all__ = ["Runtime", "DefaultRunContext", "EffectOutcome", "set_at_path"]

@@ -1,0 +1,233 @@
+"""Configuration: which store, which plugins, which provider for an effect type.
+
+Sources, later ones winning: built-in defaults < a TOML file (``ABSTRACTRUNTIME_CONFIG`` or a path passed to
+``Runtime.from_config``) < environment variables < a dict passed to ``Runtime.from_config``.
+
+TOML layout (keys may also sit at the top level instead of under ``[abstractruntime]``)::
+
+    [abstractruntime]
+    store = "lmdb:///var/lib/myapp/runs"      # or "memory://", or a bare store name such as "lmdb"
+
+    [abstractruntime.store_options]           # passed to the store factory (URL query parameters win)
+    sync = true
+
+    [abstractruntime.plugins]
+    autoload = true                           # false: only the builtin plugins and those passed explicitly
+    strict = false                            # true: a third-party plugin that fails to load raises
+    allow = ["my_plugin"]                     # only these third-party plugins are loaded
+    block = ["other_plugin"]                  # never loaded (builtins included)
+
+    [abstractruntime.effects]                 # choose a provider when two plugins handle one effect type
+    ask_user = "my_plugin"
+
+Environment: ``ABSTRACTRUNTIME_STORE``, ``ABSTRACTRUNTIME_CONFIG``, ``ABSTRACTRUNTIME_HOME`` (default store
+directory), ``ABSTRACTRUNTIME_PLUGINS_AUTOLOAD`` (``0``/``1``), ``ABSTRACTRUNTIME_PLUGINS_STRICT``,
+``ABSTRACTRUNTIME_PLUGINS_ALLOW`` and ``ABSTRACTRUNTIME_PLUGINS_BLOCK`` (comma-separated names).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple, Union
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import attrs
+from attrs import field, frozen
+
+from .descriptors import StoreLocation
+from .errors import ConfigurationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+def _names(value: Any) -> Tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v) for v in value)
+
+
+def _optional_names(value: Any) -> Optional[Tuple[str, ...]]:
+    return None if value is None else _names(value)
+
+
+@frozen
+class PluginSettings:
+    autoload: bool = True
+    strict: bool = False
+    allow: Optional[Tuple[str, ...]] = field(default=None, converter=_optional_names)
+    block: Tuple[str, ...] = field(default=(), converter=_names)
+
+
+@frozen
+class Settings:
+    store: Optional[str] = None
+    store_options: Dict[str, Any] = field(factory=dict)
+    plugins: PluginSettings = field(factory=PluginSettings)
+    effects: Dict[str, str] = field(factory=dict)
+
+
+_TOP_KEYS = {"store", "store_options", "plugins", "effects"}
+_PLUGIN_KEYS = {"autoload", "strict", "allow", "block"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def default_home() -> Path:
+    """Where the default LMDB store lives: ``$ABSTRACTRUNTIME_HOME``, else ``$XDG_DATA_HOME/abstractruntime``,
+    else ``~/.local/share/abstractruntime``."""
+    explicit = os.environ.get("ABSTRACTRUNTIME_HOME")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "abstractruntime"
+
+
+def default_store_url() -> str:
+    return f"lmdb://{(default_home() / 'store').resolve()}"
+
+
+def _bool(value: Any, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{what} must be a boolean (true/false, 1/0), got {value!r}")
+
+
+def _merge(base: Dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Dict[str, Any]:
+    unknown = set(overlay) - _TOP_KEYS
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown configuration key(s) {sorted(unknown)} in {origin}; valid keys: {sorted(_TOP_KEYS)}"
+        )
+    out = dict(base)
+    for key, value in overlay.items():
+        if key in ("plugins", "store_options", "effects"):
+            if not isinstance(value, Mapping):
+                raise ConfigurationError(f"'{key}' in {origin} must be a table/dict, got {type(value).__name__}")
+            if key == "plugins":
+                bad = set(value) - _PLUGIN_KEYS
+                if bad:
+                    raise ConfigurationError(
+                        f"Unknown plugins key(s) {sorted(bad)} in {origin}; valid keys: {sorted(_PLUGIN_KEYS)}"
+                    )
+            merged = dict(out.get(key) or {})
+            merged.update(value)
+            out[key] = merged
+        else:
+            out[key] = value
+    return out
+
+
+def read_toml(path: Union[str, Path]) -> Dict[str, Any]:
+    p = Path(path).expanduser()
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigurationError(f"Configuration file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"Configuration file {p} is not valid TOML: {exc}") from None
+    section = data.get("abstractruntime", data)
+    if not isinstance(section, dict):
+        raise ConfigurationError(f"[abstractruntime] in {p} must be a table")
+    return section
+
+
+def _from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    if environ.get("ABSTRACTRUNTIME_STORE"):
+        out["store"] = environ["ABSTRACTRUNTIME_STORE"]
+    plugins: Dict[str, Any] = {}
+    for env_key, key in (
+        ("ABSTRACTRUNTIME_PLUGINS_AUTOLOAD", "autoload"),
+        ("ABSTRACTRUNTIME_PLUGINS_STRICT", "strict"),
+    ):
+        if env_key in environ:
+            plugins[key] = _bool(environ[env_key], env_key)
+    for env_key, key in (("ABSTRACTRUNTIME_PLUGINS_ALLOW", "allow"), ("ABSTRACTRUNTIME_PLUGINS_BLOCK", "block")):
+        if env_key in environ:
+            plugins[key] = environ[env_key]
+    if plugins:
+        out["plugins"] = plugins
+    return out
+
+
+def load_settings(
+    source: Union[None, "Settings", Mapping[str, Any], str, Path] = None,
+    *,
+    environ: Optional[Mapping[str, str]] = None,
+) -> Settings:
+    """Build :class:`Settings` from a dict, a TOML path, or (``None``) the environment alone."""
+    if isinstance(source, Settings):
+        return source
+    env = os.environ if environ is None else environ
+    merged: Dict[str, Any] = {}
+    file_path: Optional[Union[str, Path]] = None
+    if isinstance(source, (str, Path)):
+        file_path = source
+    elif env.get("ABSTRACTRUNTIME_CONFIG"):
+        file_path = env["ABSTRACTRUNTIME_CONFIG"]
+    if file_path is not None:
+        merged = _merge(merged, read_toml(file_path), f"configuration file {file_path}")
+    merged = _merge(merged, _from_env(env), "environment")
+    if isinstance(source, Mapping):
+        merged = _merge(merged, source, "the configuration dict")
+    elif source is not None and not isinstance(source, (str, Path)):
+        raise ConfigurationError(
+            f"Configuration must be a dict, a path to a TOML file, or None; got {type(source).__name__}"
+        )
+    plugins = dict(merged.get("plugins") or {})
+    for key in ("autoload", "strict"):
+        if key in plugins:
+            plugins[key] = _bool(plugins[key], f"plugins.{key}")
+    store = merged.get("store")
+    if store is not None and (not isinstance(store, str) or not store.strip()):
+        raise ConfigurationError(f"'store' must be a non-empty string such as 'lmdb:///path', got {store!r}")
+    effects = merged.get("effects") or {}
+    return Settings(
+        store=store.strip() if isinstance(store, str) else None,
+        store_options=dict(merged.get("store_options") or {}),
+        plugins=PluginSettings(**plugins),
+        effects={str(k): str(v) for k, v in effects.items()},
+    )
+
+
+def parse_store_url(url: str, options: Optional[Mapping[str, Any]] = None) -> StoreLocation:
+    """Parse ``scheme://path?opt=value`` (or a bare store name) into a :class:`StoreLocation`.
+
+    ``lmdb:///abs/path`` and ``lmdb://relative/path`` both give a filesystem path; ``postgresql://user@host/db``
+    keeps its network location in ``path`` untouched for the plugin to interpret.
+    """
+    text = url.strip()
+    if "://" not in text:
+        if not text or any(c in text for c in "/\\:?"):
+            raise ConfigurationError(
+                f"Store URL {url!r} is not valid: expected 'scheme://path' (e.g. 'lmdb:///var/lib/app') "
+                f"or a bare store name (e.g. 'memory')"
+            )
+        merged = dict(options or {})
+        return StoreLocation(url=text, scheme=text.lower(), path="", options=merged)
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if not scheme:
+        raise ConfigurationError(f"Store URL {url!r} has no scheme; expected e.g. 'lmdb:///var/lib/app'")
+    path = unquote(parts.netloc + parts.path)
+    merged = dict(options or {})
+    merged.update(dict(parse_qsl(parts.query)))
+    return StoreLocation(url=text, scheme=scheme, path=path, options=merged)
+
+
+def with_store(settings: Settings, store: str) -> Settings:
+    return attrs.evolve(settings, store=store)

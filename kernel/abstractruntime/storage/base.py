@@ -1,0 +1,244 @@
+"""Store interfaces: the reference's ``RunStore`` / ``LedgerStore`` ABCs and query protocols, plus the kernel's
+step-commit contract.
+
+A store plugin provides a *backend*: one object with a ``run_store``, a ``ledger_store`` and ``commit_step``,
+which writes a step's checkpoint and its ledger records in one transaction. The kernel commits every step
+through it. Run and ledger stores that do not share a backend (e.g. a host mixing store classes, as the
+reference allowed) are committed by :class:`SplitCommitter`: ledger records first, then the checkpoint -- two
+writes, so such a pairing does not get the one-commit guarantee.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
+
+from attrs import field, frozen
+
+from ..models import RunState, RunStatus, StepRecord, WaitReason
+from ..timeutil import instant_micros
+
+
+class RunStore(abc.ABC):
+    """Run checkpoints (reference API)."""
+
+    @abc.abstractmethod
+    def save(self, run: RunState) -> None: ...
+
+    @abc.abstractmethod
+    def load(self, run_id: str) -> Optional[RunState]: ...
+
+
+class LedgerStore(abc.ABC):
+    """The append-only ledger (reference API). ``list`` returns dicts in append order."""
+
+    @abc.abstractmethod
+    def append(self, record: StepRecord) -> None: ...
+
+    @abc.abstractmethod
+    def list(self, run_id: str) -> List[Dict[str, Any]]: ...
+
+
+@runtime_checkable
+class QueryableRunStore(Protocol):
+    def list_runs(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        wait_reason: Optional[WaitReason] = None,
+        workflow_id: Optional[str] = None,
+        limit: int = 100,
+    ) -> List[RunState]: ...
+
+    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]: ...
+
+    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]: ...
+
+
+@runtime_checkable
+class EventWaitIndexStore(Protocol):
+    """Our addition: the runs waiting for an event key, from an index (never a scan of all runs)."""
+
+    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]: ...
+
+
+@runtime_checkable
+class QueryableRunIndexStore(Protocol):
+    def list_run_index(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        workflow_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        root_only: bool = False,
+        limit: int = 100,
+    ) -> List[Dict[str, Any]]: ...
+
+
+@frozen
+class StepCommit:
+    """Everything one step writes, already checked and encoded by the kernel.
+
+    ``run`` is None for a ledger-only commit (the reservation written before a side-effecting effect runs).
+    ``expected_revision`` is the revision the stored checkpoint must still have (None: no check, e.g. a new run);
+    a store that finds another revision raises :class:`~abstractruntime.errors.ConcurrentModificationError`
+    and writes nothing.
+    """
+
+    run: Optional[RunState]
+    run_json: Optional[str]
+    records: Tuple[StepRecord, ...] = field(converter=tuple, factory=tuple)
+    record_jsons: Tuple[str, ...] = field(converter=tuple, factory=tuple)
+    expected_revision: Optional[int] = None
+
+    @property
+    def run_id(self) -> str:
+        if self.run is not None:
+            return self.run.run_id
+        return self.records[0].run_id
+
+
+@runtime_checkable
+class StoreBackend(Protocol):
+    """What a store plugin's factory returns."""
+
+    run_store: RunStore
+    ledger_store: LedgerStore
+
+    def commit_step(self, commit: StepCommit) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SplitCommitter:
+    """Commits a step to a run store and a ledger store that share no transaction (records first)."""
+
+    def __init__(self, run_store: RunStore, ledger_store: LedgerStore) -> None:
+        self.run_store = run_store
+        self.ledger_store = ledger_store
+
+    def commit_step(self, commit: StepCommit) -> None:
+        for record in commit.records:
+            self.ledger_store.append(record)
+        if commit.run is not None:
+            self.run_store.save(commit.run)
+
+
+def committer_for(run_store: Any, ledger_store: Any) -> Callable[[StepCommit], None]:
+    """The ``commit_step`` callable for a pair of stores: their shared backend's, else a split commit."""
+    backend = getattr(run_store, "backend", None)
+    if backend is not None and backend is getattr(ledger_store, "backend", None):
+        return backend.commit_step
+    return SplitCommitter(run_store, ledger_store).commit_step
+
+
+# --- secondary indexes shared by the builtin stores -------------------------------------------------------------
+
+#: Added to epoch microseconds so that timestamps before 1970 still sort correctly as fixed-width decimals.
+_TIMER_OFFSET = 62_135_596_800 * 1_000_000
+
+
+def timer_index_value(until_iso: str) -> str:
+    return f"{instant_micros(until_iso) + _TIMER_OFFSET:020d}"
+
+
+def index_entries(run: RunState) -> Iterable[Tuple[str, str]]:
+    """The ``(kind, value)`` index entries of a checkpoint.
+
+    Kinds: ``status``, ``workflow``, ``parent``, ``wait`` (wait reason of a waiting run), ``timer`` (a waiting
+    ``UNTIL`` run, value = fixed-width sortable instant) and ``event`` (a waiting ``EVENT`` run, value = wait key).
+    Stores keep ``(kind, value, run_id)`` ordered so that "due timers" and "runs waiting for key K" are range
+    scans, never a scan of all runs.
+    """
+    status = run.status.value
+    yield ("status", status)
+    yield ("workflow", run.workflow_id)
+    if run.parent_run_id:
+        yield ("parent", run.parent_run_id)
+    waiting = run.waiting
+    if run.status is RunStatus.WAITING and waiting is not None:
+        yield ("wait", waiting.reason.value)
+        if waiting.reason is WaitReason.UNTIL and waiting.until:
+            try:
+                yield ("timer", timer_index_value(waiting.until))
+            except ValueError:
+                pass  # an unparsable deadline never becomes due; tick reports it
+        elif waiting.reason is WaitReason.EVENT and waiting.wait_key:
+            yield ("event", waiting.wait_key)
+
+
+def run_index_row(run: RunState) -> Dict[str, Any]:
+    """One row of ``list_run_index`` (reference shape)."""
+    waiting = run.waiting
+    return {
+        "run_id": run.run_id,
+        "workflow_id": run.workflow_id,
+        "status": run.status.value,
+        "wait_reason": waiting.reason.value if waiting is not None else None,
+        "wait_until": waiting.until if waiting is not None else None,
+        "parent_run_id": run.parent_run_id,
+        "actor_id": run.actor_id,
+        "session_id": run.session_id,
+        "created_at": run.created_at,
+        "updated_at": run.updated_at,
+    }
+
+
+def filter_runs(
+    runs: Iterable[RunState],
+    *,
+    status: Optional[RunStatus] = None,
+    wait_reason: Optional[WaitReason] = None,
+    workflow_id: Optional[str] = None,
+    session_id: Optional[str] = None,
+    root_only: bool = False,
+) -> List[RunState]:
+    """Filter and order runs as the reference's ``list_runs`` does (newest ``updated_at`` first)."""
+    status_v = RunStatus(status) if status is not None else None
+    reason_v = WaitReason(wait_reason) if wait_reason is not None else None
+    out = []
+    for run in runs:
+        if status_v is not None and run.status is not status_v:
+            continue
+        if reason_v is not None and (run.waiting is None or run.waiting.reason is not reason_v):
+            continue
+        if workflow_id is not None and run.workflow_id != workflow_id:
+            continue
+        if session_id is not None and run.session_id != session_id:
+            continue
+        if root_only and run.parent_run_id:
+            continue
+        out.append(run)
+    out.sort(key=lambda r: r.updated_at, reverse=True)
+    return out
+
+
+def best_index_query(
+    *, status: Optional[RunStatus], wait_reason: Optional[WaitReason], workflow_id: Optional[str]
+) -> Optional[Tuple[str, str]]:
+    """The most selective single index entry for a ``list_runs`` query (None: the query needs every run)."""
+    if wait_reason is not None:
+        return ("wait", WaitReason(wait_reason).value)
+    if workflow_id is not None:
+        return ("workflow", workflow_id)
+    if status is not None:
+        return ("status", RunStatus(status).value)
+    return None
+
+
+__all__ = [
+    "RunStore",
+    "LedgerStore",
+    "QueryableRunStore",
+    "QueryableRunIndexStore",
+    "EventWaitIndexStore",
+    "StepCommit",
+    "StoreBackend",
+    "SplitCommitter",
+    "committer_for",
+    "index_entries",
+    "run_index_row",
+    "filter_runs",
+    "best_index_query",
+    "timer_index_value",
+]

@@ -1,0 +1,216 @@
+"""In-memory store: runs and ledger held as JSON text in dicts (every load returns a fresh copy).
+
+Nothing survives the process. Useful for tests and short-lived embedded use; it follows the same contract as the
+persistent stores (one commit per step, revision check, indexes for due timers and event waits).
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from abstractruntime import codec
+from abstractruntime.errors import ConcurrentModificationError
+from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from abstractruntime.storage.base import (
+    LedgerStore,
+    RunStore,
+    StepCommit,
+    best_index_query,
+    filter_runs,
+    index_entries,
+    run_index_row,
+    timer_index_value,
+)
+
+FAULT_POINT = "commit:after-checkpoint"
+
+
+class MemoryBackend:
+    """The shared state behind an ``InMemoryRunStore`` / ``InMemoryLedgerStore`` pair."""
+
+    def __init__(
+        self,
+        *,
+        run_store: Optional["InMemoryRunStore"] = None,
+        ledger_store: Optional["InMemoryLedgerStore"] = None,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._runs: Dict[str, str] = {}
+        self._revisions: Dict[str, int] = {}
+        self._index: List[Tuple[str, str, str]] = []  # sorted (kind, value, run_id)
+        self._index_of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
+        self._ledger: Dict[str, List[str]] = {}
+        self._idem: Dict[Tuple[str, str], Tuple[str, int]] = {}
+        #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
+        self.fault_injector: Optional[Callable[[str], None]] = None
+        self.run_store = run_store if run_store is not None else InMemoryRunStore(backend=self)
+        self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore(backend=self)
+
+    # --- the step commit ----------------------------------------------------------------------------------------
+    def commit_step(self, commit: StepCommit) -> None:
+        with self._lock:
+            run = commit.run
+            if run is not None and commit.expected_revision is not None:
+                actual = self._revisions.get(run.run_id)
+                if actual != commit.expected_revision:
+                    raise ConcurrentModificationError(
+                        run_id=run.run_id, expected=commit.expected_revision, actual=actual
+                    )
+            # Stage everything first; dict/list mutations below cannot fail half-way.
+            new_entries = tuple(sorted(set(index_entries(run)))) if run is not None else None
+            if self.fault_injector is not None:
+                self.fault_injector(FAULT_POINT)
+            if run is not None:
+                self._runs[run.run_id] = commit.run_json or codec.encode_run(run)
+                self._revisions[run.run_id] = run.revision
+                self._reindex(run.run_id, new_entries or ())
+            for record, text in zip(commit.records, commit.record_jsons):
+                rows = self._ledger.setdefault(record.run_id, [])
+                rows.append(text)
+                if record.idempotency_key:
+                    k = (record.run_id, record.idempotency_key)
+                    prev = self._idem.get(k)
+                    if prev is None or prev[0] != StepStatus.COMPLETED.value:
+                        self._idem[k] = (record.status.value, len(rows) - 1)
+
+    def _reindex(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
+        old = self._index_of.get(run_id, ())
+        if old == entries:
+            return
+        for kind, value in old:
+            item = (kind, value, run_id)
+            i = bisect.bisect_left(self._index, item)
+            if i < len(self._index) and self._index[i] == item:
+                del self._index[i]
+        for kind, value in entries:
+            bisect.insort(self._index, (kind, value, run_id))
+        self._index_of[run_id] = entries
+
+    def _scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
+        """Run ids with index entries ``(kind, v)`` for ``lo <= v`` (and ``v <= hi`` if given), in index order."""
+        out: List[str] = []
+        i = bisect.bisect_left(self._index, (kind, lo, ""))
+        while i < len(self._index):
+            k, v, run_id = self._index[i]
+            if k != kind or (hi is not None and v > hi):
+                break
+            out.append(run_id)
+            if limit is not None and len(out) >= limit:
+                break
+            i += 1
+        return out
+
+    def _load_many(self, run_ids: List[str]) -> List[RunState]:
+        return [codec.decode_run(self._runs[r]) for r in run_ids if r in self._runs]
+
+    def close(self) -> None:
+        pass
+
+
+class InMemoryRunStore(RunStore):
+    """Reference-compatible in-memory run store (returns copies, never live objects)."""
+
+    def __init__(self, backend: Optional[MemoryBackend] = None) -> None:
+        self.backend = backend if backend is not None else MemoryBackend(run_store=self)
+
+    def save(self, run: RunState) -> None:
+        text = codec.encode_run(run)
+        self.backend.commit_step(StepCommit(run=run, run_json=text))
+
+    def load(self, run_id: str) -> Optional[RunState]:
+        with self.backend._lock:
+            text = self.backend._runs.get(run_id)
+        return codec.decode_run(text) if text is not None else None
+
+    def load_revision(self, run_id: str) -> Optional[int]:
+        with self.backend._lock:
+            return self.backend._revisions.get(run_id)
+
+    # --- queries ----------------------------------------------------------------------------------------------
+    def list_runs(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        wait_reason: Optional[WaitReason] = None,
+        workflow_id: Optional[str] = None,
+        limit: int = 100,
+    ) -> List[RunState]:
+        b = self.backend
+        with b._lock:
+            q = best_index_query(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
+            ids = b._scan(q[0], q[1], q[1]) if q else list(b._runs)
+            runs = b._load_many(ids)
+        return filter_runs(runs, status=status, wait_reason=wait_reason, workflow_id=workflow_id)[: max(0, limit)]
+
+    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
+        b = self.backend
+        with b._lock:
+            ids = b._scan("timer", "", timer_index_value(now_iso), limit)
+            return b._load_many(ids)
+
+    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
+        b = self.backend
+        with b._lock:
+            return b._load_many(b._scan("event", wait_key, wait_key, limit))
+
+    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
+        b = self.backend
+        with b._lock:
+            runs = b._load_many(b._scan("parent", parent_run_id, parent_run_id))
+        return [r for r in runs if status is None or r.status is RunStatus(status)]
+
+    def list_run_index(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        workflow_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        root_only: bool = False,
+        limit: int = 100,
+    ) -> List[Dict[str, Any]]:
+        b = self.backend
+        with b._lock:
+            q = best_index_query(status=status, wait_reason=None, workflow_id=workflow_id)
+            ids = b._scan(q[0], q[1], q[1]) if q else list(b._runs)
+            runs = b._load_many(ids)
+        runs = filter_runs(runs, status=status, workflow_id=workflow_id, session_id=session_id, root_only=root_only)
+        return [run_index_row(r) for r in runs[: max(0, limit)]]
+
+
+class InMemoryLedgerStore(LedgerStore):
+    """Reference-compatible in-memory ledger (``list`` returns fresh dicts)."""
+
+    def __init__(self, backend: Optional[MemoryBackend] = None) -> None:
+        self.backend = backend if backend is not None else MemoryBackend(ledger_store=self)
+
+    def append(self, record: StepRecord) -> None:
+        if not record.run_id:
+            raise ValueError("StepRecord.run_id must be a non-empty string")
+        self.backend.commit_step(StepCommit(run=None, run_json=None, records=(record,),
+                                            record_jsons=(codec.encode_record(record),)))
+
+    def list(self, run_id: str) -> List[Dict[str, Any]]:
+        with self.backend._lock:
+            rows = list(self.backend._ledger.get(run_id, ()))
+        return [codec.decode_record(t) for t in rows]
+
+    def count(self, run_id: str) -> int:
+        with self.backend._lock:
+            return len(self.backend._ledger.get(run_id, ()))
+
+    def list_after(self, *, run_id: str, after: int, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
+        """Records with 1-based sequence number > ``after``; returns ``(records, last_seq_returned or after)``."""
+        with self.backend._lock:
+            rows = self.backend._ledger.get(run_id, [])[max(0, after): max(0, after) + max(0, limit)]
+        return [codec.decode_record(t) for t in rows], after + len(rows)
+
+    def find_by_idempotency_key(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
+        """The completed row with this key if any, else the latest row with it, else None."""
+        with self.backend._lock:
+            hit = self.backend._idem.get((run_id, key))
+            if hit is None:
+                return None
+            return codec.decode_record(self.backend._ledger[run_id][hit[1]])
+

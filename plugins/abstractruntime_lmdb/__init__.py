@@ -1,0 +1,1 @@
+"""Builtin plugin ``lmdb``: the default store (URL ``lmdb:///path/to/dir``)."""
