@@ -1,1 +1,67 @@
-"""Builtin plugin ``lmdb``: the default store (URL ``lmdb:///path/to/dir``)."""
+"""Builtin plugin ``lmdb``: the default store (URL ``lmdb:///path/to/dir``).
+
+Options (URL query or ``[abstractruntime.store_options]``): ``sync`` (default true: fsync on every commit),
+``map_size`` (initial map size in bytes; the map grows automatically), ``max_readers``.
+A bare ``lmdb`` (no path) uses the default directory, ``<ABSTRACTRUNTIME_HOME>/store``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List
+
+from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
+from abstractruntime.errors import ConfigurationError
+
+_OPTIONS = {"sync", "map_size", "max_readers"}
+
+
+def _bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"lmdb store option {name!r} must be true or false, got {value!r}")
+
+
+def _int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"lmdb store option {name!r} must be an integer, got {value!r}") from None
+    if number <= 0:
+        raise ConfigurationError(f"lmdb store option {name!r} must be positive, got {number}")
+    return number
+
+
+def open_lmdb(location: StoreLocation):
+    from abstractruntime.settings import default_home
+
+    from .store import DEFAULT_MAP_SIZE, LmdbBackend
+
+    unknown = set(location.options) - _OPTIONS
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown lmdb store option(s) {sorted(unknown)} in {location.url!r}; valid: {sorted(_OPTIONS)}"
+        )
+    path = location.path or str(default_home() / "store")
+    opts = location.options
+    return LmdbBackend(
+        path,
+        sync=_bool("sync", opts.get("sync", True)),
+        map_size=_int("map_size", opts.get("map_size", DEFAULT_MAP_SIZE)),
+        max_readers=_int("max_readers", opts.get("max_readers", 256)),
+    )
+
+
+@hookimpl
+def abstractruntime_register_stores() -> List[StoreDescriptor]:
+    return [
+        StoreDescriptor(
+            name="lmdb",
+            factory=open_lmdb,
+            description="Embedded LMDB environment (default). URL: lmdb:///path/to/dir",
+        )
+    ]
