@@ -150,19 +150,27 @@ def record_from_dict(data: Dict[str, Any]) -> StepRecord:
     return converter.structure(data, StepRecord)
 
 
+def check_run(run: RunState, *, node_id: Optional[str] = None) -> None:
+    """Check the free-form parts of a run (vars, output, wait details) before anything is converted or written."""
+    rid = run.run_id
+    check_json(run.vars, "vars", run_id=rid, node_id=node_id)
+    check_json(run.output, "output", run_id=rid, node_id=node_id)
+    if run.waiting is not None:
+        check_json(run.waiting.details, "waiting.details", run_id=rid, node_id=node_id)
+        check_json(run.waiting.choices, "waiting.choices", run_id=rid, node_id=node_id)
+
+
 def encode_run(run: RunState, *, node_id: Optional[str] = None) -> str:
     """JSON text of a run checkpoint; raises :class:`JsonInvariantError` naming the path if it is not plain JSON."""
-    data = run_to_dict(run)
-    for field_name, value in data.items():
-        check_json(value, field_name, run_id=run.run_id, node_id=node_id)
-    return to_json_text(data)
+    check_run(run, node_id=node_id)
+    return to_json_text(run_to_dict(run))
 
 
 def encode_record(record: StepRecord) -> str:
-    data = record_to_dict(record)
-    for field_name, value in data.items():
-        check_json(value, f"ledger.{field_name}", run_id=record.run_id, node_id=record.node_id)
-    return to_json_text(data)
+    rid, node = record.run_id, record.node_id
+    check_json(record.effect, "ledger.effect", run_id=rid, node_id=node)
+    check_json(record.result, "ledger.result", run_id=rid, node_id=node)
+    return to_json_text(record_to_dict(record))
 
 
 def decode_run(text: Union[str, bytes]) -> RunState:
@@ -179,6 +187,7 @@ __all__ = [
     "find_json_violation",
     "to_json_text",
     "from_json_text",
+    "check_run",
     "encode_run",
     "encode_record",
     "decode_run",

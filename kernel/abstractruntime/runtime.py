@@ -483,16 +483,19 @@ class Runtime:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         error = f"Node '{node_id}' failed: {type(exc).__name__}: {message}"
         # The node may have half-mutated run.vars before raising: fail the last good checkpoint instead.
-        failed = self._load(run.run_id) if run.revision > 0 else run
+        failed = self._load(run.run_id)
         if failed.revision != run.revision:
             return failed
+        previous_status = failed.status
+        failed.waiting = None  # e.g. a due WAIT_UNTIL whose continuation failed
+        failed.current_node = node_id
         failed.status = RunStatus.FAILED
         failed.error = error
         failed.step += 1
         records = [_row(failed, node_id, StepStatus.FAILED, error=error),
                    _status_row(failed, RunStatus.FAILED.value)]
         self._commit(failed, records, node_id=node_id, expected_revision=run.revision,
-                     previous_status=RunStatus.RUNNING)
+                     previous_status=previous_status)
         self._hooks.after_step(run=failed, node_id=node_id, plan=None, records=records)
         log.warning("node_failed", run_id=failed.run_id, node=node_id, error=error)
         return failed
@@ -525,6 +528,8 @@ class Runtime:
     ) -> EffectOutcome:
         desc = self._handlers.get(effect.type_value)
         reserve = desc is not None and desc.side_effects
+        if reserve:  # never start a side effect for a step whose checkpoint could not be written
+            codec.check_run(run, node_id=plan.node_id)
         max_attempts = self._effect_policy.max_attempts(effect)
         attempt = 1
         in_doubt: Optional[StepRecord] = None

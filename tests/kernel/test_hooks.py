@@ -1,0 +1,350 @@
+"""Every hook in hookspecs.py fires with its documented arguments; observer errors are logged (strict: raised)."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from abstractruntime import (
+    Effect,
+    EffectCall,
+    EffectOutcome,
+    EffectType,
+    RunState,
+    RunStatus,
+    Runtime,
+    StepPlan,
+    StepRecord,
+    StoreDescriptor,
+    StoreLocation,
+    hookimpl,
+)
+from abstractruntime import hookspecs
+from abstractruntime_inmemory.store import MemoryBackend
+
+from kernel_support import Counter, HandlerPlugin, effect_node, runtime_on, workflow
+
+
+class Recorder:
+    """Implements every observer hook and records the calls."""
+
+    __name__ = "recorder"
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    @hookimpl
+    def abstractruntime_before_step(self, run, node_id):
+        self.calls.append(("before_step", {"run": run, "node_id": node_id, "revision": run.revision}))
+
+    @hookimpl
+    def abstractruntime_after_step(self, run, node_id, plan, records):
+        self.calls.append(("after_step", {"run": run, "node_id": node_id, "plan": plan, "records": list(records)}))
+
+    @hookimpl
+    def abstractruntime_step_error(self, run, node_id, error):
+        self.calls.append(("step_error", {"run": run, "node_id": node_id, "error": error}))
+
+    @hookimpl
+    def abstractruntime_run_status_changed(self, run, previous_status):
+        self.calls.append(("run_status_changed", {"status": run.status, "previous_status": previous_status,
+                                                   "run": run}))
+
+    @hookimpl
+    def abstractruntime_ledger_appended(self, run_id, records):
+        self.calls.append(("ledger_appended", {"run_id": run_id, "records": list(records)}))
+
+    def of(self, name):
+        return [kw for n, kw in self.calls if n == name]
+
+
+def three_node_workflow():
+    return workflow({
+        "a": lambda run, ctx: StepPlan(node_id="a", next_node="b"),
+        "b": effect_node("b", Effect(EffectType.ANSWER_USER, {"message": "hi"}, "said"), next_node="c"),
+        "c": lambda run, ctx: StepPlan(node_id="c", complete_output={"ok": True}),
+    })
+
+
+def test_hookspecs_module_declares_the_expected_hooks():
+    names = {n for n in dir(hookspecs) if n.startswith("abstractruntime_")}
+    assert names == {
+        "abstractruntime_register_effect_handlers", "abstractruntime_register_stores",
+        "abstractruntime_execute_effect", "abstractruntime_before_step", "abstractruntime_after_step",
+        "abstractruntime_step_error", "abstractruntime_run_status_changed", "abstractruntime_ledger_appended",
+    }
+
+
+def test_before_step_fires_for_each_step_with_the_last_checkpoint():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    start_revision = rt.get_state(run_id).revision
+    rt.tick(workflow=wf, run_id=run_id)
+    calls = rec.of("before_step")
+    assert [c["node_id"] for c in calls] == ["a", "b", "c"]
+    assert all(isinstance(c["run"], RunState) and c["run"].run_id == run_id for c in calls)
+    assert calls[0]["revision"] == start_revision
+    assert [c["revision"] for c in calls] == sorted(c["revision"] for c in calls)
+
+
+def test_after_step_receives_new_checkpoint_plan_and_records():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    final = rt.tick(workflow=wf, run_id=run_id)
+    calls = rec.of("after_step")
+    assert [c["node_id"] for c in calls] == ["a", "b", "c"]
+    assert all(isinstance(c["plan"], StepPlan) for c in calls)
+    assert calls[0]["records"] == []  # pure transition
+    assert [r.status.value for r in calls[1]["records"]] == ["started", "completed"]
+    assert all(isinstance(r, StepRecord) for r in calls[1]["records"])
+    assert calls[1]["plan"].effect.type is EffectType.ANSWER_USER
+    assert calls[1]["run"].current_node == "c"
+    assert [r.status.value for r in calls[2]["records"]] == ["completed", "completed"]
+    assert calls[2]["run"].status is RunStatus.COMPLETED
+    assert calls[2]["run"].revision == final.revision == rt.get_state(run_id).revision
+    # records passed to after_step are exactly the ledger
+    assert [r.step_id for c in calls for r in c["records"]] == [r["step_id"] for r in rt.get_ledger(run_id)]
+
+
+def test_step_error_fires_with_the_exception_and_after_step_gets_no_plan():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    boom = RuntimeError("node exploded")
+
+    def bad(run, ctx):
+        raise boom
+
+    wf = workflow({"bad": bad})
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status is RunStatus.FAILED
+    errors = rec.of("step_error")
+    assert len(errors) == 1
+    assert errors[0]["error"] is boom and errors[0]["node_id"] == "bad"
+    assert errors[0]["run"].run_id == run_id
+    # step_error is called before the run is marked FAILED
+    names = [n for n, _ in rec.calls]
+    assert names.index("step_error") < names.index("run_status_changed")
+    after = rec.of("after_step")
+    assert len(after) == 1 and after[0]["plan"] is None
+    assert [r.status.value for r in after[0]["records"]] == ["failed", "completed"]
+
+
+def test_step_error_fires_for_an_unknown_node():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    wf = workflow({"a": lambda run, ctx: StepPlan(node_id="a", next_node="zzz")})
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    errors = rec.of("step_error")
+    assert len(errors) == 1 and errors[0]["node_id"] == "zzz"
+    assert isinstance(errors[0]["error"], KeyError)
+
+
+def test_run_status_changed_reports_previous_status():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    wf = workflow({
+        "ask": effect_node("ask", Effect(EffectType.ASK_USER, {"prompt": "?"}, "a"), next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={}),
+    })
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    rt.resume(workflow=wf, run_id=run_id, wait_key=state.waiting.wait_key, payload={})
+    transitions = [(c["previous_status"], c["status"]) for c in rec.of("run_status_changed")]
+    assert transitions == [
+        (RunStatus.RUNNING, RunStatus.WAITING),
+        (RunStatus.WAITING, RunStatus.RUNNING),
+        (RunStatus.RUNNING, RunStatus.COMPLETED),
+    ]
+    assert all(c["run"].run_id == run_id for c in rec.of("run_status_changed"))
+
+
+def test_run_status_changed_fires_on_cancel():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    rt.cancel_run(run_id)
+    assert [(c["previous_status"], c["status"]) for c in rec.of("run_status_changed")] == [
+        (RunStatus.RUNNING, RunStatus.CANCELLED)]
+
+
+@pytest.mark.parametrize("side_effects", [False, True])
+def test_ledger_appended_fires_with_the_committed_records_in_order(side_effects):
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec, HandlerPlugin("echo_plugin", "echo", Counter(), side_effects=side_effects)])
+    wf = workflow({
+        "a": lambda run, ctx: StepPlan(node_id="a", next_node="b"),
+        "b": effect_node("b", Effect("echo", {"x": 1}, "r"), next_node="c"),
+        "c": lambda run, ctx: StepPlan(node_id="c", complete_output={"ok": True}),
+    })
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    calls = rec.of("ledger_appended")
+    assert calls and all(c["run_id"] == run_id for c in calls)
+    assert all(c["records"] for c in calls)  # never called with nothing
+    appended = [(r.step_id, r.status.value) for c in calls for r in c["records"]]
+    assert appended == [(r["step_id"], r["status"]) for r in rt.get_ledger(run_id)]
+    # a side-effecting handler's reservation is committed (and announced) on its own, before the outcome
+    assert len(calls) == (3 if side_effects else 2)
+
+
+class OutcomeWrapper:
+    __name__ = "outcome_wrapper"
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def abstractruntime_execute_effect(self, call):
+        self.seen.append(call)
+        outcome = yield
+        if call.effect.type_value == "answer_user":
+            return EffectOutcome.completed({"wrapped": outcome.result})
+        return outcome
+
+
+def test_execute_effect_wrapper_observes_the_call_and_changes_the_outcome():
+    wrapper = OutcomeWrapper()
+    rt = runtime_on(plugins=[wrapper])
+    wf = workflow({
+        "say": effect_node("say", Effect(EffectType.ANSWER_USER, {"message": "hi"}, "said"), next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"said": run.vars["said"]}),
+    })
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.output == {"said": {"wrapped": {"message": "hi", "level": "message"}}}
+    assert len(wrapper.seen) == 1
+    call = wrapper.seen[0]
+    assert isinstance(call, EffectCall)
+    assert call.node_id == "say" and call.default_next_node == "done" and call.attempt == 1
+    assert call.runtime is rt and call.run.run_id == run_id
+    ledger = rt.get_ledger(run_id)
+    assert call.idempotency_key == ledger[0]["idempotency_key"]
+    assert ledger[1]["result"] == {"wrapped": {"message": "hi", "level": "message"}}
+
+
+class RaisingWrapper:
+    __name__ = "raising_wrapper"
+
+    @hookimpl(wrapper=True)
+    def abstractruntime_execute_effect(self, call):
+        yield
+        raise RuntimeError("provenance store offline")
+
+
+def test_execute_effect_wrapper_that_raises_fails_the_attempt():
+    rt = runtime_on(plugins=[RaisingWrapper()])
+    wf = workflow({"say": effect_node("say", Effect(EffectType.ANSWER_USER, {"message": "hi"}), next_node="x")})
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status is RunStatus.FAILED
+    assert state.error == "Effect failed after 1 attempts: Effect handler raised exception: provenance store offline"
+
+
+def test_register_effect_handlers_is_collected_once_and_handler_gets_an_effect_call():
+    counter = Counter({"greeted": True})
+    plugin = HandlerPlugin("greeter", "greet_hook_test", counter, side_effects=False)
+    rt = runtime_on(plugins=[plugin])
+    assert plugin.registrations == 1
+    assert rt.effect_handler_types()["greet_hook_test"] == "greeter"
+    wf = workflow({"g": effect_node("g", Effect("greet_hook_test", {"who": "Ada"}, "r"), next_node="end"),
+                   "end": lambda run, ctx: StepPlan(node_id="end", complete_output={"r": run.vars["r"]})})
+    run_id = rt.start(workflow=wf, session_id="s")
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.output == {"r": {"greeted": True, "n": 1}}
+    call = counter.calls[0]
+    assert call.effect.type == "greet_hook_test" and call.effect.payload == {"who": "Ada"}
+    assert call.run.session_id == "s" and call.node_id == "g" and call.default_next_node == "end"
+    assert call.now_iso().endswith("+00:00")
+
+
+def test_register_effect_handlers_rejects_a_wrong_descriptor_type():
+    from abstractruntime.plugins import PluginError
+
+    class Broken:
+        __name__ = "broken_plugin"
+
+        @hookimpl
+        def abstractruntime_register_effect_handlers(self):
+            return [("greet", lambda call: None)]
+
+    with pytest.raises(PluginError, match="broken_plugin"):
+        runtime_on(plugins=[Broken()])
+
+
+class StorePlugin:
+    __name__ = "teststore_plugin"
+
+    def __init__(self) -> None:
+        self.locations = []
+        self.backends = []
+
+    def _open(self, location: StoreLocation):
+        self.locations.append(location)
+        backend = MemoryBackend()
+        self.backends.append(backend)
+        return backend
+
+    @hookimpl
+    def abstractruntime_register_stores(self):
+        return [StoreDescriptor(name="teststore", factory=self._open, description="test")]
+
+
+def test_register_stores_provides_a_store_selected_by_url():
+    plugin = StorePlugin()
+    rt = Runtime.from_config({"store": "teststore://x?opt=1"}, plugins=[plugin])
+    assert len(plugin.locations) == 1
+    loc = plugin.locations[0]
+    assert loc.scheme == "teststore" and loc.path == "x" and loc.options == {"opt": "1"}
+    backend = plugin.backends[0]
+    assert rt.run_store is backend.run_store and rt.ledger_store is backend.ledger_store
+    wf = workflow({"a": lambda run, ctx: StepPlan(node_id="a", complete_output={"ok": 1})})
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    assert backend.run_store.load(run_id).status is RunStatus.COMPLETED
+    assert len(backend.ledger_store.list(run_id)) == 2
+
+
+def test_a_registered_store_is_unknown_to_a_runtime_without_the_plugin():
+    from abstractruntime import UnknownStoreError
+
+    with pytest.raises(UnknownStoreError):
+        Runtime.from_config({"store": "teststore://x"})
+
+
+class FailingObserver:
+    __name__ = "failing_observer"
+
+    @hookimpl
+    def abstractruntime_before_step(self, run, node_id):
+        raise RuntimeError("observer bug")
+
+
+def test_observer_that_raises_is_logged_not_raised():
+    rt = runtime_on(plugins=[FailingObserver()])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    with capture_logs() as logs:
+        state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status is RunStatus.COMPLETED
+    failures = [e for e in logs if e.get("event") == "observer_hook_failed"]
+    assert len(failures) == 3
+    assert failures[0]["hook"] == "abstractruntime_before_step"
+    assert "observer bug" in failures[0]["error"]
+
+
+def test_observer_that_raises_is_raised_in_strict_mode():
+    rt = runtime_on(plugins=[FailingObserver()], settings={"plugins": {"strict": True}})
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    with pytest.raises(RuntimeError, match="observer bug"):
+        rt.tick(workflow=wf, run_id=run_id)
+    # before_step runs before anything is executed: nothing was written
+    assert rt.get_state(run_id).current_node == "a"
+    assert rt.get_ledger(run_id) == []

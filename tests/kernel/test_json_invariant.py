@@ -1,0 +1,222 @@
+"""The JSON invariant: a non-JSON value in run state raises JsonInvariantError naming its path; nothing is written."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+
+import pytest
+
+from abstractruntime import Effect, EffectOutcome, EffectType, JsonInvariantError, RunStatus, StepPlan
+from abstractruntime.codec import find_json_violation
+
+from kernel_support import HandlerPlugin, Counter, runtime_on, snapshot, workflow
+
+
+class Opaque:
+    pass
+
+
+def _cycle():
+    d = {"a": 1}
+    d["self"] = d
+    return d
+
+
+BAD_VALUES = [
+    ("datetime_in_list", "items", lambda: [1, 2, {"when": datetime.now()}], "vars.items[2].when"),
+    ("object", "obj", lambda: Opaque(), "vars.obj"),
+    ("set", "tags", lambda: {"a", "b"}, "vars.tags"),
+    ("bytes", "blob", lambda: b"\x00\x01", "vars.blob"),
+    ("nan", "score", lambda: float("nan"), "vars.score"),
+    ("inf", "score", lambda: float("inf"), "vars.score"),
+    ("neg_inf_nested", "m", lambda: {"x": [0.5, -math.inf]}, "vars.m.x[1]"),
+    ("int_key", "by_id", lambda: {1: "one"}, "vars.by_id[1]"),
+    ("cycle", "loop", _cycle, "vars.loop.self"),
+    ("non_identifier_key", "d", lambda: {"a b": {1, 2}}, 'vars.d["a b"]'),
+]
+
+
+def _two_step_workflow(key, make_bad):
+    """``prep`` (an ANSWER_USER effect: leaves ledger rows) -> ``bad`` (puts a non-JSON value into vars)."""
+
+    def prep(run, ctx):
+        run.vars["good"] = {"n": 1}
+        return StepPlan(node_id="prep", effect=Effect(EffectType.ANSWER_USER, {"message": "hi"}, "said"),
+                        next_node="bad")
+
+    def bad(run, ctx):
+        run.vars["good"]["n"] = 2  # a legitimate mutation in the same step must not be persisted either
+        run.vars[key] = make_bad()
+        return StepPlan(node_id="bad", next_node="done")
+
+    def done(run, ctx):
+        return StepPlan(node_id="done", complete_output={"ok": True})
+
+    return workflow({"prep": prep, "bad": bad, "done": done})
+
+
+@pytest.mark.parametrize("name,key,make_bad,path", BAD_VALUES, ids=[b[0] for b in BAD_VALUES])
+def test_non_json_vars_raise_with_exact_path_and_nothing_is_persisted(name, key, make_bad, path):
+    rt = runtime_on()
+    wf = _two_step_workflow(key, make_bad)
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id, max_steps=1)
+    assert state.current_node == "bad"
+    before_state, before_ledger = snapshot(rt, run_id)
+    assert len(before_ledger) == 2  # STARTED + COMPLETED of the answer_user effect
+
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.tick(workflow=wf, run_id=run_id)
+    err = exc_info.value
+    assert err.path == path
+    assert err.node_id == "bad"
+    assert err.run_id == run_id
+    assert path in str(err) and "bad" in str(err)
+    assert isinstance(err, TypeError)
+
+    after_state, after_ledger = snapshot(rt, run_id)
+    assert after_state == before_state
+    assert after_state["revision"] == before_state["revision"]
+    assert after_state["current_node"] == "bad"
+    assert after_state["vars"]["good"] == {"n": 1}
+    assert key not in after_state["vars"]
+    assert after_ledger == before_ledger
+
+
+def test_find_json_violation_accepts_plain_json():
+    assert find_json_violation({"a": [1, 2.5, "s", None, True, {"b": []}], "c": (1, 2)}, "vars") is None
+
+
+def test_non_json_output_raises_and_nothing_is_persisted():
+    rt = runtime_on()
+
+    def fin(run, ctx):
+        return StepPlan(node_id="fin", complete_output={"at": datetime(2020, 1, 1)})
+
+    wf = workflow({"fin": fin})
+    run_id = rt.start(workflow=wf)
+    before = snapshot(rt, run_id)
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.tick(workflow=wf, run_id=run_id)
+    assert exc_info.value.path == "output.at"
+    assert exc_info.value.node_id == "fin"
+    assert snapshot(rt, run_id) == before
+    assert rt.get_state(run_id).status is RunStatus.RUNNING
+
+
+def test_non_json_effect_payload_raises_before_anything_runs_or_is_written():
+    calls = []
+
+    def host(run, effect, next_node):
+        calls.append(effect)
+        return EffectOutcome.completed({"ok": True})
+
+    rt = runtime_on(effect_handlers={"greet": host})
+
+    def node(run, ctx):
+        return StepPlan(node_id="n", effect=Effect("greet", {"who": "ada", "when": datetime.now()}), next_node="end")
+
+    wf = workflow({"n": node, "end": lambda run, ctx: StepPlan(node_id="end", complete_output={})})
+    run_id = rt.start(workflow=wf)
+    before = snapshot(rt, run_id)
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.tick(workflow=wf, run_id=run_id)
+    assert exc_info.value.path.startswith("effect.payload")
+    assert exc_info.value.path == "effect.payload.when"
+    assert exc_info.value.node_id == "n"
+    assert calls == []
+    assert snapshot(rt, run_id) == before
+
+
+def test_non_json_vars_with_side_effecting_effect_do_not_run_the_effect_or_write_a_reservation():
+    """The invariant is checked before the side effect (reference defect §17 #15 must not come back)."""
+    handler = Counter()
+    plugin = HandlerPlugin("charger", "charge", handler, side_effects=True)
+    rt = runtime_on(plugins=[plugin])
+
+    def node(run, ctx):
+        run.vars["when"] = datetime.now()
+        return StepPlan(node_id="n", effect=Effect("charge", {"amount": 5}, "receipt"), next_node="end")
+
+    wf = workflow({"n": node, "end": lambda run, ctx: StepPlan(node_id="end", complete_output={})})
+    run_id = rt.start(workflow=wf)
+    before = snapshot(rt, run_id)
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.tick(workflow=wf, run_id=run_id)
+    assert exc_info.value.path == "vars.when"
+    assert snapshot(rt, run_id) == before  # no STARTED reservation either
+    assert handler.calls == []  # the side effect did not happen
+
+
+def test_non_json_resume_payload_raises_and_run_stays_waiting():
+    rt = runtime_on()
+
+    def ask(run, ctx):
+        return StepPlan(node_id="ask", effect=Effect(EffectType.ASK_USER, {"prompt": "?"}, "answer"),
+                        next_node="end")
+
+    def end(run, ctx):
+        return StepPlan(node_id="end", complete_output={"answer": run.vars["answer"]})
+
+    wf = workflow({"ask": ask, "end": end})
+    run_id = rt.start(workflow=wf)
+    waiting = rt.tick(workflow=wf, run_id=run_id)
+    assert waiting.status is RunStatus.WAITING
+    before = snapshot(rt, run_id)
+
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.resume(workflow=wf, run_id=run_id, wait_key=waiting.waiting.wait_key, payload={"choice": {1, 2}})
+    assert exc_info.value.path == "vars.answer.choice"
+    assert snapshot(rt, run_id) == before
+    assert rt.get_state(run_id).status is RunStatus.WAITING
+
+    # the run is not broken: a valid payload resumes it
+    done = rt.resume(workflow=wf, run_id=run_id, wait_key=waiting.waiting.wait_key, payload={"choice": "a"})
+    assert done.status is RunStatus.COMPLETED
+    assert done.output == {"answer": {"choice": "a"}}
+
+
+def test_non_json_resume_payload_without_result_key_raises_too():
+    rt = runtime_on()
+    wf = workflow({
+        "ask": lambda run, ctx: StepPlan(node_id="ask", effect=Effect(EffectType.ASK_USER, {"prompt": "?"}),
+                                         next_node="end"),
+        "end": lambda run, ctx: StepPlan(node_id="end", complete_output={}),
+    })
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    before = snapshot(rt, run_id)
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.resume(workflow=wf, run_id=run_id, wait_key=None, payload={"x": float("nan")})
+    assert exc_info.value.path == "vars._temp.resume_payload.x"
+    assert snapshot(rt, run_id) == before
+
+
+def test_start_with_non_json_vars_raises_and_creates_no_run(backend):
+    from abstractruntime import Runtime
+
+    rt = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store)
+    wf = workflow({"a": lambda run, ctx: StepPlan(node_id="a", complete_output={})})
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.start(workflow=wf, vars={"bad": {"x": b"bytes"}})
+    assert exc_info.value.path == "vars.bad.x"
+    assert backend.run_store.list_runs() == []
+
+
+@pytest.mark.parametrize("result_key,path", [("r", "vars.r.when"), (None, "ledger.result.when")])
+def test_non_json_handler_result_raises_and_nothing_is_persisted(result_key, path):
+    plugin = HandlerPlugin("maker", "make_thing",
+                           lambda call: EffectOutcome.completed({"when": datetime(2020, 1, 1)}), side_effects=False)
+    rt = runtime_on(plugins=[plugin])
+    wf = workflow({
+        "a": lambda run, ctx: StepPlan(node_id="a", effect=Effect("make_thing", {}, result_key), next_node="z"),
+        "z": lambda run, ctx: StepPlan(node_id="z", complete_output={}),
+    })
+    run_id = rt.start(workflow=wf)
+    before = snapshot(rt, run_id)
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.tick(workflow=wf, run_id=run_id)
+    assert exc_info.value.path == path
+    assert exc_info.value.node_id == "a"
+    assert snapshot(rt, run_id) == before
