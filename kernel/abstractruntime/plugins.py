@@ -22,7 +22,7 @@ from importlib import metadata
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import pluggy
-import structlog
+from .logs import get_logger
 from attrs import frozen
 
 from . import hookspecs
@@ -31,7 +31,7 @@ from .errors import ConfigurationError, DuplicateProviderError, PluginError
 from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
 from .settings import PluginSettings
 
-log = structlog.get_logger("abstractruntime.plugins")
+log = get_logger("abstractruntime.plugins")
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 OWN_DISTRIBUTION = "abstractruntime"

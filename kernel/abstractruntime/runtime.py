@@ -15,7 +15,7 @@ import uuid
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-import structlog
+from .logs import get_logger
 from attrs import define
 
 from . import codec
@@ -51,7 +51,7 @@ from .settings import Settings, default_store_url, load_settings, parse_store_ur
 from .storage.base import StepCommit, committer_for
 from .timeutil import now_utc, parse_instant
 
-log = structlog.get_logger("abstractruntime")
+log = get_logger("abstractruntime")
 
 
 @define
