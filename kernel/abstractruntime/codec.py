@@ -10,9 +10,10 @@ from __future__ import annotations
 import importlib
 import json
 import math
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Union
 
 import cattrs
+import orjson
 
 from .errors import JsonInvariantError
 from .models import (
@@ -28,6 +29,11 @@ converter = cattrs.Converter()
 
 converter.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
 converter.register_unstructure_hook(Union[EffectType, str], effect_type_value)
+
+# Free-form JSON fields (vars, output, details, effect, result) are checked by ``check_json`` before encoding and
+# passed through as they are; copying them value by value would only cost time.
+_JSON_FIELD_TYPES = (Dict[str, Any], Optional[Dict[str, Any]], Optional[List[str]])
+converter.register_unstructure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value: value)
 
 
 def _import_path(fn: Any) -> str:
@@ -69,13 +75,20 @@ converter.register_structure_hook(
 )
 
 
+def to_json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON of an already-checked JSON value (orjson; the stdlib for integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
 def to_json_text(value: Any) -> str:
-    """Compact JSON text of an already-checked JSON value (UTF-8, non-ASCII kept)."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False)
+    return to_json_bytes(value).decode("utf-8")
 
 
 def from_json_text(text: Union[str, bytes]) -> Any:
-    return json.loads(text)
+    return orjson.loads(text)
 
 
 def _fmt_key(path: str, key: str) -> str:
@@ -128,7 +141,42 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
     return None
 
 
+_MAX_FAST_DEPTH = 100
+
+
+def _is_plain_json(value: Any, depth: int = 0) -> bool:
+    """Fast check without paths (True: certainly plain JSON; False: let the path-finding walk decide)."""
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if depth > _MAX_FAST_DEPTH:
+        return False  # deep or cyclic: the slow walk tells which
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                return False
+            tv = type(v)
+            if tv is str or tv is int or tv is bool or v is None:
+                continue
+            if not _is_plain_json(v, depth + 1):
+                return False
+        return True
+    if t is list or t is tuple:
+        for v in value:
+            tv = type(v)
+            if tv is str or tv is int or tv is bool or v is None:
+                continue
+            if not _is_plain_json(v, depth + 1):
+                return False
+        return True
+    return False
+
+
 def check_json(value: Any, path: str, *, run_id: Optional[str] = None, node_id: Optional[str] = None) -> None:
+    if _is_plain_json(value):
+        return
     violation = find_json_violation(value, path)
     if violation is not None:
         raise JsonInvariantError(path=violation[0], problem=violation[1], run_id=run_id, node_id=node_id)
@@ -160,17 +208,17 @@ def check_run(run: RunState, *, node_id: Optional[str] = None) -> None:
         check_json(run.waiting.choices, "waiting.choices", run_id=rid, node_id=node_id)
 
 
-def encode_run(run: RunState, *, node_id: Optional[str] = None) -> str:
-    """JSON text of a run checkpoint; raises :class:`JsonInvariantError` naming the path if it is not plain JSON."""
+def encode_run(run: RunState, *, node_id: Optional[str] = None) -> bytes:
+    """UTF-8 JSON of a run checkpoint; raises :class:`JsonInvariantError` naming the path if it is not plain JSON."""
     check_run(run, node_id=node_id)
-    return to_json_text(run_to_dict(run))
+    return to_json_bytes(run_to_dict(run))
 
 
-def encode_record(record: StepRecord) -> str:
+def encode_record(record: StepRecord) -> bytes:
     rid, node = record.run_id, record.node_id
     check_json(record.effect, "ledger.effect", run_id=rid, node_id=node)
     check_json(record.result, "ledger.result", run_id=rid, node_id=node)
-    return to_json_text(record_to_dict(record))
+    return to_json_bytes(record_to_dict(record))
 
 
 def decode_run(text: Union[str, bytes]) -> RunState:
@@ -185,6 +233,7 @@ __all__ = [
     "converter",
     "check_json",
     "find_json_violation",
+    "to_json_bytes",
     "to_json_text",
     "from_json_text",
     "check_run",

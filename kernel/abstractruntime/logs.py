@@ -16,12 +16,13 @@ import structlog
 
 
 class _LibraryLogger:
-    __slots__ = ("_name", "_stdlib")
+    __slots__ = ("_name", "_stdlib", "_stdlib_logger")
 
     def __init__(self, name: str) -> None:
         self._name = name
+        self._stdlib_logger = logging.getLogger(name)
         self._stdlib = structlog.wrap_logger(
-            logging.getLogger(name),
+            self._stdlib_logger,
             processors=[
                 structlog.stdlib.filter_by_level,
                 structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True),
@@ -33,7 +34,11 @@ class _LibraryLogger:
         return structlog.get_logger(self._name) if structlog.is_configured() else self._stdlib
 
     def debug(self, event: str, **kw: Any) -> None:
-        self._target().debug(event, **kw)
+        # The tick loop logs every step at debug: keep the disabled case to two cheap checks.
+        if structlog.is_configured():
+            structlog.get_logger(self._name).debug(event, **kw)
+        elif self._stdlib_logger.isEnabledFor(logging.DEBUG):
+            self._stdlib.debug(event, **kw)
 
     def info(self, event: str, **kw: Any) -> None:
         self._target().info(event, **kw)

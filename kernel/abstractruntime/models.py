@@ -231,18 +231,22 @@ class StepRecord:
             idempotency_key=idempotency_key,
         )
 
-    def _finished(self, status: StepStatus, **changes: Any) -> "StepRecord":
+    def _finished(self, status: StepStatus, result: Optional[Dict[str, Any]], error: Optional[str]) -> "StepRecord":
         # Each finish returns a new row with the same step_id: the STARTED row already written stays as it was.
-        return attrs.evolve(self, status=status, ended_at=utc_now_iso(), **changes)
+        return StepRecord(
+            self.run_id, self.step_id, self.node_id, status, self.effect, result, error, self.started_at,
+            utc_now_iso(), self.actor_id, self.session_id, self.attempt, self.idempotency_key,
+            self.prev_hash, self.record_hash, self.signature,
+        )
 
     def finish_success(self, result: Optional[Dict[str, Any]] = None) -> "StepRecord":
-        return self._finished(StepStatus.COMPLETED, result=result)
+        return self._finished(StepStatus.COMPLETED, result, None)
 
     def finish_waiting(self, wait: WaitState) -> "StepRecord":
-        return self._finished(StepStatus.WAITING, result={"wait": wait.to_dict()})
+        return self._finished(StepStatus.WAITING, {"wait": wait.to_dict()}, None)
 
     def finish_failure(self, error: str) -> "StepRecord":
-        return self._finished(StepStatus.FAILED, error=error)
+        return self._finished(StepStatus.FAILED, None, error)
 
     def to_dict(self) -> Dict[str, Any]:
         from .codec import converter

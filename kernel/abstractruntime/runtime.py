@@ -413,10 +413,8 @@ class Runtime:
             steps = 0
             fresh = True
             while steps < max_steps:
-                if not fresh:
-                    persisted = self._load(run_id)
-                    if persisted.revision != run.revision or persisted.is_paused or persisted.status.is_terminal:
-                        return persisted  # cancelled, paused or advanced by someone else: never overwrite it
+                if not fresh and self._changed_elsewhere(run):
+                    return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
                 fresh = False
                 steps += 1
                 try:
@@ -426,6 +424,14 @@ class Runtime:
                 if run.status is not RunStatus.RUNNING:
                     return run
             return run
+
+    def _changed_elsewhere(self, run: RunState) -> bool:
+        """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did?"""
+        probe = getattr(self._run_store, "load_revision", None)
+        if probe is not None:
+            return probe(run.run_id) != run.revision
+        persisted = self._load(run.run_id)
+        return persisted.revision != run.revision or persisted.is_paused or persisted.status.is_terminal
 
     def _wait_due(self, run: RunState) -> bool:
         waiting = run.waiting

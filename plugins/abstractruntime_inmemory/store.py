@@ -1,4 +1,4 @@
-"""In-memory store: runs and ledger held as JSON text in dicts (every load returns a fresh copy).
+"""In-memory store: runs and ledger held as encoded JSON in dicts (every load returns a fresh copy).
 
 Nothing survives the process. Useful for tests and short-lived embedded use; it follows the same contract as the
 persistent stores (one commit per step, revision check, indexes for due timers and event waits).
@@ -37,11 +37,11 @@ class MemoryBackend:
         ledger_store: Optional["InMemoryLedgerStore"] = None,
     ) -> None:
         self._lock = threading.RLock()
-        self._runs: Dict[str, str] = {}
+        self._runs: Dict[str, bytes] = {}
         self._revisions: Dict[str, int] = {}
         self._index: List[Tuple[str, str, str]] = []  # sorted (kind, value, run_id)
         self._index_of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
-        self._ledger: Dict[str, List[str]] = {}
+        self._ledger: Dict[str, List[bytes]] = {}
         self._idem: Dict[Tuple[str, str], Tuple[str, int]] = {}
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None

@@ -219,7 +219,7 @@ class LmdbBackend:
                         raise ConcurrentModificationError(
                             run_id=run.run_id, expected=commit.expected_revision, actual=actual
                         )
-                txn.put(rid, (commit.run_json or codec.encode_run(run)).encode("utf-8"), db=self._dbs["runs"])
+                txn.put(rid, commit.run_json or codec.encode_run(run), db=self._dbs["runs"])
                 txn.put(rid, _U64.pack(run.revision), db=self._dbs["revs"])
                 self._reindex(txn, run)
             if self.fault_injector is not None:
@@ -242,7 +242,7 @@ class LmdbBackend:
             txn.put(_index_key(kind, value, run.run_id), b"", db=index)
         txn.put(rid, json.dumps(new).encode("utf-8"), db=self._dbs["index_of"])
 
-    def _append_records(self, txn: Any, records: Tuple[StepRecord, ...], texts: Tuple[str, ...]) -> None:
+    def _append_records(self, txn: Any, records: Tuple[StepRecord, ...], texts: Tuple[bytes, ...]) -> None:
         heads: Dict[bytes, int] = {}
         for record, text in zip(records, texts):
             rid = _rid(record.run_id)
@@ -252,7 +252,7 @@ class LmdbBackend:
                 seq = _U64.unpack(raw)[0] if raw is not None else 0
             seq += 1
             heads[rid] = seq
-            txn.put(rid + _SEP + _U64.pack(seq), text.encode("utf-8"), db=self._dbs["ledger"])
+            txn.put(rid + _SEP + _U64.pack(seq), text, db=self._dbs["ledger"])
             if record.idempotency_key:
                 ikey = rid + _SEP + record.idempotency_key.encode("utf-8")
                 prev = txn.get(ikey, db=self._dbs["idem"])

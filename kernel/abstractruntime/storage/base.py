@@ -77,7 +77,7 @@ class QueryableRunIndexStore(Protocol):
 
 @frozen
 class StepCommit:
-    """Everything one step writes, already checked and encoded by the kernel.
+    """Everything one step writes, already checked and encoded (UTF-8 JSON bytes) by the kernel.
 
     ``run`` is None for a ledger-only commit (the reservation written before a side-effecting effect runs).
     ``expected_revision`` is the revision the stored checkpoint must still have (None: no check, e.g. a new run);
@@ -86,9 +86,9 @@ class StepCommit:
     """
 
     run: Optional[RunState]
-    run_json: Optional[str]
+    run_json: Optional[bytes]
     records: Tuple[StepRecord, ...] = field(converter=tuple, factory=tuple)
-    record_jsons: Tuple[str, ...] = field(converter=tuple, factory=tuple)
+    record_jsons: Tuple[bytes, ...] = field(converter=tuple, factory=tuple)
     expected_revision: Optional[int] = None
 
     @property
