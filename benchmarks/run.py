@@ -104,14 +104,8 @@ def s3(store: str, workdir: Path, parked: int) -> float:
         run.waiting = WaitState(reason=WaitReason.UNTIL, until=until.isoformat(), resume_to_node="n")
         run.revision = 1
         commits.append(StepCommit(run=run, run_json=codec.encode_run(run)))
-    if hasattr(backend, "write") and hasattr(backend, "_reindex"):  # LMDB: one transaction for the setup
-        def tx(txn):
-            for c in commits:
-                rid = c.run.run_id.encode()
-                txn.put(rid, c.run_json, db=backend._dbs["runs"])
-                txn.put(rid, (1).to_bytes(8, "big"), db=backend._dbs["revs"])
-                backend._reindex(txn, c.run)
-        backend.write(tx)
+    if hasattr(backend, "write"):  # LMDB: one transaction for the setup (the step path is measured elsewhere)
+        backend.write(lambda txn: [backend.commit_in(txn, c) for c in commits])
     else:
         for c in commits:
             backend.commit_step(c)

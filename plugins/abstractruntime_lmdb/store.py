@@ -1,28 +1,33 @@
-"""LMDB store: one environment directory, named databases, one write transaction per step.
+"""LMDB store: one environment directory, one B-tree, one write transaction per step.
 
-Databases (keys are UTF-8; ``\\0`` separates parts; integers are 8-byte big-endian so they sort numerically):
+Everything lives in LMDB's main database under key prefixes (integers are 8-byte big-endian so they sort
+numerically; ``\\0`` separates parts). One tree means a step dirties few pages -- the checkpoint's and the new
+ledger records' -- which is what an fsync-per-commit costs.
 
-==============  ======================================  ==============================================
-``runs``        run_id                                  checkpoint JSON
-``revs``        run_id                                  revision (u64) -- checked on every commit
-``heads``       run_id                                  last ledger sequence number (u64)
-``ledger``      run_id \\0 seq                          step record JSON (seq is 1-based)
-``idem``        run_id \\0 idempotency_key              status byte + seq of the answering record
-``index``       kind \\0 value \\0 run_id                 (empty) -- status, workflow, parent, wait, timer, event
-``index_of``    run_id                                  the run's current index entries (JSON)
-``meta``        ``schema_version``                      ``1``
-==============  ======================================  ==============================================
+======================================  ============================================================
+``m:schema_version``                    ``1``
+``d:`` run_id ``\\x00``                    revision (u64) + index length (u32) + index entries (JSON) +
+                                        checkpoint JSON
+``d:`` run_id ``\\x01`` seq                step record JSON (seq is 1-based, per run)
+``d:`` run_id ``\\x02`` idempotency key    status byte + seq of the answering record
+``x:`` kind ``\\0`` value ``\\0`` run_id       (empty) -- status, workflow, parent, wait, timer, event
+======================================  ============================================================
 
-Appending a record reads only the run's head, never the earlier ledger. Due timers and event waiters are range
-scans of ``index``. The map grows automatically (doubling) when full, and a map grown by another process is
-adopted. Several processes on one machine may open the same directory (LMDB's lock file coordinates them);
-do not carry an open backend across ``fork()``.
+A run's checkpoint, ledger and idempotency entries are adjacent keys, so a step usually dirties one or two leaf
+pages.
+
+Appending a record finds the run's last sequence number with one cursor step, never reading the earlier ledger.
+Due timers and event waiters are range scans of ``x:``. The revision is checked inside the write transaction, so
+a stale writer is refused. The map grows automatically (doubling) when full, and a map grown by another process
+is adopted. Several processes on one machine may open the same directory (LMDB's lock file coordinates them); do
+not carry an open backend across ``fork()``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import threading
 from contextlib import contextmanager
@@ -49,19 +54,40 @@ SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 _U64 = struct.Struct(">Q")
+_HEADER = struct.Struct(">QI")  # revision, length of the index-entries JSON
 _SEP = b"\x00"
+_META = b"m:schema_version"
+_DATA = b"d:"  # d: run_id, then \x00 checkpoint | \x01 seq ledger record | \x02 key idempotency entry
+_RUN_TAG, _LEDGER_TAG, _IDEM_TAG = b"\x00", b"\x01", b"\x02"
+_TAGS = re.compile(rb"[\x00-\x02]")
+_INDEX = b"x:"
+
+
+def _run_key(rid: bytes) -> bytes:
+    return _DATA + rid + _RUN_TAG
+
+
+def _ledger_prefix(rid: bytes) -> bytes:
+    return _DATA + rid + _LEDGER_TAG
+
+
+def _idem_key(rid: bytes, key: str) -> bytes:
+    return _DATA + rid + _IDEM_TAG + key.encode("utf-8")
 _STATUS_BYTE = {s.value: s.value[0].encode() for s in StepStatus}  # s, c, w, f
 _COMPLETED = _STATUS_BYTE[StepStatus.COMPLETED.value]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
 def _rid(run_id: str) -> bytes:
-    if not isinstance(run_id, str) or not run_id or "\x00" in run_id:
-        raise ValueError(f"run_id must be a non-empty string without NUL characters, got {run_id!r}")
+    if not isinstance(run_id, str) or not run_id or _CONTROL.search(run_id):
+        raise ValueError(f"run_id must be a non-empty string without control characters, got {run_id!r}")
     return run_id.encode("utf-8")
 
 
 def _index_key(kind: str, value: str, run_id: str) -> bytes:
-    return f"{kind}\x00{value}\x00{run_id}".encode("utf-8")
+    return _INDEX + f"{kind}\x00{value}\x00{run_id}".encode("utf-8")
 
 
 class _SharedExclusiveLock:
@@ -118,22 +144,14 @@ class LmdbBackend:
         self.sync = sync
         try:
             self.env = lmdb.open(
-                str(self.path), map_size=int(map_size), max_dbs=16, subdir=True, sync=sync, metasync=sync,
+                str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync, metasync=sync,
                 lock=True, max_readers=int(max_readers), readahead=False,
             )
         except lmdb.Error as exc:
             raise StoreError(f"Cannot open LMDB store at {self.path}: {exc}") from exc
         self._rw = _SharedExclusiveLock()
         self._closed = False
-        self._dbs: Dict[str, Any] = {}
         try:
-            for name in ("runs", "revs", "heads", "ledger", "idem", "index", "index_of", "meta"):
-                for _ in range(8):
-                    try:
-                        self._dbs[name] = self.env.open_db(name.encode())
-                        break
-                    except lmdb.MapResizedError:
-                        self.env.set_mapsize(0)  # another process grew the map: adopt its size
             self._check_schema()
         except BaseException:
             self.env.close()  # one process must never hold an environment twice; leave nothing open
@@ -146,9 +164,9 @@ class LmdbBackend:
     # --- transactions -----------------------------------------------------------------------------------------
     def _check_schema(self) -> None:
         def check(txn: Any) -> None:
-            raw = txn.get(b"schema_version", db=self._dbs["meta"])
+            raw = txn.get(_META)
             if raw is None:
-                txn.put(b"schema_version", str(SCHEMA_VERSION).encode(), db=self._dbs["meta"])
+                txn.put(_META, str(SCHEMA_VERSION).encode())
                 return
             try:
                 version = int(raw)
@@ -208,39 +226,58 @@ class LmdbBackend:
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:
-        def tx(txn: Any) -> None:
-            run = commit.run
-            if run is not None:
-                rid = _rid(run.run_id)
-                if commit.expected_revision is not None:
-                    raw = txn.get(rid, db=self._dbs["revs"])
-                    actual = _U64.unpack(raw)[0] if raw is not None else None
-                    if actual != commit.expected_revision:
-                        raise ConcurrentModificationError(
-                            run_id=run.run_id, expected=commit.expected_revision, actual=actual
-                        )
-                txn.put(rid, commit.run_json or codec.encode_run(run), db=self._dbs["runs"])
-                txn.put(rid, _U64.pack(run.revision), db=self._dbs["revs"])
-                self._reindex(txn, run)
-            if self.fault_injector is not None:
-                self.fault_injector(FAULT_POINT)
-            self._append_records(txn, commit.records, commit.record_jsons)
+        self.write(lambda txn: self.commit_in(txn, commit))
 
-        self.write(tx)
+    def commit_in(self, txn: Any, commit: StepCommit) -> None:
+        """Apply one step commit inside an open write transaction (``commit_step`` opens one per step)."""
+        run = commit.run
+        if run is not None:
+            key = _run_key(_rid(run.run_id))
+            old = txn.get(key)
+            if commit.expected_revision is not None:
+                actual = _HEADER.unpack_from(old)[0] if old is not None else None
+                if actual != commit.expected_revision:
+                    raise ConcurrentModificationError(
+                        run_id=run.run_id, expected=commit.expected_revision, actual=actual
+                    )
+            index_json = self._reindex(txn, run, old)
+            txn.put(key, _HEADER.pack(run.revision, len(index_json)) + index_json
+                    + (commit.run_json or codec.encode_run(run)))
+        if self.fault_injector is not None:
+            self.fault_injector(FAULT_POINT)
+        self._append_records(txn, commit.records, commit.record_jsons)
 
-    def _reindex(self, txn: Any, run: RunState) -> None:
-        rid = run.run_id.encode("utf-8")
+    def _reindex(self, txn: Any, run: RunState, old_value: Optional[bytes]) -> bytes:
+        """Update the ``x:`` entries of a run; return the JSON of its new entries (stored with the checkpoint)."""
         new = sorted(set(index_entries(run)))
-        raw = txn.get(rid, db=self._dbs["index_of"])
-        old = [tuple(e) for e in json.loads(raw)] if raw is not None else []
-        if old == new:
-            return
-        index = self._dbs["index"]
+        new_json = json.dumps(new, separators=(",", ":")).encode("utf-8")
+        old: List[Tuple[str, str]] = []
+        if old_value is not None:
+            _rev, n = _HEADER.unpack_from(old_value)
+            old_json = bytes(old_value[_HEADER.size:_HEADER.size + n])
+            if old_json == new_json:
+                return new_json
+            old = [tuple(e) for e in json.loads(old_json)]
         for kind, value in set(old) - set(new):
-            txn.delete(_index_key(kind, value, run.run_id), db=index)
+            txn.delete(_index_key(kind, value, run.run_id))
         for kind, value in set(new) - set(old):
-            txn.put(_index_key(kind, value, run.run_id), b"", db=index)
-        txn.put(rid, json.dumps(new).encode("utf-8"), db=self._dbs["index_of"])
+            txn.put(_index_key(kind, value, run.run_id), b"")
+        return new_json
+
+    @staticmethod
+    def last_seq(txn: Any, rid: bytes) -> int:
+        """The run's last ledger sequence number: one cursor step back from the end of its key range."""
+        prefix = _ledger_prefix(rid)
+        cur = txn.cursor()
+        if cur.set_range(_DATA + rid + _IDEM_TAG):
+            if not cur.prev():
+                return 0
+        elif not cur.last():
+            return 0
+        key = cur.key()
+        if key.startswith(prefix) and len(key) == len(prefix) + 8:
+            return _U64.unpack(key[-8:])[0]
+        return 0
 
     def _append_records(self, txn: Any, records: Tuple[StepRecord, ...], texts: Tuple[bytes, ...]) -> None:
         heads: Dict[bytes, int] = {}
@@ -248,25 +285,22 @@ class LmdbBackend:
             rid = _rid(record.run_id)
             seq = heads.get(rid)
             if seq is None:
-                raw = txn.get(rid, db=self._dbs["heads"])
-                seq = _U64.unpack(raw)[0] if raw is not None else 0
+                seq = self.last_seq(txn, rid)
             seq += 1
             heads[rid] = seq
-            txn.put(rid + _SEP + _U64.pack(seq), text, db=self._dbs["ledger"])
+            txn.put(_ledger_prefix(rid) + _U64.pack(seq), text)
             if record.idempotency_key:
-                ikey = rid + _SEP + record.idempotency_key.encode("utf-8")
-                prev = txn.get(ikey, db=self._dbs["idem"])
+                ikey = _idem_key(rid, record.idempotency_key)
+                prev = txn.get(ikey)
                 if prev is None or prev[:1] != _COMPLETED:
-                    txn.put(ikey, _STATUS_BYTE[record.status.value] + _U64.pack(seq), db=self._dbs["idem"])
-        for rid, seq in heads.items():
-            txn.put(rid, _U64.pack(seq), db=self._dbs["heads"])
+                    txn.put(ikey, _STATUS_BYTE[record.status.value] + _U64.pack(seq))
 
     # --- index scans ------------------------------------------------------------------------------------------
     def scan_index(self, txn: Any, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
         """Run ids with entries ``(kind, v)``, ``lo <= v`` (and ``v <= hi``), in index order."""
         out: List[str] = []
-        cur = txn.cursor(db=self._dbs["index"])
-        prefix = kind.encode("utf-8") + _SEP
+        cur = txn.cursor()
+        prefix = _INDEX + kind.encode("utf-8") + _SEP
         if not cur.set_range(prefix + lo.encode("utf-8")):
             return out
         hi_b = hi.encode("utf-8") if hi is not None else None
@@ -282,11 +316,12 @@ class LmdbBackend:
         return out
 
     def load_in(self, txn: Any, run_id: str) -> Optional[RunState]:
-        raw = txn.get(run_id.encode("utf-8"), db=self._dbs["runs"])
+        raw = txn.get(_run_key(_rid(run_id)))
         if raw is None:
             return None
         try:
-            return codec.decode_run(raw)
+            _rev, n = _HEADER.unpack_from(raw)
+            return codec.decode_run(raw[_HEADER.size + n:])
         except Exception as exc:
             raise CorruptStoreError(
                 f"LMDB store at {self.path}: checkpoint of run {run_id} cannot be decoded ({exc})",
@@ -302,8 +337,17 @@ class LmdbBackend:
         return out
 
     def all_run_ids(self, txn: Any) -> List[str]:
-        cur = txn.cursor(db=self._dbs["runs"])
-        return [k.decode("utf-8") for k in cur.iternext(keys=True, values=False)]
+        out: List[str] = []
+        cur = txn.cursor()
+        if not cur.set_range(_DATA):
+            return out
+        for key in cur.iternext(keys=True, values=False):
+            if not key.startswith(_DATA):
+                break
+            # run ids hold no control characters, so the first byte below 0x03 is the tag
+            if key.endswith(_RUN_TAG) and not _TAGS.search(key, len(_DATA), len(key) - 1):
+                out.append(key[len(_DATA):-1].decode("utf-8"))
+        return out
 
 
 class LmdbRunStore(RunStore):
@@ -318,8 +362,15 @@ class LmdbRunStore(RunStore):
         return self.backend.read(lambda txn: self.backend.load_in(txn, run_id))
 
     def load_revision(self, run_id: str) -> Optional[int]:
-        raw = self.backend.read(lambda txn: txn.get(_rid(run_id), db=self.backend._dbs["revs"]))
-        return _U64.unpack(raw)[0] if raw is not None else None
+        key = _run_key(_rid(run_id))
+
+        def tx(txn: Any) -> Optional[int]:
+            cur = txn.cursor()
+            if not cur.set_key(key):
+                return None
+            return _HEADER.unpack_from(cur.value())[0]
+
+        return self.backend.read(tx)
 
     def list_runs(
         self,
@@ -396,12 +447,12 @@ class LmdbLedgerStore(LedgerStore):
             ) from exc
 
     def _range(self, run_id: str, after: int, limit: Optional[int]) -> List[Dict[str, Any]]:
-        prefix = _rid(run_id) + _SEP
+        prefix = _ledger_prefix(_rid(run_id))
         b = self.backend
 
         def tx(txn: Any) -> List[Dict[str, Any]]:
             out: List[Dict[str, Any]] = []
-            cur = txn.cursor(db=b._dbs["ledger"])
+            cur = txn.cursor()
             if not cur.set_range(prefix + _U64.pack(after + 1)):
                 return out
             for key, raw in cur:
@@ -418,8 +469,8 @@ class LmdbLedgerStore(LedgerStore):
         return self._range(run_id, 0, None)
 
     def count(self, run_id: str) -> int:
-        raw = self.backend.read(lambda txn: txn.get(_rid(run_id), db=self.backend._dbs["heads"]))
-        return _U64.unpack(raw)[0] if raw is not None else 0
+        rid = _rid(run_id)
+        return self.backend.read(lambda txn: LmdbBackend.last_seq(txn, rid))
 
     def list_after(self, *, run_id: str, after: int, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
         after = max(0, int(after))
@@ -432,11 +483,11 @@ class LmdbLedgerStore(LedgerStore):
         rid = _rid(run_id)
 
         def tx(txn: Any) -> Optional[Dict[str, Any]]:
-            hit = txn.get(rid + _SEP + key.encode("utf-8"), db=b._dbs["idem"])
+            hit = txn.get(_idem_key(rid, key))
             if hit is None:
                 return None
-            lkey = rid + _SEP + hit[1:9]
-            raw = txn.get(lkey, db=b._dbs["ledger"])
+            lkey = _ledger_prefix(rid) + hit[1:9]
+            raw = txn.get(lkey)
             return self._decode(run_id, lkey, raw) if raw is not None else None
 
         return b.read(tx)

@@ -43,17 +43,15 @@ def test_map_grows_automatically(tmp_path):
 def test_newer_schema_version_is_refused_and_untouched(tmp_path):
     path = tmp_path / "db"
     LmdbBackend(path, sync=False).close()
-    env = lmdb.open(str(path), max_dbs=16)
-    meta = env.open_db(b"meta")
+    env = lmdb.open(str(path))
     with env.begin(write=True) as txn:
-        txn.put(b"schema_version", b"99", db=meta)
+        txn.put(b"m:schema_version", b"99")
     env.close()
     with pytest.raises(StoreError, match="schema version 99"):
         LmdbBackend(path, sync=False)
-    env = lmdb.open(str(path), max_dbs=16)
-    meta = env.open_db(b"meta")
+    env = lmdb.open(str(path))
     with env.begin() as txn:
-        assert txn.get(b"schema_version", db=meta) == b"99"
+        assert txn.get(b"m:schema_version") == b"99"
     env.close()
 
 
@@ -63,7 +61,7 @@ def test_corrupt_checkpoint_is_reported(tmp_path):
         run = RunState.new(workflow_id="wf", entry_node="a")
         backend.run_store.save(run)
         with backend.env.begin(write=True) as txn:
-            txn.put(run.run_id.encode(), b"{not json", db=backend._dbs["runs"])
+            txn.put(b"d:" + run.run_id.encode() + b"\x00", b"{not json")
         from abstractruntime.errors import CorruptStoreError
 
         with pytest.raises(CorruptStoreError, match=run.run_id):
