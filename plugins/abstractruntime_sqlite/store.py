@@ -1,0 +1,623 @@
+"""SQLite store: one database file, one ``BEGIN IMMEDIATE`` transaction per step.
+
+Tables (schema version 1, recorded in ``meta``):
+
+================  ===============================================================================================
+``meta``          ``key`` -> ``value`` (``schema_version``)
+``runs``          one row per run: the checkpoint JSON (``data``) plus indexed columns -- ``revision`` (checked on
+                  every commit), ``status``, ``workflow_id``, ``parent_run_id``, ``session_id``, ``wait_reason``,
+                  ``wait_key`` (waiting EVENT runs only), ``wait_until`` (waiting UNTIL runs only, as the fixed-width
+                  sortable instant of :func:`~abstractruntime.storage.base.timer_index_value`), ``created_at``,
+                  ``updated_at``
+``ledger_heads``  ``run_id`` -> ``last_seq``: the per-run sequence counter
+``ledger``        ``(run_id, seq)`` -> step record JSON (``data``), ``status``, ``idempotency_key``, ``effect_type``
+================  ===============================================================================================
+
+Appending a record reads and bumps the run's ``ledger_heads`` row inside the write transaction, never the earlier
+ledger. Due timers, event waiters, children and ``list_runs`` filters are index lookups. Connections are
+per-thread (WAL, ``busy_timeout=5000``, ``foreign_keys=ON``); ``durability="full"`` sets ``synchronous=FULL``
+(fsync on every commit), ``"normal"`` (default) ``synchronous=NORMAL`` (in WAL mode a commit survives a process
+crash, and the last commits may be lost on a power failure). Several threads and several processes may share one
+file; a process that forks opens fresh connections in the child.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from abstractruntime import codec
+from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
+from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, index_entries, run_index_row, timer_index_value
+
+SCHEMA_VERSION = 1
+FAULT_POINT = "commit:after-checkpoint"
+CONNECT_TIMEOUT = 30.0
+BUSY_TIMEOUT_MS = 5000
+DURABILITY = {"normal": "NORMAL", "full": "FULL"}
+_COMPLETED = StepStatus.COMPLETED.value
+_IN_CHUNK = 500  # host parameters per IN (...) list; stays below SQLite's historic 999 limit
+_NO_PARAM = object()  # a WHERE condition without a parameter
+_FORK_LEFTOVERS: list = []  # connections inherited across fork(): kept referenced so they are never closed
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
+        run_id TEXT PRIMARY KEY,
+        revision INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        parent_run_id TEXT,
+        session_id TEXT,
+        wait_reason TEXT,
+        wait_key TEXT,
+        wait_until TEXT,
+        created_at TEXT,
+        updated_at TEXT,
+        data TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at)",
+    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, updated_at)",
+    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow_id, updated_at)",
+    "CREATE INDEX IF NOT EXISTS runs_session ON runs (session_id, updated_at) WHERE session_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_wait_reason ON runs (wait_reason, updated_at) WHERE wait_reason IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_wait_key ON runs (wait_key, run_id) WHERE wait_key IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS runs_wait_until ON runs (wait_until, run_id) WHERE wait_until IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS ledger_heads (run_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS ledger (
+        run_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        idempotency_key TEXT,
+        effect_type TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ledger_idem ON ledger (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
+)
+
+_RUN_COLUMNS = ("revision", "status", "workflow_id", "parent_run_id", "session_id", "wait_reason", "wait_key",
+                "wait_until", "created_at", "updated_at", "data")
+_UPDATE_RUN = f"UPDATE runs SET {', '.join(c + ' = ?' for c in _RUN_COLUMNS)} WHERE run_id = ?"
+_UPDATE_RUN_AT_REVISION = _UPDATE_RUN + " AND revision = ?"
+_INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, run_id) VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 1))})"
+
+
+def _check_run_id(run_id: Any) -> str:
+    if not isinstance(run_id, str) or not run_id:
+        raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+    return run_id
+
+
+def _text(data: Optional[bytes], fallback: Callable[[], bytes]) -> str:
+    raw = data if data is not None else fallback()
+    return raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw)
+
+
+def _run_columns(run: RunState, text: str) -> Tuple[Any, ...]:
+    """The indexed column values of a checkpoint (same rules as :func:`index_entries`)."""
+    entries = dict(index_entries(run))
+    waiting = run.waiting
+    return (
+        run.revision,
+        run.status.value,
+        run.workflow_id,
+        run.parent_run_id or None,
+        run.session_id,
+        waiting.reason.value if waiting is not None else None,
+        entries.get("event"),
+        entries.get("timer"),
+        run.created_at,
+        run.updated_at,
+        text,
+    )
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i: i + size]
+
+
+def _error(message: str, exc: sqlite3.Error) -> StoreError:
+    """A StoreError for a sqlite3 error; CorruptStoreError when the file itself is unreadable/malformed."""
+    if type(exc) is sqlite3.DatabaseError:  # "file is not a database", "database disk image is malformed"
+        return CorruptStoreError(f"{message}: {exc}")
+    return StoreError(f"{message}: {exc}")
+
+
+class _Conn:
+    """Holds one thread's connection (``sqlite3.Connection`` cannot be weakly referenced; this wrapper can)."""
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # pragma: no cover - closing is best effort
+            pass
+
+
+class SqliteDatabase:
+    """A SQLite database file holding runs and ledger; it is also the store backend (``commit_step``)."""
+
+    def __init__(self, path: os.PathLike | str, *, durability: str = "normal") -> None:
+        text = os.fspath(path)
+        if not text or text == ":memory:" or text.startswith("file::memory:"):
+            raise ValueError("SqliteDatabase needs a file path (per-thread connections cannot share ':memory:'); "
+                             "use the 'memory' store for an in-process store")
+        mode = str(durability).strip().lower()
+        if mode not in DURABILITY:
+            raise ValueError(f"durability must be one of {sorted(DURABILITY)}, got {durability!r}")
+        self._path = Path(text).expanduser()
+        self._durability = mode
+        self._local = threading.local()
+        self._conns: "weakref.WeakSet[_Conn]" = weakref.WeakSet()
+        self._conns_lock = threading.Lock()
+        self._closed = False
+        #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
+        self.fault_injector: Optional[Callable[[str], None]] = None
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"Cannot create the directory of SQLite store {self._path}: {exc}") from exc
+        try:
+            self._init_schema()
+        except BaseException:
+            self.close()
+            raise
+        self.run_store = SqliteRunStore(self)
+        self.ledger_store = SqliteLedgerStore(self)
+
+    # --- connections ------------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def durability(self) -> str:
+        return self._durability
+
+    def __repr__(self) -> str:
+        return f"SqliteDatabase({str(self._path)!r}, durability={self._durability!r})"
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use; a forked child opens its own)."""
+        if self._closed:
+            raise StoreError(f"SQLite store at {self._path} is closed")
+        holder: Optional[_Conn] = getattr(self._local, "holder", None)
+        if holder is not None and holder.pid == os.getpid():
+            return holder.conn
+        if holder is not None:  # inherited across fork(): abandon it, never close it (that is the parent's state)
+            _FORK_LEFTOVERS.append(holder)
+        try:
+            conn = sqlite3.connect(str(self._path), timeout=CONNECT_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {DURABILITY[self._durability]}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
+        holder = _Conn(conn)
+        with self._conns_lock:
+            if self._closed:
+                conn.close()
+                raise StoreError(f"SQLite store at {self._path} is closed")
+            self._conns.add(holder)
+        self._local.holder = holder
+        return conn
+
+    def close(self) -> None:
+        """Close every connection this object opened (idempotent)."""
+        with self._conns_lock:
+            self._closed = True
+            holders = list(self._conns)
+            self._conns = weakref.WeakSet()
+        for holder in holders:
+            if holder.pid == os.getpid():
+                holder.close()
+            else:
+                _FORK_LEFTOVERS.append(holder)
+        self._local = threading.local()
+
+    def __enter__(self) -> "SqliteDatabase":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # --- transactions -----------------------------------------------------------------------------------------
+    def _begin(self, conn: sqlite3.Connection, mode: str) -> None:
+        # busy_timeout makes each attempt wait up to 5 s for another writer; keep trying up to CONNECT_TIMEOUT.
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            try:
+                conn.execute(f"BEGIN {mode}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+
+    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls everything back."""
+        conn = self.connection()
+        try:
+            self._begin(conn, "IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _error(f"SQLite store at {self._path}: cannot start a write transaction", exc) from exc
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:  # pragma: no cover - the transaction is gone with the connection
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise _error(f"SQLite store at {self._path}: write failed, nothing written", exc) from exc
+            raise
+
+    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
+        conn = self.connection()
+        if conn.in_transaction:  # a read from inside this thread's write transaction sees that transaction
+            return fn(conn)
+        try:
+            self._begin(conn, "DEFERRED")
+        except sqlite3.Error as exc:
+            raise _error(f"SQLite store at {self._path}: cannot start a read", exc) from exc
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise _error(f"SQLite store at {self._path}: read failed", exc) from exc
+        finally:
+            try:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            except sqlite3.Error:  # pragma: no cover
+                pass
+
+    def _init_schema(self) -> None:
+        conn = self.connection()
+
+        def check(conn: sqlite3.Connection) -> bool:
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
+            if row is not None:
+                try:
+                    version = int(row[0])
+                except (TypeError, ValueError):
+                    raise CorruptStoreError(
+                        f"SQLite store at {self._path}: unreadable schema version {row[0]!r}") from None
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"SQLite store at {self._path} has schema version {version}, newer than this "
+                        f"AbstractRuntime supports ({SCHEMA_VERSION}); upgrade abstractruntime to open it. "
+                        f"Nothing was changed."
+                    )
+                if version == SCHEMA_VERSION:
+                    return False
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+            return True
+
+        self.write(check)
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise _error(f"SQLite store at {self._path}: cannot switch to WAL mode", exc) from exc
+
+    # --- the step commit ----------------------------------------------------------------------------------------
+    def commit_step(self, commit: StepCommit) -> None:
+        run = commit.run
+        run_params: Optional[Tuple[Any, ...]] = None
+        if run is not None:
+            _check_run_id(run.run_id)
+            run_params = _run_columns(run, _text(commit.run_json, lambda: codec.encode_run(run)))
+        rows = []
+        for i, record in enumerate(commit.records):
+            _check_run_id(record.run_id)
+            text = _text(commit.record_jsons[i] if i < len(commit.record_jsons) else None,
+                         lambda r=record: codec.encode_record(r))
+            effect_type = record.effect.get("type") if isinstance(record.effect, dict) else None
+            rows.append((record.run_id, record.status.value, record.idempotency_key or None,
+                         effect_type if isinstance(effect_type, str) else None, text))
+
+        def tx(conn: sqlite3.Connection) -> None:
+            if run is not None and run_params is not None:
+                if commit.expected_revision is not None:
+                    cur = conn.execute(_UPDATE_RUN_AT_REVISION, run_params + (run.run_id, commit.expected_revision))
+                    if cur.rowcount != 1:
+                        found = conn.execute("SELECT revision FROM runs WHERE run_id = ?", (run.run_id,)).fetchone()
+                        raise ConcurrentModificationError(
+                            run_id=run.run_id, expected=commit.expected_revision,
+                            actual=found[0] if found is not None else None,
+                        )
+                else:
+                    cur = conn.execute(_UPDATE_RUN, run_params + (run.run_id,))
+                    if cur.rowcount == 0:
+                        conn.execute(_INSERT_RUN, run_params + (run.run_id,))
+            if self.fault_injector is not None:
+                self.fault_injector(FAULT_POINT)
+            if rows:
+                self._append_rows(conn, rows)
+
+        self.write(tx)
+
+    @staticmethod
+    def _append_rows(conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
+        heads: Dict[str, int] = {}
+        values = []
+        for run_id, status, key, effect_type, text in rows:
+            seq = heads.get(run_id)
+            if seq is None:
+                found = conn.execute("SELECT last_seq FROM ledger_heads WHERE run_id = ?", (run_id,)).fetchone()
+                seq = found[0] if found is not None else 0
+            seq += 1
+            heads[run_id] = seq
+            values.append((run_id, seq, status, key, effect_type, text))
+        conn.executemany(
+            "INSERT INTO ledger (run_id, seq, status, idempotency_key, effect_type, data) VALUES (?, ?, ?, ?, ?, ?)",
+            values,
+        )
+        conn.executemany("INSERT OR REPLACE INTO ledger_heads (run_id, last_seq) VALUES (?, ?)", list(heads.items()))
+
+    # --- decoding -----------------------------------------------------------------------------------------------
+    def decode_run(self, run_id: str, text: Any) -> RunState:
+        try:
+            return codec.decode_run(text)
+        except Exception as exc:
+            raise CorruptStoreError(
+                f"SQLite store at {self._path}: checkpoint of run {run_id} cannot be decoded ({exc})",
+                run_id=run_id,
+            ) from exc
+
+    def decode_record(self, run_id: str, seq: int, text: Any) -> Dict[str, Any]:
+        try:
+            row = codec.decode_record(text)
+        except Exception as exc:
+            raise CorruptStoreError(
+                f"SQLite store at {self._path}: ledger record {seq} of run {run_id} cannot be decoded ({exc})",
+                run_id=run_id,
+            ) from exc
+        if not isinstance(row, dict):
+            raise CorruptStoreError(
+                f"SQLite store at {self._path}: ledger record {seq} of run {run_id} is not a JSON object",
+                run_id=run_id,
+            )
+        return row
+
+    def query_runs(self, sql: str, params: Iterable[Any] = ()) -> List[RunState]:
+        """Decode the ``(run_id, data)`` rows of a query, in query order."""
+        rows = self.read(lambda conn: conn.execute(sql, tuple(params)).fetchall())
+        return [self.decode_run(run_id, data) for run_id, data in rows]
+
+
+class SqliteRunStore(RunStore):
+    """Run checkpoints in a :class:`SqliteDatabase` (reference API; queries are indexed SQL)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.backend = db
+
+    def save(self, run: RunState) -> None:
+        self.db.commit_step(StepCommit(run=run, run_json=codec.encode_run(run)))
+
+    def load(self, run_id: str) -> Optional[RunState]:
+        row = self.db.read(lambda c: c.execute("SELECT data FROM runs WHERE run_id = ?", (run_id,)).fetchone())
+        return self.db.decode_run(run_id, row[0]) if row is not None else None
+
+    def load_revision(self, run_id: str) -> Optional[int]:
+        row = self.db.read(lambda c: c.execute("SELECT revision FROM runs WHERE run_id = ?", (run_id,)).fetchone())
+        return row[0] if row is not None else None
+
+    # --- queries ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _where(conditions: List[Tuple[str, Any]]) -> Tuple[str, List[Any]]:
+        if not conditions:
+            return "", []
+        return " WHERE " + " AND ".join(c for c, _ in conditions), [v for _, v in conditions if v is not _NO_PARAM]
+
+    def list_runs(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        wait_reason: Optional[WaitReason] = None,
+        workflow_id: Optional[str] = None,
+        limit: int = 100,
+    ) -> List[RunState]:
+        """Newest ``updated_at`` first."""
+        if limit <= 0:
+            return []
+        conds: List[Tuple[str, Any]] = []
+        if status is not None:
+            conds.append(("status = ?", RunStatus(status).value))
+        if wait_reason is not None:
+            conds.append(("wait_reason = ?", WaitReason(wait_reason).value))
+        if workflow_id is not None:
+            conds.append(("workflow_id = ?", workflow_id))
+        where, params = self._where(conds)
+        return self.db.query_runs(
+            f"SELECT run_id, data FROM runs{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
+
+    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
+        """Waiting UNTIL runs whose deadline (compared as an instant) is at or before ``now_iso``, earliest first."""
+        if limit <= 0:
+            return []
+        return self.db.query_runs(
+            "SELECT run_id, data FROM runs WHERE wait_until IS NOT NULL AND wait_until <= ? "
+            "ORDER BY wait_until, run_id LIMIT ?",
+            (timer_index_value(now_iso), int(limit)),
+        )
+
+    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
+        if limit <= 0:
+            return []
+        return self.db.query_runs(
+            "SELECT run_id, data FROM runs WHERE wait_key = ? ORDER BY run_id LIMIT ?", (wait_key, int(limit)))
+
+    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
+        if status is None:
+            return self.db.query_runs(
+                "SELECT run_id, data FROM runs WHERE parent_run_id = ? ORDER BY created_at, run_id", (parent_run_id,))
+        return self.db.query_runs(
+            "SELECT run_id, data FROM runs WHERE parent_run_id = ? AND status = ? ORDER BY created_at, run_id",
+            (parent_run_id, RunStatus(status).value),
+        )
+
+    def list_run_index(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        workflow_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        root_only: bool = False,
+        limit: int = 100,
+    ) -> List[Dict[str, Any]]:
+        if limit <= 0:
+            return []
+        conds: List[Tuple[str, Any]] = []
+        if status is not None:
+            conds.append(("status = ?", RunStatus(status).value))
+        if workflow_id is not None:
+            conds.append(("workflow_id = ?", workflow_id))
+        if session_id is not None:
+            conds.append(("session_id = ?", session_id))
+        if root_only:
+            conds.append(("parent_run_id IS NULL", _NO_PARAM))
+        where, params = self._where(conds)
+        runs = self.db.query_runs(
+            f"SELECT run_id, data FROM runs{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
+        return [run_index_row(r) for r in runs]
+
+
+class SqliteLedgerStore(LedgerStore):
+    """The append-only ledger in a :class:`SqliteDatabase` (per-run ``seq`` from 1, allocated transactionally)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+        self.backend = db
+
+    def append(self, record: StepRecord) -> None:
+        if not record.run_id:
+            raise ValueError("StepRecord.run_id must be a non-empty string")
+        self.db.commit_step(
+            StepCommit(run=None, run_json=None, records=(record,), record_jsons=(codec.encode_record(record),)))
+
+    def _rows(self, sql: str, params: Tuple[Any, ...], run_id: str) -> List[Tuple[int, Any]]:
+        return self.db.read(lambda c: c.execute(sql, params).fetchall())
+
+    def list(self, run_id: str) -> List[Dict[str, Any]]:
+        rows = self._rows("SELECT seq, data FROM ledger WHERE run_id = ? ORDER BY seq", (run_id,), run_id)
+        return [self.db.decode_record(run_id, seq, data) for seq, data in rows]
+
+    def count(self, run_id: str) -> int:
+        row = self.db.read(lambda c: c.execute(
+            "SELECT last_seq FROM ledger_heads WHERE run_id = ?", (run_id,)).fetchone())
+        return int(row[0]) if row is not None else 0
+
+    def count_many(self, run_ids: Iterable[str]) -> Dict[str, int]:
+        ids = list(dict.fromkeys(run_ids))
+        out = {rid: 0 for rid in ids}
+
+        def tx(c: sqlite3.Connection) -> None:
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                for rid, last in c.execute(
+                        f"SELECT run_id, last_seq FROM ledger_heads WHERE run_id IN ({marks})", tuple(chunk)):
+                    out[rid] = int(last)
+
+        self.db.read(tx)
+        return out
+
+    def list_after(self, *, run_id: str, after: int, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
+        """Records with 1-based ``seq`` > ``after``; returns ``(records, last seq returned or after)``."""
+        after = max(0, int(after))
+        if limit <= 0:
+            return [], after
+        rows = self._rows("SELECT seq, data FROM ledger WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                          (run_id, after, int(limit)), run_id)
+        records = [self.db.decode_record(run_id, seq, data) for seq, data in rows]
+        return records, (rows[-1][0] if rows else after)
+
+    def find_by_idempotency_key(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
+        """The (first) completed row with this key if any, else the latest row with it, else None."""
+        row = self.db.read(lambda c: c.execute(
+            "SELECT seq, data FROM ledger WHERE run_id = ? AND idempotency_key = ? "
+            "ORDER BY CASE WHEN status = ? THEN 0 ELSE 1 END, CASE WHEN status = ? THEN seq ELSE -seq END LIMIT 1",
+            (run_id, key, _COMPLETED, _COMPLETED),
+        ).fetchone())
+        return self.db.decode_record(run_id, row[0], row[1]) if row is not None else None
+
+    def metrics_many(self, run_ids: Iterable[str]) -> Dict[str, Dict[str, int]]:
+        """``{run_id: {steps, llm_calls, tool_calls, tokens_total}}`` over completed rows.
+
+        ``tool_calls`` counts the calls in TOOL_CALLS payloads, ``tokens_total`` sums LLM ``usage.total_tokens``.
+        Only LLM_CALL and TOOL_CALLS rows are decoded.
+        """
+        ids = list(dict.fromkeys(run_ids))
+        out = {rid: {"steps": 0, "llm_calls": 0, "tool_calls": 0, "tokens_total": 0} for rid in ids}
+
+        def tx(c: sqlite3.Connection) -> List[Tuple[str, int, str, Any]]:
+            detail: List[Tuple[str, int, str, Any]] = []
+            for chunk in _chunks(ids):
+                marks = ", ".join("?" * len(chunk))
+                for rid, n in c.execute(
+                        f"SELECT run_id, COUNT(*) FROM ledger WHERE status = ? AND run_id IN ({marks}) GROUP BY run_id",
+                        (_COMPLETED, *chunk)):
+                    out[rid]["steps"] = int(n)
+                detail.extend(c.execute(
+                    f"SELECT run_id, seq, effect_type, data FROM ledger WHERE status = ? AND run_id IN ({marks}) "
+                    f"AND effect_type IN ('llm_call', 'tool_calls')",
+                    (_COMPLETED, *chunk)).fetchall())
+            return detail
+
+        for rid, seq, effect_type, data in self.db.read(tx):
+            row = self.db.decode_record(rid, seq, data)
+            m = out[rid]
+            if effect_type == "llm_call":
+                m["llm_calls"] += 1
+                result = row.get("result")
+                usage = result.get("usage") if isinstance(result, dict) else None
+                total = usage.get("total_tokens") if isinstance(usage, dict) else None
+                if isinstance(total, (int, float)) and not isinstance(total, bool):
+                    m["tokens_total"] += int(total)
+            else:
+                effect = row.get("effect")
+                payload = effect.get("payload") if isinstance(effect, dict) else None
+                calls = payload.get("tool_calls") if isinstance(payload, dict) else None
+                if isinstance(calls, list):
+                    m["tool_calls"] += len(calls)
+        return out
+
+
+__all__ = ["SqliteDatabase", "SqliteRunStore", "SqliteLedgerStore", "SCHEMA_VERSION", "FAULT_POINT"]
