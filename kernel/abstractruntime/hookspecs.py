@@ -15,13 +15,14 @@ Two kinds of hooks:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor
-    from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
+    from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, WaitState
+    from .runtime import Runtime
 
 PROJECT = "abstractruntime"
 
@@ -58,9 +59,22 @@ def abstractruntime_execute_effect(call: "EffectCall") -> "Optional[EffectOutcom
     """
 
 
+@hookspec(firstresult=True)
+def abstractruntime_prepare_resume_payload(
+    run: "RunState", wait: "WaitState", payload: "Dict[str, Any]"
+) -> "Optional[Dict[str, Any]]":
+    """Work. Reshape the payload delivered by ``Runtime.resume`` before it is stored and ledgered.
+
+    Called once per resume with the waiting run, its wait and the payload given by the caller. Return a
+    replacement payload, or None to keep it. The first non-None result wins (e.g. the subworkflows plugin turns
+    a child's output into a tool-result envelope for a parent that asked for ``wrap_as_tool_result``).
+    """
+
+
 @hookspec
 def abstractruntime_before_step(run: "RunState", node_id: str) -> None:
-    """Observer. A node is about to be executed for ``run`` (state as of the last checkpoint)."""
+    """Observer. A node is about to be executed for ``run``: the last checkpoint, except that a due
+    ``WAIT_UNTIL`` has already been cleared (the run is RUNNING at its ``resume_to_node``)."""
 
 
 @hookspec
@@ -82,8 +96,12 @@ def abstractruntime_step_error(run: "RunState", node_id: str, error: BaseExcepti
 
 
 @hookspec
-def abstractruntime_run_status_changed(run: "RunState", previous_status: "RunStatus") -> None:
-    """Observer. A committed checkpoint changed the run's status (e.g. running -> waiting)."""
+def abstractruntime_run_status_changed(run: "RunState", previous_status: "RunStatus", runtime: "Runtime") -> None:
+    """Observer. A committed checkpoint changed the run's status (e.g. running -> waiting).
+
+    ``runtime`` is the runtime that committed it, so a plugin can act on other runs (the subworkflows plugin
+    wakes a waiting parent when its child finishes). Implementations may omit parameters they do not use.
+    """
 
 
 @hookspec

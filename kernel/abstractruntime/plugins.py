@@ -134,10 +134,14 @@ def build_plugin_manager(
 class Hooks:
     """The kernel's typed, keyword-only view of the hooks."""
 
-    def __init__(self, pm: pluggy.PluginManager, *, strict: bool = False) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, *, strict: bool = False, infos: Optional[List[PluginInfo]] = None
+    ) -> None:
         self._pm = pm
         self._hook = pm.hook
         self._strict = strict
+        #: plugin infos, updated when a third-party plugin fails in a collector hook
+        self.infos: List[PluginInfo] = infos if infos is not None else []
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -146,11 +150,28 @@ class Hooks:
     # --- collectors -------------------------------------------------------------------------------------------
     def _collect(self, hook_name: str) -> List[Tuple[str, Any]]:
         out: List[Tuple[str, Any]] = []
+        builtin = {i.name for i in self.infos if i.builtin}
         for impl in getattr(self._hook, hook_name).get_hookimpls():
-            result = impl.function()
-            for item in result or ():
+            try:
+                result = list(impl.function() or ())
+            except Exception as exc:
+                error = f"{hook_name} raised {type(exc).__name__}: {exc}"
+                if impl.plugin_name in builtin or self._strict:
+                    raise PluginError(f"Plugin {impl.plugin_name!r}: {error}") from exc
+                self._disable(impl.plugin_name, error)
+                continue
+            for item in result:
                 out.append((impl.plugin_name, item))
         return out
+
+    def _disable(self, name: str, error: str) -> None:
+        """A third-party plugin failed to register: record it, unregister it, keep going."""
+        log.warning("plugin_failed", plugin=name, error=error)
+        if self._pm.has_plugin(name):
+            self._pm.unregister(name=name)
+        for i, info in enumerate(self.infos):
+            if info.name == name:
+                self.infos[i] = PluginInfo(info.name, info.distribution, info.version, "failed", error, info.builtin)
 
     def effect_handlers(self) -> List[Tuple[str, EffectHandlerDescriptor]]:
         items = self._collect("abstractruntime_register_effect_handlers")
@@ -176,6 +197,13 @@ class Hooks:
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:
         return self._hook.abstractruntime_execute_effect(call=call)
 
+    def prepare_resume_payload(self, *, run: RunState, wait: Any, payload: Dict[str, Any]) -> Dict[str, Any]:
+        hook = self._hook.abstractruntime_prepare_resume_payload
+        if not hook.get_hookimpls():
+            return payload
+        replaced = hook(run=run, wait=wait, payload=payload)
+        return payload if replaced is None else replaced
+
     # --- observers --------------------------------------------------------------------------------------------
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         hook = getattr(self._hook, hook_name)
@@ -199,8 +227,8 @@ class Hooks:
     def step_error(self, *, run: RunState, node_id: str, error: BaseException) -> None:
         self._notify("abstractruntime_step_error", run=run, node_id=node_id, error=error)
 
-    def run_status_changed(self, *, run: RunState, previous_status: RunStatus) -> None:
-        self._notify("abstractruntime_run_status_changed", run=run, previous_status=previous_status)
+    def run_status_changed(self, *, run: RunState, previous_status: RunStatus, runtime: Any) -> None:
+        self._notify("abstractruntime_run_status_changed", run=run, previous_status=previous_status, runtime=runtime)
 
     def ledger_appended(self, *, run_id: str, records: Sequence[StepRecord]) -> None:
         self._notify("abstractruntime_ledger_appended", run_id=run_id, records=records)

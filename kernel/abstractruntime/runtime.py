@@ -33,6 +33,7 @@ from .hookspecs import hookimpl
 from .models import (
     Effect,
     EffectOutcome,
+    LimitWarning,
     RunState,
     RunStatus,
     RuntimeConfig,
@@ -165,7 +166,7 @@ class Runtime:
         self._settings = load_settings(settings) if not isinstance(settings, Settings) else settings
         pm, infos = build_plugin_manager(self._settings.plugins, plugins)
         self._plugin_infos: List[PluginInfo] = infos
-        self._hooks = Hooks(pm, strict=self._settings.plugins.strict)
+        self._hooks = Hooks(pm, strict=self._settings.plugins.strict, infos=self._plugin_infos)
         pm.register(_EffectDispatch(self), name="abstractruntime.kernel")
 
         self._owned_backend = None
@@ -198,6 +199,7 @@ class Runtime:
         self._sleep = sleep
         self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
+        self._subscribers: tuple = ()
 
     # --- construction helpers ---------------------------------------------------------------------------------
     @classmethod
@@ -327,8 +329,9 @@ class Runtime:
         rid = run.run_id if run is not None else (run_id or records[0].run_id)
         if records:
             self._hooks.ledger_appended(run_id=rid, records=records)
+            self._publish(records)
         if run is not None and previous_status is not None and run.status is not previous_status:
-            self._hooks.run_status_changed(run=run, previous_status=previous_status)
+            self._hooks.run_status_changed(run=run, previous_status=previous_status, runtime=self)
             log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status.value)
 
     def _find_prior(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
@@ -401,6 +404,7 @@ class Runtime:
             run = self._load(run_id)
             if run.status.is_terminal or run.is_paused:
                 return run
+            previous_status = run.status
             if run.status is RunStatus.WAITING:
                 if not self._wait_due(run):
                     return run
@@ -418,9 +422,10 @@ class Runtime:
                 fresh = False
                 steps += 1
                 try:
-                    run = self._step(workflow, run)
+                    run = self._step(workflow, run, previous_status)
                 except ConcurrentModificationError:
                     return self._load(run_id)
+                previous_status = RunStatus.RUNNING
                 if run.status is not RunStatus.RUNNING:
                     return run
             return run
@@ -443,10 +448,9 @@ class Runtime:
             return False
 
     # --- one step ---------------------------------------------------------------------------------------------
-    def _step(self, workflow: WorkflowSpec, run: RunState) -> RunState:
+    def _step(self, workflow: WorkflowSpec, run: RunState, previous_status: RunStatus) -> RunState:
         node_id = run.current_node
         expected = run.revision
-        previous_status = RunStatus.RUNNING
         self._hooks.before_step(run=run, node_id=node_id)
         try:
             handler = workflow.nodes.get(node_id)
@@ -574,8 +578,18 @@ class Runtime:
             except Exception as exc:
                 outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
             if outcome.status == "completed":
-                records.append(started.finish_success(outcome.result))
-                return outcome
+                # A side-effecting handler's reservation is already committed: a result that cannot be stored
+                # fails the step (recorded) instead of leaving it in doubt and re-running the effect forever.
+                # Without a reservation nothing was written and the commit raises JsonInvariantError as usual.
+                violation = codec.find_json_violation(outcome.result, "result") if reserve else None
+                if violation is not None:
+                    outcome = EffectOutcome.failed(
+                        f"Effect handler for {effect.type_value} returned a result that is not plain JSON: "
+                        f"{violation[0]}: {violation[1]}"
+                    )
+                else:
+                    records.append(started.finish_success(outcome.result))
+                    return outcome
             if outcome.status == "waiting":
                 if outcome.wait is None:
                     outcome = EffectOutcome.failed(f"Effect handler for {effect.type_value} waited without a WaitState")
@@ -633,6 +647,7 @@ class Runtime:
                 raise WaitKeyMismatchError(run_id=run_id, expected=wait.wait_key, got=wait_key)
             expected = run.revision
             node_id = run.current_node
+            payload = self._hooks.prepare_resume_payload(run=run, wait=wait, payload=payload)
             if wait.result_key:
                 set_at_path(run.vars, wait.result_key, payload)
             else:
@@ -742,6 +757,85 @@ class Runtime:
 
         return self._update(run_id, mutate)
 
+    # --- observation: ledger subscriptions, node traces -------------------------------------------------------
+    def subscribe_ledger(
+        self, callback: Callable[[Dict[str, Any]], None], *, run_id: Optional[str] = None
+    ) -> Callable[[], None]:
+        """Call ``callback(record_dict)`` after every committed ledger record (of ``run_id`` only, if given).
+
+        Works with every store (the kernel publishes after each commit). Callback exceptions are logged and
+        swallowed. Returns the unsubscribe function.
+        """
+        entry = (callback, run_id)
+        with self._locks_guard:
+            self._subscribers = self._subscribers + (entry,)
+
+        def unsubscribe() -> None:
+            with self._locks_guard:
+                self._subscribers = tuple(e for e in self._subscribers if e is not entry)
+
+        return unsubscribe
+
+    def _publish(self, records: Sequence[StepRecord]) -> None:
+        subscribers = self._subscribers
+        if not subscribers:
+            return
+        for record in records:
+            data = None
+            for callback, run_filter in subscribers:
+                if run_filter is not None and run_filter != record.run_id:
+                    continue
+                if data is None:
+                    data = codec.record_to_dict(record)
+                try:
+                    callback(dict(data))
+                except Exception as exc:
+                    log.warning("ledger_subscriber_failed", run_id=record.run_id, error=f"{type(exc).__name__}: {exc}")
+
+    def get_node_traces(self, run_id: str) -> Dict[str, Any]:
+        """Per-node traces of effect steps (newest 100 per node), derived from the ledger.
+
+        Same shape as the reference's ``vars._runtime.node_traces``; deriving them from the ledger keeps the
+        checkpoint from growing with the run.
+        """
+        self._load(run_id)
+        return build_node_traces(self._ledger_store.list(run_id))
+
+    def get_node_trace(self, run_id: str, node_id: str) -> Dict[str, Any]:
+        return self.get_node_traces(run_id).get(node_id) or {"node_id": node_id, "steps": []}
+
+    # --- limits (advisory; nodes enforce) ---------------------------------------------------------------------
+    def get_limit_status(self, run_id: str) -> Dict[str, Any]:
+        limits = self._load(run_id).vars.get("_limits")
+        return limit_status(limits if isinstance(limits, dict) else {})
+
+    def check_limits(self, run: RunState) -> List[LimitWarning]:
+        status = limit_status(run.vars.get("_limits") if isinstance(run.vars.get("_limits"), dict) else {})
+        warnings: List[LimitWarning] = []
+        it = status["iterations"]
+        if it["max"] > 0 and it["warning"]:
+            warnings.append(LimitWarning("iterations", "exceeded" if it["pct"] >= 100 else "warning",
+                                         it["current"], it["max"]))
+        tok = status["tokens"]
+        if tok["max"] > 0 and tok["estimated_used"] > 0 and tok["warning"]:
+            warnings.append(LimitWarning("tokens", "exceeded" if tok["pct"] >= 100 else "warning",
+                                         tok["estimated_used"], tok["max"]))
+        return warnings
+
+    def update_limits(self, run_id: str, updates: Mapping[str, Any]) -> None:
+        """Durably update ``vars._limits`` (only the reference's updatable keys; others are ignored)."""
+        allowed = {k: v for k, v in dict(updates or {}).items() if k in _UPDATABLE_LIMITS}
+
+        def mutate(run: RunState) -> Optional[List[StepRecord]]:
+            limits = run.vars.get("_limits")
+            if not isinstance(limits, dict):
+                limits = self._config.to_limits_dict()
+                run.vars["_limits"] = limits
+            limits.update(allowed)
+            return []
+
+        self._update(run_id, mutate)
+
     @staticmethod
     def _control(run: RunState) -> Dict[str, Any]:
         runtime_ns = run.vars.get("_runtime")
@@ -755,4 +849,76 @@ class Runtime:
         return control
 
 
-__all__ = ["Runtime", "DefaultRunContext", "EffectOutcome", "set_at_path"]
+_UPDATABLE_LIMITS = frozenset({
+    "max_iterations", "max_tokens", "max_output_tokens", "max_input_tokens", "max_history_messages",
+    "warn_iterations_pct", "warn_tokens_pct", "estimated_tokens_used", "current_iteration",
+})
+
+
+def _pct(current: Any, maximum: Any) -> float:
+    try:
+        cur, mx = float(current or 0), float(maximum or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return round(cur / mx * 100, 1) if mx > 0 else 0.0
+
+
+def limit_status(limits: Mapping[str, Any]) -> Dict[str, Any]:
+    """The reference's ``get_limit_status`` shape; missing keys fall back to the defaults."""
+    d = RuntimeConfig().to_limits_dict()
+    get = lambda k: limits.get(k, d[k]) if limits.get(k) is not None else d[k]  # noqa: E731
+    it_cur, it_max = int(get("current_iteration") or 0), int(get("max_iterations") or 0)
+    tok_used, tok_max = int(get("estimated_tokens_used") or 0), int(get("max_tokens") or 0)
+    it_pct, tok_pct = _pct(it_cur, it_max), _pct(tok_used, tok_max)
+    return {
+        "iterations": {"current": it_cur, "max": it_max, "pct": it_pct,
+                       "warning": it_pct >= float(get("warn_iterations_pct"))},
+        "tokens": {"estimated_used": tok_used, "max": tok_max, "max_input_tokens": limits.get("max_input_tokens"),
+                   "max_output_tokens": limits.get("max_output_tokens"), "pct": tok_pct,
+                   "warning": tok_pct >= float(get("warn_tokens_pct"))},
+        "history": {"max_messages": get("max_history_messages")},
+    }
+
+
+def _ms_between(start: Optional[str], end: Optional[str]) -> float:
+    try:
+        return round((parse_instant(end) - parse_instant(start)).total_seconds() * 1000, 3)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def build_node_traces(rows: Sequence[Mapping[str, Any]], keep: int = 100) -> Dict[str, Any]:
+    """Node traces from ledger rows: one entry per finished effect attempt, newest ``keep`` per node."""
+    traces: Dict[str, Any] = {}
+    for row in rows:
+        effect = row.get("effect")
+        status = row.get("status")
+        if not effect or status == StepStatus.STARTED.value or effect.get("type") == "resume":
+            continue
+        if str(row.get("idempotency_key") or "").startswith("system:"):
+            continue
+        node_id = row.get("node_id")
+        entry: Dict[str, Any] = {
+            "ts": row.get("ended_at") or row.get("started_at"),
+            "node_id": node_id,
+            "status": status,
+            "idempotency_key": row.get("idempotency_key"),
+            "reused_prior_result": False,
+            "effect": effect,
+            "duration_ms": _ms_between(row.get("started_at"), row.get("ended_at")),
+        }
+        if status == StepStatus.COMPLETED.value:
+            entry["result"] = row.get("result")
+        elif status == StepStatus.FAILED.value:
+            entry["error"] = row.get("error")
+        else:
+            entry["wait"] = (row.get("result") or {}).get("wait")
+        trace = traces.setdefault(node_id, {"node_id": node_id, "steps": [], "updated_at": entry["ts"]})
+        trace["steps"].append(entry)
+        trace["updated_at"] = entry["ts"]
+        if len(trace["steps"]) > keep:
+            del trace["steps"][0]
+    return traces
+
+
+__all__ = ["Runtime", "DefaultRunContext", "EffectOutcome", "set_at_path", "build_node_traces", "limit_status"]

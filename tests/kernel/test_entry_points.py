@@ -87,7 +87,34 @@ def test_allow_block_and_autoload(site, plugins_config, status):
 def test_builtins_are_declared_as_entry_points_of_our_own_distribution():
     from importlib.metadata import entry_points
 
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+
+    declared = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     ours = {ep.name: ep.value for ep in entry_points(group="abstractruntime")
             if ep.dist is not None and ep.dist.name == "abstractruntime"}
-    assert ours == {"memory": "abstractruntime_inmemory", "lmdb": "abstractruntime_lmdb",
-                    "waits": "abstractruntime_waits"}
+    assert ours == declared["project"]["entry-points"]["abstractruntime"]
+    assert {"memory", "lmdb", "waits"} <= set(ours)
+
+
+RAISING_COLLECTOR = """
+from abstractruntime import hookimpl
+
+@hookimpl
+def abstractruntime_register_effect_handlers():
+    raise RuntimeError("cannot read my config")
+"""
+
+
+def test_a_plugin_whose_collector_raises_is_recorded_not_fatal(site):
+    _install_fake_dist(site, "arfake-raising", "0.1.0", "raiser", "arfake_raising", RAISING_COLLECTOR)
+    rt = Runtime.from_config({"store": "memory://"})
+    info = {p.name: p for p in rt.plugins()}["raiser"]
+    assert info.status == "failed" and "cannot read my config" in info.error
+    assert "ask_user" in rt.effect_handler_types()
+    with pytest.raises(PluginError, match="cannot read my config"):
+        Runtime.from_config({"store": "memory://", "plugins": {"strict": True}})

@@ -72,6 +72,7 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_register_effect_handlers", "abstractruntime_register_stores",
         "abstractruntime_execute_effect", "abstractruntime_before_step", "abstractruntime_after_step",
         "abstractruntime_step_error", "abstractruntime_run_status_changed", "abstractruntime_ledger_appended",
+        "abstractruntime_prepare_resume_payload",
     }
 
 
@@ -348,3 +349,56 @@ def test_observer_that_raises_is_raised_in_strict_mode():
     # before_step runs before anything is executed: nothing was written
     assert rt.get_state(run_id).current_node == "a"
     assert rt.get_ledger(run_id) == []
+
+
+class _Reshaper:
+    __name__ = "reshaper"
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def abstractruntime_prepare_resume_payload(self, run, wait, payload):
+        self.seen.append((run.run_id, wait.reason.value, dict(payload)))
+        if payload.get("shout"):
+            return {"text": payload["text"].upper()}
+        return None
+
+
+def test_prepare_resume_payload_can_replace_the_payload_before_it_is_stored():
+    plugin = _Reshaper()
+    rt = runtime_on(plugins=[plugin])
+    wf = workflow({
+        "ask": effect_node("ask", Effect(EffectType.ASK_USER, {"prompt": "?"}, "answer"), next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"answer": run.vars["answer"]}),
+    }, entry="ask")
+    for shout, expected in ((True, {"text": "HI"}), (False, {"text": "hi", "shout": False})):
+        run_id = rt.start(workflow=wf)
+        state = rt.tick(workflow=wf, run_id=run_id)
+        state = rt.resume(workflow=wf, run_id=run_id, wait_key=state.waiting.wait_key,
+                          payload={"text": "hi", "shout": shout})
+        assert state.output == {"answer": expected}
+        resume_row = [r for r in rt.get_ledger(run_id) if (r["effect"] or {}).get("type") == "resume"][0]
+        assert resume_row["effect"]["payload"]["payload"] == expected
+    assert plugin.seen[0][1] == "user"
+
+
+def test_run_status_changed_reports_waiting_when_a_due_timer_wakes_the_run():
+    from datetime import datetime, timedelta, timezone
+
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec])
+    soon = (datetime.now(timezone.utc) + timedelta(milliseconds=200)).isoformat()
+    wf = workflow({
+        "w": effect_node("w", Effect(EffectType.WAIT_UNTIL, {"until": soon}), next_node="x"),
+        "x": lambda run, ctx: StepPlan(node_id="x", next_node="y"),
+        "y": lambda run, ctx: StepPlan(node_id="y", complete_output={}),
+    }, entry="w")
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    import time
+
+    time.sleep(0.25)
+    rt.tick(workflow=wf, run_id=run_id)
+    transitions = [(c["previous_status"].value, c["status"].value) for c in rec.of("run_status_changed")]
+    assert transitions == [("running", "waiting"), ("waiting", "running"), ("running", "completed")]

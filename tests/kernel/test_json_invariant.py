@@ -220,3 +220,26 @@ def test_non_json_handler_result_raises_and_nothing_is_persisted(result_key, pat
     assert exc_info.value.path == path
     assert exc_info.value.node_id == "a"
     assert snapshot(rt, run_id) == before
+
+
+def test_non_json_result_of_a_side_effecting_handler_fails_the_step_instead_of_looping():
+    calls = []
+
+    def charge(call):
+        calls.append(call.idempotency_key)
+        return EffectOutcome.completed({"when": datetime(2020, 1, 1)})
+
+    plugin = HandlerPlugin("payments", "charge", charge, side_effects=True)
+    rt = runtime_on(plugins=[plugin])
+    wf = workflow({
+        "a": lambda run, ctx: StepPlan(node_id="a", effect=Effect("charge", {}, "r"), next_node="z"),
+        "z": lambda run, ctx: StepPlan(node_id="z", complete_output={}),
+    })
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status.value == "failed"
+    assert "not plain JSON" in state.error and "result.when" in state.error
+    rows = rt.get_ledger(run_id)
+    assert [r["status"] for r in rows] == ["started", "failed", "completed"]  # reservation, outcome, status row
+    assert rt.tick(workflow=wf, run_id=run_id).status.value == "failed"
+    assert len(calls) == 1  # never re-run

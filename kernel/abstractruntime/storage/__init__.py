@@ -1,5 +1,10 @@
-"""Store interfaces. Store implementations are plugins (``abstractruntime_inmemory``, ``abstractruntime_lmdb``, ...)."""
+"""Store interfaces, plus the reference's storage names (implementations live in store plugins and are
+re-exported lazily).
 
+Reference names not available yet (hash chain, offloading, snapshots) are listed in docs/compatibility.md.
+"""
+
+from .._lazy import lazy_exports
 from .base import (
     EventWaitIndexStore,
     LedgerStore,
@@ -9,13 +14,26 @@ from .base import (
     StepCommit,
     StoreBackend,
 )
+from .observable import ObservableLedgerStore, ObservableLedgerStoreProtocol
+
+# QueryableRunIndexStore, EventWaitIndexStore, StepCommit and StoreBackend are importable from here too; __all__
+# below is the reference's list.
+
+__getattr__ = lazy_exports(__name__, {
+    "InMemoryRunStore": "abstractruntime_inmemory.store",
+    "InMemoryLedgerStore": "abstractruntime_inmemory.store",
+    "JsonFileRunStore": "abstractruntime_jsonfiles.store",
+    "JsonlLedgerStore": "abstractruntime_jsonfiles.store",
+})
 
 __all__ = [
     "RunStore",
     "LedgerStore",
     "QueryableRunStore",
-    "QueryableRunIndexStore",
-    "EventWaitIndexStore",
-    "StepCommit",
-    "StoreBackend",
+    "InMemoryRunStore",
+    "InMemoryLedgerStore",
+    "JsonFileRunStore",
+    "JsonlLedgerStore",
+    "ObservableLedgerStore",
+    "ObservableLedgerStoreProtocol",
 ]

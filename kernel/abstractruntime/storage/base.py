@@ -100,7 +100,12 @@ class StepCommit:
 
 @runtime_checkable
 class StoreBackend(Protocol):
-    """What a store plugin's factory returns."""
+    """What a store plugin's factory returns.
+
+    ``run_store.backend`` and ``ledger_store.backend`` must both be the backend itself: that is how the kernel
+    recognises a pair that can be committed in one transaction (see :func:`committer_for`). The conformance
+    suite checks it.
+    """
 
     run_store: RunStore
     ledger_store: LedgerStore
@@ -111,13 +116,26 @@ class StoreBackend(Protocol):
 
 
 class SplitCommitter:
-    """Commits a step to a run store and a ledger store that share no transaction (records first)."""
+    """Commits a step to a run store and a ledger store that share no transaction (records first).
+
+    The revision is checked before writing when the run store can report it (``load_revision``), which refuses
+    most stale writers but, unlike a backend's transaction, not a writer that races in between.
+    """
 
     def __init__(self, run_store: RunStore, ledger_store: LedgerStore) -> None:
         self.run_store = run_store
         self.ledger_store = ledger_store
 
     def commit_step(self, commit: StepCommit) -> None:
+        probe = getattr(self.run_store, "load_revision", None)
+        if commit.run is not None and commit.expected_revision is not None and probe is not None:
+            actual = probe(commit.run.run_id)
+            if actual != commit.expected_revision:
+                from ..errors import ConcurrentModificationError
+
+                raise ConcurrentModificationError(
+                    run_id=commit.run.run_id, expected=commit.expected_revision, actual=actual
+                )
         for record in commit.records:
             self.ledger_store.append(record)
         if commit.run is not None:

@@ -118,6 +118,11 @@ class StoreConformance:
         self.commit(backend, run)
         return run
 
+    def test_backend_pairs_its_stores(self, backend: Any) -> None:
+        # the kernel commits a step in one transaction only for stores whose .backend is the same object
+        assert backend.run_store.backend is backend
+        assert backend.ledger_store.backend is backend
+
     # --- save / load ------------------------------------------------------------------------------------------
     def test_save_load_roundtrip(self, backend: Any) -> None:
         run = self.new_run(vars={"text": "héllo ☃", "n": [1, 2.5, None, True], "nested": {"a": {"b": []}}},

@@ -1,0 +1,5 @@
+"""Reference path ``abstractruntime.core.config``."""
+
+from ..models import RuntimeConfig
+
+__all__ = ["RuntimeConfig"]

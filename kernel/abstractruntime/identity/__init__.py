@@ -1,0 +1,5 @@
+"""Reference path ``abstractruntime.identity``."""
+
+from .fingerprint import ActorFingerprint
+
+__all__ = ["ActorFingerprint"]

@@ -1,0 +1,45 @@
+"""``WorkflowRegistry``: workflow specs by id (reference API). Effects that start or wake other runs
+(START_SUBWORKFLOW, EMIT_EVENT) find workflow specs here through ``Runtime.workflow_registry``."""
+
+from __future__ import annotations
+
+from typing import Dict, Iterator, List, Optional
+
+from .models import WorkflowSpec
+
+
+class WorkflowRegistry:
+    def __init__(self) -> None:
+        self._specs: Dict[str, WorkflowSpec] = {}
+
+    def register(self, spec: WorkflowSpec) -> None:
+        if spec.workflow_id in self._specs:
+            raise ValueError(f"Workflow '{spec.workflow_id}' is already registered")
+        self._specs[spec.workflow_id] = spec
+
+    def unregister(self, workflow_id: str) -> None:
+        if workflow_id not in self._specs:
+            raise KeyError(f"Workflow '{workflow_id}' is not registered")
+        del self._specs[workflow_id]
+
+    def get(self, workflow_id: str) -> Optional[WorkflowSpec]:
+        return self._specs.get(workflow_id)
+
+    def get_or_raise(self, workflow_id: str) -> WorkflowSpec:
+        spec = self._specs.get(workflow_id)
+        if spec is None:
+            known = ", ".join(self._specs) or "none"
+            raise KeyError(f"Workflow '{workflow_id}' not found in registry (registered: {known})")
+        return spec
+
+    def list_ids(self) -> List[str]:
+        return list(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, workflow_id: object) -> bool:
+        return workflow_id in self._specs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)

@@ -1,0 +1,66 @@
+"""Builtin plugin ``subworkflows``: the START_SUBWORKFLOW effect and automatic parent wake-up.
+
+Children are started through ``Runtime.workflow_registry`` with ``parent_run_id`` set (``list_children`` finds
+them). Sync children are ticked inside the effect; async children are left to be driven. When a child reaches a
+terminal status and its parent waits for it (``wait_key == "subworkflow:<child_run_id>"``), the parent is
+resumed with ``{sub_run_id, output}`` -- no host code needed (the reference left this to the host).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from abstractruntime import EffectHandlerDescriptor, EffectType, RunState, RunStatus, WaitReason, WaitState, hookimpl
+from abstractruntime.errors import ConcurrentModificationError, RunNotWaitingError, WaitKeyMismatchError
+from abstractruntime.logs import get_logger
+
+from .start import start_subworkflow, wrap_child_result
+
+log = get_logger("abstractruntime.subworkflows")
+
+
+@hookimpl
+def abstractruntime_register_effect_handlers() -> List[EffectHandlerDescriptor]:
+    return [EffectHandlerDescriptor(EffectType.START_SUBWORKFLOW, start_subworkflow, "Start a child workflow")]
+
+
+@hookimpl
+def abstractruntime_prepare_resume_payload(run: RunState, wait: WaitState, payload: Dict[str, Any]) -> Optional[dict]:
+    """A parent waiting with ``wrap_as_tool_result`` receives its child's result as a tool-result envelope."""
+    details = wait.details or {}
+    if wait.reason is not WaitReason.SUBWORKFLOW or not details.get("wrap_as_tool_result"):
+        return None
+    if isinstance(payload, dict) and "mode" in payload and "results" in payload:
+        return None  # already an envelope
+    return wrap_child_result(
+        output=(payload or {}).get("output"),
+        sub_run_id=(payload or {}).get("sub_run_id") or details.get("sub_run_id"),
+        call_id=details.get("call_id") or "subworkflow",
+        tool_name=details.get("tool_name") or "start_subworkflow",
+        failed_error=(payload or {}).get("error") if (payload or {}).get("status") in ("failed", "cancelled") else None,
+    )
+
+
+@hookimpl
+def abstractruntime_run_status_changed(run: RunState, runtime: Any) -> None:
+    """Wake the parent that waits for this child, once the child is finished."""
+    if not run.parent_run_id or not run.status.is_terminal:
+        return
+    parent = runtime.run_store.load(run.parent_run_id)
+    wait = parent.waiting if parent is not None else None
+    if (parent is None or parent.status is not RunStatus.WAITING or parent.is_paused or wait is None
+            or wait.reason is not WaitReason.SUBWORKFLOW or wait.wait_key != f"subworkflow:{run.run_id}"):
+        return
+    registry = runtime.workflow_registry
+    spec = registry.get(parent.workflow_id) if registry is not None else None
+    if spec is None:
+        log.warning("subworkflow_parent_not_resumed", run_id=parent.run_id, child_run_id=run.run_id,
+                    error=f"workflow '{parent.workflow_id}' is not in the runtime's workflow_registry")
+        return
+    payload: Dict[str, Any] = {"sub_run_id": run.run_id, "output": run.output}
+    if run.status is not RunStatus.COMPLETED:
+        payload.update(status=run.status.value, error=run.error)
+    try:
+        runtime.resume(workflow=spec, run_id=parent.run_id, wait_key=wait.wait_key, payload=payload)
+    except (RunNotWaitingError, WaitKeyMismatchError, ConcurrentModificationError):
+        pass  # someone else woke it first
