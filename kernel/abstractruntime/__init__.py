@@ -32,14 +32,40 @@ from .models import (
     WaitState,
     WorkflowSpec,
 )
+from ._lazy import lazy_exports
+from .identity import ActorFingerprint
 from .policy import DefaultEffectPolicy, EffectPolicy, NoRetryPolicy, RetryPolicy, compute_idempotency_key
+from .registry import WorkflowRegistry
 from .runtime import DefaultRunContext, Runtime
 from .settings import Settings, load_settings
 from .storage.base import LedgerStore, QueryableRunStore, RunStore
+from .storage.observable import ObservableLedgerStore, ObservableLedgerStoreProtocol
 
 __version__ = "0.5.0.dev0"
 
+# Reference names whose code lives in plugin packages: resolved on first use (no import cycle, no eager loading).
+__getattr__ = lazy_exports(__name__, {
+    "InMemoryRunStore": "abstractruntime_inmemory.store",
+    "InMemoryLedgerStore": "abstractruntime_inmemory.store",
+    "JsonFileRunStore": "abstractruntime_jsonfiles.store",
+    "JsonlLedgerStore": "abstractruntime_jsonfiles.store",
+    "SqliteDatabase": "abstractruntime_sqlite.store",
+    "SqliteRunStore": "abstractruntime_sqlite.store",
+    "SqliteLedgerStore": "abstractruntime_sqlite.store",
+})
+
 __all__ = [
+    "WorkflowRegistry",
+    "InMemoryRunStore",
+    "InMemoryLedgerStore",
+    "JsonFileRunStore",
+    "JsonlLedgerStore",
+    "SqliteDatabase",
+    "SqliteRunStore",
+    "SqliteLedgerStore",
+    "ObservableLedgerStore",
+    "ObservableLedgerStoreProtocol",
+    "ActorFingerprint",
     "Effect",
     "EffectType",
     "EffectOutcome",
