@@ -211,8 +211,13 @@ class Runtime:
 
     def open_store(self, url: str) -> Any:
         """Open a store backend by URL (``lmdb:///path``, ``memory://``) through the store plugins."""
-        location = parse_store_url(url, self._settings.store_options)
-        desc = select_store(self._hooks.stores(), location.scheme)
+        provided = self._hooks.stores()
+        try:
+            location = parse_store_url(url, self._settings.store_options)
+        except ConfigurationError as exc:
+            names = ", ".join(sorted({d.name for _p, d in provided})) or "(none installed)"
+            raise ConfigurationError(f"{exc}. Available stores: {names}") from None
+        desc = select_store(provided, location.scheme)
         return desc.factory(location)
 
     def close(self) -> None:
