@@ -75,6 +75,29 @@ class StoreDescriptor:
         return (self.name,) + tuple(s for s in self.schemes if s != self.name)
 
 
+@frozen
+class RuntimeMethodDescriptor:
+    """A method a plugin adds to ``Runtime``: ``runtime.<name>(...)`` calls ``function(runtime, ...)``."""
+
+    name: str
+    function: Callable[..., Any]
+    description: str = ""
+
+
+@frozen
+class CliCommandDescriptor:
+    """A subcommand of the ``abstractruntime`` CLI.
+
+    ``configure(parser)`` adds arguments to an ``argparse`` sub-parser; ``run(args, runtime) -> int`` executes it
+    with a runtime built from ``--store`` / the configuration and returns the exit code.
+    """
+
+    name: str
+    help: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any, "Any"], int]
+
+
 def legacy_handler(fn: Callable[..., EffectOutcome]) -> EffectHandlerFn:
     """Adapt a reference-style handler ``fn(run, effect, default_next_node)`` or ``fn(run, effect)``.
 

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor
+    from .descriptors import (
+        CliCommandDescriptor,
+        EffectCall,
+        EffectHandlerDescriptor,
+        RuntimeMethodDescriptor,
+        StoreDescriptor,
+    )
     from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, WaitState
     from .runtime import Runtime
 
@@ -45,6 +51,30 @@ def abstractruntime_register_stores() -> "List[StoreDescriptor]":
 
     Called when a ``Runtime`` resolves its store from configuration. Store names and URL schemes must be unique.
     Import heavy dependencies inside the descriptor's factory, not at module import.
+    """
+
+
+@hookspec
+def abstractruntime_register_runtime_methods() -> "List[RuntimeMethodDescriptor]":
+    """Collector. Return methods this plugin adds to ``Runtime`` (e.g. ``list_evidence``).
+
+    ``runtime.<name>(*args, **kwargs)`` calls ``descriptor.function(runtime, *args, **kwargs)``. Names must be
+    unique and must not shadow a kernel attribute.
+    """
+
+
+@hookspec
+def abstractruntime_register_cli_commands() -> "List[CliCommandDescriptor]":
+    """Collector. Return subcommands of the ``abstractruntime`` command line (e.g. ``runs``, ``ledger``)."""
+
+
+@hookspec
+def abstractruntime_prepare_ledger_records(runtime: "Runtime", run_id: str, records: "List[StepRecord]") -> None:
+    """Work. Ledger records of ``run_id`` are about to be committed, in this order; implementations may set
+    fields on them (the provenance plugin sets ``prev_hash``, ``record_hash`` and ``signature``).
+
+    Called inside the run's single-writer section just before the records are encoded, once per commit, for
+    every store. Raising aborts the commit: nothing is written.
     """
 
 

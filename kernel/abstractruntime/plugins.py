@@ -26,7 +26,13 @@ from .logs import get_logger
 from attrs import frozen
 
 from . import hookspecs
-from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor
+from .descriptors import (
+    CliCommandDescriptor,
+    EffectCall,
+    EffectHandlerDescriptor,
+    RuntimeMethodDescriptor,
+    StoreDescriptor,
+)
 from .errors import ConfigurationError, DuplicateProviderError, PluginError
 from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
 from .settings import PluginSettings
@@ -192,6 +198,26 @@ class Hooks:
                     f" expected StoreDescriptor"
                 )
         return items
+
+    def runtime_methods(self) -> List[Tuple[str, RuntimeMethodDescriptor]]:
+        return self._typed("abstractruntime_register_runtime_methods", RuntimeMethodDescriptor)
+
+    def cli_commands(self) -> List[Tuple[str, CliCommandDescriptor]]:
+        return self._typed("abstractruntime_register_cli_commands", CliCommandDescriptor)
+
+    def _typed(self, hook_name: str, cls: type) -> List[Tuple[str, Any]]:
+        items = self._collect(hook_name)
+        for provider, item in items:
+            if not isinstance(item, cls):
+                raise PluginError(
+                    f"Plugin {provider!r} returned {type(item).__name__} from {hook_name}; expected {cls.__name__}"
+                )
+        return items
+
+    def prepare_ledger_records(self, *, runtime: Any, run_id: str, records: List[StepRecord]) -> None:
+        hook = self._hook.abstractruntime_prepare_ledger_records
+        if hook.get_hookimpls():
+            hook(runtime=runtime, run_id=run_id, records=records)
 
     # --- work -------------------------------------------------------------------------------------------------
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:

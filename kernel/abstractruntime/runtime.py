@@ -185,6 +185,14 @@ class Runtime:
         selected = select_effect_handlers(self._hooks.effect_handlers(), self._settings.effects)
         self._handlers: Dict[str, EffectHandlerDescriptor] = {t: desc for t, (_p, desc) in selected.items()}
         self._handler_providers: Dict[str, str] = {t: provider for t, (provider, _d) in selected.items()}
+        self._methods: Dict[str, Callable[..., Any]] = {}
+        for provider, desc in self._hooks.runtime_methods():
+            if desc.name in self._methods or hasattr(type(self), desc.name):
+                from .errors import DuplicateProviderError
+
+                raise DuplicateProviderError(kind="runtime method", name=desc.name, providers=[provider],
+                                             hint="It is already defined by the kernel or another plugin.")
+            self._methods[desc.name] = desc.function
         for etype, fn in (effect_handlers or {}).items():
             key = effect_type_value(etype)
             self._handlers[key] = EffectHandlerDescriptor(effect_type=key, handler=legacy_handler(fn))
@@ -200,6 +208,15 @@ class Runtime:
         self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
         self._subscribers: tuple = ()
+
+    def __getattr__(self, name: str) -> Any:
+        # Methods contributed by plugins (abstractruntime_register_runtime_methods), e.g. list_evidence.
+        methods = self.__dict__.get("_methods")
+        if methods is not None and name in methods:
+            fn = methods[name]
+            return lambda *args, **kwargs: fn(self, *args, **kwargs)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}"
+                             + (" (is the plugin that provides it installed?)" if methods is not None else ""))
 
     # --- construction helpers ---------------------------------------------------------------------------------
     @classmethod
@@ -321,6 +338,12 @@ class Runtime:
             except JsonInvariantError:
                 run.revision -= 1
                 raise
+        if records:
+            by_run: Dict[str, List[StepRecord]] = {}
+            for r in records:
+                by_run.setdefault(r.run_id, []).append(r)
+            for rid_, recs in by_run.items():
+                self._hooks.prepare_ledger_records(runtime=self, run_id=rid_, records=recs)
         record_jsons = [codec.encode_record(r) for r in records]
         self._commit_fn(
             StepCommit(

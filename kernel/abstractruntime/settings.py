@@ -20,6 +20,9 @@ TOML layout (keys may also sit at the top level instead of under ``[abstractrunt
     [abstractruntime.effects]                 # choose a provider when two plugins handle one effect type
     ask_user = "my_plugin"
 
+    [abstractruntime.plugin_options.scheduler]   # options of one plugin, by plugin name (see its docs page)
+    workers = 4
+
 Environment: ``ABSTRACTRUNTIME_STORE``, ``ABSTRACTRUNTIME_CONFIG``, ``ABSTRACTRUNTIME_HOME`` (default store
 directory), ``ABSTRACTRUNTIME_PLUGINS_AUTOLOAD`` (``0``/``1``), ``ABSTRACTRUNTIME_PLUGINS_STRICT``,
 ``ABSTRACTRUNTIME_PLUGINS_ALLOW`` and ``ABSTRACTRUNTIME_PLUGINS_BLOCK`` (comma-separated names).
@@ -71,9 +74,14 @@ class Settings:
     store_options: Dict[str, Any] = field(factory=dict)
     plugins: PluginSettings = field(factory=PluginSettings)
     effects: Dict[str, str] = field(factory=dict)
+    #: per-plugin options, ``[abstractruntime.plugin_options.<plugin name>]``; each plugin documents its keys
+    plugin_options: Dict[str, Dict[str, Any]] = field(factory=dict)
+
+    def options_for(self, plugin: str) -> Dict[str, Any]:
+        return dict(self.plugin_options.get(plugin) or {})
 
 
-_TOP_KEYS = {"store", "store_options", "plugins", "effects"}
+_TOP_KEYS = {"store", "store_options", "plugins", "effects", "plugin_options"}
 _PLUGIN_KEYS = {"autoload", "strict", "allow", "block"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -113,7 +121,7 @@ def _merge(base: Dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Dic
         )
     out = dict(base)
     for key, value in overlay.items():
-        if key in ("plugins", "store_options", "effects"):
+        if key in ("plugins", "store_options", "effects", "plugin_options"):
             if not isinstance(value, Mapping):
                 raise ConfigurationError(f"'{key}' in {origin} must be a table/dict, got {type(value).__name__}")
             if key == "plugins":
@@ -123,7 +131,15 @@ def _merge(base: Dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Dic
                         f"Unknown plugins key(s) {sorted(bad)} in {origin}; valid keys: {sorted(_PLUGIN_KEYS)}"
                     )
             merged = dict(out.get(key) or {})
-            merged.update(value)
+            if key == "plugin_options":
+                for name, opts in value.items():
+                    if not isinstance(opts, Mapping):
+                        raise ConfigurationError(
+                            f"plugin_options.{name} in {origin} must be a table/dict, got {type(opts).__name__}"
+                        )
+                    merged[name] = {**dict(merged.get(name) or {}), **dict(opts)}
+            else:
+                merged.update(value)
             out[key] = merged
         else:
             out[key] = value
@@ -201,6 +217,7 @@ def load_settings(
         store_options=dict(merged.get("store_options") or {}),
         plugins=PluginSettings(**plugins),
         effects={str(k): str(v) for k, v in effects.items()},
+        plugin_options={str(k): dict(v) for k, v in (merged.get("plugin_options") or {}).items()},
     )
 
 

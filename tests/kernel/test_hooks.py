@@ -72,7 +72,8 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_register_effect_handlers", "abstractruntime_register_stores",
         "abstractruntime_execute_effect", "abstractruntime_before_step", "abstractruntime_after_step",
         "abstractruntime_step_error", "abstractruntime_run_status_changed", "abstractruntime_ledger_appended",
-        "abstractruntime_prepare_resume_payload",
+        "abstractruntime_prepare_resume_payload", "abstractruntime_register_runtime_methods",
+        "abstractruntime_register_cli_commands", "abstractruntime_prepare_ledger_records",
     }
 
 
@@ -402,3 +403,90 @@ def test_run_status_changed_reports_waiting_when_a_due_timer_wakes_the_run():
     rt.tick(workflow=wf, run_id=run_id)
     transitions = [(c["previous_status"].value, c["status"].value) for c in rec.of("run_status_changed")]
     assert transitions == [("running", "waiting"), ("waiting", "running"), ("running", "completed")]
+
+
+def test_register_runtime_methods_adds_methods_to_the_runtime():
+    from abstractruntime.descriptors import RuntimeMethodDescriptor
+    from abstractruntime.errors import DuplicateProviderError
+
+    class Methods:
+        __name__ = "methods"
+
+        @hookimpl
+        def abstractruntime_register_runtime_methods(self):
+            return [RuntimeMethodDescriptor("count_steps", lambda rt, run_id: len(rt.get_ledger(run_id)))]
+
+    rt = runtime_on(plugins=[Methods()])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    assert rt.count_steps(run_id) == len(rt.get_ledger(run_id)) > 0
+    with pytest.raises(AttributeError, match="plugin that provides it"):
+        rt.no_such_method()
+
+    class Shadow:
+        __name__ = "shadow"
+
+        @hookimpl
+        def abstractruntime_register_runtime_methods(self):
+            return [RuntimeMethodDescriptor("tick", lambda rt: None)]
+
+    with pytest.raises(DuplicateProviderError, match="tick"):
+        runtime_on(plugins=[Shadow()])
+
+
+def test_register_cli_commands_is_collected_with_its_provider():
+    from abstractruntime.descriptors import CliCommandDescriptor
+
+    class Cli:
+        __name__ = "cli_plugin"
+
+        @hookimpl
+        def abstractruntime_register_cli_commands(self):
+            return [CliCommandDescriptor("hello", "say hello", lambda parser: None, lambda args, rt: 0)]
+
+    rt = runtime_on(plugins=[Cli()])
+    commands = {d.name: (provider, d) for provider, d in rt.hooks.cli_commands()}
+    assert commands["hello"][0] == "cli_plugin" and commands["hello"][1].run(None, rt) == 0
+
+
+def test_prepare_ledger_records_sees_records_in_order_and_can_set_fields():
+    class Stamper:
+        __name__ = "stamper"
+
+        def __init__(self):
+            self.batches = []
+
+        @hookimpl
+        def abstractruntime_prepare_ledger_records(self, runtime, run_id, records):
+            self.batches.append((run_id, [r.status.value for r in records]))
+            for r in records:
+                r.signature = f"sig-{r.step_id}"
+
+    stamper = Stamper()
+    rt = runtime_on(plugins=[stamper])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    rt.tick(workflow=wf, run_id=run_id)
+    rows = rt.get_ledger(run_id)
+    assert rows and all(r["signature"] == f"sig-{r['step_id']}" for r in rows)
+    assert [s for _rid, batch in stamper.batches for s in batch] == [r["status"] for r in rows]
+    assert all(rid == run_id for rid, _ in stamper.batches)
+
+
+def test_prepare_ledger_records_raising_aborts_the_commit():
+    class Refuser:
+        __name__ = "refuser"
+
+        @hookimpl
+        def abstractruntime_prepare_ledger_records(self, runtime, run_id, records):
+            raise RuntimeError("signing key unavailable")
+
+    rt = runtime_on(plugins=[Refuser()])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    before = rt.get_state(run_id)
+    with pytest.raises(RuntimeError, match="signing key unavailable"):
+        rt.tick(workflow=wf, run_id=run_id)
+    assert rt.get_ledger(run_id) == []
+    assert rt.get_state(run_id).revision <= before.revision + 1  # at most the pure transition a -> b
