@@ -87,15 +87,15 @@ Segment = Union[str, int]
 
 
 def parse_vars_path(path: str) -> List[Segment]:
-    """``a.b[0]``, ``a.0`` or a JSON pointer ``/a/b/0`` -> ``["a", "b", 0]`` (digit segments stay strings in
-    dotted form and are used as list indexes when they meet a list). Raises ``ValueError`` for a malformed path."""
+    """``a.b[0]``, ``a.0`` or a JSON pointer ``/a/b/0`` -> ``["a", "b", 0]`` (digit segments become ints; a dict
+    lookup accepts them as keys). Raises ``ValueError`` for a malformed path."""
     if not isinstance(path, str):
         raise ValueError(f"path must be a string, got {type(path).__name__}")
     text = path.strip()
     if not text:
         return []
     if text.startswith("/"):
-        return [p.replace("~1", "/").replace("~0", "~") for p in text[1:].split("/")]
+        return [_token(p.replace("~1", "/").replace("~0", "~")) for p in text[1:].split("/")]
     out: List[Segment] = []
     i, n = 0, len(text)
     token = ""
@@ -103,14 +103,14 @@ def parse_vars_path(path: str) -> List[Segment]:
         ch = text[i]
         if ch == ".":
             if token:
-                out.append(token)
+                out.append(_token(token))
                 token = ""
             elif i == 0 or text[i - 1] != "]":
                 raise ValueError(f"Empty segment in path {path!r} at position {i}")
             i += 1
         elif ch == "[":
             if token:
-                out.append(token)
+                out.append(_token(token))
                 token = ""
             end = text.find("]", i)
             if end < 0:
@@ -127,8 +127,12 @@ def parse_vars_path(path: str) -> List[Segment]:
             token += ch
             i += 1
     if token:
-        out.append(token)
+        out.append(_token(token))
     return out
+
+
+def _token(segment: str) -> Segment:
+    return int(segment) if segment.isdigit() else segment
 
 
 def _fmt(segments: List[Segment]) -> str:
@@ -138,27 +142,35 @@ def _fmt(segments: List[Segment]) -> str:
     return text or "<root>"
 
 
-def resolve_vars_path(vars: Mapping[str, Any], path: str) -> Any:
-    """The value at ``path``; ``KeyError`` with a message such as ``Missing key 'x' at scratchpad``."""
-    segments = parse_vars_path(path)
+class VarsPathError(KeyError, ValueError):
+    """A path does not resolve (missing key, index out of range, ...)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def resolve_vars_path(vars: Mapping[str, Any], path: Union[str, List[Segment]]) -> Any:
+    """The value at ``path`` (a string, or tokens from :func:`parse_vars_path`); :class:`VarsPathError` (a
+    ``KeyError`` and a ``ValueError``) with a message such as ``Missing key 'x' at scratchpad``."""
+    segments = list(path) if isinstance(path, (list, tuple)) else parse_vars_path(path)
     cur: Any = vars
     for i, seg in enumerate(segments):
         where = _fmt(segments[:i])
         if isinstance(cur, Mapping):
             key = str(seg)
             if key not in cur:
-                raise KeyError(f"Missing key '{key}' at {where}")
+                raise VarsPathError(f"Missing key '{key}' at {where}")
             cur = cur[key]
         elif isinstance(cur, list):
             try:
                 idx = int(seg)
             except (TypeError, ValueError):
-                raise KeyError(f"Expected a list index at {where}, got '{seg}'") from None
+                raise VarsPathError(f"Expected a list index at {where}, got '{seg}'") from None
             if not -len(cur) <= idx < len(cur):
-                raise KeyError(f"Index {idx} out of range at {where} (length {len(cur)})")
+                raise VarsPathError(f"Index {idx} out of range at {where} (length {len(cur)})")
             cur = cur[idx]
         else:
-            raise KeyError(f"Cannot look up '{seg}' in a {type(cur).__name__} at {where}")
+            raise VarsPathError(f"Cannot look up '{seg}' in a {type(cur).__name__} at {where}")
     return cur
 
 
@@ -166,5 +178,5 @@ __all__ = [
     "CONTEXT", "SCRATCHPAD", "RUNTIME", "TEMP", "LIMITS", "NODE_TRACES", "DEFAULT_MAX_TOKENS",
     "ensure_namespaces", "get_namespace", "get_context", "get_scratchpad", "get_runtime", "get_temp",
     "clear_temp", "get_limits", "ensure_limits", "get_node_traces", "get_node_trace", "parse_vars_path",
-    "resolve_vars_path",
+    "resolve_vars_path", "VarsPathError",
 ]
