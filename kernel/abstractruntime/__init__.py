@@ -52,10 +52,18 @@ __getattr__ = lazy_exports(__name__, {
     "SqliteDatabase": "abstractruntime_sqlite.store",
     "SqliteRunStore": "abstractruntime_sqlite.store",
     "SqliteLedgerStore": "abstractruntime_sqlite.store",
+    "Scheduler": "abstractruntime_scheduler.scheduler",
+    "SchedulerStats": "abstractruntime_scheduler.scheduler",
+    "ScheduledRuntime": "abstractruntime_scheduler.scheduler",
+    "create_scheduled_runtime": "abstractruntime_scheduler.scheduler",
 })
 
 __all__ = [
     "WorkflowRegistry",
+    "Scheduler",
+    "SchedulerStats",
+    "ScheduledRuntime",
+    "create_scheduled_runtime",
     "InMemoryRunStore",
     "InMemoryLedgerStore",
     "JsonFileRunStore",

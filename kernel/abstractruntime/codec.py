@@ -76,11 +76,8 @@ converter.register_structure_hook(
 
 
 def to_json_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON of an already-checked JSON value (orjson; the stdlib for integers beyond 64 bits)."""
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    """Compact UTF-8 JSON of an already-checked JSON value."""
+    return orjson.dumps(value)
 
 
 def to_json_text(value: Any) -> str:
@@ -108,7 +105,11 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
             on_path.discard(id(item))
             continue
         t = type(item)
-        if t is str or t is int or t is bool or item is None:
+        if t is str or t is bool or item is None:
+            continue
+        if t is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                return where, f"integer {item} is outside the 64-bit range JSON readers keep exactly (store it as a string)"
             continue
         if t is float:
             if not math.isfinite(item):
@@ -144,11 +145,16 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
 _MAX_FAST_DEPTH = 100
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what every reader (orjson, SQLite, most languages) keeps exactly
+
+
 def _is_plain_json(value: Any, depth: int = 0) -> bool:
     """Fast check without paths (True: certainly plain JSON; False: let the path-finding walk decide)."""
     t = type(value)
-    if t is str or t is int or t is bool or value is None:
+    if t is str or t is bool or value is None:
         return True
+    if t is int:
+        return _INT_MIN <= value <= _INT_MAX
     if t is float:
         return math.isfinite(value)
     if depth > _MAX_FAST_DEPTH:
@@ -158,7 +164,7 @@ def _is_plain_json(value: Any, depth: int = 0) -> bool:
             if type(k) is not str:
                 return False
             tv = type(v)
-            if tv is str or tv is int or tv is bool or v is None:
+            if tv is str or tv is bool or v is None:
                 continue
             if not _is_plain_json(v, depth + 1):
                 return False
@@ -166,7 +172,7 @@ def _is_plain_json(value: Any, depth: int = 0) -> bool:
     if t is list or t is tuple:
         for v in value:
             tv = type(v)
-            if tv is str or tv is int or tv is bool or v is None:
+            if tv is str or tv is bool or v is None:
                 continue
             if not _is_plain_json(v, depth + 1):
                 return False

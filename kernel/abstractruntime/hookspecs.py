@@ -101,6 +101,17 @@ def abstractruntime_prepare_resume_payload(
     """
 
 
+@hookspec(firstresult=True)
+def abstractruntime_poll_wait(runtime: "Runtime", run: "RunState") -> "Optional[Dict[str, Any]]":
+    """Work. ``tick`` met a waiting, unpaused run whose wait is not a due timer: can it be resumed now?
+
+    Return the payload to resume it with (``tick`` then calls ``resume`` with the stored wait key), or None to
+    leave it waiting. The first non-None result wins. The subworkflows plugin answers for a parent whose child has
+    finished, so a wake-up missed while the parent was paused or the process crashed is delivered by the next
+    tick (the scheduler ticks such runs).
+    """
+
+
 @hookspec
 def abstractruntime_before_step(run: "RunState", node_id: str) -> None:
     """Observer. A node is about to be executed for ``run``: the last checkpoint, except that a due

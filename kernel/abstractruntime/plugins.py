@@ -214,6 +214,12 @@ class Hooks:
                 )
         return items
 
+    def poll_wait(self, *, runtime: Any, run: RunState) -> Optional[Dict[str, Any]]:
+        hook = self._hook.abstractruntime_poll_wait
+        if not hook.get_hookimpls():
+            return None
+        return hook(runtime=runtime, run=run)
+
     def prepare_ledger_records(self, *, runtime: Any, run_id: str, records: List[StepRecord]) -> None:
         hook = self._hook.abstractruntime_prepare_ledger_records
         if hook.get_hookimpls():

@@ -435,7 +435,11 @@ class Runtime:
             previous_status = run.status
             if run.status is RunStatus.WAITING:
                 if not self._wait_due(run):
-                    return run
+                    payload = self._hooks.poll_wait(runtime=self, run=run)
+                    if payload is None or run.waiting is None:
+                        return run
+                    return self.resume(workflow=workflow, run_id=run_id, wait_key=run.waiting.wait_key,
+                                       payload=payload, max_steps=max_steps)
                 waiting = run.waiting
                 run.status = RunStatus.RUNNING
                 run.waiting = None

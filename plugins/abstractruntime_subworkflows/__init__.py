@@ -41,6 +41,27 @@ def abstractruntime_prepare_resume_payload(run: RunState, wait: WaitState, paylo
     )
 
 
+def _child_result(runtime: Any, parent: RunState) -> Optional[Dict[str, Any]]:
+    """``{sub_run_id, output}`` (+ status/error) if the child this parent waits for has finished, else None."""
+    wait = parent.waiting
+    if wait is None or wait.reason is not WaitReason.SUBWORKFLOW:
+        return None
+    child_id = (wait.details or {}).get("sub_run_id")
+    child = runtime.run_store.load(child_id) if isinstance(child_id, str) and child_id else None
+    if child is None or not child.status.is_terminal:
+        return None
+    payload: Dict[str, Any] = {"sub_run_id": child.run_id, "output": child.output}
+    if child.status is not RunStatus.COMPLETED:
+        payload.update(status=child.status.value, error=child.error)
+    return payload
+
+
+@hookimpl
+def abstractruntime_poll_wait(runtime: Any, run: RunState) -> Optional[Dict[str, Any]]:
+    """A parent ticked while its child is already finished (wake-up missed: paused, crash, ...) resumes now."""
+    return _child_result(runtime, run)
+
+
 @hookimpl
 def abstractruntime_run_status_changed(run: RunState, runtime: Any) -> None:
     """Wake the parent that waits for this child, once the child is finished."""
@@ -57,9 +78,9 @@ def abstractruntime_run_status_changed(run: RunState, runtime: Any) -> None:
         log.warning("subworkflow_parent_not_resumed", run_id=parent.run_id, child_run_id=run.run_id,
                     error=f"workflow '{parent.workflow_id}' is not in the runtime's workflow_registry")
         return
-    payload: Dict[str, Any] = {"sub_run_id": run.run_id, "output": run.output}
-    if run.status is not RunStatus.COMPLETED:
-        payload.update(status=run.status.value, error=run.error)
+    payload = _child_result(runtime, parent)
+    if payload is None:
+        return
     try:
         runtime.resume(workflow=spec, run_id=parent.run_id, wait_key=wait.wait_key, payload=payload)
     except (RunNotWaitingError, WaitKeyMismatchError, ConcurrentModificationError):

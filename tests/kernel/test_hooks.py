@@ -74,6 +74,7 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_step_error", "abstractruntime_run_status_changed", "abstractruntime_ledger_appended",
         "abstractruntime_prepare_resume_payload", "abstractruntime_register_runtime_methods",
         "abstractruntime_register_cli_commands", "abstractruntime_prepare_ledger_records",
+        "abstractruntime_poll_wait",
     }
 
 
@@ -490,3 +491,35 @@ def test_prepare_ledger_records_raising_aborts_the_commit():
         rt.tick(workflow=wf, run_id=run_id)
     assert rt.get_ledger(run_id) == []
     assert rt.get_state(run_id).revision <= before.revision + 1  # at most the pure transition a -> b
+
+
+def test_poll_wait_lets_a_plugin_resume_a_waiting_run_on_tick():
+    class JobDone:
+        __name__ = "jobs"
+
+        def __init__(self):
+            self.ready = False
+
+        @hookimpl
+        def abstractruntime_poll_wait(self, runtime, run):
+            if run.waiting.wait_key == "job:1" and self.ready:
+                return {"job": "done"}
+            return None
+
+    from abstractruntime import EffectOutcome, WaitReason, WaitState
+
+    jobs = JobDone()
+    rt = runtime_on(plugins=[jobs], effect_handlers={
+        "submit_job": lambda run, effect, nxt: EffectOutcome.waiting(
+            WaitState(reason=WaitReason.JOB, wait_key="job:1", resume_to_node=nxt, result_key="job"))})
+    wf = workflow({
+        "a": effect_node("a", Effect("submit_job", {}), next_node="b"),
+        "b": lambda run, ctx: StepPlan(node_id="b", complete_output={"job": run.vars["job"]}),
+    }, entry="a")
+    run_id = rt.start(workflow=wf)
+    assert rt.tick(workflow=wf, run_id=run_id).status.value == "waiting"
+    assert rt.tick(workflow=wf, run_id=run_id).status.value == "waiting"  # not ready: unchanged
+    jobs.ready = True
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status.value == "completed" and state.output == {"job": {"job": "done"}}
+    assert any((r["effect"] or {}).get("type") == "resume" for r in rt.get_ledger(run_id))

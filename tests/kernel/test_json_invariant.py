@@ -243,3 +243,15 @@ def test_non_json_result_of_a_side_effecting_handler_fails_the_step_instead_of_l
     assert [r["status"] for r in rows] == ["started", "failed", "completed"]  # reservation, outcome, status row
     assert rt.tick(workflow=wf, run_id=run_id).status.value == "failed"
     assert len(calls) == 1  # never re-run
+
+
+def test_integers_beyond_64_bits_are_refused_with_their_path(backend):
+    from abstractruntime import Runtime
+
+    rt = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store)
+    wf = workflow({"a": lambda run, ctx: StepPlan(node_id="a", complete_output={})})
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.start(workflow=wf, vars={"big": [2**64]})
+    assert exc_info.value.path == "vars.big[0]" and "64-bit" in str(exc_info.value)
+    run_id = rt.start(workflow=wf, vars={"ok": [2**64 - 1, -(2**63)]})
+    assert rt.get_state(run_id).vars["ok"] == [2**64 - 1, -(2**63)]

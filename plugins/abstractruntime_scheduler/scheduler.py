@@ -1,0 +1,418 @@
+"""The scheduler: drives every run that can make progress, with a small pool of worker threads.
+
+What it drives, with no host code:
+
+* runs whose ``WAIT_UNTIL`` is due -- found through the store's timer index (``list_due_wait_until``);
+* RUNNING runs -- e.g. listeners resumed by an ``EMIT_EVENT`` from inside another workflow (resumed with
+  ``max_steps=0``), parents woken when their child finishes, runs left RUNNING by a crash or by ``max_steps``;
+* a run becomes runnable -> the poller is woken at once through the ``run_status_changed`` hook (polling every
+  ``poll_interval_s`` remains the fallback that guarantees progress).
+
+Each worker drives one run at a time, one step per ``tick``, so ``stop()`` returns after the step in flight and
+leaves every run resumable. A run is never driven by two workers: the scheduler tracks runs in flight, and the
+runtime's per-run lock and revision check refuse a second writer anyway.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from attrs import define, field
+
+from abstractruntime import RunState, RunStatus, WaitReason, WorkflowSpec
+from abstractruntime.event_keys import build_event_wait_key
+from abstractruntime.logs import get_logger
+from abstractruntime.models import utc_now_iso
+from abstractruntime.registry import WorkflowRegistry
+from abstractruntime.storage.base import QueryableRunStore
+
+log = get_logger("abstractruntime.scheduler")
+
+#: runtime id -> schedulers attached to it (woken by the run_status_changed hook)
+_ATTACHED: "Dict[int, weakref.WeakSet]" = {}
+_ATTACHED_LOCK = threading.Lock()
+
+
+def notify_runnable(runtime: Any, run_id: str) -> None:
+    with _ATTACHED_LOCK:
+        schedulers = list(_ATTACHED.get(id(runtime), ()))
+    for scheduler in schedulers:
+        scheduler._wake()
+
+
+@define
+class SchedulerStats:
+    runs_resumed: int = 0
+    runs_failed: int = 0
+    poll_cycles: int = 0
+    last_poll_at: Optional[str] = None
+    errors: List[str] = field(factory=list)
+
+
+class Scheduler:
+    """Reference-compatible scheduler (``abstractruntime.scheduler.Scheduler``) with a worker pool."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Any,
+        registry: WorkflowRegistry,
+        poll_interval_s: float = 1.0,
+        max_errors_kept: int = 100,
+        on_run_resumed: Optional[Callable[[RunState], None]] = None,
+        on_run_failed: Optional[Callable[[str, BaseException], None]] = None,
+        workers: Optional[int] = None,
+        batch_size: int = 500,
+    ) -> None:
+        if not isinstance(runtime.run_store, QueryableRunStore):
+            raise TypeError(
+                f"Scheduler needs a QueryableRunStore (list_runs, list_due_wait_until, list_children); "
+                f"{type(runtime.run_store).__name__} is not one"
+            )
+        options = runtime.settings.options_for("scheduler") if hasattr(runtime, "settings") else {}
+        self.runtime = runtime
+        self.registry = registry
+        self.poll_interval_s = float(options.get("poll_interval_s", poll_interval_s))
+        self.max_errors_kept = max_errors_kept
+        self.on_run_resumed = on_run_resumed
+        self.on_run_failed = on_run_failed
+        self.workers = max(1, int(workers if workers is not None else options.get("workers", 2)))
+        self.batch_size = batch_size
+        self._stats = SchedulerStats()
+        self._stats_lock = threading.Lock()
+        self._in_flight: set = set()
+        self._in_flight_lock = threading.Lock()
+        self._failed_at: Dict[str, int] = {}  # run_id -> revision that failed (skip until the run changes)
+        self._stop = threading.Event()
+        self._wake_event = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._pool: Optional[ThreadPoolExecutor] = None
+        if getattr(runtime, "workflow_registry", None) is None and hasattr(runtime, "set_workflow_registry"):
+            runtime.set_workflow_registry(registry)  # effects (subworkflows, events) find workflows here
+        with _ATTACHED_LOCK:
+            _ATTACHED.setdefault(id(runtime), weakref.WeakSet()).add(self)
+
+    # --- lifecycle --------------------------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def stats(self) -> SchedulerStats:
+        return self._stats
+
+    def start(self) -> None:
+        if self.is_running:
+            raise RuntimeError("Scheduler is already running")
+        self._stop.clear()
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="abstractruntime-worker")
+        self._thread = threading.Thread(target=self._loop, name="abstractruntime-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling and wait for the steps in flight to finish (each worker stops after its current step)."""
+        if not self.is_running:
+            return
+        self._stop.set()
+        self._wake_event.set()
+        self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._thread = None
+        self._pool = None
+
+    def _wake(self) -> None:
+        self._wake_event.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._poll(submit=True)
+            except Exception as exc:  # the loop must survive a bad poll (store hiccup, ...)
+                self._record_error(f"poll failed: {type(exc).__name__}: {exc}")
+            self._wake_event.wait(self.poll_interval_s)
+            self._wake_event.clear()
+
+    # --- finding work -----------------------------------------------------------------------------------------
+    def _candidates(self) -> List[RunState]:
+        store = self.runtime.run_store
+        now = utc_now_iso()
+        due = store.list_due_wait_until(now_iso=now, limit=self.batch_size)
+        running = store.list_runs(status=RunStatus.RUNNING, limit=self.batch_size)
+        # waits that a plugin may declare ready on tick (abstractruntime_poll_wait): a parent whose child finished
+        pollable = [r for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)
+                    for r in store.list_runs(status=RunStatus.WAITING, wait_reason=reason, limit=self.batch_size)]
+        seen, out = set(), []
+        for run in list(due) + list(running) + pollable:
+            if run.run_id in seen or run.is_paused:
+                continue
+            seen.add(run.run_id)
+            if self._failed_at.get(run.run_id) == run.revision:
+                continue  # failed at this revision already (e.g. workflow not registered): wait for a change
+            out.append(run)
+        return out
+
+    def poll_once(self) -> int:
+        """One cycle, synchronously: drive every runnable run; returns how many were driven."""
+        return self._poll(submit=False)
+
+    def _poll(self, *, submit: bool) -> int:
+        with self._stats_lock:
+            self._stats.poll_cycles += 1
+            self._stats.last_poll_at = utc_now_iso()
+        count = 0
+        for run in self._candidates():
+            if self._stop.is_set() and submit:
+                break
+            with self._in_flight_lock:
+                if run.run_id in self._in_flight:
+                    continue
+                self._in_flight.add(run.run_id)
+            count += 1
+            if submit and self._pool is not None:
+                try:
+                    self._pool.submit(self._drive, run)
+                except RuntimeError:  # pool shut down by stop()
+                    self._release(run.run_id)
+                    break
+            else:
+                self._drive(run)
+        return count
+
+    def _release(self, run_id: str) -> None:
+        with self._in_flight_lock:
+            self._in_flight.discard(run_id)
+
+    def _drive(self, run: RunState) -> None:
+        """Tick one run step by step until it stops being RUNNING (or the scheduler stops)."""
+        try:
+            spec = self.registry.get_or_raise(run.workflow_id)
+            state = run
+            while True:
+                state = self.runtime.tick(workflow=spec, run_id=run.run_id, max_steps=1)
+                if state.status is not RunStatus.RUNNING or self._stop.is_set():
+                    break
+            if state.revision == run.revision:  # a pollable wait that was not ready: nothing happened
+                return
+            with self._stats_lock:
+                self._stats.runs_resumed += 1
+            self._failed_at.pop(run.run_id, None)
+            if self.on_run_resumed is not None:
+                try:
+                    self.on_run_resumed(state)
+                except Exception:
+                    pass
+        except Exception as exc:
+            self._failed_at[run.run_id] = run.revision
+            with self._stats_lock:
+                self._stats.runs_failed += 1
+            self._record_error(f"Run {run.run_id}: {exc}")
+            if self.on_run_failed is not None:
+                try:
+                    self.on_run_failed(run.run_id, exc)
+                except Exception:
+                    pass
+        finally:
+            self._release(run.run_id)
+
+    def _record_error(self, message: str) -> None:
+        log.warning("scheduler_error", error=message)
+        with self._stats_lock:
+            self._stats.errors.append(f"{utc_now_iso()}: {message}")
+            del self._stats.errors[: max(0, len(self._stats.errors) - self.max_errors_kept)]
+
+    # --- host API (reference) ---------------------------------------------------------------------------------
+    def _waiting(self, run_id: str) -> Tuple[RunState, WorkflowSpec]:
+        state = self.runtime.run_store.load(run_id)
+        if state is None:
+            raise KeyError(f"Unknown run_id: {run_id}")
+        if state.status is not RunStatus.WAITING or state.waiting is None:
+            raise ValueError(f"Run {run_id} is not waiting (status: {state.status.value})")
+        return state, self.registry.get_or_raise(state.workflow_id)
+
+    def resume_event(self, *, run_id: str, wait_key: Optional[str], payload: Dict[str, Any]) -> RunState:
+        _state, spec = self._waiting(run_id)
+        return self.runtime.resume(workflow=spec, run_id=run_id, wait_key=wait_key, payload=payload)
+
+    def emit_event(
+        self,
+        *,
+        name: str,
+        payload: Optional[Dict[str, Any]] = None,
+        scope: str = "session",
+        session_id: Optional[str] = None,
+        workflow_id: Optional[str] = None,
+        run_id: Optional[str] = None,
+        max_steps: int = 100,
+        limit: int = 10000,
+    ) -> List[RunState]:
+        """Deliver an event from outside any run (same semantics as EMIT_EVENT, wildcard listeners included)."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("emit_event requires a non-empty name")
+        from abstractruntime_events.emit import deliver_event
+
+        wait_key = build_event_wait_key(scope=scope, name=name, session_id=session_id, workflow_id=workflow_id,
+                                        run_id=run_id)
+        envelope = {
+            "event_id": None, "name": name.strip(), "scope": (scope or "session").strip().lower(),
+            "session_id": session_id, "payload": payload if isinstance(payload, dict) else {"value": payload},
+            "emitted_at": utc_now_iso(), "emitter": {"source": "external"},
+        }
+        if self.runtime.workflow_registry is None:
+            self.runtime.set_workflow_registry(self.registry)
+        result = deliver_event(self.runtime, wait_key=wait_key, envelope=envelope, max_steps=max_steps)
+        return [s for s in (self.runtime.run_store.load(r) for r in result["delivered_to"]) if s is not None]
+
+    def find_waiting_runs(
+        self, *, wait_reason: Optional[WaitReason] = None, workflow_id: Optional[str] = None, limit: int = 100
+    ) -> List[RunState]:
+        return self.runtime.run_store.list_runs(status=RunStatus.WAITING, wait_reason=wait_reason,
+                                                workflow_id=workflow_id, limit=limit)
+
+    def resume_subworkflow_parent(self, *, child_run_id: str, child_output: Any) -> Optional[RunState]:
+        child = self.runtime.run_store.load(child_run_id)
+        if child is None or not child.parent_run_id:
+            return None
+        parent = self.runtime.run_store.load(child.parent_run_id)
+        wait = parent.waiting if parent is not None else None
+        if (parent is None or parent.status is not RunStatus.WAITING or parent.is_paused or wait is None
+                or wait.reason is not WaitReason.SUBWORKFLOW or (wait.details or {}).get("sub_run_id") != child_run_id):
+            return None
+        spec = self.registry.get_or_raise(parent.workflow_id)
+        return self.runtime.resume(workflow=spec, run_id=parent.run_id, wait_key=wait.wait_key,
+                                   payload={"sub_run_id": child_run_id, "output": child_output})
+
+    def cancel_with_children(self, run_id: str, *, reason: Optional[str] = None) -> List[RunState]:
+        out: List[RunState] = []
+        queue, seen = [run_id], set()
+        while queue:
+            current = queue.pop(0)
+            if current in seen:
+                continue
+            seen.add(current)
+            try:
+                state = self.runtime.cancel_run(current, reason=reason)
+            except KeyError:
+                continue
+            if state.status is RunStatus.CANCELLED:
+                out.append(state)
+            for child in self.runtime.run_store.list_children(parent_run_id=current):
+                if child.status in (RunStatus.RUNNING, RunStatus.WAITING):
+                    queue.append(child.run_id)
+        return out
+
+
+@define
+class ScheduledRuntime:
+    """A runtime with its scheduler and workflow registry (reference ``ScheduledRuntime``)."""
+
+    runtime: Any
+    scheduler: Scheduler
+    registry: WorkflowRegistry
+
+    def _ensure(self, workflow: WorkflowSpec) -> None:
+        if workflow.workflow_id not in self.registry:
+            self.registry.register(workflow)
+
+    def run(self, workflow: WorkflowSpec, *, vars: Optional[Dict[str, Any]] = None, actor_id: Optional[str] = None,
+            max_steps: int = 100) -> Tuple[str, RunState]:
+        self._ensure(workflow)
+        run_id = self.runtime.start(workflow=workflow, vars=vars, actor_id=actor_id)
+        return run_id, self.runtime.tick(workflow=workflow, run_id=run_id, max_steps=max_steps)
+
+    def start(self, *, workflow: WorkflowSpec, vars: Optional[Dict[str, Any]] = None,
+              actor_id: Optional[str] = None) -> str:
+        self._ensure(workflow)
+        run_id = self.runtime.start(workflow=workflow, vars=vars, actor_id=actor_id)
+        self.scheduler._wake()
+        return run_id
+
+    def tick(self, run_id: str, *, max_steps: int = 100) -> RunState:
+        state = self.runtime.get_state(run_id)
+        return self.runtime.tick(workflow=self.registry.get_or_raise(state.workflow_id), run_id=run_id,
+                                 max_steps=max_steps)
+
+    def respond(self, run_id: str, payload: Dict[str, Any]) -> RunState:
+        state, _spec = self.scheduler._waiting(run_id)
+        if not state.waiting.wait_key:
+            raise ValueError(f"Run {run_id} has no wait key to respond to")
+        return self.scheduler.resume_event(run_id=run_id, wait_key=state.waiting.wait_key, payload=payload)
+
+    def resume_event(self, *, run_id: str, wait_key: Optional[str], payload: Dict[str, Any]) -> RunState:
+        return self.scheduler.resume_event(run_id=run_id, wait_key=wait_key, payload=payload)
+
+    def get_state(self, run_id: str) -> RunState:
+        return self.runtime.get_state(run_id)
+
+    def get_ledger(self, run_id: str) -> List[Dict[str, Any]]:
+        return self.runtime.get_ledger(run_id)
+
+    def find_waiting_runs(self, **kwargs: Any) -> List[RunState]:
+        return self.scheduler.find_waiting_runs(**kwargs)
+
+    @property
+    def stats(self) -> SchedulerStats:
+        return self.scheduler.stats
+
+    def resume_subworkflow_parent(self, *, child_run_id: str, child_output: Any) -> Optional[RunState]:
+        return self.scheduler.resume_subworkflow_parent(child_run_id=child_run_id, child_output=child_output)
+
+    def cancel_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
+        return self.runtime.cancel_run(run_id, reason=reason)
+
+    def cancel_with_children(self, run_id: str, *, reason: Optional[str] = None) -> List[RunState]:
+        return self.scheduler.cancel_with_children(run_id, reason=reason)
+
+    @property
+    def is_running(self) -> bool:
+        return self.scheduler.is_running
+
+    def start_scheduler(self) -> None:
+        if not self.scheduler.is_running:
+            self.scheduler.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.scheduler.stop(timeout)
+
+
+def create_scheduled_runtime(
+    *,
+    run_store: Any = None,
+    ledger_store: Any = None,
+    artifact_store: Any = None,
+    effect_policy: Any = None,
+    workflows: Optional[Sequence[WorkflowSpec]] = None,
+    effect_handlers: Optional[Dict[Any, Callable[..., Any]]] = None,
+    poll_interval_s: float = 1.0,
+    auto_start: bool = True,
+    on_run_resumed: Optional[Callable[[RunState], None]] = None,
+    on_run_failed: Optional[Callable[[str, BaseException], None]] = None,
+    config: Any = None,
+    context: Any = None,
+    chat_summarizer: Any = None,
+    settings: Any = None,
+    workers: Optional[int] = None,
+) -> ScheduledRuntime:
+    """Reference factory. Missing stores default to in-memory ones (one shared backend when both are missing)."""
+    from abstractruntime import Runtime
+    from abstractruntime_inmemory.store import InMemoryLedgerStore, InMemoryRunStore, MemoryBackend
+
+    if run_store is None and ledger_store is None:
+        backend = MemoryBackend()
+        run_store, ledger_store = backend.run_store, backend.ledger_store
+    run_store = run_store if run_store is not None else InMemoryRunStore()
+    ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
+    registry = WorkflowRegistry()
+    for spec in workflows or ():
+        registry.register(spec)
+    runtime = Runtime(run_store=run_store, ledger_store=ledger_store, effect_handlers=effect_handlers,
+                      workflow_registry=registry, artifact_store=artifact_store, effect_policy=effect_policy,
+                      config=config, context=context, chat_summarizer=chat_summarizer, settings=settings)
+    scheduler = Scheduler(runtime=runtime, registry=registry, poll_interval_s=poll_interval_s,
+                          on_run_resumed=on_run_resumed, on_run_failed=on_run_failed, workers=workers)
+    if auto_start:
+        scheduler.start()
+    return ScheduledRuntime(runtime=runtime, scheduler=scheduler, registry=registry)
