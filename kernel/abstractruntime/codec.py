@@ -18,6 +18,9 @@ import orjson
 from .errors import JsonInvariantError
 from .models import (
     EffectType,
+    RunStatus,
+    StepStatus,
+    WaitReason,
     RunState,
     StepRecord,
     WorkflowSpec,
@@ -29,6 +32,9 @@ converter = cattrs.Converter()
 
 converter.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
 converter.register_unstructure_hook(Union[EffectType, str], effect_type_value)
+# Enums become their plain string values (what the reference's asdict + JSON gives readers).
+for _enum in (RunStatus, WaitReason, StepStatus, EffectType):
+    converter.register_unstructure_hook(_enum, lambda value: value.value)
 
 # Free-form JSON fields (vars, output, details, effect, result) are checked by ``check_json`` before encoding and
 # passed through as they are; copying them value by value would only cost time.

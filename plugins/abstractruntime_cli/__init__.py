@@ -1,0 +1,113 @@
+"""Builtin plugin ``cli``: the core subcommands of the ``abstractruntime`` command line.
+
+``plugins``, ``runs list``, ``runs show``, ``ledger show``, ``respond``, ``cancel``. Other plugins add their own
+(``ledger verify`` from provenance, ``snapshots ...`` from snapshots, ``export`` from history).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List
+
+from abstractruntime import RunStatus, hookimpl
+from abstractruntime.codec import run_to_dict
+from abstractruntime.descriptors import CliCommandDescriptor
+
+from .output import show
+
+
+def _plugins(args: Any, runtime: Any) -> int:
+    rows = [p.to_dict() for p in runtime.plugins()]
+    show(rows, args.json, ["name", "distribution", "version", "status", "error"])
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _runs_list_args(parser: Any) -> None:
+    parser.add_argument("--status", choices=[s.value for s in RunStatus])
+    parser.add_argument("--workflow")
+    parser.add_argument("--limit", type=int, default=50)
+
+
+def _runs_list(args: Any, runtime: Any) -> int:
+    rows = runtime.run_store.list_run_index(status=RunStatus(args.status) if args.status else None,
+                                            workflow_id=args.workflow, limit=args.limit)
+    show(rows, args.json, ["run_id", "workflow_id", "status", "wait_reason", "updated_at"])
+    return 0
+
+
+def _run_id_arg(parser: Any) -> None:
+    parser.add_argument("run_id")
+
+
+def _runs_show(args: Any, runtime: Any) -> int:
+    data = run_to_dict(runtime.get_state(args.run_id))
+    if args.json:
+        show(data, True)
+    else:
+        summary = {k: data[k] for k in ("run_id", "workflow_id", "status", "current_node", "error", "parent_run_id",
+                                        "session_id", "created_at", "updated_at", "step", "revision")}
+        summary["waiting"] = data["waiting"]
+        summary["output"] = data["output"]
+        summary["vars"] = {k: v for k, v in data["vars"].items() if not k.startswith("_")}
+        show(summary, False)
+    return 0
+
+
+def _ledger_show(args: Any, runtime: Any) -> int:
+    runtime.get_state(args.run_id)  # unknown run -> clear error
+    rows = runtime.get_ledger(args.run_id)
+    if args.json:
+        show(rows, True)
+    else:
+        flat = [{"#": i, "node": r["node_id"], "status": r["status"], "effect": (r.get("effect") or {}).get("type"),
+                 "attempt": r.get("attempt"), "ended_at": r.get("ended_at"), "error": r.get("error")}
+                for i, r in enumerate(rows, 1)]
+        show(flat, False, ["#", "node", "status", "effect", "attempt", "ended_at", "error"])
+    return 0
+
+
+def _respond_args(parser: Any) -> None:
+    parser.add_argument("run_id")
+    parser.add_argument("--json", dest="payload", required=True, metavar="PAYLOAD",
+                        help='the answer as a JSON object, e.g. \'{"text": "yes"}\'')
+    parser.add_argument("--wait-key", help="the wait key to answer (default: the one the run waits for)")
+
+
+def _respond(args: Any, runtime: Any) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--json is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("--json must be a JSON object, e.g. '{\"text\": \"yes\"}'")
+    state = runtime.get_state(args.run_id)
+    wait_key = args.wait_key or (state.waiting.wait_key if state.waiting else None)
+    # No workflow code here: deliver the answer and leave the run RUNNING for a worker/scheduler to continue.
+    state = runtime.resume(workflow=None, run_id=args.run_id, wait_key=wait_key, payload=payload, max_steps=0)
+    show({"run_id": state.run_id, "status": state.status.value, "current_node": state.current_node}, args.json)
+    return 0
+
+
+def _cancel_args(parser: Any) -> None:
+    parser.add_argument("run_id")
+    parser.add_argument("--reason")
+
+
+def _cancel(args: Any, runtime: Any) -> int:
+    state = runtime.cancel_run(args.run_id, reason=args.reason)
+    show({"run_id": state.run_id, "status": state.status.value, "error": state.error}, args.json)
+    return 0
+
+
+@hookimpl
+def abstractruntime_register_cli_commands() -> List[CliCommandDescriptor]:
+    return [
+        CliCommandDescriptor("plugins", "list plugins: name, distribution, version, status, error",
+                             lambda p: None, _plugins),
+        CliCommandDescriptor("runs list", "list runs (newest first)", _runs_list_args, _runs_list),
+        CliCommandDescriptor("runs show", "show one run", _run_id_arg, _runs_show),
+        CliCommandDescriptor("ledger show", "show a run's ledger", _run_id_arg, _ledger_show),
+        CliCommandDescriptor("respond", "answer a waiting run (it continues when a worker ticks it)",
+                             _respond_args, _respond),
+        CliCommandDescriptor("cancel", "cancel a run", _cancel_args, _cancel),
+    ]
