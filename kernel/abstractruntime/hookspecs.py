@@ -64,6 +64,15 @@ def abstractruntime_register_runtime_methods() -> "List[RuntimeMethodDescriptor]
 
 
 @hookspec
+def abstractruntime_register_visual_node_types() -> "List[Any]":
+    """Collector. Return the VisualFlow node types this plugin provides (``VisualNodeType`` descriptors, defined by
+    the ``visualflow`` plugin: type name, pins, defaults, handler or effect mapping).
+
+    The builtin catalogue registers its node types through this hook exactly as a third-party package does.
+    """
+
+
+@hookspec
 def abstractruntime_register_cli_commands() -> "List[CliCommandDescriptor]":
     """Collector. Return subcommands of the ``abstractruntime`` command line (e.g. ``runs``, ``ledger``)."""
 
