@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-from .logs import get_logger
 from attrs import define
 
 from . import codec
@@ -30,6 +28,7 @@ from .errors import (
     WaitKeyMismatchError,
 )
 from .hookspecs import hookimpl
+from .logs import get_logger
 from .models import (
     Effect,
     EffectOutcome,
@@ -46,6 +45,11 @@ from .models import (
     effect_type_value,
     utc_now_iso,
 )
+from .ledger_rows import row as _row
+from .ledger_rows import set_at_path
+from .ledger_rows import status_row as _status_row
+from .observation import UPDATABLE_LIMITS as _UPDATABLE_LIMITS
+from .observation import build_node_traces, limit_status
 from .plugins import Hooks, PluginInfo, build_plugin_manager, select_effect_handlers, select_store
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .settings import Settings, default_store_url, load_settings, parse_store_url
@@ -85,58 +89,6 @@ class _EffectDispatch:
                 f"Effect handler for {effect_type} returned {type(outcome).__name__}, expected EffectOutcome"
             )
         return outcome
-
-
-def set_at_path(target: Dict[str, Any], dotted: str, value: Any) -> None:
-    """Write ``value`` at a dotted path in ``target``; missing or non-dict intermediates become new dicts."""
-    parts = dotted.split(".")
-    cur = target
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
-
-
-def _status_row(run: RunState, status: str) -> StepRecord:
-    """The reference's synthetic terminal-status row (always the last ledger row of a finished run)."""
-    now = utc_now_iso()
-    payload = {"text": status}
-    return StepRecord(
-        run_id=run.run_id,
-        step_id=str(uuid.uuid4()),
-        node_id=run.current_node or "runtime",
-        status=StepStatus.COMPLETED,
-        effect={
-            "type": "emit_event",
-            "payload": {"name": "abstract.status", "scope": "session", "payload": payload},
-            "result_key": None,
-        },
-        result={"emitted": True, "name": "abstract.status", "payload": payload},
-        started_at=now,
-        ended_at=now,
-        actor_id=run.actor_id,
-        session_id=run.session_id,
-        attempt=1,
-        idempotency_key=f"system:terminal_status:{status}",
-    )
-
-
-def _row(run: RunState, node_id: str, status: StepStatus, **fields: Any) -> StepRecord:
-    now = utc_now_iso()
-    return StepRecord(
-        run_id=run.run_id,
-        step_id=str(uuid.uuid4()),
-        node_id=node_id,
-        status=status,
-        started_at=now,
-        ended_at=now,
-        actor_id=run.actor_id,
-        session_id=run.session_id,
-        **fields,
-    )
 
 
 class Runtime:
@@ -879,78 +831,6 @@ class Runtime:
             control = {}
             runtime_ns["control"] = control
         return control
-
-
-_UPDATABLE_LIMITS = frozenset({
-    "max_iterations", "max_tokens", "max_output_tokens", "max_input_tokens", "max_history_messages",
-    "warn_iterations_pct", "warn_tokens_pct", "estimated_tokens_used", "current_iteration",
-})
-
-
-def _pct(current: Any, maximum: Any) -> float:
-    try:
-        cur, mx = float(current or 0), float(maximum or 0)
-    except (TypeError, ValueError):
-        return 0.0
-    return round(cur / mx * 100, 1) if mx > 0 else 0.0
-
-
-def limit_status(limits: Mapping[str, Any]) -> Dict[str, Any]:
-    """The reference's ``get_limit_status`` shape; missing keys fall back to the defaults."""
-    d = RuntimeConfig().to_limits_dict()
-    get = lambda k: limits.get(k, d[k]) if limits.get(k) is not None else d[k]  # noqa: E731
-    it_cur, it_max = int(get("current_iteration") or 0), int(get("max_iterations") or 0)
-    tok_used, tok_max = int(get("estimated_tokens_used") or 0), int(get("max_tokens") or 0)
-    it_pct, tok_pct = _pct(it_cur, it_max), _pct(tok_used, tok_max)
-    return {
-        "iterations": {"current": it_cur, "max": it_max, "pct": it_pct,
-                       "warning": it_pct >= float(get("warn_iterations_pct"))},
-        "tokens": {"estimated_used": tok_used, "max": tok_max, "max_input_tokens": limits.get("max_input_tokens"),
-                   "max_output_tokens": limits.get("max_output_tokens"), "pct": tok_pct,
-                   "warning": tok_pct >= float(get("warn_tokens_pct"))},
-        "history": {"max_messages": get("max_history_messages")},
-    }
-
-
-def _ms_between(start: Optional[str], end: Optional[str]) -> float:
-    try:
-        return round((parse_instant(end) - parse_instant(start)).total_seconds() * 1000, 3)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-
-
-def build_node_traces(rows: Sequence[Mapping[str, Any]], keep: int = 100) -> Dict[str, Any]:
-    """Node traces from ledger rows: one entry per finished effect attempt, newest ``keep`` per node."""
-    traces: Dict[str, Any] = {}
-    for row in rows:
-        effect = row.get("effect")
-        status = row.get("status")
-        if not effect or status == StepStatus.STARTED.value or effect.get("type") == "resume":
-            continue
-        if str(row.get("idempotency_key") or "").startswith("system:"):
-            continue
-        node_id = row.get("node_id")
-        entry: Dict[str, Any] = {
-            "ts": row.get("ended_at") or row.get("started_at"),
-            "node_id": node_id,
-            "status": status,
-            "idempotency_key": row.get("idempotency_key"),
-            "reused_prior_result": False,
-            "effect": effect,
-            "duration_ms": _ms_between(row.get("started_at"), row.get("ended_at")),
-        }
-        if status == StepStatus.COMPLETED.value:
-            entry["result"] = row.get("result")
-        elif status == StepStatus.FAILED.value:
-            entry["error"] = row.get("error")
-        else:
-            entry["wait"] = (row.get("result") or {}).get("wait")
-        trace = traces.setdefault(node_id, {"node_id": node_id, "steps": [], "updated_at": entry["ts"]})
-        trace["steps"].append(entry)
-        trace["updated_at"] = entry["ts"]
-        if len(trace["steps"]) > keep:
-            del trace["steps"][0]
-    return traces
 
 
 __all__ = ["Runtime", "DefaultRunContext", "EffectOutcome", "set_at_path", "build_node_traces", "limit_status"]

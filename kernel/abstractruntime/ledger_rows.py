@@ -1,0 +1,60 @@
+"""Ledger rows the kernel writes itself (terminal status, completion, resume) and the ``result_key`` writer."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Dict
+
+from .models import RunState, StepRecord, StepStatus, utc_now_iso
+
+
+def set_at_path(target: Dict[str, Any], dotted: str, value: Any) -> None:
+    """Write ``value`` at a dotted path in ``target``; missing or non-dict intermediates become new dicts."""
+    parts = dotted.split(".")
+    cur = target
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def status_row(run: RunState, status: str) -> StepRecord:
+    """The reference's synthetic terminal-status row (always the last ledger row of a finished run)."""
+    now = utc_now_iso()
+    payload = {"text": status}
+    return StepRecord(
+        run_id=run.run_id,
+        step_id=str(uuid.uuid4()),
+        node_id=run.current_node or "runtime",
+        status=StepStatus.COMPLETED,
+        effect={
+            "type": "emit_event",
+            "payload": {"name": "abstract.status", "scope": "session", "payload": payload},
+            "result_key": None,
+        },
+        result={"emitted": True, "name": "abstract.status", "payload": payload},
+        started_at=now,
+        ended_at=now,
+        actor_id=run.actor_id,
+        session_id=run.session_id,
+        attempt=1,
+        idempotency_key=f"system:terminal_status:{status}",
+    )
+
+
+def row(run: RunState, node_id: str, status: StepStatus, **fields: Any) -> StepRecord:
+    now = utc_now_iso()
+    return StepRecord(
+        run_id=run.run_id,
+        step_id=str(uuid.uuid4()),
+        node_id=node_id,
+        status=status,
+        started_at=now,
+        ended_at=now,
+        actor_id=run.actor_id,
+        session_id=run.session_id,
+        **fields,
+    )
