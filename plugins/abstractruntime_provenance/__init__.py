@@ -32,6 +32,7 @@ from .hashing import (
 from .plugin import (
     ProvenanceConfig,
     abstractruntime_prepare_ledger_records,
+    abstractruntime_register_cli_commands,
     abstractruntime_register_runtime_methods,
     config_for,
 )

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 from attrs import frozen
 
 from abstractruntime import hookimpl
-from abstractruntime.descriptors import RuntimeMethodDescriptor
+from abstractruntime.descriptors import CliCommandDescriptor, RuntimeMethodDescriptor
 from abstractruntime.errors import ConfigurationError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import StepRecord
@@ -98,3 +98,34 @@ def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
             "Verify a run's ledger hash chain (and Ed25519 signatures with a public key); returns a report",
         )
     ]
+
+
+def _cli_verify_args(parser: Any) -> None:
+    parser.add_argument("run_id")
+    parser.add_argument("--public-key", help="PEM public key to check signatures with (default: configuration)")
+
+
+def _cli_verify(args: Any, runtime: Any) -> int:
+    """``abstractruntime ledger verify RUN_ID``: exit 0 if the chain verifies, 1 with the first bad record if not."""
+    import json
+
+    runtime.get_state(args.run_id)  # unknown run -> clear error, exit 2
+    public_key = load_public_key(args.public_key) if args.public_key else None
+    report = _verify_ledger(runtime, args.run_id, public_key)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    elif report["ok"]:
+        print(f"ok: {report['count']} records, head {report['head_hash']}")
+    else:
+        first = next((e for e in report["errors"] if e.get("index") == report["first_bad_index"]), {})
+        print(f"TAMPERED: first bad record #{report['first_bad_index']} ({first.get('type')}); "
+              f"{len(report['errors'])} error(s) in {report['count']} records")
+        for err in report["errors"]:
+            print("  " + json.dumps(err, default=str))
+    return 0 if report["ok"] else 1
+
+
+@hookimpl
+def abstractruntime_register_cli_commands() -> List[CliCommandDescriptor]:
+    return [CliCommandDescriptor("ledger verify", "verify a run's hash chain (exit 1 and the first bad record "
+                                 "if it was tampered with)", _cli_verify_args, _cli_verify)]

@@ -108,3 +108,21 @@ def test_store_from_environment_and_config_file(store, tmp_path):
     cfg.write_text(f'[abstractruntime]\nstore = "{url}"\n')
     rows = json.loads(cli("--config", str(cfg), "--json", "runs", "list").stdout)
     assert waiting in {r["run_id"] for r in rows}
+
+
+def test_ledger_verify_exits_1_and_names_the_first_bad_record_after_tampering(store):
+    import lmdb
+
+    url, _waiting, finished = store
+    out = cli("--store", url, "ledger", "verify", finished)
+    assert out.returncode == 0 and out.stdout.startswith("ok: 5 records"), out.stdout + out.stderr
+    path = url[len("lmdb://"):]
+    env = lmdb.open(path, max_dbs=0)
+    key = b"d:" + finished.encode() + b"\x01" + (2).to_bytes(8, "big")
+    with env.begin(write=True) as txn:
+        txn.put(key, txn.get(key).replace(b'"waiting"', b'"completed"', 1))
+    env.close()
+    out = cli("--store", url, "ledger", "verify", finished)
+    assert out.returncode == 1 and "first bad record #1" in out.stdout, out.stdout
+    report = json.loads(cli("--store", url, "--json", "ledger", "verify", finished).stdout)
+    assert report["ok"] is False and report["first_bad_index"] == 1
