@@ -95,7 +95,7 @@ class ChainVerifier:
     def add(self, record: Mapping[str, Any]) -> None:
         i = self.count
         self.count += 1
-        if not isinstance(record, Mapping):
+        if type(record) is not dict and not isinstance(record, Mapping):
             record = {}
         stored = record.get("record_hash")
         self._last_hash = stored
@@ -104,7 +104,7 @@ class ChainVerifier:
         actual_prev = record.get("prev_hash")
         if actual_prev != self._expected_prev:  # deleted, inserted or reordered records land here
             self._error(i, "prev_hash_mismatch", expected_prev_hash=self._expected_prev, actual_prev_hash=actual_prev)
-        if not stored or not isinstance(stored, str):
+        if not stored or type(stored) is not str:
             self._error(i, "missing_record_hash")
             self._stopped = True  # nothing to chain the next record to
             return

@@ -15,11 +15,11 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import StepRecord
 
 from .chain import chain_records, current_head, verify_run
-from .hashing import get_hasher
+from .hashing import DEFAULT_ALGORITHM, get_hasher
 from .signing import configured_signing_key, key_fingerprint, load_public_key, signer_for
 
 PLUGIN_NAME = "provenance"
-OPTION_KEYS = ("algorithm", "signing_key_path", "public_key_path")
+OPTION_KEYS = ("enabled", "algorithm", "signing_key_path", "public_key_path")
 
 log = get_logger("abstractruntime.provenance")
 
@@ -31,6 +31,7 @@ class ProvenanceConfig:
     algorithm: str
     signer: Optional[Callable[[str], str]] = None
     key_fingerprint: Optional[str] = None
+    enabled: bool = True
 
 
 _CONFIGS: "weakref.WeakKeyDictionary[Any, ProvenanceConfig]" = weakref.WeakKeyDictionary()
@@ -51,6 +52,11 @@ def _options(runtime: Any) -> Dict[str, Any]:
 def resolve_config(runtime: Any) -> ProvenanceConfig:
     """Read and check the plugin's options (and load the signing key) for ``runtime``."""
     opts = _options(runtime)
+    enabled = opts.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigurationError(f"plugin_options.provenance.enabled must be true or false, got {enabled!r}")
+    if not enabled:
+        return ProvenanceConfig(DEFAULT_ALGORITHM, enabled=False)
     algorithm = get_hasher(opts.get("algorithm")).name
     key = configured_signing_key(opts.get("signing_key_path"))
     if key is None:
@@ -81,6 +87,8 @@ def configured_public_key(runtime: Any) -> Any:
 @hookimpl(trylast=True)  # after any other plugin that sets fields: the hash must cover the final record
 def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: List[StepRecord]) -> None:
     cfg = config_for(runtime)
+    if not cfg.enabled:
+        return
     # The kernel calls this inside the run's single-writer section, so the stored head cannot move under us.
     head = current_head(runtime.ledger_store, run_id)
     chain_records(records, head, algorithm=cfg.algorithm, signer=cfg.signer)

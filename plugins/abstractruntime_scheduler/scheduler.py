@@ -129,22 +129,26 @@ class Scheduler:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self._poll(submit=True)
-            except Exception as exc:  # the loop must survive a bad poll (store hiccup, ...)
-                self._record_error(f"poll failed: {type(exc).__name__}: {exc}")
-            self._wake_event.wait(self.poll_interval_s)
             self._wake_event.clear()
+            with self._in_flight_lock:
+                busy = len(self._in_flight)
+            free = self.workers - busy
+            if free > 0:  # only look for as much work as the pool can take now; workers wake us when done
+                try:
+                    self._poll(submit=True, limit=busy + free)
+                except Exception as exc:  # the loop must survive a bad poll (store hiccup, ...)
+                    self._record_error(f"poll failed: {type(exc).__name__}: {exc}")
+            self._wake_event.wait(self.poll_interval_s)
 
     # --- finding work -----------------------------------------------------------------------------------------
-    def _candidates(self) -> List[RunState]:
+    def _candidates(self, limit: int) -> List[RunState]:
         store = self.runtime.run_store
         now = utc_now_iso()
-        due = store.list_due_wait_until(now_iso=now, limit=self.batch_size)
-        running = store.list_runs(status=RunStatus.RUNNING, limit=self.batch_size)
+        due = store.list_due_wait_until(now_iso=now, limit=limit)
+        running = store.list_runs(status=RunStatus.RUNNING, limit=limit)
         # waits that a plugin may declare ready on tick (abstractruntime_poll_wait): a parent whose child finished
         pollable = [r for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)
-                    for r in store.list_runs(status=RunStatus.WAITING, wait_reason=reason, limit=self.batch_size)]
+                    for r in store.list_runs(status=RunStatus.WAITING, wait_reason=reason, limit=limit)]
         seen, out = set(), []
         for run in list(due) + list(running) + pollable:
             if run.run_id in seen or run.is_paused:
@@ -157,14 +161,14 @@ class Scheduler:
 
     def poll_once(self) -> int:
         """One cycle, synchronously: drive every runnable run; returns how many were driven."""
-        return self._poll(submit=False)
+        return self._poll(submit=False, limit=self.batch_size)
 
-    def _poll(self, *, submit: bool) -> int:
+    def _poll(self, *, submit: bool, limit: int) -> int:
         with self._stats_lock:
             self._stats.poll_cycles += 1
             self._stats.last_poll_at = utc_now_iso()
         count = 0
-        for run in self._candidates():
+        for run in self._candidates(limit):
             if self._stop.is_set() and submit:
                 break
             with self._in_flight_lock:
@@ -217,6 +221,7 @@ class Scheduler:
                     pass
         finally:
             self._release(run.run_id)
+            self._wake_event.set()  # a worker is free: let the poller refill it
 
     def _record_error(self, message: str) -> None:
         log.warning("scheduler_error", error=message)

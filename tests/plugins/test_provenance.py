@@ -656,3 +656,42 @@ def test_crash_between_reservation_and_outcome_keeps_one_chain(tmp_path):
         rows = rt.get_ledger(run_id)
         assert [r["status"] for r in rows].count("started") == 2  # ask + one reservation for work
         assert rt.verify_ledger(run_id)["ok"]
+
+
+def test_fast_canonical_json_is_byte_identical_to_the_reference_form():
+    import json
+    import random
+
+    from abstractruntime_provenance.hashing import canonical_json
+
+    rng = random.Random(7)
+    alphabet = [chr(i) for i in range(0, 0x80)] + ["é", "☃", "\u2028", "\U0001F600", "\ufeff"]
+
+    def s():
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+
+    def v(depth=0):
+        r = rng.random()
+        if depth > 3 or r < 0.4:
+            return rng.choice([s(), rng.randint(-2**63, 2**64 - 1), True, None, rng.random() * 10**rng.randint(-20, 20)])
+        if r < 0.7:
+            return {s(): v(depth + 1) for _ in range(rng.randint(0, 4))}
+        return [v(depth + 1) for _ in range(rng.randint(0, 4))]
+
+    for _ in range(3000):
+        data = {s(): v() for _ in range(4)}
+        assert canonical_json(data) == json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def test_chaining_can_be_switched_off_by_configuration():
+    from abstractruntime import Effect, EffectType, Runtime, StepPlan, WorkflowSpec
+
+    flow = WorkflowSpec(workflow_id="off", entry_node="a", nodes={
+        "a": lambda run, ctx: StepPlan(node_id="a", effect=Effect(EffectType.ANSWER_USER, {"message": "x"}),
+                                       next_node="b"),
+        "b": lambda run, ctx: StepPlan(node_id="b", complete_output={}),
+    })
+    rt = Runtime.from_config({"store": "memory://", "plugin_options": {"provenance": {"enabled": False}}})
+    run_id = rt.start(workflow=flow)
+    rt.tick(workflow=flow, run_id=run_id)
+    assert all(r["record_hash"] is None for r in rt.get_ledger(run_id))
