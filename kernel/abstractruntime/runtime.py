@@ -282,21 +282,23 @@ class Runtime:
     ) -> None:
         """Check, encode and write one step. Raises before writing anything if a value is not plain JSON."""
         run_json = None
-        if run is not None:
-            run.updated_at = utc_now_iso()
-            run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
-            try:
+        old_revision = run.revision if run is not None else None
+        try:
+            if run is not None:
+                run.updated_at = utc_now_iso()
+                run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
                 run_json = codec.encode_run(run, node_id=node_id)
-            except JsonInvariantError:
-                run.revision -= 1
-                raise
-        if records:
-            by_run: Dict[str, List[StepRecord]] = {}
-            for r in records:
-                by_run.setdefault(r.run_id, []).append(r)
-            for rid_, recs in by_run.items():
-                self._hooks.prepare_ledger_records(runtime=self, run_id=rid_, records=recs)
-        record_jsons = [codec.encode_record(r) for r in records]
+            if records:
+                by_run: Dict[str, List[StepRecord]] = {}
+                for r in records:
+                    by_run.setdefault(r.run_id, []).append(r)
+                for rid_, recs in by_run.items():
+                    self._hooks.prepare_ledger_records(runtime=self, run_id=rid_, records=recs)
+            record_jsons = [codec.encode_record(r) for r in records]
+        except BaseException:
+            if run is not None:
+                run.revision = old_revision  # nothing was written: the object keeps its last committed revision
+            raise
         self._commit_fn(
             StepCommit(
                 run=run,

@@ -31,13 +31,14 @@ def deliver_event(
     *,
     wait_key: str,
     envelope: Dict[str, Any],
+    wildcard_key: Optional[str] = None,
     max_steps: int = 0,
     exclude_run_id: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """Resume every run waiting for ``wait_key`` or its scope's wildcard ``*`` with ``envelope``."""
-    wildcard = wait_key.rsplit(":", 1)[0] + ":*"
+    """Resume every run waiting for ``wait_key`` (or ``wildcard_key``, the scope's ``*`` listeners) with
+    ``envelope``."""
     listeners: Dict[str, RunState] = {}
-    for key in (wait_key, wildcard):
+    for key in (wait_key, wildcard_key) if wildcard_key else (wait_key,):
         for run in waiting_for(runtime.run_store, key):
             if run.run_id != exclude_run_id:
                 listeners.setdefault(run.run_id, run)
@@ -64,9 +65,10 @@ def deliver_event(
     return {"delivered": len(delivered_to), "delivered_to": delivered_to, "resumed": resumed}
 
 
-def _available_listeners(run_store: Any, scope: str, scope_id: str) -> List[str]:
-    prefix = f"evt:{scope}:{scope_id}:"
+def _available_listeners(run_store: Any, prefix: str) -> List[str]:
     names: List[str] = []
+    if not hasattr(run_store, "list_runs"):
+        return names
     runs = run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.EVENT, limit=MAX_LISTENERS)
     for run in runs:
         key = run.waiting.wait_key if run.waiting else None
@@ -90,6 +92,8 @@ def emit_event(call: EffectCall) -> EffectOutcome:
     try:
         wait_key = build_event_wait_key(scope=scope, name=name, session_id=session_id,
                                         workflow_id=run.workflow_id, run_id=run.run_id)
+        wildcard_key = build_event_wait_key(scope=scope, name="*", session_id=session_id,
+                                            workflow_id=run.workflow_id, run_id=run.run_id)
     except ValueError as exc:
         return EffectOutcome.failed(f"emit_event invalid payload: {exc}")
     inner = payload.get("payload")
@@ -114,14 +118,13 @@ def emit_event(call: EffectCall) -> EffectOutcome:
     if not hasattr(runtime.run_store, "list_runs") and not hasattr(runtime.run_store, "list_waiting_for_event"):
         return EffectOutcome.failed("emit_event requires a queryable run store (list_runs / list_waiting_for_event)")
     try:
-        delivery = deliver_event(runtime, wait_key=wait_key, envelope=envelope, max_steps=max_steps,
-                                 exclude_run_id=run.run_id)
+        delivery = deliver_event(runtime, wait_key=wait_key, wildcard_key=wildcard_key, envelope=envelope,
+                                 max_steps=max_steps, exclude_run_id=run.run_id)
     except LookupError as exc:
         return EffectOutcome.failed(str(exc))
     result: Dict[str, Any] = {"wait_key": wait_key, "name": name, "scope": scope, **delivery}
     if not delivery["delivered"]:
-        scope_id = wait_key.split(":", 3)[2]
-        available = _available_listeners(runtime.run_store, scope, scope_id)
+        available = _available_listeners(runtime.run_store, wildcard_key[:-1])  # "evt:{scope}:{scope_id}:"
         if available:
             result["available_listeners_in_session"] = available
     return EffectOutcome.completed(result)

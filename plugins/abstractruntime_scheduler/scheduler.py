@@ -60,7 +60,7 @@ class Scheduler:
         *,
         runtime: Any,
         registry: WorkflowRegistry,
-        poll_interval_s: float = 1.0,
+        poll_interval_s: Optional[float] = None,
         max_errors_kept: int = 100,
         on_run_resumed: Optional[Callable[[RunState], None]] = None,
         on_run_failed: Optional[Callable[[str, BaseException], None]] = None,
@@ -75,7 +75,9 @@ class Scheduler:
         options = runtime.settings.options_for("scheduler") if hasattr(runtime, "settings") else {}
         self.runtime = runtime
         self.registry = registry
-        self.poll_interval_s = float(options.get("poll_interval_s", poll_interval_s))
+        # explicit arguments win over [abstractruntime.plugin_options.scheduler], which wins over the defaults
+        self.poll_interval_s = float(poll_interval_s if poll_interval_s is not None
+                                     else options.get("poll_interval_s", 1.0))
         self.max_errors_kept = max_errors_kept
         self.on_run_resumed = on_run_resumed
         self.on_run_failed = on_run_failed
@@ -261,6 +263,8 @@ class Scheduler:
 
         wait_key = build_event_wait_key(scope=scope, name=name, session_id=session_id, workflow_id=workflow_id,
                                         run_id=run_id)
+        wildcard_key = build_event_wait_key(scope=scope, name="*", session_id=session_id,
+                                            workflow_id=workflow_id, run_id=run_id)
         envelope = {
             "event_id": None, "name": name.strip(), "scope": (scope or "session").strip().lower(),
             "session_id": session_id, "payload": payload if isinstance(payload, dict) else {"value": payload},
@@ -268,7 +272,8 @@ class Scheduler:
         }
         if self.runtime.workflow_registry is None:
             self.runtime.set_workflow_registry(self.registry)
-        result = deliver_event(self.runtime, wait_key=wait_key, envelope=envelope, max_steps=max_steps)
+        result = deliver_event(self.runtime, wait_key=wait_key, wildcard_key=wildcard_key, envelope=envelope,
+                               max_steps=max_steps)
         return [s for s in (self.runtime.run_store.load(r) for r in result["delivered_to"]) if s is not None]
 
     def find_waiting_runs(

@@ -24,6 +24,8 @@ __getattr__ = lazy_exports(__name__, {
     "InMemoryLedgerStore": "abstractruntime_inmemory.store",
     "JsonFileRunStore": "abstractruntime_jsonfiles.store",
     "JsonlLedgerStore": "abstractruntime_jsonfiles.store",
+    "HashChainedLedgerStore": "abstractruntime_provenance.chain",
+    "verify_ledger_chain": "abstractruntime_provenance.chain",
 })
 
 __all__ = [
@@ -34,6 +36,8 @@ __all__ = [
     "InMemoryLedgerStore",
     "JsonFileRunStore",
     "JsonlLedgerStore",
+    "HashChainedLedgerStore",
+    "verify_ledger_chain",
     "ObservableLedgerStore",
     "ObservableLedgerStoreProtocol",
 ]
