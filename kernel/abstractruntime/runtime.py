@@ -21,7 +21,6 @@ from .descriptors import EffectCall, EffectHandlerDescriptor, legacy_handler
 from .errors import (
     ConcurrentModificationError,
     ConfigurationError,
-    JsonInvariantError,
     RunNotWaitingError,
     RunPausedError,
     UnknownRunError,
