@@ -1,0 +1,73 @@
+"""Builtin plugin ``evidence``: artifact-backed evidence for the results of selected tools.
+
+It wraps ``TOOL_CALLS`` execution through the ``abstractruntime_execute_effect`` hook (the kernel has no evidence
+code): after a completed tool-calls effect, results of the configured tools get an evidence record in the
+artifact store, ``meta.evidence_id`` on the result, and a span in ``vars._runtime.memory_spans``. A recorder that
+fails adds a warning to ``vars._runtime.evidence_warnings``; it never fails the run.
+
+Options (``[abstractruntime.plugin_options.evidence]``): ``tool_names`` (default web_search, fetch_url,
+execute_command). Runtime methods: ``list_evidence(run_id)``, ``load_evidence(evidence_id)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from abstractruntime import EffectCall, EffectOutcome, EffectType, hookimpl
+from abstractruntime.descriptors import RuntimeMethodDescriptor
+
+from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder, list_evidence, warn
+
+__all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES"]
+
+
+def _artifact_store(runtime: Any) -> Optional[Any]:
+    if runtime.artifact_store is not None:
+        return runtime.artifact_store
+    try:
+        from abstractruntime_artifacts import artifact_store_for
+    except ImportError:
+        return None
+    return artifact_store_for(runtime)
+
+
+def _tool_names(runtime: Any) -> List[str]:
+    names = runtime.settings.options_for("evidence").get("tool_names")
+    return list(names) if isinstance(names, (list, tuple)) else list(DEFAULT_EVIDENCE_TOOL_NAMES)
+
+
+@hookimpl(wrapper=True)
+def abstractruntime_execute_effect(call: EffectCall):
+    outcome = yield
+    if (call.effect.type_value != EffectType.TOOL_CALLS.value or not isinstance(outcome, EffectOutcome)
+            or outcome.status != "completed" or not isinstance(outcome.result, dict)):
+        return outcome
+    try:
+        store = _artifact_store(call.runtime)
+        if store is None:
+            return outcome
+        tool_calls = call.effect.payload.get("tool_calls") or []
+        EvidenceRecorder(artifact_store=store, tool_names=_tool_names(call.runtime)).record_tool_calls(
+            run=call.run, node_id=call.node_id, tool_calls=tool_calls, tool_results=outcome.result)
+    except Exception as exc:  # evidence is best-effort: never fail the run
+        warn(call.run, call.node_id, f"{type(exc).__name__}: {exc}")
+    return outcome
+
+
+def _list_evidence(runtime: Any, run_id: str) -> List[Dict[str, Any]]:
+    return list_evidence(runtime.get_state(run_id))
+
+
+def _load_evidence(runtime: Any, evidence_id: str) -> Optional[Dict[str, Any]]:
+    store = _artifact_store(runtime)
+    if store is None:
+        raise RuntimeError("load_evidence needs an artifact store (pass artifact_store= or use a persistent store)")
+    return store.load_json(evidence_id)
+
+
+@hookimpl
+def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
+    return [
+        RuntimeMethodDescriptor("list_evidence", _list_evidence, "Evidence spans of a run"),
+        RuntimeMethodDescriptor("load_evidence", _load_evidence, "One evidence record"),
+    ]
