@@ -37,7 +37,7 @@ def s4(n: int, workdir: Path) -> tuple:
 
     rt = Runtime.from_config({"store": f"lmdb://{workdir}/s4?sync=true"})
     run = RunState.new(workflow_id="chain", entry_node="a")
-    rt._commit(run, [], node_id=None, expected_revision=None)
+    rt.commit(run)
     batch = 100
     t0 = time.perf_counter()
     for i in range(0, n, batch):
@@ -47,7 +47,7 @@ def s4(n: int, workdir: Path) -> tuple:
                                    effect=Effect(EffectType.ANSWER_USER, {"message": f"m{i + j}"}),
                                    idempotency_key=f"k{i + j}")
             records.append(rec.finish_success({"i": i + j, "text": "lorem ipsum " * 4}))
-        rt._commit(None, records, node_id=None, expected_revision=None, run_id=run.run_id)
+        rt.commit(None, records, run_id=run.run_id)
     append_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = rt.get_ledger(run.run_id)

@@ -315,6 +315,30 @@ class Runtime:
             self._hooks.run_status_changed(run=run, previous_status=previous_status, runtime=self)
             log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status.value)
 
+    # --- for plugins: the same commit path the tick loop uses ----------------------------------------------------
+    def commit(
+        self,
+        run: Optional[RunState],
+        records: Sequence[StepRecord] = (),
+        *,
+        expected_revision: Optional[int] = None,
+        run_id: Optional[str] = None,
+    ) -> None:
+        """Check, encode and write ``run`` (may be None: ledger-only) and ``records`` in one store commit, through
+        every hook (ledger-record preparation, status and ledger observers). ``expected_revision`` is the revision
+        the stored run must still have (None: no check, e.g. a new run)."""
+        previous = None
+        if run is not None and expected_revision is not None:
+            stored = self._run_store.load(run.run_id)
+            previous = stored.status if stored is not None else None
+        self._commit(run, list(records), node_id=run.current_node if run is not None else None,
+                     expected_revision=expected_revision, previous_status=previous, run_id=run_id)
+
+    def update_run(self, run_id: str, mutate: Callable[[RunState], Optional[List[StepRecord]]]) -> RunState:
+        """Load the run, apply ``mutate(run)`` and commit it with the ledger records it returns (``None``: no
+        change, nothing written), retrying if another writer committed in between. Returns the new state."""
+        return self._update(run_id, mutate)
+
     def _find_prior(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
         """The latest ledger row with this idempotency key (indexed when the store supports it)."""
         finder = getattr(self._ledger_store, "find_by_idempotency_key", None)

@@ -26,6 +26,13 @@ __getattr__ = lazy_exports(__name__, {
     "JsonlLedgerStore": "abstractruntime_jsonfiles.store",
     "HashChainedLedgerStore": "abstractruntime_provenance.chain",
     "verify_ledger_chain": "abstractruntime_provenance.chain",
+    "OffloadingRunStore": "abstractruntime_artifacts.offloading",
+    "OffloadingLedgerStore": "abstractruntime_artifacts.offloading",
+    "offload_large_values": "abstractruntime_artifacts.offloading",
+    "Snapshot": "abstractruntime_snapshots.store",
+    "SnapshotStore": "abstractruntime_snapshots.store",
+    "InMemorySnapshotStore": "abstractruntime_snapshots.store",
+    "JsonSnapshotStore": "abstractruntime_snapshots.store",
 })
 
 __all__ = [
@@ -40,4 +47,11 @@ __all__ = [
     "verify_ledger_chain",
     "ObservableLedgerStore",
     "ObservableLedgerStoreProtocol",
+    "OffloadingRunStore",
+    "OffloadingLedgerStore",
+    "offload_large_values",
+    "Snapshot",
+    "SnapshotStore",
+    "InMemorySnapshotStore",
+    "JsonSnapshotStore",
 ]

@@ -1,0 +1,139 @@
+"""Builtin plugin ``artifacts``: artifact stores, ``$artifact`` references and offloading of large values.
+
+Reference API (``abstractruntime.storage.artifacts`` / ``abstractruntime.storage.offloading``): see
+:mod:`abstractruntime_artifacts.store` and :mod:`abstractruntime_artifacts.offloading`.
+
+As a plugin it does two things:
+
+* :func:`artifact_store_for` -- the artifact store of a runtime: ``runtime.artifact_store`` when the host set one,
+  else a :class:`FileArtifactStore` in the directory of the runtime's persistent store (the LMDB environment
+  directory, the SQLite file's directory, the jsonfiles directory), else None. It never sets one on the runtime.
+* ledger offloading: before each commit, values in a ledger record's ``effect`` / ``result`` larger than
+  ``max_inline_bytes`` are moved into that artifact store and replaced by ``{"$artifact": id}`` (runs first, so a
+  provenance hash covers what is stored). Nothing happens when the runtime has no artifact store.
+
+Options (``[abstractruntime.plugin_options.artifacts]``): ``max_inline_bytes`` (default
+``$ABSTRACTRUNTIME_MAX_INLINE_BYTES`` or 262144; ``0`` turns ledger offloading off).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from pathlib import Path
+from typing import Any, List, Optional
+
+from abstractruntime import hookimpl
+from abstractruntime.errors import ConfigurationError
+from abstractruntime.models import StepRecord
+
+from .offloading import (
+    DEFAULT_MAX_INLINE_BYTES,
+    OffloadingLedgerStore,
+    OffloadingRunStore,
+    default_max_inline_bytes,
+    fits_inline,
+    offload_large_values,
+    offload_step_record,
+)
+from .store import (
+    Artifact,
+    ArtifactMetadata,
+    ArtifactStore,
+    FileArtifactStore,
+    InMemoryArtifactStore,
+    artifact_ref,
+    compute_artifact_id,
+    compute_blob_id,
+    get_artifact_id,
+    is_artifact_ref,
+    resolve_artifact,
+    validate_artifact_id,
+)
+
+PLUGIN_NAME = "artifacts"
+
+_DEFAULT_STORES: "weakref.WeakKeyDictionary[Any, Optional[ArtifactStore]]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+def store_directory(runtime: Any) -> Optional[Path]:
+    """The directory of the runtime's persistent store: ``backend.path`` if it is a directory (LMDB, jsonfiles),
+    its parent if it is a file (SQLite); None for a store without a path (memory)."""
+    backend = getattr(runtime.run_store, "backend", None)
+    path = getattr(backend, "path", None)
+    if not path:
+        return None
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def artifact_store_for(runtime: Any) -> Optional[ArtifactStore]:
+    """``runtime.artifact_store``, else the default store's own (files beside the persistent store), else None."""
+    explicit = runtime.artifact_store
+    if explicit is not None:
+        return explicit
+    with _LOCK:
+        if runtime in _DEFAULT_STORES:
+            return _DEFAULT_STORES[runtime]
+        directory = store_directory(runtime)
+        store = FileArtifactStore(directory) if directory is not None else None
+        _DEFAULT_STORES[runtime] = store
+        return store
+
+
+def max_inline_bytes_for(runtime: Any) -> int:
+    """``plugin_options.artifacts.max_inline_bytes``, else ``$ABSTRACTRUNTIME_MAX_INLINE_BYTES``, else 256 KiB."""
+    raw = runtime.settings.options_for(PLUGIN_NAME).get("max_inline_bytes")
+    if raw is None:
+        return default_max_inline_bytes()
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"plugin_options.artifacts.max_inline_bytes must be an integer number of bytes (0 disables "
+            f"offloading), got {raw!r}") from None
+
+
+@hookimpl(tryfirst=True)
+def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: List[StepRecord]) -> None:
+    threshold = max_inline_bytes_for(runtime)
+    if threshold <= 0:
+        return
+    store = None
+    for record in records:
+        if all(v is None or fits_inline(v, threshold) for v in (record.effect, record.result)):
+            continue  # the common case: no artifact store is even looked up (nor its directory created)
+        if store is None:
+            store = artifact_store_for(runtime)
+            if store is None:
+                return
+        persisted = offload_step_record(record, artifact_store=store, max_inline_bytes=threshold)
+        if persisted is not record:  # the kernel encodes these very objects: update them in place
+            record.effect = persisted.effect
+            record.result = persisted.result
+
+
+__all__ = [
+    "Artifact",
+    "ArtifactMetadata",
+    "ArtifactStore",
+    "InMemoryArtifactStore",
+    "FileArtifactStore",
+    "compute_artifact_id",
+    "compute_blob_id",
+    "validate_artifact_id",
+    "artifact_ref",
+    "is_artifact_ref",
+    "get_artifact_id",
+    "resolve_artifact",
+    "offload_large_values",
+    "OffloadingRunStore",
+    "OffloadingLedgerStore",
+    "DEFAULT_MAX_INLINE_BYTES",
+    "artifact_store_for",
+    "max_inline_bytes_for",
+    "store_directory",
+]

@@ -1,0 +1,203 @@
+"""Builtin plugin ``snapshots``: named copies of a run's state, restore and fork (reference §2.2, §10, §17 #26).
+
+Reference API: :class:`Snapshot`, :class:`SnapshotStore`, :class:`InMemorySnapshotStore`,
+:class:`JsonSnapshotStore` (also importable from ``abstractruntime.storage.snapshots``).
+
+Runtime methods added by this plugin:
+
+* ``runtime.create_snapshot(run_id, *, name, description=None, tags=None, snapshot_store=None) -> Snapshot``
+* ``runtime.restore_snapshot(snapshot_id, *, snapshot_store=None) -> RunState`` -- the run returns to the
+  snapshot's status, node, vars, wait, output and error; ``revision`` and ``step`` keep counting up, and the
+  ledger gets a ``snapshot_restore`` row (one commit).
+* ``runtime.fork_run(snapshot_id, *, snapshot_store=None) -> str`` -- a new root run with the snapshot's state
+  (``vars._runtime.forked_from = {run_id, snapshot_id}``) and a ``fork`` ledger row.
+
+Without ``snapshot_store=``, :func:`snapshot_store_for` chooses: ``[abstractruntime.plugin_options.snapshots]
+dir = "..."`` (a :class:`JsonSnapshotStore`), else ``<store directory>/snapshots`` for a store with a directory
+(LMDB, SQLite, jsonfiles), else an :class:`InMemorySnapshotStore` kept for the life of the runtime.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import weakref
+from pathlib import Path
+from typing import Any, List, Optional
+
+from abstractruntime import hookimpl
+from abstractruntime.descriptors import RuntimeMethodDescriptor
+from abstractruntime.errors import AbstractRuntimeError
+from abstractruntime.models import RunState, StepRecord, StepStatus, utc_now_iso
+
+from .store import InMemorySnapshotStore, JsonSnapshotStore, Snapshot, SnapshotStore, validate_snapshot_id
+
+PLUGIN_NAME = "snapshots"
+
+_STORES: "weakref.WeakKeyDictionary[Any, SnapshotStore]" = weakref.WeakKeyDictionary()
+_LOCK = threading.Lock()
+
+
+class SnapshotNotFoundError(AbstractRuntimeError, KeyError):
+    """No snapshot with this id in the snapshot store used."""
+
+    def __init__(self, snapshot_id: str, store: Any) -> None:
+        super().__init__(f"Unknown snapshot_id: {snapshot_id} (in {store!r}); list the store's snapshots with "
+                         f"store.list(run_id=...)")
+        self.snapshot_id = snapshot_id
+
+
+def _store_directory(runtime: Any) -> Optional[Path]:
+    backend = getattr(runtime.run_store, "backend", None)
+    path = getattr(backend, "path", None)
+    if not path:
+        return None
+    p = Path(path)
+    return p if p.is_dir() else p.parent
+
+
+def snapshot_store_for(runtime: Any) -> SnapshotStore:
+    """The snapshot store a runtime uses when none is passed (see the module docstring); one per runtime."""
+    with _LOCK:
+        store = _STORES.get(runtime)
+        if store is None:
+            configured = runtime.settings.options_for(PLUGIN_NAME).get("dir")
+            directory = _store_directory(runtime)
+            if configured:
+                store = JsonSnapshotStore(Path(str(configured)).expanduser())
+            elif directory is not None:
+                store = JsonSnapshotStore(directory / "snapshots")
+            else:
+                store = InMemorySnapshotStore()
+            _STORES[runtime] = store
+        return store
+
+
+def _last_step_id(runtime: Any, run_id: str) -> Optional[str]:
+    ledger = runtime.ledger_store
+    count, list_after = getattr(ledger, "count", None), getattr(ledger, "list_after", None)
+    if callable(count) and callable(list_after):
+        n = int(count(run_id))
+        rows = list_after(run_id=run_id, after=max(0, n - 1), limit=1)[0] if n > 0 else []
+    else:
+        rows = ledger.list(run_id)[-1:]
+    return rows[-1].get("step_id") if rows else None
+
+
+def _load_snapshot(runtime: Any, snapshot_id: str, snapshot_store: Optional[SnapshotStore]) -> tuple:
+    store = snapshot_store if snapshot_store is not None else snapshot_store_for(runtime)
+    snap = store.load(snapshot_id)
+    if snap is None:
+        raise SnapshotNotFoundError(snapshot_id, store)
+    return snap, store
+
+
+def create_snapshot(
+    runtime: Any,
+    run_id: str,
+    *,
+    name: str,
+    description: Optional[str] = None,
+    tags: Optional[List[str]] = None,
+    snapshot_store: Optional[SnapshotStore] = None,
+) -> Snapshot:
+    """Save a snapshot of the run's current checkpoint (``step_id`` = its last ledger row's) and return it."""
+    run = runtime.get_state(run_id)
+    store = snapshot_store if snapshot_store is not None else snapshot_store_for(runtime)
+    snap = Snapshot.from_run(run=run, name=name, description=description, tags=tags,
+                             step_id=_last_step_id(runtime, run_id))
+    store.save(snap)
+    return snap
+
+
+def _row(run: RunState, effect_type: str, payload: dict, result: dict, key: str) -> StepRecord:
+    now = utc_now_iso()
+    return StepRecord(
+        run_id=run.run_id, step_id=str(uuid.uuid4()), node_id=run.current_node or "runtime",
+        status=StepStatus.COMPLETED, effect={"type": effect_type, "payload": payload, "result_key": None},
+        result=result, started_at=now, ended_at=now, actor_id=run.actor_id, session_id=run.session_id,
+        attempt=1, idempotency_key=key,
+    )
+
+
+def restore_snapshot(runtime: Any, snapshot_id: str, *, snapshot_store: Optional[SnapshotStore] = None) -> RunState:
+    """Put the snapshot's run back into the snapshot's state; returns the new checkpoint.
+
+    Restored: ``status``, ``current_node``, ``vars``, ``waiting``, ``output``, ``error``. Kept: identity fields
+    and ``created_at``. ``revision`` and ``step`` continue upward (so idempotency keys of steps executed after
+    the restore never match those recorded before it). Committed with a revision check, together with one
+    COMPLETED ledger row whose effect is ``{"type": "snapshot_restore", "payload": {snapshot_id, name}}``.
+    """
+    snap, _store = _load_snapshot(runtime, snapshot_id, snapshot_store)
+
+    def mutate(run: RunState) -> List[StepRecord]:
+        saved = snap.to_run_state()  # a fresh copy per attempt (_update retries after a concurrent commit)
+        if saved.workflow_id != run.workflow_id:
+            raise ValueError(f"Snapshot {snapshot_id} is of workflow {saved.workflow_id!r} but run {run.run_id} "
+                             f"now runs {run.workflow_id!r}; use fork_run to start a new run from it")
+        run.status = saved.status
+        run.current_node = saved.current_node
+        run.vars = saved.vars
+        run.waiting = saved.waiting
+        run.output = saved.output
+        run.error = saved.error
+        run.step += 1
+        return [_row(run, "snapshot_restore", {"snapshot_id": snap.snapshot_id, "name": snap.name},
+                     {"restored": True, "snapshot_id": snap.snapshot_id, "status": run.status.value,
+                      "current_node": run.current_node},
+                     f"system:snapshot_restore:{snap.snapshot_id}:{run.step}")]
+
+    # Runtime._update: load, mutate, commit with a revision check, retry on a concurrent commit.
+    return runtime.update_run(snap.run_id, mutate)
+
+
+def fork_run(runtime: Any, snapshot_id: str, *, snapshot_store: Optional[SnapshotStore] = None) -> str:
+    """Start a new run (new id, no parent) from the snapshot's state and return its id.
+
+    ``vars._runtime.forked_from = {"run_id", "snapshot_id"}``; the new run's ledger starts with one ``fork`` row.
+    The new run is not ticked: call ``tick`` (or resume it, if the snapshot was waiting) as for any run.
+    """
+    snap, _store = _load_snapshot(runtime, snapshot_id, snapshot_store)
+    run = snap.to_run_state()
+    source_run_id = run.run_id
+    now = utc_now_iso()
+    run.run_id = str(uuid.uuid4())
+    run.parent_run_id = None
+    run.created_at = now
+    run.updated_at = now
+    run.revision = 0
+    run.step += 1
+    runtime_ns = run.vars.get("_runtime")
+    if not isinstance(runtime_ns, dict):
+        runtime_ns = {}
+        run.vars["_runtime"] = runtime_ns
+    runtime_ns["forked_from"] = {"run_id": source_run_id, "snapshot_id": snap.snapshot_id}
+    record = _row(run, "fork", {"snapshot_id": snap.snapshot_id, "source_run_id": source_run_id,
+                                "name": snap.name},
+                  {"forked": True, "source_run_id": source_run_id, "snapshot_id": snap.snapshot_id},
+                  f"system:fork:{snap.snapshot_id}")
+    runtime.commit(run, [record])
+    return run.run_id
+
+
+@hookimpl
+def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
+    return [
+        RuntimeMethodDescriptor("create_snapshot", create_snapshot, "Save a named snapshot of a run's state"),
+        RuntimeMethodDescriptor("restore_snapshot", restore_snapshot, "Put a run back into a snapshot's state"),
+        RuntimeMethodDescriptor("fork_run", fork_run, "Start a new run from a snapshot"),
+    ]
+
+
+__all__ = [
+    "Snapshot",
+    "SnapshotStore",
+    "InMemorySnapshotStore",
+    "JsonSnapshotStore",
+    "SnapshotNotFoundError",
+    "validate_snapshot_id",
+    "snapshot_store_for",
+    "create_snapshot",
+    "restore_snapshot",
+    "fork_run",
+]
