@@ -60,3 +60,40 @@ __all__ = [
     "export_history_file",
     "import_history_file",
 ]
+
+
+# --- command line: abstractruntime export RUN_ID -o FILE / import FILE --------------------------------------------
+
+def _cli_export_args(parser: Any) -> None:
+    parser.add_argument("run_id")
+    parser.add_argument("-o", "--output", help="the bundle file to write (default: <run_id>.history.zip)")
+
+
+def _cli_export(args: Any, runtime: Any) -> int:
+    runtime.get_state(args.run_id)
+    path = Path(args.output or f"{args.run_id}.history.zip")
+    written = export_history_file(runtime, args.run_id, path)
+    print(str(written))
+    return 0
+
+
+def _cli_import_args(parser: Any) -> None:
+    parser.add_argument("path")
+
+
+def _cli_import(args: Any, runtime: Any) -> int:
+    import json
+
+    print(json.dumps(import_history_file(runtime, args.path), indent=2, default=str))
+    return 0
+
+
+@hookimpl
+def abstractruntime_register_cli_commands() -> List[Any]:
+    from abstractruntime.descriptors import CliCommandDescriptor
+
+    return [
+        CliCommandDescriptor("export", "export a run (state, ledger, artifacts, subruns) to one portable file",
+                             _cli_export_args, _cli_export),
+        CliCommandDescriptor("import", "import a run history file into this store", _cli_import_args, _cli_import),
+    ]

@@ -201,3 +201,83 @@ __all__ = [
     "restore_snapshot",
     "fork_run",
 ]
+
+
+# --- command line: abstractruntime snapshots list/create/restore/fork ---------------------------------------------
+
+def _cli_out(args: Any, data: Any, columns: List[str]) -> None:
+    import json
+
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+    elif isinstance(data, list):
+        if not data:
+            print("(none)")
+            return
+        widths = [max(len(c), *(len(str(r.get(c) or "")) for r in data)) for c in columns]
+        print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+        for r in data:
+            print("  ".join(str(r.get(c) or "").ljust(w) for c, w in zip(columns, widths)).rstrip())
+    else:
+        for key in columns:
+            print(f"{key}: {data.get(key)}")
+
+
+def _snapshot_row(snap: Snapshot) -> dict:
+    return {"snapshot_id": snap.snapshot_id, "run_id": snap.run_id, "name": snap.name, "tags": ",".join(snap.tags),
+            "created_at": snap.created_at}
+
+
+def _cli_list_args(parser: Any) -> None:
+    parser.add_argument("--run", dest="run_id")
+    parser.add_argument("--tag")
+    parser.add_argument("--limit", type=int, default=100)
+
+
+def _cli_list(args: Any, runtime: Any) -> int:
+    snaps = snapshot_store_for(runtime).list(run_id=args.run_id, tag=args.tag, limit=args.limit)
+    _cli_out(args, [_snapshot_row(s) for s in snaps], ["snapshot_id", "run_id", "name", "tags", "created_at"])
+    return 0
+
+
+def _cli_create_args(parser: Any) -> None:
+    parser.add_argument("run_id")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--description")
+    parser.add_argument("--tag", action="append", dest="tags")
+
+
+def _cli_create(args: Any, runtime: Any) -> int:
+    snap = create_snapshot(runtime, args.run_id, name=args.name, description=args.description, tags=args.tags)
+    _cli_out(args, _snapshot_row(snap), ["snapshot_id", "run_id", "name"])
+    return 0
+
+
+def _cli_snapshot_id(parser: Any) -> None:
+    parser.add_argument("snapshot_id")
+
+
+def _cli_restore(args: Any, runtime: Any) -> int:
+    state = restore_snapshot(runtime, args.snapshot_id)
+    _cli_out(args, {"run_id": state.run_id, "status": state.status.value, "current_node": state.current_node},
+             ["run_id", "status", "current_node"])
+    return 0
+
+
+def _cli_fork(args: Any, runtime: Any) -> int:
+    new_id = fork_run(runtime, args.snapshot_id)
+    _cli_out(args, {"run_id": new_id, "forked_from": args.snapshot_id}, ["run_id", "forked_from"])
+    return 0
+
+
+@hookimpl
+def abstractruntime_register_cli_commands() -> List[Any]:
+    from abstractruntime.descriptors import CliCommandDescriptor
+
+    return [
+        CliCommandDescriptor("snapshots list", "list snapshots", _cli_list_args, _cli_list),
+        CliCommandDescriptor("snapshots create", "snapshot a run's state", _cli_create_args, _cli_create),
+        CliCommandDescriptor("snapshots restore", "put a run back into a snapshot's state (ledgered)",
+                             _cli_snapshot_id, _cli_restore),
+        CliCommandDescriptor("snapshots fork", "start a new run from a snapshot", _cli_snapshot_id, _cli_fork),
+    ]

@@ -126,3 +126,35 @@ def test_ledger_verify_exits_1_and_names_the_first_bad_record_after_tampering(st
     assert out.returncode == 1 and "first bad record #1" in out.stdout, out.stdout
     report = json.loads(cli("--store", url, "--json", "ledger", "verify", finished).stdout)
     assert report["ok"] is False and report["first_bad_index"] == 1
+
+
+def test_snapshots_create_list_restore_fork(store):
+    url, waiting, _finished = store
+    snap = json.loads(cli("--store", url, "--json", "snapshots", "create", waiting, "--name", "before",
+                          "--tag", "t1").stdout)
+    assert snap["run_id"] == waiting and snap["name"] == "before"
+    rows = json.loads(cli("--store", url, "--json", "snapshots", "list", "--run", waiting).stdout)
+    assert [r["snapshot_id"] for r in rows] == [snap["snapshot_id"]]
+    assert "before" in cli("--store", url, "snapshots", "list").stdout
+    assert cli("--store", url, "respond", waiting, "--json", '{"text": "x"}').returncode == 0
+    restored = json.loads(cli("--store", url, "--json", "snapshots", "restore", snap["snapshot_id"]).stdout)
+    assert restored["status"] == "waiting"
+    forked = json.loads(cli("--store", url, "--json", "snapshots", "fork", snap["snapshot_id"]).stdout)
+    with Runtime.from_config({"store": url}) as rt:
+        assert rt.get_state(waiting).status is RunStatus.WAITING
+        assert any((r["effect"] or {}).get("type") == "snapshot_restore" for r in rt.get_ledger(waiting))
+        fork = rt.get_state(forked["run_id"])
+        assert fork.status is RunStatus.WAITING and fork.vars["_runtime"]["forked_from"]["run_id"] == waiting
+
+
+def test_export_then_import_into_another_store(store, tmp_path):
+    url, _waiting, finished = store
+    out = cli("--store", url, "export", finished, "-o", str(tmp_path / "run.zip"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "run.zip").exists()
+    other = f"sqlite://{tmp_path}/other.db"
+    out = cli("--store", other, "import", str(tmp_path / "run.zip"))
+    assert out.returncode == 0, out.stderr
+    with Runtime.from_config({"store": url}) as a, Runtime.from_config({"store": other}) as b:
+        assert b.get_state(finished).output == a.get_state(finished).output
+        assert b.get_ledger(finished) == a.get_ledger(finished)
