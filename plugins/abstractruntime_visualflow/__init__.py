@@ -1,0 +1,52 @@
+"""Builtin plugin ``visualflow``: the VisualFlow compiler (VisualFlow JSON -> ``WorkflowSpec``), its executor and
+the builtin node catalogue.
+
+The catalogue is contributed through ``abstractruntime_register_visual_node_types`` -- the same hook a third-party
+package implements to add node types (see ``docs/visualflow.md``). Reference import paths:
+``abstractruntime.visualflow_compiler`` (and ``.compiler``, ``.visual.models``, ``.visual.executor``,
+``.visual.builtins``, ``.visual.agent_ids``) re-export from here.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+from abstractruntime import hookimpl
+
+from .catalogue import builtin_node_types, load_node_types
+from .compiler import (
+    compile_flow,
+    compile_visualflow,
+    compile_visualflow_listeners,
+    compile_visualflow_tree,
+    listener_workflow_id,
+)
+from .drive import blocking_run, drive, start_listeners
+from .errors import (
+    CodeExecutionError,
+    DataCycleError,
+    NodeTypeRegistrationError,
+    UnknownNodeTypeError,
+    VisualFlowCompileError,
+    VisualFlowError,
+)
+from .executor import NodeContext, visual_to_flow
+from .flow import Flow, FlowEdge, FlowNode
+from .models import VisualEdge, VisualFlow, VisualNode, load_visualflow_json
+from .nodetypes import EffectMapping, Pin, VisualNodeType
+
+
+@hookimpl
+def abstractruntime_register_visual_node_types() -> List[VisualNodeType]:
+    """The builtin catalogue, registered exactly as a third-party node-type plugin registers its types."""
+    return builtin_node_types()
+
+
+__all__ = [
+    "Flow", "FlowNode", "FlowEdge", "VisualFlow", "VisualNode", "VisualEdge", "load_visualflow_json",
+    "visual_to_flow", "compile_flow", "compile_visualflow", "compile_visualflow_tree",
+    "compile_visualflow_listeners", "listener_workflow_id", "VisualNodeType", "EffectMapping", "Pin",
+    "NodeContext", "load_node_types", "builtin_node_types", "drive", "blocking_run", "start_listeners",
+    "VisualFlowError", "VisualFlowCompileError", "UnknownNodeTypeError", "DataCycleError", "CodeExecutionError",
+    "NodeTypeRegistrationError",
+]

@@ -1,0 +1,103 @@
+"""The builtin node catalogue and the collection of node types from every plugin.
+
+``builtin_node_types()`` is what this plugin returns from ``abstractruntime_register_visual_node_types``;
+``load_node_types()`` collects the node types of all plugins (builtin catalogue included) from a plugin manager
+built exactly as the kernel builds one, or from a ``Runtime``'s.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from abstractruntime.logs import get_logger
+
+from ..builtins import BUILTINS, NOT_PURE_WHEN_PINLESS
+from ..errors import NodeTypeRegistrationError
+from ..nodetypes import VisualNodeType
+from .code import code_node_types
+from .core import core_node_types
+from .longtail import longtail_node_types
+
+log = get_logger("abstractruntime.visualflow")
+HOOK = "abstractruntime_register_visual_node_types"
+PLUGIN_NAME = "visualflow"
+
+
+def builtin_node_types() -> List[VisualNodeType]:
+    types = core_node_types()
+    have = {t.type for t in types}
+    for name, fn in BUILTINS.items():
+        if name in have:
+            continue
+        types.append(VisualNodeType(name, handler=fn, context=True, pure=name not in NOT_PURE_WHEN_PINLESS,
+                                    description=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""))
+    types += code_node_types() + longtail_node_types()
+    return types
+
+
+def _collect(pm: Any) -> List[Tuple[str, Any]]:
+    out: List[Tuple[str, Any]] = []
+    hook = getattr(pm.hook, HOOK, None)
+    if hook is None:
+        return out
+    for impl in hook.get_hookimpls():
+        try:
+            result = list(impl.function() or ())
+        except Exception as exc:
+            raise NodeTypeRegistrationError(
+                f"Plugin {impl.plugin_name!r}: {HOOK} raised {type(exc).__name__}: {exc}") from exc
+        for item in result:
+            out.append((impl.plugin_name, item))
+    return out
+
+
+def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), settings: Any = None,
+                    choices: Optional[Dict[str, str]] = None) -> Dict[str, VisualNodeType]:
+    """Node types by name from every installed plugin (the builtin catalogue included).
+
+    Without ``runtime`` a plugin manager is built like the kernel's (``build_plugin_manager`` with the configured
+    ``[abstractruntime.plugins]`` settings) plus ``plugins``. Two plugins providing the same type name is an error
+    unless ``choices`` (or ``[abstractruntime.plugin_options.visualflow] node_types = {type = "plugin"}``) names the
+    provider to use.
+    """
+    from abstractruntime.plugins import build_plugin_manager
+    from abstractruntime.settings import load_settings
+
+    if runtime is not None:
+        pm = runtime.hooks.plugin_manager
+        cfg = runtime.settings
+    else:
+        cfg = settings if settings is not None else load_settings()
+        pm, _infos = build_plugin_manager(cfg.plugins, plugins)
+    own = sys.modules[__name__.rsplit(".", 1)[0]]
+    provided = _collect(pm)
+    if not pm.is_registered(own) and PLUGIN_NAME not in set(cfg.plugins.block):
+        # the builtin catalogue, when this plugin is not (yet) registered through its entry point
+        provided = [(PLUGIN_NAME, t) for t in builtin_node_types()] + provided
+    chosen = dict((cfg.options_for(PLUGIN_NAME).get("node_types") or {}) if hasattr(cfg, "options_for") else {})
+    chosen.update(choices or {})
+    by_name: Dict[str, List[Tuple[str, VisualNodeType]]] = {}
+    for provider, item in provided:
+        if not isinstance(item, VisualNodeType):
+            raise NodeTypeRegistrationError(
+                f"Plugin {provider!r} returned {type(item).__name__} from {HOOK}; expected "
+                f"abstractruntime_visualflow.VisualNodeType")
+        by_name.setdefault(item.type, []).append((provider, item))
+    out: Dict[str, VisualNodeType] = {}
+    for name, candidates in by_name.items():
+        if len(candidates) == 1:
+            out[name] = candidates[0][1]
+            continue
+        pick = chosen.get(name)
+        match = [c for c in candidates if c[0] == pick]
+        if not match:
+            providers = ", ".join(p for p, _ in candidates)
+            raise NodeTypeRegistrationError(
+                f"Node type {name!r} is provided by several plugins ({providers}); choose one in configuration: "
+                f"[abstractruntime.plugin_options.visualflow.node_types] {name} = \"<plugin name>\"")
+        out[name] = match[0][1]
+    return out
+
+
+__all__ = ["builtin_node_types", "load_node_types"]

@@ -1,0 +1,81 @@
+"""Long-tail families only build effects (llm_call, tool_calls, start_subworkflow, memory_*) with the spec's pin
+names; their handlers come from other plugins. Here host handlers stand in for them."""
+
+from __future__ import annotations
+
+from abstractruntime import EffectOutcome, RunStatus
+from abstractruntime_visualflow import compile_visualflow, visual_to_flow
+
+from vf_support import E, N, chain, flow, memory_runtime, run
+
+
+def _llm_flow(**pin_defaults):
+    nodes = [N("s", "on_flow_start", outs="exec-out"),
+             N("llm", "llm_call", ins="exec-in prompt system context provider model",
+               outs="exec-out response tool_calls success meta", pinDefaults=pin_defaults,
+               effectConfig={"provider": "p", "model": "m", "temperature": 0.2}),
+             N("e", "on_flow_end", ins="exec-in response success")]
+    return flow("f", nodes, chain("s", "llm", "e") + [E("llm.response", "e.response"), E("llm.success", "e.success")])
+
+
+def test_llm_call_payload_and_output_mapping():
+    seen = []
+
+    def fake_llm(run, effect, default_next):
+        seen.append(effect.payload)
+        return EffectOutcome.completed({"content": "Hi!", "model": "m", "usage": {"total_tokens": 3}})
+
+    rt = memory_runtime(effect_handlers={"llm_call": fake_llm})
+    state = run(rt, compile_visualflow(_llm_flow(prompt="Say hi", system="Be brief")))
+    assert state.status is RunStatus.COMPLETED and state.output == {"response": "Hi!", "success": True}
+    p = seen[0]
+    assert (p["prompt"], p["system_prompt"], p["provider"], p["model"]) == ("Say hi", "Be brief", "p", "m")
+    assert p["params"] == {"temperature": 0.2} and p["type"] == "llm_call" and p["resume_to_node"] == "e"
+
+
+def test_llm_call_with_context_messages_and_structured_output():
+    ctx = {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "earlier"}],
+           "attachments": [{"$artifact": "x"}]}
+    f = visual_to_flow(_llm_flow(prompt="now", system="extra", context=ctx,
+                                 response_schema={"type": "json_schema", "json_schema": {"schema": {"type": "object"}}}))
+    pending = f.nodes["llm"].handler({})["_pending_effect"]
+    assert "prompt" not in pending and pending["media"] == [{"$artifact": "x"}]
+    assert [m["content"] for m in pending["messages"]] == ["S", "extra", "earlier", "now"]
+    assert pending["response_schema"] == {"type": "object"}
+    assert pending["response_schema_name"] == "LLM_StructuredOutput"
+
+
+def test_tool_calls_and_call_tool():
+    def fake_tools(run, effect, default_next):
+        calls = effect.payload["tool_calls"]
+        return EffectOutcome.completed({"mode": "executed", "results": [
+            {"call_id": "1", "name": c["name"], "success": True, "output": c["arguments"]["x"] * 2, "error": None}
+            for c in calls]})
+
+    nodes = [N("s", "on_flow_start", outs="exec-out"),
+             N("p", "tool_parameters", ins="x", toolParametersConfig={"tool": "double"}, pinDefaults={"x": 21}),
+             N("t", "call_tool", ins="exec-in tool_call", outs="exec-out result success"),
+             N("e", "on_flow_end", ins="exec-in result success")]
+    edges = chain("s", "t", "e") + [E("p.tool_call", "t.tool_call"), E("t.result", "e.result"),
+                                    E("t.success", "e.success")]
+    state = run(memory_runtime(effect_handlers={"tool_calls": fake_tools}), compile_visualflow(flow("f", nodes, edges)))
+    assert state.output == {"result": 42, "success": True}
+    f = visual_to_flow(flow("g", [N("s", "on_flow_start", outs="exec-out"),
+                                  N("t", "tool_calls", ins="exec-in tool_calls", outs="exec-out",
+                                    pinDefaults={"tool_calls": '[{"name": "a", "arguments": {}}]'},
+                                    effectConfig={"allowedTools": []})], chain("s", "t")))
+    pending = f.nodes["t"].handler({})["_pending_effect"]
+    assert pending["tool_calls"] == [{"name": "a", "arguments": {}}] and pending["allowed_tools"] == []
+
+
+def test_memory_and_agent_nodes_emit_their_effects():
+    f = visual_to_flow(flow("my flow", [N("s", "on_flow_start", outs="exec-out"),
+                                        N("m", "memory_note", ins="exec-in content tags", outs="exec-out",
+                                          pinDefaults={"content": "remember", "tags": {"k": "v"}}),
+                                        N("a", "agent", ins="exec-in task", outs="exec-out", pinDefaults={"task": "t"})],
+                            chain("s", "m", "a")))
+    note = f.nodes["m"].handler({})["_pending_effect"]
+    assert note["type"] == "memory_note" and note["note"] == "remember" and note["tags"] == {"k": "v"}
+    agent = f.nodes["a"].handler({})["_pending_effect"]
+    assert agent["type"] == "start_subworkflow" and agent["workflow_id"] == "visual_react_agent_my_flow_a"
+    assert agent["vars"]["context"]["task"] == "t"
