@@ -1,0 +1,196 @@
+"""Builtin plugin ``postgres``: a PostgreSQL store for many workers on many machines (psycopg 3).
+
+URL: ``postgresql://user:password@host:5432/dbname?sslmode=require`` (``postgres://`` too, or a bare ``postgres``
+for the libpq defaults and ``PG*`` environment variables). The URL is passed to libpq as it is, minus this
+plugin's own options; every libpq parameter (``sslmode``, ``application_name``, ``connect_timeout``,
+``options``, ...) passes through, in the URL or in ``[abstractruntime.store_options]``.
+
+Options (URL query or ``[abstractruntime.store_options]``):
+
+``pool_min`` / ``pool_max``  connection pool size (default 1 / 8)
+``pool_timeout``            seconds an operation waits for a free pooled connection (default 30)
+``schema``                  PostgreSQL schema holding the tables (default ``abstractruntime``)
+``notify``                  true/false: ``NOTIFY`` workers when a run becomes runnable (default true)
+
+Needs the ``postgres`` extra (``pip install 'abstractruntime[postgres]'``); psycopg is imported only when the store
+is opened. See ``docs/postgres.md`` for the schema, leases and fencing, and running many workers
+(:class:`~abstractruntime_postgres.worker.PostgresWorker`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Tuple
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
+from abstractruntime.errors import ConfigurationError
+
+from .errors import LeaseLostError
+
+_OPTIONS = {"pool_min", "pool_max", "pool_timeout", "schema", "notify"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+#: libpq connection parameters (used when libpq cannot be asked, e.g. to report an error before importing psycopg)
+_LIBPQ_FALLBACK = frozenset({
+    "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "channel_binding", "connect_timeout",
+    "client_encoding", "options", "application_name", "fallback_application_name", "keepalives",
+    "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout", "replication", "gssencmode",
+    "sslmode", "requiressl", "sslcompression", "sslcert", "sslkey", "sslpassword", "sslrootcert", "sslcrl",
+    "sslcrldir", "sslsni", "requirepeer", "ssl_min_protocol_version", "ssl_max_protocol_version", "krbsrvname",
+    "gsslib", "service", "target_session_attrs", "load_balance_hosts", "sslcertmode", "require_auth",
+    "gssdelegation", "sslnegotiation", "scram_client_key", "scram_server_key", "oauth_issuer", "oauth_client_id",
+    "oauth_client_secret", "oauth_scope", "max_protocol_version", "min_protocol_version",
+})
+
+
+def _libpq_keywords() -> frozenset:
+    try:
+        from psycopg import pq
+
+        return frozenset(d.keyword.decode() for d in pq.Conninfo.get_defaults()) | _LIBPQ_FALLBACK
+    except Exception:  # pragma: no cover - psycopg missing: the factory reports it
+        return _LIBPQ_FALLBACK
+
+
+def _int(options: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
+    raw = options.get(key, default)
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"postgres store option {key!r} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"postgres store option {key!r} must be >= {minimum}, got {value}")
+    return value
+
+
+def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
+    raw = options.get(key, default)
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"postgres store option {key!r} must be true or false, got {raw!r}")
+
+
+def parse_location(location: StoreLocation, libpq: frozenset = _LIBPQ_FALLBACK) -> Tuple[str, Dict[str, Any]]:
+    """Split a store location into the libpq DSN (our options removed) and our keyword arguments.
+
+    Options that are neither ours nor libpq parameters raise :class:`ConfigurationError`. libpq parameters given
+    only in ``store_options`` are added to the DSN.
+    """
+    url = location.url.strip()
+    query_keys: set = set()
+    if "://" in url:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query_keys = {k for k, _ in pairs}
+        kept = [(k, v) for k, v in pairs if k not in _OPTIONS]
+        dsn = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(kept, quote_via=quote), parts.fragment))
+    else:
+        dsn = ""  # bare "postgres": libpq defaults and PG* environment variables
+    unknown = sorted(k for k in location.options if k not in _OPTIONS and k not in libpq)
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown postgres store option(s) {unknown} in {_redact(location.url)!r}; this store's options: "
+            f"{sorted(_OPTIONS)}; libpq connection parameters (sslmode, application_name, ...) pass through")
+    extra = {k: v for k, v in location.options.items() if k in libpq and k not in _OPTIONS and k not in query_keys}
+    if extra:
+        from psycopg.conninfo import make_conninfo
+
+        dsn = make_conninfo(dsn, **{k: str(v) for k, v in extra.items()})
+    opts = location.options
+    kwargs: Dict[str, Any] = {
+        "min_size": _int(opts, "pool_min", 1, 0),
+        "max_size": _int(opts, "pool_max", 8, 1),
+        "schema": str(opts.get("schema", "abstractruntime")),
+        "notify": _bool(opts, "notify", True),
+    }
+    if kwargs["min_size"] > kwargs["max_size"]:
+        raise ConfigurationError(
+            f"postgres store option 'pool_min' ({kwargs['min_size']}) is larger than 'pool_max' "
+            f"({kwargs['max_size']})")
+    raw_timeout = opts.get("pool_timeout", 30.0)
+    try:
+        kwargs["pool_timeout"] = float(raw_timeout)
+        if kwargs["pool_timeout"] <= 0 or isinstance(raw_timeout, bool):
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"postgres store option 'pool_timeout' must be a positive number of seconds, got {raw_timeout!r}"
+        ) from None
+    from .schema import check_schema_name
+
+    check_schema_name(kwargs["schema"])
+    return dsn, kwargs
+
+
+def _redact(url: str) -> str:
+    """The URL without its password."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def open_postgres(location: StoreLocation):
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"The postgres store needs psycopg 3 and psycopg_pool ({exc}); install them with "
+            f"pip install 'abstractruntime[postgres]'") from None
+    dsn, kwargs = parse_location(location, _libpq_keywords())
+    from .store import PostgresBackend
+
+    return PostgresBackend(dsn, **kwargs)
+
+
+@hookimpl
+def abstractruntime_register_stores() -> List[StoreDescriptor]:
+    return [
+        StoreDescriptor(
+            name="postgres",
+            factory=open_postgres,
+            schemes=("postgresql", "postgres"),
+            description="PostgreSQL (psycopg 3): many workers on many machines, leases with fencing. "
+                        "URL: postgresql://user@host:5432/dbname",
+        )
+    ]
+
+
+def __getattr__(name: str) -> Any:  # the store classes without importing psycopg at plugin discovery
+    if name in {"PostgresBackend", "PostgresRunStore", "PostgresLedgerStore", "Fence"}:
+        from . import store
+
+        return getattr(store, name)
+    if name in {"PostgresWorker", "WorkerStats"}:
+        from . import worker
+
+        return getattr(worker, name)
+    if name in {"PostgresArtifactStore", "PostgresSnapshotStore"}:
+        from . import blobs
+
+        return getattr(blobs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["LeaseLostError", "open_postgres", "parse_location", "PostgresBackend", "PostgresWorker"]
+
+
+@hookimpl
+def abstractruntime_register_cli_commands() -> List[Any]:
+    from abstractruntime.descriptors import CliCommandDescriptor
+
+    from . import cli
+
+    return [CliCommandDescriptor("worker", "drive runs claimed from a PostgreSQL store (leases, fencing) until "
+                                 "SIGTERM", cli.configure, cli.run)]

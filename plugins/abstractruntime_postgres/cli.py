@@ -1,0 +1,71 @@
+"""``abstractruntime worker --store postgresql://... --concurrency N --workflows module:attr``.
+
+A worker process drives runs claimed from the PostgreSQL store (leases, heartbeats, fencing) until it is stopped
+(SIGTERM/SIGINT: the steps in flight finish, claimed runs are released). Workflow code comes from import paths:
+``module:NAME`` naming a WorkflowSpec, a list/tuple of them, or a WorkflowRegistry.
+"""
+
+from __future__ import annotations
+
+import importlib
+import signal
+import threading
+from typing import Any, List
+
+from abstractruntime.errors import ConfigurationError
+from abstractruntime.models import WorkflowSpec
+from abstractruntime.registry import WorkflowRegistry
+
+
+def load_workflows(paths: List[str]) -> WorkflowRegistry:
+    registry = WorkflowRegistry()
+    for path in paths:
+        module_name, _, attr = path.partition(":")
+        if not module_name or not attr:
+            raise ConfigurationError(f"--workflows {path!r}: expected 'module:NAME'")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigurationError(f"--workflows {path!r}: {exc}") from None
+        if isinstance(obj, WorkflowRegistry):
+            specs = [obj.get(i) for i in obj.list_ids()]
+        elif isinstance(obj, (list, tuple)):
+            specs = list(obj)
+        else:
+            specs = [obj]
+        for spec in specs:
+            if not isinstance(spec, WorkflowSpec):
+                raise ConfigurationError(f"--workflows {path!r}: {spec!r} is not a WorkflowSpec")
+            if spec.workflow_id not in registry:
+                registry.register(spec)
+    return registry
+
+
+def configure(parser: Any) -> None:
+    parser.add_argument("--concurrency", type=int, default=4, help="worker threads (default 4)")
+    parser.add_argument("--workflows", action="append", required=True, metavar="MODULE:NAME",
+                        help="workflow specs to drive (repeatable)")
+    parser.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
+    parser.add_argument("--poll-interval", type=float, default=1.0)
+
+
+def run(args: Any, runtime: Any) -> int:
+    from .worker import PostgresWorker
+
+    if not hasattr(runtime.run_store.backend, "claim_runnable"):
+        raise ConfigurationError("abstractruntime worker needs the postgres store (--store postgresql://...)")
+    registry = load_workflows(args.workflows)
+    if runtime.workflow_registry is None:
+        runtime.set_workflow_registry(registry)
+    worker = PostgresWorker(runtime, registry, lease_s=args.lease, poll_interval_s=args.poll_interval,
+                            threads=max(1, args.concurrency))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.start()
+    print(f"worker {worker.worker_id} running with {args.concurrency} thread(s); SIGTERM to stop", flush=True)
+    stop.wait()
+    worker.stop()
+    return 0

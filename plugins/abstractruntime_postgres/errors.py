@@ -1,0 +1,39 @@
+"""Errors of the ``postgres`` store plugin (importable without psycopg)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from abstractruntime.errors import AbstractRuntimeError, ConcurrentModificationError
+
+
+class LeaseLostError(ConcurrentModificationError):
+    """A worker committed to a run it no longer holds: its lease expired or another worker claimed the run
+    (the run's fencing epoch moved on). Nothing of the commit was written.
+
+    It is a :class:`~abstractruntime.errors.ConcurrentModificationError`, so the kernel's tick loop stops driving
+    the run quietly, exactly as it does when another writer committed first. The worker should drop the run
+    (not release it: the lease is not its own any more).
+    """
+
+    def __init__(self, *, run_id: str, epoch: int, actual_epoch: Optional[int], owner: Optional[str] = None,
+                 actual_owner: Optional[str] = None, reason: str = "") -> None:
+        why = reason or "another worker claimed it"
+        AbstractRuntimeError.__init__(
+            self,
+            f"Lease on run {run_id} lost ({why}): this worker holds fencing epoch {epoch}, the store has "
+            f"{actual_epoch} (owner {actual_owner!r}). Nothing was written; stop driving this run, the current "
+            f"lease holder continues it.",
+            run_id=run_id,
+        )
+        # ConcurrentModificationError's attributes, in epochs
+        self.expected = epoch
+        self.actual = actual_epoch
+        self.epoch = epoch
+        self.actual_epoch = actual_epoch
+        self.owner = owner
+        self.actual_owner = actual_owner
+        self.reason = why
+
+
+__all__ = ["LeaseLostError"]
