@@ -18,17 +18,19 @@ import orjson
 from .errors import JsonInvariantError
 from .models import (
     EffectType,
+    RunState,
     RunStatus,
+    StepRecord,
     StepStatus,
     WaitReason,
-    RunState,
-    StepRecord,
+    WaitState,
     WorkflowSpec,
     coerce_effect_type,
     effect_type_value,
+    utc_now_iso,
 )
 
-converter = cattrs.Converter()
+converter = cattrs.Converter(detailed_validation=False)
 
 converter.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
 converter.register_unstructure_hook(Union[EffectType, str], effect_type_value)
@@ -40,6 +42,52 @@ for _enum in (RunStatus, WaitReason, StepStatus, EffectType):
 # passed through as they are; copying them value by value would only cost time.
 _JSON_FIELD_TYPES = (Dict[str, Any], Optional[Dict[str, Any]], Optional[List[str]])
 converter.register_unstructure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value: value)
+# ... and the same on the way in: decoded JSON is already plain, so structuring it value by value is pure cost
+# (it was 80% of decoding a checkpoint).
+converter.register_structure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value, _t: value)
+
+
+# Checkpoints are decoded on every load (and by every due-timer poll), so RunState and WaitState get explicit
+# structure hooks: a few microseconds instead of the generated code's ~20 (which re-checks every Optional field).
+# Unknown keys are ignored (forward compatibility); missing optional keys take the model's defaults.
+def _structure_wait(d: Dict[str, Any], _t: Any = None) -> WaitState:
+    return WaitState(
+        reason=d["reason"],
+        wait_key=d.get("wait_key"),
+        until=d.get("until"),
+        resume_to_node=d.get("resume_to_node"),
+        result_key=d.get("result_key"),
+        prompt=d.get("prompt"),
+        choices=d.get("choices"),
+        allow_free_text=d.get("allow_free_text", True),
+        details=d.get("details"),
+    )
+
+
+def _structure_run(d: Dict[str, Any], _t: Any = None) -> RunState:
+    waiting = d.get("waiting")
+    run = RunState(
+        run_id=d["run_id"],
+        workflow_id=d["workflow_id"],
+        status=d["status"],
+        current_node=d["current_node"],
+        vars=d.get("vars") if d.get("vars") is not None else {},
+        waiting=_structure_wait(waiting) if waiting is not None else None,
+        output=d.get("output"),
+        error=d.get("error"),
+        actor_id=d.get("actor_id"),
+        session_id=d.get("session_id"),
+        parent_run_id=d.get("parent_run_id"),
+        created_at=d.get("created_at") or utc_now_iso(),
+        updated_at=d.get("updated_at") or utc_now_iso(),
+        step=d.get("step", 0),
+        revision=d.get("revision", 0),
+    )
+    return run
+
+
+converter.register_structure_hook(WaitState, _structure_wait)
+converter.register_structure_hook(RunState, _structure_run)
 
 
 def _import_path(fn: Any) -> str:
