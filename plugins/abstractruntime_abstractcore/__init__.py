@@ -1,0 +1,100 @@
+"""Plugin ``abstractcore``: the LLM_CALL and TOOL_CALLS effects through AbstractCore, runtime factories, default
+toolsets and the MCP worker (``abstractruntime-mcp-worker``).
+
+Importing this package does not import ``abstractcore``; it is imported on first use (an LLM call, a tool lookup,
+``create_local_runtime``), with the host's ``logging``/``structlog`` configuration preserved (see
+:mod:`._isolation`). The reference import path is ``abstractruntime.integrations.abstractcore``.
+
+Hooks: effect handlers for ``llm_call`` and ``tool_calls`` (``side_effects=True``), the resume-payload merge of
+tool waits, and the runtime method ``resolve_tool_approval``. Configuration: :func:`attach` or
+``[abstractruntime.plugin_options.abstractcore]`` (see :mod:`.plugin`). Memory effects are not provided here.
+"""
+
+from __future__ import annotations
+
+from abstractruntime.models import RuntimeConfig
+
+from .default_tools import (
+    build_default_tool_map,
+    filter_tool_specs,
+    get_default_tools,
+    get_default_toolsets,
+    list_default_tool_specs,
+)
+from .factories import (
+    create_hybrid_runtime,
+    create_local_file_runtime,
+    create_local_runtime,
+    create_remote_file_runtime,
+    create_remote_runtime,
+)
+from .handlers import build_effect_handlers, resolve_tool_approval
+from .llm_client import (
+    AbstractCoreLLMClient,
+    LocalAbstractCoreLLMClient,
+    MultiLocalAbstractCoreLLMClient,
+    RemoteAbstractCoreLLMClient,
+)
+from .observability import (
+    AbstractCoreEmbeddingsClient,
+    EmbeddingsResult,
+    attach_global_event_bus_bridge,
+    emit_step_record,
+)
+from .plugin import (  # the hook implementations must be attributes of the plugin module
+    Integration,
+    abstractruntime_prepare_resume_payload,  # noqa: F401
+    abstractruntime_register_effect_handlers,  # noqa: F401
+    abstractruntime_register_runtime_methods,  # noqa: F401
+    attach,
+    integration_for,
+)
+from .tool_executor import (
+    AbstractCoreToolExecutor,
+    ApprovalToolExecutor,
+    ArtifactToolResultJournal,
+    DelegatingMcpToolExecutor,
+    MappingToolExecutor,
+    McpToolExecutor,
+    MemoryToolResultJournal,
+    PassthroughToolExecutor,
+    ToolExecutor,
+    ToolResultJournal,
+)
+
+__all__ = [
+    "AbstractCoreLLMClient",
+    "AbstractCoreEmbeddingsClient",
+    "EmbeddingsResult",
+    "attach_global_event_bus_bridge",
+    "emit_step_record",
+    "LocalAbstractCoreLLMClient",
+    "MultiLocalAbstractCoreLLMClient",
+    "RemoteAbstractCoreLLMClient",
+    "RuntimeConfig",
+    "ToolExecutor",
+    "MappingToolExecutor",
+    "AbstractCoreToolExecutor",
+    "PassthroughToolExecutor",
+    "ApprovalToolExecutor",
+    "McpToolExecutor",
+    "DelegatingMcpToolExecutor",
+    "ToolResultJournal",
+    "ArtifactToolResultJournal",
+    "MemoryToolResultJournal",
+    "build_effect_handlers",
+    "create_local_runtime",
+    "create_remote_runtime",
+    "create_hybrid_runtime",
+    "create_local_file_runtime",
+    "create_remote_file_runtime",
+    "resolve_tool_approval",
+    "attach",
+    "integration_for",
+    "Integration",
+    "get_default_toolsets",
+    "get_default_tools",
+    "list_default_tool_specs",
+    "build_default_tool_map",
+    "filter_tool_specs",
+]
