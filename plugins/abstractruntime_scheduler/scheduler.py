@@ -34,6 +34,7 @@ log = get_logger("abstractruntime.scheduler")
 #: runtime id -> schedulers attached to it (woken by the run_status_changed hook)
 _ATTACHED: "Dict[int, weakref.WeakSet]" = {}
 _ATTACHED_LOCK = threading.Lock()
+_QUEUE_PER_WORKER = 8  # runs handed to the pool per worker thread before the poller waits for one to finish
 
 
 def notify_runnable(runtime: Any, run_id: str) -> None:
@@ -134,8 +135,8 @@ class Scheduler:
             self._wake_event.clear()
             with self._in_flight_lock:
                 busy = len(self._in_flight)
-            free = self.workers - busy
-            if free > 0:  # only look for as much work as the pool can take now; workers wake us when done
+            free = self.workers * _QUEUE_PER_WORKER - busy
+            if free > 0:  # only look for as much work as the pool can soon take; workers wake us when done
                 try:
                     self._poll(submit=True, limit=busy + free)
                 except Exception as exc:  # the loop must survive a bad poll (store hiccup, ...)
