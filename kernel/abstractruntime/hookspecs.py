@@ -122,6 +122,15 @@ def abstractruntime_poll_wait(runtime: "Runtime", run: "RunState") -> "Optional[
 
 
 @hookspec
+def abstractruntime_fault_point(point: str, run_id: str) -> None:
+    """Test seam. Called at each durability boundary; an implementation may raise (or kill the process) there to
+    prove what survives a crash at that point. Points: ``"commit:before"`` (a commit is about to be written),
+    ``"commit:after"`` (it was written, observers not yet told), ``"effect:after-execute"`` (a side effect ran,
+    its outcome is not yet committed). Production code never implements it.
+    """
+
+
+@hookspec
 def abstractruntime_before_step(run: "RunState", node_id: str) -> None:
     """Observer. A node is about to be executed for ``run``: the last checkpoint, except that a due
     ``WAIT_UNTIL`` has already been cleared (the run is RUNNING at its ``resume_to_node``)."""

@@ -214,6 +214,11 @@ class Hooks:
                 )
         return items
 
+    def fault_point(self, *, point: str, run_id: str) -> None:
+        hook = self._hook.abstractruntime_fault_point
+        if hook.get_hookimpls():
+            hook(point=point, run_id=run_id)
+
     def poll_wait(self, *, runtime: Any, run: RunState) -> Optional[Dict[str, Any]]:
         hook = self._hook.abstractruntime_poll_wait
         if not hook.get_hookimpls():

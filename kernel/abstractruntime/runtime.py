@@ -298,6 +298,8 @@ class Runtime:
             if run is not None:
                 run.revision = old_revision  # nothing was written: the object keeps its last committed revision
             raise
+        rid = run.run_id if run is not None else (run_id or records[0].run_id)
+        self._hooks.fault_point(point="commit:before", run_id=rid)
         self._commit_fn(
             StepCommit(
                 run=run,
@@ -307,7 +309,7 @@ class Runtime:
                 expected_revision=expected_revision,
             )
         )
-        rid = run.run_id if run is not None else (run_id or records[0].run_id)
+        self._hooks.fault_point(point="commit:after", run_id=rid)
         if records:
             self._hooks.ledger_appended(run_id=rid, records=records)
             self._publish(records)
@@ -584,6 +586,7 @@ class Runtime:
                 outcome = self._hooks.execute_effect(call=call)
                 if outcome is None:
                     outcome = EffectOutcome.failed(f"No outcome for effect {effect.type_value}")
+                self._hooks.fault_point(point="effect:after-execute", run_id=run.run_id)
             except Exception as exc:
                 outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
             if outcome.status == "completed":

@@ -75,6 +75,7 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_prepare_resume_payload", "abstractruntime_register_runtime_methods",
         "abstractruntime_register_cli_commands", "abstractruntime_prepare_ledger_records",
         "abstractruntime_poll_wait", "abstractruntime_register_visual_node_types",
+        "abstractruntime_fault_point",
     }
 
 
@@ -523,3 +524,56 @@ def test_poll_wait_lets_a_plugin_resume_a_waiting_run_on_tick():
     state = rt.tick(workflow=wf, run_id=run_id)
     assert state.status.value == "completed" and state.output == {"job": {"job": "done"}}
     assert any((r["effect"] or {}).get("type") == "resume" for r in rt.get_ledger(run_id))
+
+
+def test_fault_point_fires_at_each_durability_boundary_in_order():
+    class Points:
+        __name__ = "points"
+
+        def __init__(self):
+            self.seen = []
+
+        @hookimpl
+        def abstractruntime_fault_point(self, point, run_id):
+            self.seen.append(point)
+
+    from abstractruntime import EffectHandlerDescriptor, EffectOutcome
+
+    class Charge:
+        __name__ = "charge"
+
+        @hookimpl
+        def abstractruntime_register_effect_handlers(self):
+            return [EffectHandlerDescriptor("charge", lambda call: EffectOutcome.completed({"ok": True}),
+                                            side_effects=True)]
+
+    points = Points()
+    rt = runtime_on(plugins=[points, Charge()])
+    wf = workflow({
+        "a": effect_node("a", Effect("charge", {}), next_node="b"),
+        "b": lambda run, ctx: StepPlan(node_id="b", complete_output={}),
+    }, entry="a")
+    run_id = rt.start(workflow=wf)
+    points.seen.clear()
+    rt.tick(workflow=wf, run_id=run_id)
+    assert points.seen == ["commit:before", "commit:after",          # the reservation
+                           "effect:after-execute",
+                           "commit:before", "commit:after",          # the step
+                           "commit:before", "commit:after"]          # the completing node
+
+
+def test_a_fault_before_commit_leaves_the_last_checkpoint_and_ledger_untouched():
+    class Crash:
+        __name__ = "crash"
+
+        @hookimpl
+        def abstractruntime_fault_point(self, point, run_id):
+            if point == "commit:before":
+                raise RuntimeError("injected")
+
+    backend = MemoryBackend()
+    rt = runtime_on(backend, plugins=[Crash()])
+    wf = three_node_workflow()
+    with pytest.raises(RuntimeError, match="injected"):
+        rt.start(workflow=wf)
+    assert backend.run_store.list_runs() == []  # nothing was written
