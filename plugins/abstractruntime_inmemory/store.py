@@ -206,6 +206,12 @@ class InMemoryLedgerStore(LedgerStore):
             rows = self.backend._ledger.get(run_id, [])[max(0, after): max(0, after) + max(0, limit)]
         return [codec.decode_record(t) for t in rows], after + len(rows)
 
+    def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's last ledger record, or None."""
+        with self.backend._lock:
+            rows = self.backend._ledger.get(run_id)
+            return codec.decode_record(rows[-1]) if rows else None
+
     def find_by_idempotency_key(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
         """The completed row with this key if any, else the latest row with it, else None."""
         with self.backend._lock:

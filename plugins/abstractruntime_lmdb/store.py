@@ -477,6 +477,20 @@ class LmdbLedgerStore(LedgerStore):
         rows = self._range(run_id, after, max(0, limit)) if limit > 0 else []
         return rows, after + len(rows)
 
+    def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's last ledger record (one cursor step in one read transaction), or None."""
+        rid = _rid(run_id)
+        b = self.backend
+
+        def tx(txn: Any) -> Optional[Dict[str, Any]]:
+            seq = LmdbBackend.last_seq(txn, rid)
+            if seq == 0:
+                return None
+            key = _ledger_prefix(rid) + _U64.pack(seq)
+            return self._decode(run_id, key, txn.get(key))
+
+        return b.read(tx)
+
     def find_by_idempotency_key(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
         """The completed row with this key if any, else the latest row with it, else None."""
         b = self.backend

@@ -26,9 +26,13 @@ PAGE_SIZE = 1000
 def current_head(ledger_store: Any, run_id: str) -> Optional[str]:
     """The ``record_hash`` of the run's last stored record (None for an empty ledger).
 
-    Two indexed reads (``count`` then ``list_after(after=count-1, limit=1)``) when the store has them, as the
-    builtin memory, LMDB, SQLite and JSON-files stores do; else the last row of ``list(run_id)``.
+    One read with a store's ``last_record`` (memory, LMDB, SQLite); else two indexed reads (``count`` then
+    ``list_after(after=count-1, limit=1)``) when the store has them; else the last row of ``list(run_id)``.
     """
+    last = getattr(ledger_store, "last_record", None)
+    if last is not None:
+        row = last(run_id)
+        return row.get("record_hash") if row else None
     count = getattr(ledger_store, "count", None)
     after = getattr(ledger_store, "list_after", None)
     if count is not None and after is not None:

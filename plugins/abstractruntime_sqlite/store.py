@@ -569,6 +569,12 @@ class SqliteLedgerStore(LedgerStore):
         records = [self.db.decode_record(run_id, seq, data) for seq, data in rows]
         return records, (rows[-1][0] if rows else after)
 
+    def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's last ledger record (one indexed read), or None for an empty ledger."""
+        row = self.db.read(lambda c: c.execute(
+            "SELECT seq, data FROM ledger WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)).fetchone())
+        return self.db.decode_record(run_id, row[0], row[1]) if row is not None else None
+
     def find_by_idempotency_key(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
         """The (first) completed row with this key if any, else the latest row with it, else None."""
         row = self.db.read(lambda c: c.execute(

@@ -184,6 +184,18 @@ class StoreConformance:
         page, cursor = backend.ledger_store.list_after(run_id=run.run_id, after=7, limit=10)
         assert page == [] and cursor == 7
 
+    def test_last_record_when_provided(self, backend: Any) -> None:
+        last = getattr(backend.ledger_store, "last_record", None)
+        if last is None:  # optional: callers fall back to count + list_after
+            assert backend.ledger_store.count("nothing") == 0
+            return
+        run = self.new_run()
+        assert last(run.run_id) is None
+        for i in range(3):
+            backend.ledger_store.append(self.record(run, node=f"n{i}"))
+        assert last(run.run_id)["node_id"] == "n2"
+        assert last("other") is None
+
     def test_find_by_idempotency_key(self, backend: Any) -> None:
         run = self.new_run()
         assert backend.ledger_store.find_by_idempotency_key(run.run_id, "k1") is None
