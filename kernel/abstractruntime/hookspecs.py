@@ -100,13 +100,14 @@ def abstractruntime_execute_effect(call: "EffectCall") -> "Optional[EffectOutcom
 
 @hookspec(firstresult=True)
 def abstractruntime_prepare_resume_payload(
-    run: "RunState", wait: "WaitState", payload: "Dict[str, Any]"
+    run: "RunState", wait: "WaitState", payload: "Dict[str, Any]", runtime: "Runtime"
 ) -> "Optional[Dict[str, Any]]":
     """Work. Reshape the payload delivered by ``Runtime.resume`` before it is stored and ledgered.
 
     Called once per resume with the waiting run, its wait and the payload given by the caller. Return a
     replacement payload, or None to keep it. The first non-None result wins (e.g. the subworkflows plugin turns
-    a child's output into a tool-result envelope for a parent that asked for ``wrap_as_tool_result``).
+    a child's output into a tool-result envelope for a parent that asked for ``wrap_as_tool_result``). A
+    ``wrapper=True`` implementation sees the final payload (the evidence plugin records resumed tool results so).
     """
 
 

@@ -234,11 +234,13 @@ class Hooks:
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:
         return self._hook.abstractruntime_execute_effect(call=call)
 
-    def prepare_resume_payload(self, *, run: RunState, wait: Any, payload: Dict[str, Any]) -> Dict[str, Any]:
+    def prepare_resume_payload(
+        self, *, run: RunState, wait: Any, payload: Dict[str, Any], runtime: Any
+    ) -> Dict[str, Any]:
         hook = self._hook.abstractruntime_prepare_resume_payload
         if not hook.get_hookimpls():
             return payload
-        replaced = hook(run=run, wait=wait, payload=payload)
+        replaced = hook(run=run, wait=wait, payload=payload, runtime=runtime)
         return payload if replaced is None else replaced
 
     # --- observers --------------------------------------------------------------------------------------------

@@ -659,7 +659,7 @@ class Runtime:
                 raise WaitKeyMismatchError(run_id=run_id, expected=wait.wait_key, got=wait_key)
             expected = run.revision
             node_id = run.current_node
-            payload = self._hooks.prepare_resume_payload(run=run, wait=wait, payload=payload)
+            payload = self._hooks.prepare_resume_payload(run=run, wait=wait, payload=payload, runtime=self)
             if wait.result_key:
                 set_at_path(run.vars, wait.result_key, payload)
             else:

@@ -71,3 +71,26 @@ def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
         RuntimeMethodDescriptor("list_evidence", _list_evidence, "Evidence spans of a run"),
         RuntimeMethodDescriptor("load_evidence", _load_evidence, "One evidence record"),
     ]
+
+
+@hookimpl(wrapper=True)
+def abstractruntime_prepare_resume_payload(run: Any, wait: Any, payload: Dict[str, Any], runtime: Any):
+    """Tool results delivered by ``resume`` (passthrough / approval waits) get evidence too (reference §3.5).
+
+    A wrapper, so it sees the payload after every other plugin reshaped it (e.g. merged positional results).
+    Failures are ignored on resume, as in the reference.
+    """
+    replaced = yield
+    final = replaced if replaced is not None else payload
+    details = getattr(wait, "details", None) or {}
+    tool_calls = details.get("tool_calls_for_evidence") or details.get("tool_calls")
+    if not isinstance(tool_calls, list) or not isinstance(final, dict) or not isinstance(final.get("results"), list):
+        return replaced
+    try:
+        store = _artifact_store(runtime)
+        if store is not None:
+            EvidenceRecorder(artifact_store=store, tool_names=_tool_names(runtime)).record_tool_calls(
+                run=run, node_id=run.current_node, tool_calls=tool_calls, tool_results=final)
+    except Exception:
+        pass
+    return replaced

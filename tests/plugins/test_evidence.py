@@ -96,3 +96,28 @@ def test_default_store_artifacts_are_used_when_none_is_given(tmp_path):
         assert len(spans) == 3
         assert rt.load_evidence(spans[0]["evidence_id"])["tool_name"] == "fetch_url"
     assert any((tmp_path / "db").rglob("*.meta"))  # files beside the LMDB store
+
+
+def test_tool_results_delivered_by_resume_get_evidence():
+    from abstractruntime import WaitReason, WaitState
+
+    def passthrough(run, effect, next_node):
+        return EffectOutcome.waiting(WaitState(
+            reason=WaitReason.EVENT, wait_key="tools:1", resume_to_node=next_node, result_key="tools",
+            details={"mode": "passthrough", "tool_calls": effect.payload["tool_calls"]}))
+
+    store = InMemoryArtifactStore()
+    b = MemoryBackend()
+    rt = Runtime(run_store=b.run_store, ledger_store=b.ledger_store, artifact_store=store,
+                 effect_handlers={EffectType.TOOL_CALLS: passthrough})
+    run_id = rt.start(workflow=FLOW)
+    assert rt.tick(workflow=FLOW, run_id=run_id).status is RunStatus.WAITING
+    host_results = fake_tools(None, Effect(EffectType.TOOL_CALLS, {"tool_calls": CALLS}), None).result
+    state = rt.resume(workflow=FLOW, run_id=run_id, wait_key="tools:1", payload=host_results)
+    assert state.status is RunStatus.COMPLETED
+    assert [s["tool_name"] for s in rt.list_evidence(run_id)] == ["fetch_url", "execute_command", "web_search"]
+    fetch = next(r for r in state.vars["tools"]["results"] if r["call_id"] == "c1")
+    assert rt.load_evidence(fetch["meta"]["evidence_id"])["node_id"] == "call"
+    # the resume row carries the refs, not the page
+    resume_row = next(r for r in rt.get_ledger(run_id) if (r["effect"] or {}).get("type") == "resume")
+    assert "$artifact" in str(resume_row["effect"]["payload"]["payload"]["results"][0]["output"]["raw_text"])
