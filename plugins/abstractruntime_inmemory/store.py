@@ -12,17 +12,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError
-from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import (
-    LedgerStore,
-    RunStore,
-    StepCommit,
-    best_index_query,
-    filter_runs,
-    index_entries,
-    run_index_row,
-    timer_index_value,
-)
+from abstractruntime.models import RunState, StepRecord, StepStatus
+from abstractruntime.storage.base import IndexedRunQueries, LedgerStore, RunStore, StepCommit, index_entries
 
 FAULT_POINT = "commit:after-checkpoint"
 
@@ -109,7 +100,7 @@ class MemoryBackend:
         pass
 
 
-class InMemoryRunStore(RunStore):
+class InMemoryRunStore(IndexedRunQueries, RunStore):
     """Reference-compatible in-memory run store (returns copies, never live objects)."""
 
     def __init__(self, backend: Optional[MemoryBackend] = None) -> None:
@@ -128,55 +119,14 @@ class InMemoryRunStore(RunStore):
         with self.backend._lock:
             return self.backend._revisions.get(run_id)
 
-    # --- queries ----------------------------------------------------------------------------------------------
-    def list_runs(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        wait_reason: Optional[WaitReason] = None,
-        workflow_id: Optional[str] = None,
-        limit: int = 100,
-    ) -> List[RunState]:
-        b = self.backend
-        with b._lock:
-            q = best_index_query(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
-            ids = b._scan(q[0], q[1], q[1]) if q else list(b._runs)
-            runs = b._load_many(ids)
-        return filter_runs(runs, status=status, wait_reason=wait_reason, workflow_id=workflow_id)[: max(0, limit)]
+    # --- queries (IndexedRunQueries) --------------------------------------------------------------------------
+    def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
+        with self.backend._lock:
+            return self.backend._load_many(self.backend._scan(kind, lo, hi, limit))
 
-    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
-        b = self.backend
-        with b._lock:
-            ids = b._scan("timer", "", timer_index_value(now_iso), limit)
-            return b._load_many(ids)
-
-    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
-        b = self.backend
-        with b._lock:
-            return b._load_many(b._scan("event", wait_key, wait_key, limit))
-
-    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
-        b = self.backend
-        with b._lock:
-            runs = b._load_many(b._scan("parent", parent_run_id, parent_run_id))
-        return [r for r in runs if status is None or r.status is RunStatus(status)]
-
-    def list_run_index(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        workflow_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        root_only: bool = False,
-        limit: int = 100,
-    ) -> List[Dict[str, Any]]:
-        b = self.backend
-        with b._lock:
-            q = best_index_query(status=status, wait_reason=None, workflow_id=workflow_id)
-            ids = b._scan(q[0], q[1], q[1]) if q else list(b._runs)
-            runs = b._load_many(ids)
-        runs = filter_runs(runs, status=status, workflow_id=workflow_id, session_id=session_id, root_only=root_only)
-        return [run_index_row(r) for r in runs[: max(0, limit)]]
+    def _all_runs(self) -> List[RunState]:
+        with self.backend._lock:
+            return self.backend._load_many(list(self.backend._runs))
 
 
 class InMemoryLedgerStore(LedgerStore):

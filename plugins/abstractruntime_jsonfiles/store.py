@@ -92,17 +92,8 @@ except ImportError:  # pragma: no cover - not POSIX
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
-from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import (
-    LedgerStore,
-    RunStore,
-    StepCommit,
-    best_index_query,
-    filter_runs,
-    index_entries,
-    run_index_row,
-    timer_index_value,
-)
+from abstractruntime.models import RunState, StepRecord, StepStatus
+from abstractruntime.storage.base import IndexedRunQueries, LedgerStore, RunStore, StepCommit, index_entries
 
 FAULT_POINT = "commit:after-checkpoint"
 COMMITTED_KEY = "_ledger_committed"
@@ -847,11 +838,7 @@ def shared_backend(base_dir: os.PathLike | str) -> JsonFilesBackend:
         return backend
 
 
-def _entries_of(run: RunState) -> set:
-    return set(index_entries(run))
-
-
-class JsonFileRunStore(RunStore):
+class JsonFileRunStore(IndexedRunQueries, RunStore):
     """Reference ``JsonFileRunStore(base_dir)``: ``run_<run_id>.json`` files; queryable (see the module docstring)."""
 
     def __init__(self, base_dir: Optional[os.PathLike | str] = None, *,
@@ -877,55 +864,14 @@ class JsonFileRunStore(RunStore):
         return self.backend.corrupt_run_files()
 
     # --- queries ----------------------------------------------------------------------------------------------
-    def list_runs(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        wait_reason: Optional[WaitReason] = None,
-        workflow_id: Optional[str] = None,
-        limit: int = 100,
-    ) -> List[RunState]:
+    # --- queries (IndexedRunQueries over the in-process index, refreshed from file mtimes) ---------------------
+    def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
         b = self.backend
-        q = best_index_query(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
-        ids = b.query(lambda: b.scan(q[0], q[1], q[1]) if q else b.all_run_ids())
-        runs = filter_runs(b.load_many(ids), status=status, wait_reason=wait_reason, workflow_id=workflow_id)
-        return runs[: max(0, limit)]
+        return b.load_many(b.query(lambda: b.scan(kind, lo, hi, limit)))
 
-    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
+    def _all_runs(self) -> List[RunState]:
         b = self.backend
-        hi = timer_index_value(now_iso)
-        out = []
-        for run in b.load_many(b.query(lambda: b.scan("timer", "", hi, limit))):
-            if any(k == "timer" and v <= hi for k, v in _entries_of(run)):  # still due as loaded
-                out.append(run)
-        return out
-
-    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
-        b = self.backend
-        runs = b.load_many(b.query(lambda: b.scan("event", wait_key, wait_key, limit)))
-        return [r for r in runs if ("event", wait_key) in _entries_of(r)]
-
-    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
-        b = self.backend
-        runs = b.load_many(b.query(lambda: b.scan("parent", parent_run_id, parent_run_id)))
-        status_v = RunStatus(status) if status is not None else None
-        return [r for r in runs if r.parent_run_id == parent_run_id and (status_v is None or r.status is status_v)]
-
-    def list_run_index(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        workflow_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        root_only: bool = False,
-        limit: int = 100,
-    ) -> List[Dict[str, Any]]:
-        b = self.backend
-        q = best_index_query(status=status, wait_reason=None, workflow_id=workflow_id)
-        ids = b.query(lambda: b.scan(q[0], q[1], q[1]) if q else b.all_run_ids())
-        runs = filter_runs(b.load_many(ids), status=status, workflow_id=workflow_id, session_id=session_id,
-                           root_only=root_only)
-        return [run_index_row(r) for r in runs[: max(0, limit)]]
+        return b.load_many(b.query(lambda: b.all_run_ids()))
 
 
 class JsonlLedgerStore(LedgerStore):

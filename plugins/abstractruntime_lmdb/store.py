@@ -38,17 +38,8 @@ import lmdb
 
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
-from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import (
-    LedgerStore,
-    RunStore,
-    StepCommit,
-    best_index_query,
-    filter_runs,
-    index_entries,
-    run_index_row,
-    timer_index_value,
-)
+from abstractruntime.models import RunState, StepRecord, StepStatus
+from abstractruntime.storage.base import IndexedRunQueries, LedgerStore, RunStore, StepCommit, index_entries
 
 SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
@@ -350,7 +341,7 @@ class LmdbBackend:
         return out
 
 
-class LmdbRunStore(RunStore):
+class LmdbRunStore(IndexedRunQueries, RunStore):
     def __init__(self, backend: LmdbBackend) -> None:
         self.backend = backend
 
@@ -372,57 +363,14 @@ class LmdbRunStore(RunStore):
 
         return self.backend.read(tx)
 
-    def list_runs(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        wait_reason: Optional[WaitReason] = None,
-        workflow_id: Optional[str] = None,
-        limit: int = 100,
-    ) -> List[RunState]:
+    # --- queries (IndexedRunQueries): each is one read transaction ------------------------------------------
+    def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
         b = self.backend
-        q = best_index_query(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
+        return b.read(lambda txn: b.load_many_in(txn, b.scan_index(txn, kind, lo, hi, limit)))
 
-        def tx(txn: Any) -> List[RunState]:
-            ids = b.scan_index(txn, q[0], q[1], q[1]) if q else b.all_run_ids(txn)
-            return b.load_many_in(txn, ids)
-
-        runs = b.read(tx)
-        return filter_runs(runs, status=status, wait_reason=wait_reason, workflow_id=workflow_id)[: max(0, limit)]
-
-    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
+    def _all_runs(self) -> List[RunState]:
         b = self.backend
-        hi = timer_index_value(now_iso)
-        return b.read(lambda txn: b.load_many_in(txn, b.scan_index(txn, "timer", "", hi, limit)))
-
-    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
-        b = self.backend
-        return b.read(lambda txn: b.load_many_in(txn, b.scan_index(txn, "event", wait_key, wait_key, limit)))
-
-    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
-        b = self.backend
-        runs = b.read(lambda txn: b.load_many_in(txn, b.scan_index(txn, "parent", parent_run_id, parent_run_id)))
-        return [r for r in runs if status is None or r.status is RunStatus(status)]
-
-    def list_run_index(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        workflow_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        root_only: bool = False,
-        limit: int = 100,
-    ) -> List[Dict[str, Any]]:
-        b = self.backend
-        q = best_index_query(status=status, wait_reason=None, workflow_id=workflow_id)
-
-        def tx(txn: Any) -> List[RunState]:
-            ids = b.scan_index(txn, q[0], q[1], q[1]) if q else b.all_run_ids(txn)
-            return b.load_many_in(txn, ids)
-
-        runs = filter_runs(b.read(tx), status=status, workflow_id=workflow_id, session_id=session_id,
-                           root_only=root_only)
-        return [run_index_row(r) for r in runs[: max(0, limit)]]
+        return b.read(lambda txn: b.load_many_in(txn, b.all_run_ids(txn)))
 
 
 class LmdbLedgerStore(LedgerStore):

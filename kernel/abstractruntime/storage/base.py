@@ -231,6 +231,66 @@ def filter_runs(
     return out
 
 
+class IndexedRunQueries:
+    """The reference's query methods for a run store that keeps :func:`index_entries` ordered as
+    ``(kind, value, run_id)`` (the memory, LMDB and JSON-files stores; a third-party store may use it too).
+
+    Subclasses provide two primitives: ``_runs_by_index(kind, lo, hi, limit)`` -- the runs whose entry ``(kind, v)``
+    has ``lo <= v <= hi`` (``hi`` None: no upper bound), in index order, at most ``limit`` (None: all) -- and
+    ``_all_runs()``. Results are re-checked against each loaded run, so an index that lags behind (another
+    process's write) never returns a run that no longer matches.
+    """
+
+    def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
+        raise NotImplementedError
+
+    def _all_runs(self) -> List[RunState]:
+        raise NotImplementedError
+
+    def _candidates(self, status: Any, wait_reason: Any, workflow_id: Optional[str]) -> List[RunState]:
+        q = best_index_query(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
+        return self._runs_by_index(q[0], q[1], q[1], None) if q else self._all_runs()
+
+    def list_runs(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        wait_reason: Optional[WaitReason] = None,
+        workflow_id: Optional[str] = None,
+        limit: int = 100,
+    ) -> List[RunState]:
+        runs = filter_runs(self._candidates(status, wait_reason, workflow_id), status=status,
+                           wait_reason=wait_reason, workflow_id=workflow_id)
+        return runs[: max(0, limit)]
+
+    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
+        hi = timer_index_value(now_iso)
+        return [r for r in self._runs_by_index("timer", "", hi, limit)
+                if any(k == "timer" and v <= hi for k, v in index_entries(r))]
+
+    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
+        return [r for r in self._runs_by_index("event", wait_key, wait_key, limit)
+                if ("event", wait_key) in set(index_entries(r))]
+
+    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
+        status_v = RunStatus(status) if status is not None else None
+        return [r for r in self._runs_by_index("parent", parent_run_id, parent_run_id, None)
+                if r.parent_run_id == parent_run_id and (status_v is None or r.status is status_v)]
+
+    def list_run_index(
+        self,
+        *,
+        status: Optional[RunStatus] = None,
+        workflow_id: Optional[str] = None,
+        session_id: Optional[str] = None,
+        root_only: bool = False,
+        limit: int = 100,
+    ) -> List[Dict[str, Any]]:
+        runs = filter_runs(self._candidates(status, None, workflow_id), status=status, workflow_id=workflow_id,
+                           session_id=session_id, root_only=root_only)
+        return [run_index_row(r) for r in runs[: max(0, limit)]]
+
+
 def best_index_query(
     *, status: Optional[RunStatus], wait_reason: Optional[WaitReason], workflow_id: Optional[str]
 ) -> Optional[Tuple[str, str]]:
@@ -258,5 +318,6 @@ __all__ = [
     "run_index_row",
     "filter_runs",
     "best_index_query",
+    "IndexedRunQueries",
     "timer_index_value",
 ]
