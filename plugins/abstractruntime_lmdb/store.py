@@ -81,6 +81,38 @@ def _index_key(kind: str, value: str, run_id: str) -> bytes:
     return _INDEX + f"{kind}\x00{value}\x00{run_id}".encode("utf-8")
 
 
+_META_LAST_PG = struct.Struct("<QQ")  # MDB_meta.mm_last_pg, mm_txnid (64-bit little-endian builds)
+_META_OFFSET = 16 + 4 + 4 + 8 + 8 + 2 * 48  # page header, magic, version, address, mapsize, two MDB_db
+
+
+def _check_data_file(data: Path) -> None:
+    """Refuse a truncated ``data.mdb`` with a clear error instead of letting the mmap fault (SIGBUS) later.
+
+    LMDB keeps two meta pages at the start of the file; the newer one says how many pages are in use. A file
+    shorter than that (or empty, or without its meta pages) was cut: nothing is opened or changed.
+    """
+    if not data.exists():
+        return
+    size = data.stat().st_size
+    hint = (f"LMDB store file {data} is truncated ({size} bytes); restore it from a backup, or move the "
+            f"directory away to start an empty store. Nothing was changed.")
+    if size == 0:
+        raise CorruptStoreError(hint)
+    with data.open("rb") as fh:
+        head = fh.read(2 * 4096 + _META_OFFSET + _META_LAST_PG.size)
+    metas = []
+    for page_size in (4096,):
+        for page in (0, 1):
+            start = page * page_size + _META_OFFSET
+            if len(head) >= start + _META_LAST_PG.size:
+                metas.append(_META_LAST_PG.unpack_from(head, start))
+        if len(metas) < 2:
+            raise CorruptStoreError(hint)
+        last_pg, _txn = max(metas, key=lambda m: m[1])
+        if size < (last_pg + 1) * page_size:
+            raise CorruptStoreError(hint)
+
+
 class _SharedExclusiveLock:
     """Many readers or one map resizer (LMDB requires no live transaction in this process during a resize)."""
 
@@ -132,6 +164,7 @@ class LmdbBackend:
     ) -> None:
         self.path = Path(path).expanduser()
         self.path.mkdir(parents=True, exist_ok=True)
+        _check_data_file(self.path / "data.mdb")
         self.sync = sync
         try:
             self.env = lmdb.open(
@@ -394,27 +427,30 @@ class LmdbLedgerStore(LedgerStore):
                 run_id=run_id,
             ) from exc
 
-    def _range(self, run_id: str, after: int, limit: Optional[int]) -> List[Dict[str, Any]]:
+    def _range(self, run_id: str, after: int, limit: Optional[int]) -> Tuple[List[Dict[str, Any]], int]:
+        """Records with seq > ``after`` (at most ``limit``) and the last seq read (``after`` if none)."""
         prefix = _ledger_prefix(_rid(run_id))
         b = self.backend
 
-        def tx(txn: Any) -> List[Dict[str, Any]]:
+        def tx(txn: Any) -> Tuple[List[Dict[str, Any]], int]:
             out: List[Dict[str, Any]] = []
+            last = after
             cur = txn.cursor()
             if not cur.set_range(prefix + _U64.pack(after + 1)):
-                return out
+                return out, last
             for key, raw in cur:
                 if not key.startswith(prefix) or len(key) != len(prefix) + 8:
                     break
                 out.append(self._decode(run_id, key, raw))
+                last = _U64.unpack(key[-8:])[0]
                 if limit is not None and len(out) >= limit:
                     break
-            return out
+            return out, last
 
         return b.read(tx)
 
     def list(self, run_id: str) -> List[Dict[str, Any]]:
-        return self._range(run_id, 0, None)
+        return self._range(run_id, 0, None)[0]
 
     def count(self, run_id: str) -> int:
         rid = _rid(run_id)
@@ -422,8 +458,9 @@ class LmdbLedgerStore(LedgerStore):
 
     def list_after(self, *, run_id: str, after: int, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
         after = max(0, int(after))
-        rows = self._range(run_id, after, max(0, limit)) if limit > 0 else []
-        return rows, after + len(rows)
+        if limit <= 0:
+            return [], after
+        return self._range(run_id, after, limit)  # the cursor is the last seq read: right across a gap too
 
     def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         """The run's last ledger record (one cursor step in one read transaction), or None."""
