@@ -13,7 +13,7 @@ from abstractruntime import RunStatus, hookimpl
 from abstractruntime.codec import run_to_dict
 from abstractruntime.descriptors import CliCommandDescriptor
 
-from .output import show
+from abstractruntime.cli import show
 
 
 def _plugins(args: Any, runtime: Any) -> int:

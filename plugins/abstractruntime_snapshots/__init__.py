@@ -206,21 +206,9 @@ __all__ = [
 # --- command line: abstractruntime snapshots list/create/restore/fork ---------------------------------------------
 
 def _cli_out(args: Any, data: Any, columns: List[str]) -> None:
-    import json
+    from abstractruntime.cli import show
 
-    if args.json:
-        print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-    elif isinstance(data, list):
-        if not data:
-            print("(none)")
-            return
-        widths = [max(len(c), *(len(str(r.get(c) or "")) for r in data)) for c in columns]
-        print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
-        for r in data:
-            print("  ".join(str(r.get(c) or "").ljust(w) for c, w in zip(columns, widths)).rstrip())
-    else:
-        for key in columns:
-            print(f"{key}: {data.get(key)}")
+    show(data, args.json, columns)
 
 
 def _snapshot_row(snap: Snapshot) -> dict:
