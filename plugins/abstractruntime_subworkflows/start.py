@@ -88,6 +88,7 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
     session_id = _non_blank(payload.get("session_id")) or _non_blank(payload.get("sessionId")) or parent.session_id
 
     child_id = _existing_child(runtime, parent.run_id, call.idempotency_key)
+    retried = child_id is not None
     if child_id is None:
         child_id = runtime.start(workflow=spec, vars=child_vars, actor_id=parent.actor_id, session_id=session_id,
                                  parent_run_id=parent.run_id)
@@ -111,6 +112,18 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
             }]})
         return EffectOutcome.completed({"sub_run_id": child_id, "async": True})
 
+    if retried:
+        existing = runtime.run_store.load(child_id)
+        if existing is not None and existing.status is RunStatus.RUNNING:
+            # This step is being retried (a crash, or another worker took the parent over) and its child is
+            # RUNNING: it may be driven right now by another worker. Never drive it a second time inline: wait
+            # for it; the parent is woken when the child finishes (run_status_changed / poll_wait).
+            return EffectOutcome.waiting(WaitState(
+                reason=WaitReason.SUBWORKFLOW, wait_key=wait_key, resume_to_node=resume_to,
+                result_key=call.effect.result_key,
+                details={"sub_run_id": child_id, "sub_workflow_id": workflow_id, "include_traces": include_traces,
+                         "sub_waiting": None, **wrap_details},
+            ))
     try:
         state = runtime.tick(workflow=spec, run_id=child_id, max_steps=SYNC_MAX_STEPS)
     except Exception as exc:

@@ -525,3 +525,54 @@ def test_waiting_child_wakes_parent_on_lmdb(tmp_path):
         assert woken.output == {"sub": {"sub_run_id": child.run_id, "output": {"answer": "Lin"}}}
     finally:
         rt.close()
+
+
+def test_a_retried_step_waits_for_a_running_child_instead_of_driving_it_a_second_time():
+    """After a crash or a takeover, the parent's START_SUBWORKFLOW step is re-run; its child already exists and is
+    RUNNING (another worker may be driving it right now). The retry must not tick the child inline: it waits, and
+    the child's completion (by whoever drives it) wakes the parent."""
+    from abstractruntime import EffectHandlerDescriptor, EffectOutcome, hookimpl
+
+    calls = []
+
+    class Work:
+        __name__ = "work_plugin"
+
+        @hookimpl
+        def abstractruntime_register_effect_handlers(self):
+            return [EffectHandlerDescriptor("work", lambda call: (calls.append(call.run.run_id),
+                                                                  EffectOutcome.completed({"ok": True}))[1])]
+
+    child = WorkflowSpec(workflow_id="worker_child", entry_node="w", nodes={
+        "w": lambda run, ctx: StepPlan(node_id="w", effect=Effect("work", {}, "r"), next_node="d"),
+        "d": lambda run, ctx: StepPlan(node_id="d", complete_output={"answer": 42}),
+    })
+    parent = parent_wf({"workflow_id": "worker_child"})
+    backend = MemoryBackend()
+    reg = WorkflowRegistry()
+    reg.register(child)
+    reg.register(parent)
+    rt = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store, workflow_registry=reg,
+                 plugins=[Work()])
+    pid = rt.start(workflow=parent)
+    state = rt.get_state(pid)
+    step_effect = parent.nodes[state.current_node](state, rt.context).effect
+    key = rt.effect_policy.idempotency_key(run=state, node_id=state.current_node, effect=step_effect)
+    # what the first attempt left before it died: the child (RUNNING, marked with the step's key) and the
+    # parent's reservation
+    cid = rt.start(workflow=child, parent_run_id=pid, vars={"_runtime": {"started_by_step": key}})
+    from abstractruntime import StepRecord
+
+    rt.commit(None, [StepRecord.start(run=state, node_id=state.current_node, effect=step_effect,
+                                      idempotency_key=key)], run_id=pid)
+
+    waiting = rt.tick(workflow=parent, run_id=pid)
+    assert waiting.status is RunStatus.WAITING and waiting.waiting.wait_key == f"subworkflow:{cid}"
+    assert calls == [] and rt.get_state(cid).status is RunStatus.RUNNING  # the retry did not drive the child
+    assert [r.run_id for r in backend.run_store.list_children(parent_run_id=pid)] == [cid]  # no second child
+
+    assert rt.tick(workflow=child, run_id=cid).status is RunStatus.COMPLETED  # "the other worker" finishes it
+    assert calls == [cid]
+    done = rt.get_state(pid)
+    assert done.status is RunStatus.COMPLETED
+    assert done.output["sub"] == {"sub_run_id": cid, "output": {"answer": 42}}
