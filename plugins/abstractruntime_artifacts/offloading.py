@@ -281,7 +281,27 @@ def _shared_backend(inner_store: Any, artifact_store: ArtifactStore, max_inline_
 
 
 class _Passthrough:
+    """What both offloading decorators share: the wrapped store, the artifact store, the threshold, the shared
+    offloading backend (one commit per step), and pass-through of the inner store's optional extras."""
+
     _inner: Any
+
+    def __init__(self, inner: Any, *, artifact_store: ArtifactStore, max_inline_bytes: Optional[int] = None):
+        self._inner = inner
+        self._artifact_store = artifact_store
+        self._max_inline_bytes = default_max_inline_bytes() if max_inline_bytes is None else int(max_inline_bytes)
+
+    @property
+    def artifact_store(self) -> ArtifactStore:
+        return self._artifact_store
+
+    @property
+    def max_inline_bytes(self) -> int:
+        return self._max_inline_bytes
+
+    @property
+    def backend(self) -> Optional[Any]:
+        return _shared_backend(self._inner, self._artifact_store, self._max_inline_bytes)
 
     def __getattr__(self, name: str) -> Any:
         # Optional extras of the inner store (load_revision, find_by_idempotency_key, list_after, count, ...)
@@ -298,26 +318,9 @@ class OffloadingRunStore(_Passthrough, RunStore):
     (``NotImplementedError`` when the inner store lacks them).
     """
 
-    def __init__(self, inner: RunStore, *, artifact_store: ArtifactStore, max_inline_bytes: Optional[int] = None):
-        self._inner = inner
-        self._artifact_store = artifact_store
-        self._max_inline_bytes = default_max_inline_bytes() if max_inline_bytes is None else int(max_inline_bytes)
-
     @property
     def inner(self) -> RunStore:
         return self._inner
-
-    @property
-    def artifact_store(self) -> ArtifactStore:
-        return self._artifact_store
-
-    @property
-    def max_inline_bytes(self) -> int:
-        return self._max_inline_bytes
-
-    @property
-    def backend(self) -> Optional[Any]:
-        return _shared_backend(self._inner, self._artifact_store, self._max_inline_bytes)
 
     def save(self, run: RunState) -> None:
         self._inner.save(offload_run_state(run, artifact_store=self._artifact_store,
@@ -351,27 +354,9 @@ class OffloadingRunStore(_Passthrough, RunStore):
 class OffloadingLedgerStore(_Passthrough, LedgerStore):
     """Ledger decorator: large parts of ``effect`` / ``result`` are offloaded (never their roots)."""
 
-    def __init__(self, inner: LedgerStore, *, artifact_store: ArtifactStore,
-                 max_inline_bytes: Optional[int] = None):
-        self._inner = inner
-        self._artifact_store = artifact_store
-        self._max_inline_bytes = default_max_inline_bytes() if max_inline_bytes is None else int(max_inline_bytes)
-
     @property
     def inner(self) -> LedgerStore:
         return self._inner
-
-    @property
-    def artifact_store(self) -> ArtifactStore:
-        return self._artifact_store
-
-    @property
-    def max_inline_bytes(self) -> int:
-        return self._max_inline_bytes
-
-    @property
-    def backend(self) -> Optional[Any]:
-        return _shared_backend(self._inner, self._artifact_store, self._max_inline_bytes)
 
     def append(self, record: StepRecord) -> None:
         self._inner.append(offload_step_record(record, artifact_store=self._artifact_store,
