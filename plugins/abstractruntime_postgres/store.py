@@ -37,7 +37,7 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, run_index_row
+from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, add_call_metrics, run_index_row
 from abstractruntime.timeutil import parse_instant
 
 from .errors import LeaseLostError
@@ -755,20 +755,7 @@ class PostgresLedgerStore(LedgerStore):
             f"AND effect_type IN ('llm_call', 'tool_calls')", (_COMPLETED, ids))
         for rid, seq, effect_type, data in detail:
             row = self.backend.decode_record(rid, seq, data)
-            m = out[rid]
-            if effect_type == "llm_call":
-                m["llm_calls"] += 1
-                result = row.get("result")
-                usage = result.get("usage") if isinstance(result, dict) else None
-                total = usage.get("total_tokens") if isinstance(usage, dict) else None
-                if isinstance(total, (int, float)) and not isinstance(total, bool):
-                    m["tokens_total"] += int(total)
-            else:
-                effect = row.get("effect")
-                payload = effect.get("payload") if isinstance(effect, dict) else None
-                calls = payload.get("tool_calls") if isinstance(payload, dict) else None
-                if isinstance(calls, list):
-                    m["tool_calls"] += len(calls)
+            add_call_metrics(out[rid], effect_type, row)
         return out
 
 

@@ -34,7 +34,15 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, index_entries, run_index_row, timer_index_value
+from abstractruntime.storage.base import (
+    LedgerStore,
+    RunStore,
+    StepCommit,
+    add_call_metrics,
+    index_entries,
+    run_index_row,
+    timer_index_value,
+)
 
 SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
@@ -609,20 +617,7 @@ class SqliteLedgerStore(LedgerStore):
 
         for rid, seq, effect_type, data in self.db.read(tx):
             row = self.db.decode_record(rid, seq, data)
-            m = out[rid]
-            if effect_type == "llm_call":
-                m["llm_calls"] += 1
-                result = row.get("result")
-                usage = result.get("usage") if isinstance(result, dict) else None
-                total = usage.get("total_tokens") if isinstance(usage, dict) else None
-                if isinstance(total, (int, float)) and not isinstance(total, bool):
-                    m["tokens_total"] += int(total)
-            else:
-                effect = row.get("effect")
-                payload = effect.get("payload") if isinstance(effect, dict) else None
-                calls = payload.get("tool_calls") if isinstance(payload, dict) else None
-                if isinstance(calls, list):
-                    m["tool_calls"] += len(calls)
+            add_call_metrics(out[rid], effect_type, row)
         return out
 
 

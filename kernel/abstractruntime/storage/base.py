@@ -291,6 +291,24 @@ class IndexedRunQueries:
         return [run_index_row(r) for r in runs[: max(0, limit)]]
 
 
+def add_call_metrics(metrics: Dict[str, int], effect_type: str, row: Dict[str, Any]) -> None:
+    """Add one completed ``llm_call`` / ``tool_calls`` ledger row to a ``metrics_many`` entry (reference §10.1:
+    ``llm_calls``, ``tool_calls`` = calls in the payload, ``tokens_total`` = LLM ``usage.total_tokens``)."""
+    if effect_type == "llm_call":
+        metrics["llm_calls"] += 1
+        result = row.get("result")
+        usage = result.get("usage") if isinstance(result, dict) else None
+        total = usage.get("total_tokens") if isinstance(usage, dict) else None
+        if isinstance(total, (int, float)) and not isinstance(total, bool):
+            metrics["tokens_total"] += int(total)
+    elif effect_type == "tool_calls":
+        effect = row.get("effect")
+        payload = effect.get("payload") if isinstance(effect, dict) else None
+        calls = payload.get("tool_calls") if isinstance(payload, dict) else None
+        if isinstance(calls, list):
+            metrics["tool_calls"] += len(calls)
+
+
 def best_index_query(
     *, status: Optional[RunStatus], wait_reason: Optional[WaitReason], workflow_id: Optional[str]
 ) -> Optional[Tuple[str, str]]:
@@ -319,5 +337,6 @@ __all__ = [
     "filter_runs",
     "best_index_query",
     "IndexedRunQueries",
+    "add_call_metrics",
     "timer_index_value",
 ]
