@@ -230,6 +230,11 @@ class Runtime:
         return self._context
 
     @property
+    def chat_summarizer(self) -> Any:
+        """The host's chat summariser (``Runtime(chat_summarizer=...)``), or None."""
+        return self._chat_summarizer
+
+    @property
     def settings(self) -> Settings:
         return self._settings
 
@@ -494,6 +499,10 @@ class Runtime:
         else:
             records = self._run_effect(run, plan)
         run.step += 1
+        limits = run.vars.get("_limits")
+        if isinstance(limits, dict):  # reference defect 11: the iteration counter never moved
+            current = limits.get("current_iteration")
+            limits["current_iteration"] = (current if type(current) is int else 0) + 1
         self._commit(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
         self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
         log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
@@ -537,6 +546,21 @@ class Runtime:
             outcome = self._execute_with_retries(run, plan, effect, key, prior, records)
         self._apply_outcome(run, plan, effect, outcome, records)
         return records
+
+    def execute_effect(self, run: RunState, effect: Effect, *, node_id: str, idempotency_key: str,
+                       default_next_node: Optional[str] = None) -> EffectOutcome:
+        """Execute ``effect`` for ``run`` in-process, through the registered handler and the ``execute_effect``
+        wrappers, without ledger rows, reservation or retries. For handlers that compose effects (memory
+        compaction summarises through ``LLM_CALL``): the calling step records the outcome in its own result.
+        A handler exception becomes a failed outcome."""
+        call = EffectCall(run=run, effect=effect, node_id=node_id, default_next_node=default_next_node,
+                          idempotency_key=idempotency_key, attempt=1, runtime=self)
+        try:
+            outcome = self._hooks.execute_effect(call=call)
+        except Exception as exc:
+            return EffectOutcome.failed(f"Effect handler raised exception: {exc}")
+        return outcome if outcome is not None else EffectOutcome.failed(
+            f"No outcome for effect {effect.type_value}")
 
     def _execute_with_retries(
         self,

@@ -482,3 +482,23 @@ def test_resume_without_result_key_keeps_payload_in_temp(runtime):
     assert runtime.get_state(rid).vars["_temp"]["resume_payload"] == {"k": 1}
     final = runtime.tick(workflow=spec, run_id=rid)
     assert final.output == {"seen": {"k": 1}}
+
+
+def test_current_iteration_counts_every_executed_step(runtime):
+    """Reference defect 11: ``_limits.current_iteration`` never moved. Here every executed step (effect step, pure
+    transition, completion) increments it; a run whose ``_limits`` is not a dict is left alone."""
+    wf = chatty_wf()
+    rid = runtime.start(workflow=wf, vars={"_limits": {"max_iterations": 4, "current_iteration": 0}})
+    run = runtime.tick(workflow=wf, run_id=rid)
+    assert run.status == RunStatus.WAITING
+    assert run.vars["_limits"]["current_iteration"] == 3  # say, hop, ask
+    run = runtime.resume(workflow=wf, run_id=rid, wait_key=run.waiting.wait_key, payload={"text": "Ada"})
+    assert run.status == RunStatus.COMPLETED
+    assert runtime.get_state(rid).vars["_limits"]["current_iteration"] == 4
+    status = runtime.get_limit_status(rid)["iterations"]
+    assert (status["current"], status["pct"], status["warning"]) == (4, 100.0, True)
+    assert [w.status for w in runtime.check_limits(runtime.get_state(rid)) if w.limit_type == "iterations"] \
+        == ["exceeded"]
+
+    bare = runtime.start(workflow=wf, vars={"_limits": None})
+    assert runtime.tick(workflow=wf, run_id=bare).vars["_limits"] is None
