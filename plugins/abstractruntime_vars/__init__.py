@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional
 
-from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, RunState, hookimpl
+from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, hookimpl
+from abstractruntime.run_tree import find_in_run_tree
 from abstractruntime.vars import resolve_vars_path
 
 
@@ -18,30 +19,6 @@ def _type_name(value: Any) -> str:
         return "null"
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer", float: "number"}.get(
         type(value), type(value).__name__)
-
-
-def _in_tree(runtime: Any, caller: RunState, target_id: str) -> Optional[RunState]:
-    """The target run if it is the caller, one of its ancestors, or one of its descendants; else None."""
-    if target_id == caller.run_id:
-        return caller
-    target = runtime.run_store.load(target_id)
-    if target is None:
-        return None
-    seen = set()
-    cur: Optional[RunState] = caller
-    while cur is not None and cur.parent_run_id and cur.parent_run_id not in seen:  # ancestors of the caller
-        seen.add(cur.parent_run_id)
-        if cur.parent_run_id == target_id:
-            return target
-        cur = runtime.run_store.load(cur.parent_run_id)
-    seen = set()
-    cur = target
-    while cur is not None and cur.parent_run_id and cur.parent_run_id not in seen:  # is the caller an ancestor?
-        seen.add(cur.parent_run_id)
-        if cur.parent_run_id == caller.run_id:
-            return target
-        cur = runtime.run_store.load(cur.parent_run_id)
-    return None
 
 
 def vars_query(call: EffectCall) -> EffectOutcome:
@@ -58,7 +35,7 @@ def vars_query(call: EffectCall) -> EffectOutcome:
     run = call.run
     target_id = payload.get("target_run_id")
     if isinstance(target_id, str) and target_id.strip():
-        target = _in_tree(call.runtime, run, target_id.strip())
+        target = find_in_run_tree(call.runtime.run_store, run, target_id.strip())
         if target is None:
             return result(False, None, f"Unknown target_run_id: {target_id.strip()} (only runs of this run's tree "
                                        f"can be inspected)")
