@@ -7,7 +7,7 @@ catch them.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 
 class AbstractRuntimeError(Exception):
@@ -110,6 +110,28 @@ class StoreError(AbstractRuntimeError):
 
 class CorruptStoreError(StoreError):
     """Data in a store could not be decoded. The message says which record."""
+
+
+class LedgerGapError(CorruptStoreError):
+    """A run's ledger skips a sequence number: the store lost a record (``list`` and ``list_after`` check this).
+
+    Nothing else is lost to a caller that catches it: ``records`` holds the rows that were read (the present ones,
+    in order) and ``cursor`` the last seq read, so ``list_after(after=exc.cursor)`` pages on past the gap.
+    """
+
+    def __init__(self, *, run_id: str, missing_seq: int, found_seq: int, records: List[Dict[str, Any]],
+                 cursor: Optional[int] = None, store: str = "") -> None:
+        before = f"after seq {missing_seq - 1}" if missing_seq > 1 else "as the first record"
+        super().__init__(
+            f"{store + ': ' if store else ''}ledger of run {run_id} is missing record seq {missing_seq} "
+            f"(found seq {found_seq} {before}); the store lost data: restore it from a backup or a history "
+            f"bundle. `abstractruntime ledger verify {run_id}` shows the damage; the other runs are unaffected.",
+            run_id=run_id,
+        )
+        self.missing_seq = missing_seq
+        self.found_seq = found_seq
+        self.records = records
+        self.cursor = cursor
 
 
 class PluginError(AbstractRuntimeError):

@@ -39,7 +39,14 @@ import lmdb
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import IndexedRunQueries, LedgerStore, RunStore, StepCommit, index_entries
+from abstractruntime.storage.base import (
+    IndexedRunQueries,
+    LedgerStore,
+    RunStore,
+    StepCommit,
+    check_contiguous,
+    index_entries,
+)
 
 SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
@@ -428,26 +435,29 @@ class LmdbLedgerStore(LedgerStore):
             ) from exc
 
     def _range(self, run_id: str, after: int, limit: Optional[int]) -> Tuple[List[Dict[str, Any]], int]:
-        """Records with seq > ``after`` (at most ``limit``) and the last seq read (``after`` if none)."""
+        """Records with seq > ``after`` (at most ``limit``) and the last seq read (``after`` if none); a page
+        that skips a seq raises ``LedgerGapError``."""
         prefix = _ledger_prefix(_rid(run_id))
         b = self.backend
 
-        def tx(txn: Any) -> Tuple[List[Dict[str, Any]], int]:
+        def tx(txn: Any) -> Tuple[List[Dict[str, Any]], List[int]]:
             out: List[Dict[str, Any]] = []
-            last = after
+            seqs: List[int] = []
             cur = txn.cursor()
             if not cur.set_range(prefix + _U64.pack(after + 1)):
-                return out, last
+                return out, seqs
             for key, raw in cur:
                 if not key.startswith(prefix) or len(key) != len(prefix) + 8:
                     break
                 out.append(self._decode(run_id, key, raw))
-                last = _U64.unpack(key[-8:])[0]
+                seqs.append(_U64.unpack(key[-8:])[0])
                 if limit is not None and len(out) >= limit:
                     break
-            return out, last
+            return out, seqs
 
-        return b.read(tx)
+        out, seqs = b.read(tx)
+        check_contiguous(run_id, seqs, out, after=after, store=f"LMDB store at {b.path}")
+        return out, (seqs[-1] if seqs else after)
 
     def list(self, run_id: str) -> List[Dict[str, Any]]:
         return self._range(run_id, 0, None)[0]
@@ -460,7 +470,7 @@ class LmdbLedgerStore(LedgerStore):
         after = max(0, int(after))
         if limit <= 0:
             return [], after
-        return self._range(run_id, after, limit)  # the cursor is the last seq read: right across a gap too
+        return self._range(run_id, after, limit)
 
     def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         """The run's last ledger record (one cursor step in one read transaction), or None."""

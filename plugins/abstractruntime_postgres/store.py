@@ -37,7 +37,14 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, add_call_metrics, run_index_row
+from abstractruntime.storage.base import (
+    LedgerStore,
+    RunStore,
+    StepCommit,
+    add_call_metrics,
+    check_contiguous,
+    run_index_row,
+)
 from abstractruntime.timeutil import parse_instant
 
 from .errors import LeaseLostError
@@ -701,12 +708,15 @@ class PostgresLedgerStore(LedgerStore):
         self.backend.commit_step(
             StepCommit(run=None, run_json=None, records=(record,), record_jsons=(codec.encode_record(record),)))
 
-    def _decode(self, run_id: str, rows: List[Tuple[Any, ...]]) -> List[Dict[str, Any]]:
-        return [self.backend.decode_record(run_id, seq, data) for seq, data in rows]
+    def _decode(self, run_id: str, rows: List[Tuple[Any, ...]], after: int) -> List[Dict[str, Any]]:
+        """Decode ``(seq, data)`` rows; ``LedgerGapError`` if they skip a seq after ``after``."""
+        records = [self.backend.decode_record(run_id, seq, data) for seq, data in rows]
+        return check_contiguous(run_id, [int(seq) for seq, _ in rows], records, after=after,
+                                store=f"PostgreSQL store {self.backend._where}")
 
     def list(self, run_id: str) -> List[Dict[str, Any]]:
         return self._decode(run_id, self.backend.fetchall(
-            f"SELECT seq, data FROM {self._s}.ledger WHERE run_id = %s ORDER BY seq", (run_id,)))
+            f"SELECT seq, data FROM {self._s}.ledger WHERE run_id = %s ORDER BY seq", (run_id,)), 0)
 
     def count(self, run_id: str) -> int:
         row = self.backend.fetchone(f"SELECT last_seq FROM {self._s}.ledger_heads WHERE run_id = %s", (run_id,))
@@ -729,7 +739,7 @@ class PostgresLedgerStore(LedgerStore):
         rows = self.backend.fetchall(
             f"SELECT seq, data FROM {self._s}.ledger WHERE run_id = %s AND seq > %s ORDER BY seq LIMIT %s",
             (run_id, after, int(limit)))
-        return self._decode(run_id, rows), (int(rows[-1][0]) if rows else after)
+        return self._decode(run_id, rows, after), (int(rows[-1][0]) if rows else after)
 
     def find_by_idempotency_key(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
         """The (first) completed row with this key if any, else the latest row with it, else None."""

@@ -13,6 +13,7 @@ import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from abstractruntime import codec
+from abstractruntime.errors import LedgerGapError
 from abstractruntime.models import StepRecord
 from abstractruntime.storage.base import LedgerStore
 
@@ -155,14 +156,27 @@ def verify_ledger_chain(records: Iterable[Mapping[str, Any]], *, public_key: Any
 
 
 def iter_ledger(ledger_store: Any, run_id: str, *, page_size: int = PAGE_SIZE) -> Iterator[Dict[str, Any]]:
-    """A run's ledger rows in order, page by page when the store has ``list_after``."""
+    """A run's ledger rows in order, page by page when the store has ``list_after``.
+
+    Tolerant of a ledger with a gap: a read that raises ``LedgerGapError`` goes on with the rows the error
+    carries (``records``, and ``cursor`` for the next page), so a verifier sees every stored row once.
+    """
     after_fn = getattr(ledger_store, "list_after", None)
     if after_fn is None:
-        yield from ledger_store.list(run_id)
+        try:
+            rows = ledger_store.list(run_id)
+        except LedgerGapError as exc:
+            rows = exc.records
+        yield from rows
         return
     after = 0
     while True:
-        got = after_fn(run_id=run_id, after=after, limit=page_size)
+        try:
+            got = after_fn(run_id=run_id, after=after, limit=page_size)
+        except LedgerGapError as exc:
+            if exc.cursor is None:
+                raise
+            got = (exc.records, exc.cursor)
         rows, last = got if isinstance(got, tuple) else (got, after + len(got))
         if not rows:
             return

@@ -39,6 +39,7 @@ from abstractruntime.storage.base import (
     RunStore,
     StepCommit,
     add_call_metrics,
+    check_contiguous,
     index_entries,
     run_index_row,
     timer_index_value,
@@ -544,9 +545,15 @@ class SqliteLedgerStore(LedgerStore):
     def _rows(self, sql: str, params: Tuple[Any, ...], run_id: str) -> List[Tuple[int, Any]]:
         return self.db.read(lambda c: c.execute(sql, params).fetchall())
 
+    def _checked(self, run_id: str, rows: List[Tuple[int, Any]], after: int) -> List[Dict[str, Any]]:
+        """Decode ``(seq, data)`` rows; ``LedgerGapError`` if they skip a seq after ``after``."""
+        records = [self.db.decode_record(run_id, seq, data) for seq, data in rows]
+        return check_contiguous(run_id, [seq for seq, _ in rows], records, after=after,
+                                store=f"SQLite store at {self.db.path}")
+
     def list(self, run_id: str) -> List[Dict[str, Any]]:
         rows = self._rows("SELECT seq, data FROM ledger WHERE run_id = ? ORDER BY seq", (run_id,), run_id)
-        return [self.db.decode_record(run_id, seq, data) for seq, data in rows]
+        return self._checked(run_id, rows, 0)
 
     def count(self, run_id: str) -> int:
         row = self.db.read(lambda c: c.execute(
@@ -574,8 +581,7 @@ class SqliteLedgerStore(LedgerStore):
             return [], after
         rows = self._rows("SELECT seq, data FROM ledger WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                           (run_id, after, int(limit)), run_id)
-        records = [self.db.decode_record(run_id, seq, data) for seq, data in rows]
-        return records, (rows[-1][0] if rows else after)
+        return self._checked(run_id, rows, after), (rows[-1][0] if rows else after)
 
     def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         """The run's last ledger record (one indexed read), or None for an empty ledger."""

@@ -25,7 +25,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve
 import lmdb  # noqa: E402
 
 from abstractruntime import Runtime, RunStatus  # noqa: E402
-from abstractruntime.errors import CorruptStoreError, StoreError  # noqa: E402
+from abstractruntime.errors import CorruptStoreError, LedgerGapError, StoreError  # noqa: E402
 from crash_flow import FLOW, PaymentsPlugin  # noqa: E402
 from fault_support import SUPPORT, digest_tree  # noqa: E402
 from postgres_support import pg_dsn, postgres_server, psycopg_installed  # noqa: E402,F401  (fixtures)
@@ -275,6 +275,7 @@ def _delete_ledger_record(scheme: str, url: str, path: Path, run_id: str, seq: i
 
 @pytest.fixture
 def gap_store(request, tmp_path):
+    """Two completed runs; the first loses its record ``GAP_SEQ`` behind the runtime's back."""
     scheme = request.param
     if scheme == "lmdb":
         path = tmp_path / "db"
@@ -285,7 +286,7 @@ def gap_store(request, tmp_path):
     else:
         path = None
         url = request.getfixturevalue("pg_dsn")
-    run_id = _make_store(url, tmp_path / "p")[0]
+    run_id, other_id = _make_store(url, tmp_path / "p", runs=2)
     rt = _open(url, tmp_path / "p")
     try:
         full = rt.get_ledger(run_id)
@@ -294,11 +295,20 @@ def gap_store(request, tmp_path):
     assert len(full) == 4
     _delete_ledger_record(scheme, url, path, run_id, GAP_SEQ)
     rt = _open(url, tmp_path / "p")
+    rt.gap_test_url, rt.gap_test_other = url, other_id  # for the CLI and other-run checks
     yield rt, run_id, full
     rt.close()
 
 
 GAP_STORES = ["lmdb", "sqlite", "postgres"]
+
+
+def _hashes(rows):
+    return [r["record_hash"] for r in rows]
+
+
+def _stored(full):
+    return [r for i, r in enumerate(full) if i != GAP_SEQ - 1]
 
 
 @pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
@@ -314,29 +324,100 @@ def test_ledger_gap_is_reported_by_verify_ledger_at_the_right_index(gap_store):
     assert report["count"] == 3, report  # the records that are actually stored, each walked once
 
 
+@pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
+def test_list_of_a_gapped_ledger_raises_ledger_gap_error_with_the_stored_rows(gap_store):
+    rt, run_id, full = gap_store
+    for read in (rt.ledger_store.list, rt.get_ledger):
+        with pytest.raises(LedgerGapError) as info:
+            read(run_id)
+        err = info.value
+        assert isinstance(err, CorruptStoreError)
+        assert (err.run_id, err.missing_seq, err.found_seq, err.cursor) == (run_id, GAP_SEQ, GAP_SEQ + 1, 4)
+        assert _hashes(err.records) == _hashes(_stored(full))  # nothing else is lost to a caller that catches it
+        message = str(err)
+        assert f"ledger of run {run_id} is missing record seq {GAP_SEQ} (found seq {GAP_SEQ + 1} after seq " \
+               f"{GAP_SEQ - 1})" in message
+        assert "restore it from a backup" in message and "abstractruntime ledger verify" in message
+    # count stays the sequence head (documented in docs/stores.md), not the number of stored rows
+    assert rt.ledger_store.count(run_id) == 4
+
+
+@pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
+def test_list_after_raises_only_for_a_page_that_skips_a_seq(gap_store):
+    rt, run_id, full = gap_store
+    ledger = rt.ledger_store
+    rows, cursor = ledger.list_after(run_id=run_id, after=0, limit=GAP_SEQ - 1)  # the pages before the gap
+    assert (_hashes(rows), cursor) == (_hashes(full[:GAP_SEQ - 1]), GAP_SEQ - 1)
+    rows, cursor = ledger.list_after(run_id=run_id, after=GAP_SEQ, limit=10)  # and after it
+    assert (_hashes(rows), cursor) == (_hashes(full[GAP_SEQ:]), 4)
+    for after, limit, expected in [(0, 1000, _stored(full)), (GAP_SEQ - 1, 1, full[GAP_SEQ:])]:
+        with pytest.raises(LedgerGapError) as info:
+            ledger.list_after(run_id=run_id, after=after, limit=limit)
+        err = info.value
+        assert (err.missing_seq, err.found_seq, err.cursor) == (GAP_SEQ, GAP_SEQ + 1, 4)
+        assert _hashes(err.records) == _hashes(expected)
+
+
 @pytest.mark.parametrize("limit", [1, 2, 1000])
 @pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
-def test_list_after_cursors_page_over_a_gap_without_repeats(gap_store, limit):
+def test_list_after_pages_over_a_gap_without_repeats_with_the_errors_cursor(gap_store, limit):
     rt, run_id, full = gap_store
-    stored = [r for i, r in enumerate(full) if i != GAP_SEQ - 1]
     ledger = rt.ledger_store
-    paged, cursor, cursors = [], 0, []
+    paged, cursor, cursors, gaps = [], 0, [], 0
     for _ in range(10):
-        rows, cursor = ledger.list_after(run_id=run_id, after=cursor, limit=limit)
+        try:
+            rows, cursor = ledger.list_after(run_id=run_id, after=cursor, limit=limit)
+        except LedgerGapError as exc:  # the way to page on: the error carries the page and its cursor
+            rows, cursor, gaps = exc.records, exc.cursor, gaps + 1
         cursors.append(cursor)
         if not rows:
             break
         paged.extend(rows)
-    assert [r["step_id"] + r["status"] for r in paged] == [r["step_id"] + r["status"] for r in stored], cursors
-    assert cursor == 4  # the cursor is the last seq seen, so appending more records continues after it
+    assert _hashes(paged) == _hashes(_stored(full)), cursors
+    assert (cursor, gaps) == (4, 1)  # the cursor is the last seq seen, so appending more records continues after it
 
 
 @pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
-def test_ledger_gap_is_not_detected_on_read(gap_store):
-    """What the stores do with a gap today: reads succeed and return the surviving rows; ``count`` still reports
-    the sequence head (4), not the 3 stored rows. Gap detection on read is missing (only verify_ledger sees it)."""
-    rt, run_id, full = gap_store
-    rows = rt.get_ledger(run_id)
-    assert [r["record_hash"] for r in rows] == [r["record_hash"] for i, r in enumerate(full) if i != GAP_SEQ - 1]
-    assert rt.ledger_store.count(run_id) == 4
+def test_a_gapped_run_still_loads_and_the_other_runs_are_unaffected(gap_store):
+    rt, run_id, _full = gap_store
+    assert rt.run_store.load(run_id).status is RunStatus.COMPLETED
     assert rt.get_state(run_id).status is RunStatus.COMPLETED
+    other = rt.gap_test_other
+    assert len(rt.get_ledger(other)) == 4
+    assert rt.ledger_store.list_after(run_id=other, after=0, limit=10)[1] == 4
+    assert rt.verify_ledger(other)["ok"] is True
+
+
+@pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
+def test_cli_ledger_show_prints_the_gap_error_and_verify_names_the_record(gap_store, capsys):
+    from abstractruntime.cli import main
+
+    rt, run_id, _full = gap_store
+    url, other = rt.gap_test_url, rt.gap_test_other
+    rt.close()  # one process may hold an LMDB environment once; the CLI opens its own
+    assert main(["--store", url, "ledger", "show", run_id]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith("error: ") and "Traceback" not in out.err
+    assert f"ledger of run {run_id} is missing record seq {GAP_SEQ}" in out.err
+    assert main(["--store", url, "ledger", "show", other]) == 0
+    assert main(["--store", url, "ledger", "verify", run_id]) == 1
+    assert f"first bad record #{GAP_SEQ - 1} (prev_hash_mismatch)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("seqs, after, gap", [
+    ([], 0, None), ([1, 2, 3], 0, None), ([3, 4], 2, None),
+    ([1, 2, 4], 0, (3, 4)), ([2, 3], 0, (1, 2)), ([4, 5], 2, (3, 4)), ([1, 5, 6], 0, (2, 5)),
+])
+def test_check_contiguous(seqs, after, gap):
+    from abstractruntime.storage.base import check_contiguous
+
+    rows = [{"seq": s} for s in seqs]
+    if gap is None:
+        assert check_contiguous("r", seqs, rows, after=after) is rows
+        return
+    with pytest.raises(LedgerGapError) as info:
+        check_contiguous("r", seqs, rows, after=after, store="X store")
+    err = info.value
+    assert (err.missing_seq, err.found_seq, err.records, err.cursor) == (gap[0], gap[1], rows, seqs[-1])
+    assert str(err).startswith(f"X store: ledger of run r is missing record seq {gap[0]} (found seq {gap[1]} ")
+    assert ("as the first record" in str(err)) == (gap[0] == 1)

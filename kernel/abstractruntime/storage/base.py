@@ -11,7 +11,7 @@ writes, so such a pairing does not get the one-commit guarantee.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from attrs import field, frozen
 
@@ -30,7 +30,13 @@ class RunStore(abc.ABC):
 
 
 class LedgerStore(abc.ABC):
-    """The append-only ledger (reference API). ``list`` returns dicts in append order."""
+    """The append-only ledger (reference API). ``list`` returns dicts in append order.
+
+    A store that numbers records with a per-run ``seq`` (1, 2, ...) raises
+    :class:`~abstractruntime.errors.LedgerGapError` from ``list`` and ``list_after`` when the rows read skip a
+    seq (:func:`check_contiguous`). The error carries the rows that are present (``records``) and the page
+    cursor, so a tolerant reader (``verify_ledger``) catches it and reads on. ``count`` stays the sequence head.
+    """
 
     @abc.abstractmethod
     def append(self, record: StepRecord) -> None: ...
@@ -309,6 +315,29 @@ def add_call_metrics(metrics: Dict[str, int], effect_type: str, row: Dict[str, A
             metrics["tool_calls"] += len(calls)
 
 
+def check_contiguous(run_id: str, seqs: Sequence[int], records: List[Dict[str, Any]], *, after: int = 0,
+                     store: str = "") -> List[Dict[str, Any]]:
+    """Return ``records`` (the rows with sequence numbers ``seqs``, read in increasing seq order) if the seqs are
+    ``after + 1, after + 2, ...``; else raise :class:`~abstractruntime.errors.LedgerGapError` naming the first
+    missing seq, with ``records`` and the last seq read as its cursor. ``store`` prefixes the message.
+
+    The seqs of one run are unique and increasing, so the check costs O(1) on an intact ledger (first and last
+    seq) and one pass over the seqs already read when it is not. A missing *last* record is not a gap here.
+    """
+    n = len(seqs)
+    if not n or (seqs[0] == after + 1 and seqs[-1] == after + n):
+        return records
+    missing = after + 1
+    for seq in seqs:
+        if seq != missing:
+            break
+        missing += 1
+    from ..errors import LedgerGapError
+
+    raise LedgerGapError(run_id=run_id, missing_seq=missing, found_seq=seq, records=records, cursor=seqs[-1],
+                         store=store)
+
+
 def best_index_query(
     *, status: Optional[RunStatus], wait_reason: Optional[WaitReason], workflow_id: Optional[str]
 ) -> Optional[Tuple[str, str]]:
@@ -338,5 +367,6 @@ __all__ = [
     "best_index_query",
     "IndexedRunQueries",
     "add_call_metrics",
+    "check_contiguous",
     "timer_index_value",
 ]
