@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError
 
-from .errors import LeaseLostError
+from .errors import LeaseLostError, RunLeasedError
 
 _OPTIONS = {"pool_min", "pool_max", "pool_timeout", "schema", "notify"}
 _TRUE = {"1", "true", "yes", "on"}
@@ -183,7 +183,7 @@ def __getattr__(name: str) -> Any:  # the store classes without importing psycop
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LeaseLostError", "open_postgres", "parse_location", "PostgresBackend", "PostgresWorker"]
+__all__ = ["LeaseLostError", "RunLeasedError", "open_postgres", "parse_location", "PostgresBackend", "PostgresWorker"]
 
 
 @hookimpl

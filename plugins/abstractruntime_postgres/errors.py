@@ -36,4 +36,25 @@ class LeaseLostError(ConcurrentModificationError):
         self.reason = why
 
 
-__all__ = ["LeaseLostError"]
+class RunLeasedError(ConcurrentModificationError):
+    """A writer without a claim on a run tried to append ledger records (e.g. the reservation that precedes a
+    side effect) while another worker holds an unexpired lease on that run. Nothing was written, so the side
+    effect was not started.
+
+    It is a :class:`~abstractruntime.errors.ConcurrentModificationError`: a host's ``tick`` on a run that a worker
+    is driving stops quietly instead of running the same step a second time.
+    """
+
+    def __init__(self, *, run_id: str, owner: str) -> None:
+        AbstractRuntimeError.__init__(
+            self,
+            f"Run {run_id} is leased by worker {owner!r}: only the lease holder may append to its ledger. Nothing "
+            f"was written; let that worker drive the run, or claim it once the lease has expired.",
+            run_id=run_id,
+        )
+        self.expected = None
+        self.actual = None
+        self.owner = owner
+
+
+__all__ = ["LeaseLostError", "RunLeasedError"]

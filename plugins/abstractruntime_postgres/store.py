@@ -47,7 +47,7 @@ from abstractruntime.storage.base import (
 )
 from abstractruntime.timeutil import parse_instant
 
-from .errors import LeaseLostError
+from .errors import LeaseLostError, RunLeasedError
 from .schema import SCHEMA_VERSION, check_schema_name, migrate
 
 log = get_logger("abstractruntime.postgres")
@@ -386,9 +386,14 @@ class PostgresBackend:
                 self.fault_injector(FAULT_POINT)
             for run_id in sorted(by_run):
                 fence = self._fence_for(run_id)
-                if fence is not None and (run is None or run_id != run.run_id):
+                if run is None or run_id != run.run_id:  # records only: whose run is it?
                     cur.execute(sql.lock_run + " FOR SHARE", (run_id,))
-                    self._check_fence(fence, cur.fetchone())
+                    row = cur.fetchone()
+                    if fence is not None:
+                        self._check_fence(fence, row)
+                    elif row is not None and row[3] is not None and not row[4] \
+                            and (root is None or row[3] != root.worker_id):
+                        raise RunLeasedError(run_id=run_id, owner=row[3])
                 rows = by_run[run_id]
                 cur.execute(sql.bump_head, (run_id, len(rows)))
                 first = int(cur.fetchone()[0]) - len(rows) + 1

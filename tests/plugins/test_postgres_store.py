@@ -21,7 +21,7 @@ from abstractruntime.models import RunState, StepRecord, StepStatus, WaitReason,
 from abstractruntime.registry import WorkflowRegistry
 from abstractruntime.storage.base import StepCommit, committer_for
 from abstractruntime.testing import StoreConformance
-from abstractruntime_postgres import LeaseLostError, parse_location
+from abstractruntime_postgres import LeaseLostError, RunLeasedError, parse_location
 from abstractruntime_postgres.schema import SCHEMA_VERSION
 from abstractruntime_postgres.worker import PostgresWorker
 
@@ -452,6 +452,31 @@ def test_unfenced_writers_still_work_while_a_run_is_leased(pg_dsn):
         assert rt.cancel_run(run_id).status is RunStatus.CANCELLED
         with backend.fenced(rid, epoch, "w"):
             assert rt.tick(workflow=wf, run_id=run_id).status is RunStatus.CANCELLED
+
+
+def test_an_unclaimed_writer_cannot_start_a_side_effect_of_a_run_another_worker_leases(pg_dsn):
+    """A host process ticking a run that a live worker holds: its reservation commit is refused, so the side
+    effect never starts and nothing is written; the lease holder runs the step once. After the lease is
+    released (or expires) the host may drive the run itself."""
+    calls: list = []
+    wf = _counter_flow(1, calls)
+    with _runtime(pg_dsn, effect_handlers={"count": _counting_handler(calls)}) as host, \
+            _runtime(pg_dsn, effect_handlers={"count": _counting_handler(calls)}) as worker:
+        run_id = host.start(workflow=wf)
+        backend = worker.run_store.backend
+        ((rid, epoch),) = backend.claim_runnable("w", limit=1, lease_s=30)
+        before = host.get_ledger(run_id)
+        state = host.tick(workflow=wf, run_id=run_id)  # stops quietly, as on any concurrent modification
+        assert state.status is RunStatus.RUNNING and state.current_node == "n0"
+        assert calls == [] and host.get_ledger(run_id) == before
+        with pytest.raises(RunLeasedError, match="leased by worker 'w'") as info:
+            host.ledger_store.append(_record(state, node="n0", status=StepStatus.STARTED))
+        assert isinstance(info.value, ConcurrentModificationError) and info.value.owner == "w"
+        with backend.fenced(rid, epoch, "w"):
+            assert worker.tick(workflow=wf, run_id=run_id).status is RunStatus.COMPLETED
+        assert calls == [(run_id, 0)]
+        assert backend.release("w", rid, epoch) is True
+        host.ledger_store.append(_record(host.get_state(run_id), node="note"))  # unleased again: allowed
 
 
 # --- workers ------------------------------------------------------------------------------------------------------
