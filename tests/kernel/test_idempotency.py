@@ -199,3 +199,85 @@ def test_split_stores_crash_after_outcome_recorded_reuses_the_outcome():
     assert final.status is RunStatus.COMPLETED
     assert len(counter.calls) == 1
     assert final.output == {"r": {"ok": True, "n": 1}}
+
+
+# --- TOOL_CALLS payload normalisation (spec §6) ----------------------------------------------------------------------
+def _tool_key(payload, effect_type="tool_calls"):
+    from abstractruntime import compute_idempotency_key
+
+    return compute_idempotency_key(run_id="r", node_id="n", effect=Effect(effect_type, payload), step=3)
+
+
+def test_tool_calls_key_ignores_drifting_ids_argument_encoding_names_and_allowlist_order():
+    base = _tool_key({"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}}], "allowed_tools": ["add", "x"]})
+    drifted = {
+        "tool_calls": [{"name": "  add ", "arguments": '{"b": 2, "a": 1}', "call_id": "call_xyz", "id": "x",
+                        "runtime_call_id": "rt", "model_call_id": "m", "idempotency_key": "k"}],
+        "allowed_tools": [" x", "add", "add", "", 7],
+    }
+    assert _tool_key(drifted) == base
+    assert _tool_key({"tool_calls": [{"name": "add", "arguments": {"a": 1, "b": 2}, "call_id": "call_abc"}],
+                      "allowed_tools": ["x", "add"]}) == base
+    # OpenAI-style nested function, normalised the same way
+    nested = _tool_key({"tool_calls": [{"id": "call_1", "function": {"name": "add ", "arguments": '{"a": 1}'}}]})
+    assert nested == _tool_key({"tool_calls": [{"id": "call_2", "function": {"name": "add", "arguments": {"a": 1}}}]})
+    # unparsable / non-object / non-string arguments all hash as {}
+    empty = _tool_key({"tool_calls": [{"name": "add", "arguments": {}}]})
+    for args in ("{not json", "[1, 2]", "3", None, 42, ["a"]):
+        assert _tool_key({"tool_calls": [{"name": "add", "arguments": args}]}) == empty
+
+
+def test_tool_calls_key_still_differs_for_different_calls_and_other_effects_are_not_normalised():
+    one = _tool_key({"tool_calls": [{"name": "add", "arguments": {"a": 1}}]})
+    assert _tool_key({"tool_calls": [{"name": "add", "arguments": {"a": 2}}]}) != one
+    assert _tool_key({"tool_calls": [{"name": "sub", "arguments": {"a": 1}}]}) != one
+    assert _tool_key({"tool_calls": [{"name": "add", "arguments": {"a": 1}}], "allowed_tools": ["add"]}) != one
+    ask = {"prompt": "ok?", "call_id": "a"}
+    assert _tool_key(ask, "ask_user") != _tool_key({**ask, "call_id": "b"}, "ask_user")
+    assert _tool_key({"prompt": " ok?"}, "ask_user") != _tool_key({"prompt": "ok?"}, "ask_user")
+
+
+def test_tool_calls_key_does_not_modify_the_payload():
+    import copy
+
+    payload = {"tool_calls": [{"name": " add ", "arguments": '{"a": 1}', "call_id": "c",
+                               "function": {"name": " add", "arguments": "{}", "id": "f"}}, "junk"],
+               "allowed_tools": ["b", "a", "a"]}
+    before = copy.deepcopy(payload)
+    _tool_key(payload)
+    assert payload == before
+
+
+def test_tool_calls_reissued_with_a_new_provider_call_id_after_a_crash_reuse_the_recorded_result():
+    """The node re-derives its tool calls on the retry (as an LLM re-run would) and the provider ids drift: the
+    recorded outcome is still found under the same key and the tool does not run again."""
+    runs, ledger_store = InMemoryRunStore(), InMemoryLedgerStore()
+    executed = []
+
+    def run_tools(run, effect):
+        executed.append(effect.payload["tool_calls"][0])
+        return EffectOutcome.completed({"results": [dict(effect.payload["tool_calls"][0], output=3)]})
+
+    rt = Runtime(run_store=runs, ledger_store=ledger_store, effect_handlers={"tool_calls": run_tools})
+    issued = iter([{"name": "add", "arguments": {"a": 1, "b": 2}, "call_id": "call_abc"},
+                   {"name": "add ", "arguments": '{"a": 1, "b": 2}', "call_id": "call_xyz"}])
+    wf = workflow({
+        "tools": lambda run, ctx: StepPlan(node_id="tools", effect=Effect("tool_calls", {
+            "tool_calls": [next(issued)]}, "res"), next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"res": run.vars["res"]}),
+    })
+    run_id = rt.start(workflow=wf)
+
+    def crash(point):
+        raise OSError("crash before checkpoint")
+
+    runs.backend.fault_injector = crash
+    with pytest.raises(OSError):
+        rt.tick(workflow=wf, run_id=run_id)
+    runs.backend.fault_injector = None
+    assert len(executed) == 1
+
+    final = rt.tick(workflow=wf, run_id=run_id)
+    assert final.status is RunStatus.COMPLETED
+    assert len(executed) == 1  # reused, not executed again
+    assert final.output["res"]["results"][0]["call_id"] == "call_abc"  # the recorded outcome

@@ -247,3 +247,41 @@ def test_timeouts_are_reported_as_error_results():
     ex = MappingToolExecutor({"slow": lambda: time.sleep(2) or "late"}, timeout_s=0.2)
     (result,) = ex.execute(tool_calls=[{"name": "slow", "arguments": {}}])["results"]
     assert result["success"] is False and "timed out" in result["error"]
+
+
+def test_tool_calls_reissued_with_drifting_provider_ids_after_a_crash_do_not_run_again(logged):
+    """The step is re-executed after a crash (reservation committed, outcome lost) and the node re-derives its calls
+    the way an LLM re-run would: new provider ids, arguments as a JSON string. The key is the same (spec §6
+    normalisation), so the journalled result is served and the tool does not run twice."""
+    backend = MemoryBackend()
+    rt = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store, plugins=[plugin])
+    attach(rt, tools=MappingToolExecutor({"add": logged.add}))
+    issued = iter([{"name": "add", "arguments": {"a": 1, "b": 2}, "id": "call_abc"},
+                   {"name": " add", "arguments": '{"a": 1, "b": 2}', "id": "call_xyz"}])
+    flow = WorkflowSpec(workflow_id="drift", entry_node="call", nodes={
+        "call": lambda run, ctx: StepPlan(node_id="call", effect=Effect(
+            EffectType.TOOL_CALLS, {"tool_calls": [next(issued)], "allowed_tools": ["add"]}, "res"),
+            next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"res": run.vars.get("res")}),
+    })
+    run_id = rt.start(workflow=flow)
+    commits = []
+
+    def crash_on_second_commit(point):
+        commits.append(point)
+        if len(commits) == 2:
+            raise OSError("power loss")
+
+    backend.fault_injector = crash_on_second_commit
+    with pytest.raises(OSError):
+        rt.tick(workflow=flow, run_id=run_id)
+    backend.fault_injector = None
+    assert [r["status"] for r in rt.get_ledger(run_id)] == ["started"]
+
+    state = rt.tick(workflow=flow, run_id=run_id)
+    assert state.status is RunStatus.COMPLETED, state.error
+    assert len(logged.executions()) == 1
+    (result,) = state.output["res"]["results"]
+    assert result["output"] == 3 and result["call_id"] == "call_abc"  # served from the journal
+    rows = [r for r in rt.get_ledger(run_id) if r["node_id"] == "call"]
+    assert [r["status"] for r in rows] == ["started", "completed"] and rows[0]["step_id"] == rows[1]["step_id"]
