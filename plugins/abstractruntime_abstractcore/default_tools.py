@@ -8,6 +8,7 @@ every call.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
@@ -33,12 +34,16 @@ _MODULES = ("abstractcore.tools.common_tools", "abstractcore.tools.comms_tools",
 
 OPEN_ATTACHMENT_SPEC: Dict[str, Any] = {
     "name": "open_attachment",
-    "description": "Open a file attached to this session (from the runtime's artifact store).",
+    "description": "Open a file attached to this session: its text (truncated to max_chars), or its metadata "
+                   "for binary files. Give the attachment's artifact_id, or its filename.",
     "parameters": {"type": "object", "properties": {
-        "artifact_id": {"type": "string", "description": "The attachment's artifact id"},
-        "max_chars": {"type": "integer", "description": "Return at most this many characters"}},
-        "required": ["artifact_id"]},
-    "toolset": "runtime",
+        "artifact_id": {"type": "string", "description": "The attachment's artifact id", "default": ""},
+        "filename": {"type": "string", "description": "The attachment's file name (when no artifact_id is given)",
+                     "default": ""},
+        "max_chars": {"type": "integer", "description": "Return at most this many characters of text",
+                      "default": 20000}},
+        "required": []},
+    "toolset": "runtime",  # answered by the TOOL_CALLS handler itself (see .attachments), not by an executor
 }
 
 
@@ -111,7 +116,7 @@ def list_default_tool_specs(toolsets: Optional[Iterable[str]] = None,
             raw = tool_spec(fn)
             specs.append({"name": raw.get("name"), "description": raw.get("description", ""),
                           "parameters": json_schema_parameters(raw), "toolset": toolset})
-    specs.append(dict(OPEN_ATTACHMENT_SPEC))
+    specs.append(copy.deepcopy(OPEN_ATTACHMENT_SPEC))
     return specs
 
 

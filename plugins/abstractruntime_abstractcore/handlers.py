@@ -11,6 +11,9 @@ written atomically and fsynced -- else a process-local journal). On re-execution
 the journal and only the calls that never completed run again. Executing executors are therefore driven one call
 at a time. What remains at-least-once is a call that was *in flight* when the process died.
 
+Runtime-owned tools: ``open_attachment`` calls are answered by the handler itself (:mod:`.attachments`), with any
+executor; they only read, so they are neither journalled nor sent for approval.
+
 Runtime call ids: a call without ``runtime_call_id`` gets ``rtcall_<key>_<n>`` (``n`` 1-based), stable across a
 crash-and-retry of the step because the key is.
 """
@@ -28,6 +31,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime.policy import compute_idempotency_key
 
+from . import attachments
 from .llm_client import json_safe, parse_arguments, tokens_used
 from .tool_executor import error_result, journal_for
 
@@ -315,13 +319,28 @@ def _approval_prompt(calls: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _runtime_owned_result(call: Any, c: Dict[str, Any]) -> Dict[str, Any]:
+    """The result of a runtime-owned tool call (``open_attachment``): answered here, never by the executor."""
+    try:
+        output = attachments.open_attachment(getattr(call, "runtime", None), call.run, c["arguments"])
+    except attachments.AttachmentError as exc:
+        return error_result(c, str(exc))
+    except Exception as exc:  # a failing read is a result, never a failed run
+        return error_result(c, f"{type(exc).__name__}: {exc}")
+    return {"call_id": c["call_id"], "runtime_call_id": c["runtime_call_id"], "name": c["name"], "success": True,
+            "output": output, "error": None}
+
+
 def tool_calls(call: Any, executor: Any, *, journal: Any = None, use_journal: bool = True) -> EffectOutcome:
     """Execute one TOOL_CALLS attempt with ``executor``."""
     try:
         original, blocked, prepared = prepare_calls(call)
     except ValueError as exc:
         return EffectOutcome.failed(str(exc))
-    if executor is None:
+    # runtime-owned calls are answered first (read-only: not journalled, no approval); the rest go to the executor
+    owned = {i: _runtime_owned_result(call, c) for i, c in prepared if c["name"] == attachments.NAME}
+    for_executor = [(i, c) for i, c in prepared if i not in owned]
+    if executor is None and for_executor:
         return EffectOutcome.failed(
             "tool_calls has no tool executor: pass tool_executor= to the factory, attach(runtime, tools=...), or set "
             "[abstractruntime.plugin_options.abstractcore] tools")
@@ -330,18 +349,18 @@ def tool_calls(call: Any, executor: Any, *, journal: Any = None, use_journal: bo
     key = _idempotency_key(call)
     if journal is None and use_journal:
         journal = journal_for(call.runtime) if getattr(call, "runtime", None) is not None else None
-    results: Dict[int, Dict[str, Any]] = dict(blocked)
-    pre: Dict[int, Dict[str, Any]] = {}
+    results: Dict[int, Dict[str, Any]] = {**blocked, **owned}
+    pre: Dict[int, Dict[str, Any]] = dict(owned)
     pending: List[Tuple[int, Dict[str, Any]]] = []
-    for index, c in prepared:
+    for index, c in for_executor:
         done = journal.get(key, c["runtime_call_id"]) if journal is not None else None
         if done is not None:
             pre[index] = done
             results[index] = done
         else:
             pending.append((index, c))
-    if pre:
-        log.debug("tool_calls_from_journal", run_id=run.run_id, node=call.node_id, calls=len(pre))
+    if len(pre) > len(owned):
+        log.debug("tool_calls_from_journal", run_id=run.run_id, node=call.node_id, calls=len(pre) - len(owned))
 
     approval = hasattr(executor, "needs_approval") and hasattr(executor, "inner")
     out: Dict[str, Any]
@@ -598,23 +617,33 @@ class _LegacyCall:
         self.attempt = 1
 
 
+class _LegacyStores:
+    """The stores a reference-style handler was given: what ``open_attachment`` reads."""
+
+    def __init__(self, artifact_store: Any, run_store: Any) -> None:
+        self.artifact_store = artifact_store
+        self.run_store = run_store
+
+
 def build_effect_handlers(*, llm: Any, tools: Any = None, artifact_store: Any = None,
                           run_store: Any = None) -> Dict[Any, Any]:
     """``{EffectType.LLM_CALL: fn, EffectType.TOOL_CALLS: fn}`` for ``Runtime(effect_handlers=...)``.
 
     Reference-style handlers do not see the runtime: prefer the plugin (the factories use it). Tool results are
-    journalled in ``artifact_store`` when given, else in process memory."""
+    journalled in ``artifact_store`` when given, else in process memory; ``open_attachment`` reads
+    ``artifact_store`` (and ``run_store`` for the ancestors of a child run)."""
     from abstractruntime import EffectType
 
     from .tool_executor import ArtifactToolResultJournal, MemoryToolResultJournal
 
     journal = ArtifactToolResultJournal(artifact_store) if artifact_store is not None else MemoryToolResultJournal()
+    stores = _LegacyStores(artifact_store, run_store)
 
     def llm_handler(run: Any, effect: Any, default_next_node: Optional[str] = None) -> EffectOutcome:
         return llm_call(_LegacyCall(run, effect, default_next_node), llm)
 
     def tools_handler(run: Any, effect: Any, default_next_node: Optional[str] = None) -> EffectOutcome:
-        return tool_calls(_LegacyCall(run, effect, default_next_node), tools, journal=journal)
+        return tool_calls(_LegacyCall(run, effect, default_next_node, runtime=stores), tools, journal=journal)
 
     return {EffectType.LLM_CALL: llm_handler, EffectType.TOOL_CALLS: tools_handler}
 
