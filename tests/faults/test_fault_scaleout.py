@@ -1,7 +1,7 @@
 """Scale-out under faults: 3 worker processes on one PostgreSQL database, one SIGKILLed every 1-2 s and replaced.
 
-N runs (``ABSTRACTRUNTIME_SCALEOUT_RUNS``, default 300) mix a side-effecting charge with timers, event waits,
-user waits, sync and async child workflows (tests/faults/scaleout_flows.py). The test answers the user and event
+N runs (``ABSTRACTRUNTIME_SCALEOUT_RUNS``, default 2,000; about 50 s on 2 cores) mix a side-effecting charge with
+timers, event waits, user waits, sync and async child workflows (tests/faults/scaleout_flows.py). The test answers the user and event
 waits itself (``resume(max_steps=0)`` / ``deliver_event``); everything else is driven by the workers. At the end
 every run is COMPLETED, every ledger is well-formed and verifies, and the provider charged every key exactly once
 and was never called more often than the ledger has attempts for the key.
@@ -27,7 +27,7 @@ from postgres_support import pg_dsn, postgres_server, psycopg_installed  # noqa:
 
 import scaleout_flows  # noqa: E402
 
-N_RUNS = int(os.environ.get("ABSTRACTRUNTIME_SCALEOUT_RUNS", "300"))
+N_RUNS = int(os.environ.get("ABSTRACTRUNTIME_SCALEOUT_RUNS", "2000"))
 WORKERS = 3
 LEASE_S = 2.0
 MIN_KILLS = 5
