@@ -120,6 +120,8 @@ class InMemoryRunStore(IndexedRunQueries, RunStore):
             return self.backend._revisions.get(run_id)
 
     # --- queries (IndexedRunQueries) --------------------------------------------------------------------------
+    INDEX_MAY_LAG = False  # index and runs change together under the backend's lock
+
     def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
         with self.backend._lock:
             return self.backend._load_many(self.backend._scan(kind, lo, hi, limit))

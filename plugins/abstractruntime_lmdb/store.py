@@ -404,6 +404,8 @@ class LmdbRunStore(IndexedRunQueries, RunStore):
         return self.backend.read(tx)
 
     # --- queries (IndexedRunQueries): each is one read transaction ------------------------------------------
+    INDEX_MAY_LAG = False  # index entries and checkpoints are read in the same transaction
+
     def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
         b = self.backend
         return b.read(lambda txn: b.load_many_in(txn, b.scan_index(txn, kind, lo, hi, limit)))

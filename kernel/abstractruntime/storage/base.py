@@ -243,9 +243,12 @@ class IndexedRunQueries:
 
     Subclasses provide two primitives: ``_runs_by_index(kind, lo, hi, limit)`` -- the runs whose entry ``(kind, v)``
     has ``lo <= v <= hi`` (``hi`` None: no upper bound), in index order, at most ``limit`` (None: all) -- and
-    ``_all_runs()``. Results are re-checked against each loaded run, so an index that lags behind (another
-    process's write) never returns a run that no longer matches.
+    ``_all_runs()``. When the index may lag behind the checkpoints (``INDEX_MAY_LAG``: another process's write
+    seen by a per-process index), results are re-checked against each loaded run, so a run that no longer
+    matches is never returned. A store that reads index and checkpoints in one snapshot sets it to False.
     """
+
+    INDEX_MAY_LAG = True
 
     def _runs_by_index(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int]) -> List[RunState]:
         raise NotImplementedError
@@ -271,12 +274,16 @@ class IndexedRunQueries:
 
     def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
         hi = timer_index_value(now_iso)
-        return [r for r in self._runs_by_index("timer", "", hi, limit)
-                if any(k == "timer" and v <= hi for k, v in index_entries(r))]
+        runs = self._runs_by_index("timer", "", hi, limit)
+        if not self.INDEX_MAY_LAG:
+            return runs
+        return [r for r in runs if any(k == "timer" and v <= hi for k, v in index_entries(r))]
 
     def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]:
-        return [r for r in self._runs_by_index("event", wait_key, wait_key, limit)
-                if ("event", wait_key) in set(index_entries(r))]
+        runs = self._runs_by_index("event", wait_key, wait_key, limit)
+        if not self.INDEX_MAY_LAG:
+            return runs
+        return [r for r in runs if ("event", wait_key) in set(index_entries(r))]
 
     def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
         status_v = RunStatus(status) if status is not None else None
