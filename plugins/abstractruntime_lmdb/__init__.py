@@ -12,7 +12,7 @@ from typing import Any, List
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError
 
-_OPTIONS = {"sync", "map_size", "max_readers"}
+_OPTIONS = {"sync", "metasync", "map_size", "max_readers"}
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -48,9 +48,11 @@ def open_lmdb(location: StoreLocation):
         )
     path = location.path or str(default_home() / "store")
     opts = location.options
+    sync = _bool("sync", opts.get("sync", True))
     return LmdbBackend(
         path,
-        sync=_bool("sync", opts.get("sync", True)),
+        sync=sync,
+        metasync=_bool("metasync", opts.get("metasync", sync)),
         map_size=_int("map_size", opts.get("map_size", DEFAULT_MAP_SIZE)),
         max_readers=_int("max_readers", opts.get("max_readers", 256)),
     )

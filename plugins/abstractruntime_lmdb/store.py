@@ -159,13 +159,16 @@ class _SharedExclusiveLock:
 
 
 class LmdbBackend:
-    """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit."""
+    """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit: the
+    data pages, then the meta page (``metasync``, default ``sync``). ``metasync=False`` saves the second fsync; an
+    OS crash or power loss may then undo the last commit (never corrupt the store, per LMDB's documentation)."""
 
     def __init__(
         self,
         path: os.PathLike | str,
         *,
         sync: bool = True,
+        metasync: Optional[bool] = None,
         map_size: int = DEFAULT_MAP_SIZE,
         max_readers: int = 256,
     ) -> None:
@@ -175,7 +178,8 @@ class LmdbBackend:
         self.sync = sync
         try:
             self.env = lmdb.open(
-                str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync, metasync=sync,
+                str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync,
+                metasync=sync if metasync is None else bool(metasync),
                 lock=True, max_readers=int(max_readers), readahead=False,
             )
         except lmdb.Error as exc:

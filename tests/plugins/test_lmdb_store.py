@@ -81,6 +81,13 @@ def test_url_options_and_errors(tmp_path):
         Runtime.from_config({"store": f"lmdb://{tmp_path}/db2?bogus=1"})
     with pytest.raises(ConfigurationError, match="sync"):
         Runtime.from_config({"store": f"lmdb://{tmp_path}/db3?sync=maybe"})
+    for query, expected in (("", {"sync": True, "metasync": True}), ("?metasync=false", {"sync": True, "metasync": False}),
+                            ("?sync=false", {"sync": False, "metasync": False})):
+        with Runtime.from_config({"store": f"lmdb://{tmp_path}/db4{query}"}) as rt:
+            flags = rt.run_store.backend.env.flags()
+            assert {k: flags[k] for k in expected} == expected, query
+    with pytest.raises(ConfigurationError, match="metasync"):
+        Runtime.from_config({"store": f"lmdb://{tmp_path}/db5?metasync=often"})
 
 
 def test_default_store_is_lmdb_in_documented_directory(tmp_path, monkeypatch):
