@@ -18,10 +18,7 @@ import importlib.util  # noqa: E402
 if importlib.util.find_spec("abstractcore") is None:  # not importorskip: importing it here would be unguarded
     collect_ignore_glob = ["test_ac_*.py"]
 
-from fake_llm_server import FakeLLMServer  # noqa: E402
-
-#: a model AbstractCore knows to support native (and parallel) tool calls; the fake server answers for any name
-MODEL = "llama-3.1-8b-instruct"
+from fake_llm_server import MODEL, FakeLLMServer  # noqa: E402,F401  (MODEL: tests import it from fake_llm_server)
 
 
 @pytest.fixture(autouse=True)

@@ -30,6 +30,9 @@ from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Deque, Dict, List, Optional, Union
 
+#: a model AbstractCore knows to support native (and parallel) tool calls; the fake server answers for any name
+MODEL = "llama-3.1-8b-instruct"
+
 Reply = Union[Dict[str, Any], Callable[[Dict[str, Any]], Dict[str, Any]]]
 
 

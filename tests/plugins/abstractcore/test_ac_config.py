@@ -15,7 +15,7 @@ from abstractruntime_abstractcore import (
 )
 from abstractruntime_abstractcore.default_tools import COMMS_FAMILIES
 
-from conftest import MODEL
+from fake_llm_server import MODEL
 
 COMMS_VARS = ("ABSTRACT_ENABLE_COMMS_TOOLS", "ABSTRACT_ENABLE_EMAIL_TOOLS", "ABSTRACT_ENABLE_WHATSAPP_TOOLS",
               "ABSTRACT_ENABLE_TELEGRAM_TOOLS")

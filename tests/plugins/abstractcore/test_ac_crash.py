@@ -23,7 +23,7 @@ from abstractruntime import Runtime, RunStatus
 from abstractruntime_abstractcore import LocalAbstractCoreLLMClient, MappingToolExecutor, attach
 
 from ac_flows import REACT, LoggedTools
-from conftest import MODEL
+from fake_llm_server import MODEL
 from fake_llm_server import FakeLLMServer
 
 HERE = str(Path(__file__).resolve().parent)
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     from abstractruntime import Runtime, hookimpl
     from abstractruntime_abstractcore import LocalAbstractCoreLLMClient, MappingToolExecutor, attach
     from ac_flows import ADD_SPEC, REACT, SLOW_ADD_SPEC, LoggedTools, react_vars
-    from conftest import MODEL
+    from fake_llm_server import MODEL
     from fake_llm_server import FakeLLMServer
 
     def hang():

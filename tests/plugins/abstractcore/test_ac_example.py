@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import MODEL
+from fake_llm_server import MODEL
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "03_llm_agent.py"
 

@@ -52,7 +52,7 @@ CONFIGURED_HOST = textwrap.dedent(
 
     from abstractruntime import Effect, EffectType, RunStatus, StepPlan, WorkflowSpec
     from abstractruntime_abstractcore import create_local_runtime, get_default_tools
-    from conftest import MODEL
+    from fake_llm_server import MODEL
     from fake_llm_server import FakeLLMServer
 
     server = FakeLLMServer([{"content": "hi"}, {"error": 500, "message": "boom"}], model=MODEL).start()
@@ -78,7 +78,7 @@ BARE_HOST = textwrap.dedent(
     sys.path.insert(0, sys.argv[1])
     from abstractruntime import Effect, EffectType, StepPlan, WorkflowSpec
     from abstractruntime_abstractcore import create_local_runtime
-    from conftest import MODEL
+    from fake_llm_server import MODEL
     from fake_llm_server import FakeLLMServer
 
     server = FakeLLMServer([{"error": 500, "message": "boom"}], model=MODEL).start()

@@ -14,7 +14,7 @@ from abstractruntime_abstractcore import (
     create_remote_runtime,
 )
 
-from conftest import MODEL
+from fake_llm_server import MODEL
 
 RESULT_KEYS = {"content", "reasoning", "data", "raw_response", "tool_calls", "usage", "model", "finish_reason",
                "metadata", "trace_id", "gen_time"}

@@ -8,7 +8,7 @@ from abstractruntime.memory import ActiveContextPolicy
 from abstractruntime_abstractcore import create_local_runtime
 from abstractruntime_artifacts.store import InMemoryArtifactStore
 
-from conftest import MODEL
+from fake_llm_server import MODEL
 
 
 def compact_flow(payload):

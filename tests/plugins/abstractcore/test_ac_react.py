@@ -17,7 +17,7 @@ from abstractruntime_abstractcore import (
 )
 
 from ac_flows import REACT, LoggedTools, react_vars
-from conftest import MODEL
+from fake_llm_server import MODEL
 
 
 def script(server):
