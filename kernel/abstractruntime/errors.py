@@ -87,6 +87,25 @@ class ConcurrentModificationError(AbstractRuntimeError):
         self.actual = actual
 
 
+class EffectAlreadyStartedError(ConcurrentModificationError):
+    """A reservation (the ``started`` row written before a side effect runs) for an effect whose idempotency key
+    already has a ``started`` or ``completed`` row: another writer -- another process ticking the same run --
+    started it first. Nothing was written, so this writer does not run the effect; the first one completes it.
+    """
+
+    def __init__(self, *, run_id: str, idempotency_key: str, status: str) -> None:
+        AbstractRuntimeError.__init__(
+            self,
+            f"Effect {idempotency_key} of run {run_id} was already {status} by another writer; nothing was "
+            f"written and the effect was not run again. The writer that started it completes the step.",
+            run_id=run_id,
+        )
+        self.expected = None
+        self.actual = None
+        self.idempotency_key = idempotency_key
+        self.status = status
+
+
 class ConfigurationError(AbstractRuntimeError, ValueError):
     """Configuration could not be understood."""
 

@@ -132,6 +132,7 @@ class Runtime:
         self._run_store = run_store
         self._ledger_store = ledger_store
         self._commit_fn = committer_for(run_store, ledger_store)
+        self._run_locks = getattr(getattr(run_store, "backend", None), "run_locks", None)
 
         selected = select_effect_handlers(self._hooks.effect_handlers(), self._settings.effects)
         self._handlers: Dict[str, EffectHandlerDescriptor] = {t: desc for t, (_p, desc) in selected.items()}
@@ -283,6 +284,7 @@ class Runtime:
         expected_revision: Optional[int],
         previous_status: Optional[RunStatus] = None,
         run_id: Optional[str] = None,
+        reservation: bool = False,
     ) -> None:
         """Check, encode and write one step. Raises before writing anything if a value is not plain JSON."""
         run_json = None
@@ -312,6 +314,7 @@ class Runtime:
                 records=records,
                 record_jsons=record_jsons,
                 expected_revision=expected_revision,
+                reservation=reservation,
             )
         )
         self._hooks.fault_point(point="commit:after", run_id=rid)
@@ -411,40 +414,53 @@ class Runtime:
         return self._ledger_store.list(run_id)
 
     def tick(self, *, workflow: WorkflowSpec, run_id: str, max_steps: int = 100) -> RunState:
-        """Execute up to ``max_steps`` steps of a run; returns the state after the last commit."""
+        """Execute up to ``max_steps`` steps of a run; returns the state after the last commit.
+
+        A run that another process is ticking on the same embedded store is left alone (its stored state is
+        returned): the store's ``run_locks`` say who drives it."""
         with self._lock(run_id):
-            run = self._load(run_id)
-            if run.status.is_terminal or run.is_paused:
-                return run
-            previous_status = run.status
-            if run.status is RunStatus.WAITING:
-                if not self._wait_due(run):
-                    payload = self._hooks.poll_wait(runtime=self, run=run)
-                    if payload is None or run.waiting is None:
-                        return run
-                    return self.resume(workflow=workflow, run_id=run_id, wait_key=run.waiting.wait_key,
-                                       payload=payload, max_steps=max_steps)
-                waiting = run.waiting
-                run.status = RunStatus.RUNNING
-                run.waiting = None
-                if waiting is not None and waiting.resume_to_node:
-                    run.current_node = waiting.resume_to_node
-                # not saved here: the next step's commit carries the transition
-            steps = 0
-            fresh = True
-            while steps < max_steps:
-                if not fresh and self._changed_elsewhere(run):
-                    return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
-                fresh = False
-                steps += 1
-                try:
-                    run = self._step(workflow, run, previous_status)
-                except ConcurrentModificationError:
-                    return self._load(run_id)
-                previous_status = RunStatus.RUNNING
-                if run.status is not RunStatus.RUNNING:
-                    return run
+            locks = self._run_locks
+            if locks is not None and not locks.acquire(run_id):
+                return self._load(run_id)
+            try:
+                return self._tick(workflow, run_id, max_steps)
+            finally:
+                if locks is not None:
+                    locks.release(run_id)
+
+    def _tick(self, workflow: WorkflowSpec, run_id: str, max_steps: int) -> RunState:
+        run = self._load(run_id)
+        if run.status.is_terminal or run.is_paused:
             return run
+        previous_status = run.status
+        if run.status is RunStatus.WAITING:
+            if not self._wait_due(run):
+                payload = self._hooks.poll_wait(runtime=self, run=run)
+                if payload is None or run.waiting is None:
+                    return run
+                return self.resume(workflow=workflow, run_id=run_id, wait_key=run.waiting.wait_key,
+                                   payload=payload, max_steps=max_steps)
+            waiting = run.waiting
+            run.status = RunStatus.RUNNING
+            run.waiting = None
+            if waiting is not None and waiting.resume_to_node:
+                run.current_node = waiting.resume_to_node
+            # not saved here: the next step's commit carries the transition
+        steps = 0
+        fresh = True
+        while steps < max_steps:
+            if not fresh and self._changed_elsewhere(run):
+                return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
+            fresh = False
+            steps += 1
+            try:
+                run = self._step(workflow, run, previous_status)
+            except ConcurrentModificationError:
+                return self._load(run_id)
+            previous_status = RunStatus.RUNNING
+            if run.status is not RunStatus.RUNNING:
+                return run
+        return run
 
     def _changed_elsewhere(self, run: RunState) -> bool:
         """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did?"""
@@ -598,7 +614,7 @@ class Runtime:
                 )
                 if reserve:
                     self._commit(None, records + [started], node_id=plan.node_id, expected_revision=None,
-                                 run_id=run.run_id)
+                                 run_id=run.run_id, reservation=True)
                     records.clear()
                 else:
                     records.append(started)

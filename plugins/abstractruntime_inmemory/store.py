@@ -13,7 +13,14 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import IndexedRunQueries, LedgerStore, RunStore, StepCommit, index_entries
+from abstractruntime.storage.base import (
+    IndexedRunQueries,
+    LedgerStore,
+    RunStore,
+    StepCommit,
+    check_reservations,
+    index_entries,
+)
 
 FAULT_POINT = "commit:after-checkpoint"
 
@@ -49,6 +56,7 @@ class MemoryBackend:
                     raise ConcurrentModificationError(
                         run_id=run.run_id, expected=commit.expected_revision, actual=actual
                     )
+            check_reservations(commit, lambda run_id, key: (self._idem.get((run_id, key)) or (None,))[0])
             # Stage everything first; dict/list mutations below cannot fail half-way.
             new_entries = tuple(sorted(set(index_entries(run)))) if run is not None else None
             if self.fault_injector is not None:

@@ -93,7 +93,15 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import IndexedRunQueries, LedgerStore, RunStore, StepCommit, index_entries
+from abstractruntime.storage.base import (
+    IndexedRunQueries,
+    LedgerStore,
+    RunLocks,
+    RunStore,
+    StepCommit,
+    check_reservations,
+    index_entries,
+)
 
 FAULT_POINT = "commit:after-checkpoint"
 COMMITTED_KEY = "_ledger_committed"
@@ -320,6 +328,7 @@ class JsonFilesBackend:
             self._dir = str(self.path)
             # a file object, so that a backend dropped without close() (reference-style stores) frees it
             self._lock_file = open(os.path.join(self._dir, ".lock"), "ab")
+            self.run_locks = RunLocks(os.path.join(self._dir, ".runs.lock"))
         except OSError as exc:
             raise StoreError(f"Cannot open the jsonfiles store directory {p}: {exc}") from exc
         self.fsync = bool(fsync)
@@ -350,6 +359,7 @@ class JsonFilesBackend:
                 return
             self._closed = True
             self._lock_file.close()
+            self.run_locks.close()
             self._ledgers.clear()
             self._index, self._index_of, self._file_sigs, self._corrupt_runs = [], {}, {}, {}
             self._scanned = False
@@ -553,6 +563,14 @@ class JsonFilesBackend:
             ) from exc
 
     # --- the step commit ----------------------------------------------------------------------------------------
+    def _latest_status(self, run_id: str, led: "_Ledger", fd: int, key: str) -> Optional[str]:
+        hit = led.idem.get(key)
+        if hit is None:
+            return None
+        if hit[0]:
+            return _COMPLETED
+        return self.rows(run_id, led, fd, [led.valid[hit[1] - 1]])[0].get("status")
+
     def commit_step(self, commit: StepCommit) -> None:
         run = commit.run
         groups: Dict[str, List[Tuple[StepRecord, bytes]]] = {}
@@ -607,6 +625,10 @@ class JsonFilesBackend:
             led = self._ledger(run_id)
             with self._open_ledger(run_id) as fd:
                 led.sync(fd, target)
+                if commit.reservation:
+                    check_reservations(StepCommit(run=None, run_json=None, records=[r for r, _ in items],
+                                                  reservation=True),
+                                       lambda rid, key, led=led, fd=fd: self._latest_status(rid, led, fd, key))
             base = len(led.starts)
             new_count = base + len(items)
             data = None

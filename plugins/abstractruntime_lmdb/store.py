@@ -42,9 +42,11 @@ from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import (
     IndexedRunQueries,
     LedgerStore,
+    RunLocks,
     RunStore,
     StepCommit,
     check_contiguous,
+    check_reservations,
     index_entries,
 )
 
@@ -73,6 +75,7 @@ def _idem_key(rid: bytes, key: str) -> bytes:
     return _DATA + rid + _IDEM_TAG + key.encode("utf-8")
 _STATUS_BYTE = {s.value: s.value[0].encode() for s in StepStatus}  # s, c, w, f
 _COMPLETED = _STATUS_BYTE[StepStatus.COMPLETED.value]
+_STATUS_NAME = {b: name for name, b in _STATUS_BYTE.items()}
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -186,6 +189,7 @@ class LmdbBackend:
             raise StoreError(f"Cannot open LMDB store at {self.path}: {exc}") from exc
         self._rw = _SharedExclusiveLock()
         self._closed = False
+        self.run_locks = RunLocks(self.path / "runs.lock")
         try:
             self._check_schema()
         except BaseException:
@@ -256,6 +260,7 @@ class LmdbBackend:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self.run_locks.close()
             with self._rw.exclusive():
                 self.env.close()
 
@@ -265,6 +270,8 @@ class LmdbBackend:
 
     def commit_in(self, txn: Any, commit: StepCommit) -> None:
         """Apply one step commit inside an open write transaction (``commit_step`` opens one per step)."""
+        check_reservations(commit, lambda run_id, key: _STATUS_NAME.get(
+            bytes((txn.get(_idem_key(_rid(run_id), key)) or b"")[:1])))
         run = commit.run
         if run is not None:
             key = _run_key(_rid(run.run_id))

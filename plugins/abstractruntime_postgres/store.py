@@ -43,6 +43,7 @@ from abstractruntime.storage.base import (
     StepCommit,
     add_call_metrics,
     check_contiguous,
+    check_reservations,
     run_index_row,
 )
 from abstractruntime.timeutil import parse_instant
@@ -362,6 +363,8 @@ class PostgresBackend:
         adopted: List[int] = []
 
         def tx(cur: psycopg.Cursor) -> None:
+            if commit.reservation:
+                check_reservations(commit, lambda run_id, key: self._latest_status(cur, run_id, key))
             if run is not None and run_params is not None:
                 fence = self._fence_for(run.run_id)
                 cur.execute(sql.lock_run + " FOR UPDATE", (run.run_id,))
@@ -406,6 +409,16 @@ class PostgresBackend:
                           lease_s=root.lease_s)
             root.adopted.append(claim)
             _FENCES.set(_FENCES.get() + (claim,))  # this thread now drives it under the claim
+
+    def _latest_status(self, cur: "psycopg.Cursor", run_id: str, key: str) -> Optional[str]:
+        """The status of the row ``find_by_idempotency_key`` would return (a completed row first, else the
+        latest); the run's ledger head row is locked first, so concurrent reservations are serialised."""
+        cur.execute(self._sql.bump_head, (run_id, 0))  # bump by 0: takes the head row's lock
+        cur.fetchone()
+        cur.execute(f"SELECT status FROM {self._schema}.ledger WHERE run_id = %s AND idempotency_key = %s "
+                    f"ORDER BY (status = %s) DESC, seq DESC LIMIT 1", (run_id, key, _COMPLETED))
+        row = cur.fetchone()
+        return row[0] if row is not None else None
 
     @staticmethod
     def _wakes_workers(before: Optional[Tuple[Any, ...]], params: Tuple[Any, ...]) -> bool:

@@ -199,8 +199,11 @@ class Scheduler:
             spec = self.registry.get_or_raise(run.workflow_id)
             state = run
             while True:
+                before = state.revision
                 state = self.runtime.tick(workflow=spec, run_id=run.run_id, max_steps=1)
                 if state.status is not RunStatus.RUNNING or self._stop.is_set():
+                    break
+                if state.revision == before:  # no step was taken: another process is driving this run
                     break
             if state.revision == run.revision:  # a pollable wait that was not ready: nothing happened
                 return

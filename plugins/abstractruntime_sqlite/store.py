@@ -36,10 +36,12 @@ from abstractruntime.errors import ConcurrentModificationError, CorruptStoreErro
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from abstractruntime.storage.base import (
     LedgerStore,
+    RunLocks,
     RunStore,
     StepCommit,
     add_call_metrics,
     check_contiguous,
+    check_reservations,
     index_entries,
     run_index_row,
     timer_index_value,
@@ -180,8 +182,10 @@ class SqliteDatabase:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"Cannot create the directory of SQLite store {self._path}: {exc}") from exc
+        self.run_locks: Optional[RunLocks] = None
         try:
             self._init_schema()
+            self.run_locks = RunLocks(f"{self._path}.runlocks")
         except BaseException:
             self.close()
             raise
@@ -232,6 +236,8 @@ class SqliteDatabase:
 
     def close(self) -> None:
         """Close every connection this object opened (idempotent)."""
+        if getattr(self, "run_locks", None) is not None:
+            self.run_locks.close()
         with self._conns_lock:
             self._closed = True
             holders = list(self._conns)
@@ -362,6 +368,7 @@ class SqliteDatabase:
                          effect_type if isinstance(effect_type, str) else None, text))
 
         def tx(conn: sqlite3.Connection) -> None:
+            check_reservations(commit, lambda run_id, key: _latest_status(conn, run_id, key))
             if run is not None and run_params is not None:
                 if commit.expected_revision is not None:
                     cur = conn.execute(_UPDATE_RUN_AT_REVISION, run_params + (run.run_id, commit.expected_revision))
@@ -527,6 +534,14 @@ class SqliteRunStore(RunStore):
         runs = self.db.query_runs(
             f"SELECT run_id, data FROM runs{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
         return [run_index_row(r) for r in runs]
+
+
+def _latest_status(conn: sqlite3.Connection, run_id: str, key: str) -> Optional[str]:
+    """The status of the row ``find_by_idempotency_key`` would return (a completed row first, else the latest)."""
+    row = conn.execute(
+        "SELECT status FROM ledger WHERE run_id = ? AND idempotency_key = ? "
+        "ORDER BY CASE WHEN status = ? THEN 0 ELSE 1 END, seq DESC LIMIT 1", (run_id, key, _COMPLETED)).fetchone()
+    return row[0] if row is not None else None
 
 
 class SqliteLedgerStore(LedgerStore):

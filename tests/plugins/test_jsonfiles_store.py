@@ -114,7 +114,7 @@ def test_reference_construction_shares_one_backend_and_commits_atomically(tmp_pa
         rt.tick(workflow=WF, run_id=run_id)
     runs.backend.fault_injector = None
     assert rt.get_state(run_id) == before and rt.get_ledger(run_id) == []
-    assert sorted(p.name for p in d.iterdir()) == [".lock", f"run_{run_id}.json"]  # no temp file, no ledger
+    assert sorted(p.name for p in d.iterdir()) == [".lock", ".runs.lock", f"run_{run_id}.json"]  # no temp file, no ledger
     assert rt.tick(workflow=WF, run_id=run_id).status is RunStatus.WAITING
     # a store built later on the same directory reads what the first pair wrote
     assert JsonlLedgerStore(d).list(run_id) == rt.get_ledger(run_id)
@@ -128,7 +128,7 @@ def test_on_disk_layout_matches_the_reference(tmp_path):
         state = rt.tick(workflow=WF, run_id=run_id)
         assert state.status is RunStatus.WAITING
         ledger = rt.get_ledger(run_id)
-    assert sorted(p.name for p in d.iterdir()) == [".lock", f"ledger_{run_id}.jsonl", f"run_{run_id}.json"]
+    assert sorted(p.name for p in d.iterdir()) == [".lock", ".runs.lock", f"ledger_{run_id}.jsonl", f"run_{run_id}.json"]
     text = (d / f"run_{run_id}.json").read_text(encoding="utf-8")
     doc = json.loads(text)
     assert set(doc) == set(codec.run_to_dict(state)) | {COMMITTED_KEY}
@@ -294,7 +294,7 @@ def test_run_ids_that_are_not_safe_file_names_are_refused(backend, tmp_path, bad
         with pytest.raises(ValueError):
             backend.ledger_store.append(_record(run))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store"]
-    assert sorted(p.name for p in backend.path.iterdir()) == [".lock"]
+    assert sorted(p.name for p in backend.path.iterdir()) == [".lock", ".runs.lock"]
 
 
 def test_concurrent_modification_is_refused_across_backends(tmp_path):

@@ -193,6 +193,43 @@ def test_stop_finishes_the_step_in_flight_and_leaves_the_run_resumable(tmp_path)
         rt2.close()
 
 
+def test_a_run_another_process_drives_is_left_alone_without_spinning(tmp_path):
+    """The run's lock (RunLocks) is held elsewhere -- here by another thread, as another process would: the
+    scheduler's poll takes no step, returns at once, and drives the run once the lock is free."""
+    steps = []
+
+    def node(run, ctx):
+        steps.append(1)
+        return StepPlan(node_id="only", complete_output={"ok": True})
+
+    flow = WorkflowSpec(workflow_id="one", entry_node="only", nodes={"only": node})
+    rt = Runtime.from_config({"store": f"lmdb://{tmp_path}/db"})
+    reg = WorkflowRegistry()
+    reg.register(flow)
+    run_id = rt.start(workflow=flow)
+    held, release = threading.Event(), threading.Event()
+
+    def other_driver():
+        assert rt.run_store.backend.run_locks.acquire(run_id)
+        held.set()
+        release.wait(10)
+        rt.run_store.backend.run_locks.release(run_id)
+
+    t = threading.Thread(target=other_driver)
+    t.start()
+    assert held.wait(5)
+    sched = Scheduler(runtime=rt, registry=reg, poll_interval_s=0.02, workers=1)
+    t0 = time.monotonic()
+    assert sched.poll_once() == 1
+    assert time.monotonic() - t0 < 1.0 and steps == []
+    assert rt.tick(workflow=flow, run_id=run_id).status is RunStatus.RUNNING  # tick leaves it alone too
+    release.set()
+    t.join()
+    sched.poll_once()
+    assert steps == [1] and rt.get_state(run_id).status is RunStatus.COMPLETED
+    rt.close()
+
+
 def test_reference_scheduler_api_details():
     b = MemoryBackend()
     rt = Runtime(run_store=b.run_store, ledger_store=b.ledger_store)

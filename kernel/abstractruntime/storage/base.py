@@ -11,11 +11,18 @@ writes, so such a pairing does not get the one-commit guarantee.
 from __future__ import annotations
 
 import abc
+import hashlib
+import threading
 from typing import Any, Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple, runtime_checkable
 
 from attrs import field, frozen
 
-from ..models import RunState, RunStatus, StepRecord, WaitReason
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+from ..models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from ..timeutil import instant_micros
 
 
@@ -89,6 +96,10 @@ class StepCommit:
     ``expected_revision`` is the revision the stored checkpoint must still have (None: no check, e.g. a new run);
     a store that finds another revision raises :class:`~abstractruntime.errors.ConcurrentModificationError`
     and writes nothing.
+
+    ``reservation`` marks the commit that reserves a side effect: its ``started`` rows are create-only per
+    idempotency key. A store checks them with :func:`check_reservations` inside its write transaction, so of two
+    processes ticking the same run only one starts the effect.
     """
 
     run: Optional[RunState]
@@ -96,6 +107,7 @@ class StepCommit:
     records: Tuple[StepRecord, ...] = field(converter=tuple, factory=tuple)
     record_jsons: Tuple[bytes, ...] = field(converter=tuple, factory=tuple)
     expected_revision: Optional[int] = None
+    reservation: bool = False
 
     @property
     def run_id(self) -> str:
@@ -142,10 +154,102 @@ class SplitCommitter:
                 raise ConcurrentModificationError(
                     run_id=commit.run.run_id, expected=commit.expected_revision, actual=actual
                 )
+        finder = getattr(self.ledger_store, "find_by_idempotency_key", None)
+        if finder is not None:  # best effort: these stores share no transaction
+            check_reservations(commit, lambda run_id, key: (finder(run_id, key) or {}).get("status"))
         for record in commit.records:
             self.ledger_store.append(record)
         if commit.run is not None:
             self.run_store.save(commit.run)
+
+
+_TAKEN = (StepStatus.STARTED.value, StepStatus.COMPLETED.value)
+
+
+def check_reservations(commit: StepCommit, latest_status: Callable[[str, str], Optional[str]]) -> None:
+    """Refuse a reservation whose effect was already started (or completed) by someone else.
+
+    ``latest_status(run_id, key)`` is the store's view, inside its write transaction, of the status of the latest
+    row with that idempotency key (a ``completed`` row stays the answer), or None. For a ``reservation`` commit, a
+    ``started`` row whose key is already ``started`` or ``completed`` raises
+    :class:`~abstractruntime.errors.EffectAlreadyStartedError`; the commit's own earlier rows count (a ``failed``
+    attempt followed by the next attempt's reservation is a retry, allowed). Other commits are not checked.
+    """
+    if not commit.reservation:
+        return
+    seen: Dict[Tuple[str, str], Optional[str]] = {}
+    for record in commit.records:
+        key = record.idempotency_key
+        if not key:
+            continue
+        k = (record.run_id, key)
+        status = seen[k] if k in seen else latest_status(record.run_id, key)
+        if record.status is StepStatus.STARTED and status in _TAKEN:
+            from ..errors import EffectAlreadyStartedError
+
+            raise EffectAlreadyStartedError(run_id=record.run_id, idempotency_key=key, status=status)
+        if status != StepStatus.COMPLETED.value:
+            seen[k] = record.status.value
+
+
+class RunLocks:
+    """Cross-process "who drives this run" locks for an embedded store: one byte-range lock (POSIX ``lockf``) per
+    run id in one lock file beside the store.
+
+    The kernel holds a run's lock while it ticks the run (:meth:`acquire` is non-blocking: a run another process
+    -- or another thread of this process, e.g. a second runtime on the same backend -- is driving is left alone).
+    The operating system drops the locks of a process that dies, so a ``started`` reservation without a live
+    holder is a crash leftover (in doubt), never a step in flight elsewhere. The holding thread may re-acquire
+    (counted), so a tick nested in a tick of the same run keeps the lock. On a platform without ``fcntl`` only the
+    in-process exclusion applies.
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = str(path)
+        self._guard = threading.Lock()
+        self._held: Dict[int, Tuple[int, int]] = {}  # offset -> (owning thread, count)
+        self._file: Any = None
+        self._fd: Optional[int] = None
+        if fcntl is not None:  # a file object, so that a backend dropped without close() frees it
+            self._file = open(self.path, "ab")
+            self._fd = self._file.fileno()
+
+    @staticmethod
+    def _offset(run_id: str) -> int:
+        return int.from_bytes(hashlib.blake2b(run_id.encode("utf-8"), digest_size=7).digest(), "big")
+
+    def acquire(self, run_id: str) -> bool:
+        """Take the run's lock without waiting; False if another process holds it."""
+        offset, me = self._offset(run_id), threading.get_ident()
+        with self._guard:
+            owner, count = self._held.get(offset, (me, 0))
+            if owner != me:
+                return False
+            if count == 0 and self._fd is not None:
+                try:
+                    fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                except OSError:
+                    return False
+            self._held[offset] = (me, count + 1)
+            return True
+
+    def release(self, run_id: str) -> None:
+        offset = self._offset(run_id)
+        with self._guard:
+            owner, count = self._held.get(offset, (None, 0))
+            if count > 1:
+                self._held[offset] = (owner, count - 1)
+                return
+            self._held.pop(offset, None)
+            if count == 1 and self._fd is not None:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
+
+    def close(self) -> None:
+        with self._guard:
+            if self._file is not None:
+                self._file.close()  # releases every lock this process holds on the file
+                self._file, self._fd = None, None
+            self._held.clear()
 
 
 def committer_for(run_store: Any, ledger_store: Any) -> Callable[[StepCommit], None]:
@@ -375,5 +479,7 @@ __all__ = [
     "IndexedRunQueries",
     "add_call_metrics",
     "check_contiguous",
+    "check_reservations",
+    "RunLocks",
     "timer_index_value",
 ]

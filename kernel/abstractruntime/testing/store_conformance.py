@@ -28,7 +28,7 @@ from typing import Any, List, Optional
 import pytest
 
 from .. import codec
-from ..errors import ConcurrentModificationError
+from ..errors import ConcurrentModificationError, EffectAlreadyStartedError
 from ..models import (
     Effect,
     EffectType,
@@ -87,7 +87,7 @@ class StoreConformance:
 
     @staticmethod
     def commit(backend: Any, run: Optional[RunState], records: List[StepRecord] = (), *,
-               expected: Optional[int] = None) -> None:
+               expected: Optional[int] = None, reservation: bool = False) -> None:
         if run is not None:
             run.revision = (expected if expected is not None else run.revision) + 1
             run.updated_at = utc_now_iso()
@@ -97,6 +97,7 @@ class StoreConformance:
             records=tuple(records),
             record_jsons=tuple(codec.encode_record(r) for r in records),
             expected_revision=expected,
+            reservation=reservation,
         ))
 
     @staticmethod
@@ -227,6 +228,31 @@ class StoreConformance:
         self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k")])
         assert backend.ledger_store.count(run.run_id) == 1
         assert backend.run_store.load(run.run_id).revision == 1
+
+    def test_a_reservation_is_create_only_per_idempotency_key(self, backend: Any) -> None:
+        """Two writers reserving the same effect: the second is refused (EffectAlreadyStartedError, a
+        ConcurrentModificationError) and writes nothing. After a failed attempt the next attempt may reserve;
+        after a completed one nobody may."""
+        run = self.new_run()
+        self.commit(backend, run)
+        started = self.record(run, status=StepStatus.STARTED, key="k")
+        self.commit(backend, None, [started], reservation=True)
+        with pytest.raises(EffectAlreadyStartedError) as info:
+            self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k")], reservation=True)
+        assert isinstance(info.value, ConcurrentModificationError) and info.value.idempotency_key == "k"
+        assert backend.ledger_store.count(run.run_id) == 1
+        # the first attempt failed: the retry (its failure row and the next reservation in one commit) is allowed
+        retry = self.record(run, status=StepStatus.STARTED, key="k")
+        retry.attempt = 2
+        self.commit(backend, None, [started.finish_failure("boom"), retry], reservation=True)
+        assert backend.ledger_store.count(run.run_id) == 3
+        self.commit(backend, None, [retry.finish_success({"v": 1})])
+        with pytest.raises(EffectAlreadyStartedError, match="already completed"):
+            self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k")], reservation=True)
+        # other keys, and commits that are not reservations, are not affected
+        self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k2")], reservation=True)
+        self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k2")])
+        assert backend.ledger_store.count(run.run_id) == 6
 
     def test_stale_revision_is_refused_and_writes_nothing(self, backend: Any) -> None:
         run = self.new_run()

@@ -1,0 +1,92 @@
+"""Two OS processes tick the same run on one embedded store (LMDB, SQLite): the side effect runs once.
+
+Process A reserves the 'charge' effect (its ``started`` row) and holds inside the provider call; process B then
+ticks the same run at the same step, computes the same idempotency key, and its reservation is refused by the
+store (``EffectAlreadyStartedError``, a ``ConcurrentModificationError``): B's tick returns without calling the
+provider. Without create-only reservations both processes would have called it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from abstractruntime import Runtime, RunStatus
+
+SUPPORT = Path(__file__).resolve().parent.parent / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+from crash_flow import FLOW, PaymentsPlugin  # noqa: E402
+
+CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from crash_flow import FLOW, PaymentsPlugin
+from abstractruntime import Runtime
+with Runtime.from_config({"store": sys.argv[2]}, plugins=[PaymentsPlugin(sys.argv[3], hold_s=float(sys.argv[5]))]) as rt:
+    print(rt.tick(workflow=FLOW, run_id=sys.argv[4]).status.value, flush=True)
+"""
+
+
+def _tick_in_process(url: str, provider: Path, run_id: str, hold_s: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(SUPPORT), url, str(provider), run_id, str(hold_s)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("scheme", ["lmdb", "sqlite"])
+def test_two_processes_ticking_one_run_charge_once(scheme, tmp_path):
+    url = f"lmdb://{tmp_path}/db" if scheme == "lmdb" else f"sqlite://{tmp_path}/runs.sqlite"
+    provider = tmp_path / "provider"
+    with Runtime.from_config({"store": url}, plugins=[PaymentsPlugin(str(provider))]) as rt:
+        run_id = rt.start(workflow=FLOW)
+    first = _tick_in_process(url, provider, run_id, hold_s=2.0)
+    attempts = provider / "attempts.log"
+    deadline = time.monotonic() + 30
+    while not (attempts.exists() and attempts.read_text()):  # A is inside the provider call now
+        assert first.poll() is None, first.communicate()
+        assert time.monotonic() < deadline, "process A never reached the provider"
+        time.sleep(0.02)
+    second = _tick_in_process(url, provider, run_id, hold_s=0.0)
+    out_b, err_b = second.communicate(timeout=60)
+    out_a, err_a = first.communicate(timeout=60)
+    assert second.returncode == 0 and first.returncode == 0, (err_a, err_b)
+    assert out_b.strip() == "running", err_b  # B stopped quietly before the effect, the run unchanged for it
+    assert out_a.strip() == "completed", err_a
+    assert len(attempts.read_text().splitlines()) == 1  # the provider was called once, by A
+    with Runtime.from_config({"store": url}, plugins=[PaymentsPlugin(str(provider))]) as rt:
+        state = rt.get_state(run_id)
+        assert state.status is RunStatus.COMPLETED
+        rows = [(r["node_id"], r["status"]) for r in rt.get_ledger(run_id)
+                if not str(r.get("idempotency_key") or "").startswith("system:")]
+        assert rows == [("charge", "started"), ("charge", "completed"), ("done", "completed")]
+        assert rt.verify_ledger(run_id)["ok"] is True
+
+
+def test_run_locks_exclude_other_threads_and_processes_and_nest(tmp_path):
+    import threading
+
+    from abstractruntime.storage.base import RunLocks
+
+    locks = RunLocks(tmp_path / "runs.lock")
+    assert locks.acquire("r1") and locks.acquire("r1")  # the holder may nest
+    other: list = []
+    t = threading.Thread(target=lambda: other.append((locks.acquire("r1"), locks.acquire("r2"))))
+    t.start()
+    t.join()
+    assert other == [(False, True)]  # r1 is held by this thread; r2 was free (and is now held by the dead thread)
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from abstractruntime.storage.base import RunLocks; "
+             "print(RunLocks(sys.argv[2]).acquire(sys.argv[3]))")
+    in_process = lambda run_id: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", probe, str(SUPPORT), str(tmp_path / "runs.lock"), run_id],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert in_process("r1") == "False" and in_process("r3") == "True"
+    locks.release("r1")
+    assert in_process("r1") == "False"  # still held once
+    locks.release("r1")
+    assert in_process("r1") == "True"
+    locks.close()
