@@ -79,3 +79,23 @@ def test_memory_and_agent_nodes_emit_their_effects():
     agent = f.nodes["a"].handler({})["_pending_effect"]
     assert agent["type"] == "start_subworkflow" and agent["workflow_id"] == "visual_react_agent_my_flow_a"
     assert agent["vars"]["context"]["task"] == "t"
+
+
+def test_memory_nodes_run_against_the_active_memory_plugin():
+    """memory_note -> memory_query in a visual flow: the active_memory plugin handles both effects and the
+    nodes' outputs (note_id, rendered, span_ids) reach the flow's end."""
+    from abstractruntime_artifacts.store import InMemoryArtifactStore
+
+    nodes = [N("s", "on_flow_start", outs="exec-out"),
+             N("m", "memory_note", ins="exec-in content tags", outs="exec-out note_id",
+               pinDefaults={"content": "The launch code word is heron", "tags": {"topic": "launch"}}),
+             N("q", "memory_query", ins="exec-in query tags", outs="exec-out rendered span_ids",
+               pinDefaults={"query": "heron", "tags": {"topic": "launch"}}),
+             N("e", "on_flow_end", ins="exec-in note rendered span_ids")]
+    edges = chain("s", "m", "q", "e") + [E("m.note_id", "e.note"), E("q.rendered", "e.rendered"),
+                                         E("q.span_ids", "e.span_ids")]
+    state = run(memory_runtime(artifact_store=InMemoryArtifactStore()), compile_visualflow(flow("f", nodes, edges)))
+    assert state.status is RunStatus.COMPLETED, state.error
+    out = state.output
+    assert out["note"].startswith("note_") and out["span_ids"] == [out["note"]]
+    assert "The launch code word is heron" in out["rendered"]
