@@ -30,6 +30,7 @@ from abstractruntime import EffectOutcome, RunStatus, WaitReason, WaitState
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime.policy import compute_idempotency_key
+from abstractruntime.workspace import WorkspaceError, WorkspacePolicy
 
 from . import attachments
 from .llm_client import json_safe, parse_arguments, tokens_used
@@ -247,6 +248,35 @@ def _allowed_tools(payload: Mapping[str, Any]) -> Optional[List[str]]:
     return sorted({str(n).strip() for n in names if isinstance(n, str) and n.strip()})
 
 
+#: The path arguments of the default file and system tools, checked against the run's workspace policy.
+PATH_ARGUMENTS = {
+    "read_file": ("file_path",), "write_file": ("file_path",), "edit_file": ("file_path",),
+    "analyze_code": ("file_path",), "list_files": ("directory_path",), "search_files": ("path",),
+    "skim_files": ("paths",), "skim_folders": ("paths",), "execute_command": ("working_directory",),
+}
+#: Tools whose omitted path argument means "the current directory": under a workspace root, the root.
+_DEFAULT_TO_ROOT = {"list_files": "directory_path", "search_files": "path", "execute_command": "working_directory"}
+
+
+def apply_workspace(policy: WorkspacePolicy, name: str, arguments: Dict[str, Any]) -> Dict[str, Any]:
+    """``arguments`` with the tool's path arguments resolved to absolute paths the policy allows; raises
+    WorkspaceError for a refused path. Tools other than the default file/system tools are left as they are."""
+    keys = PATH_ARGUMENTS.get(name)
+    if not keys or not policy.active:
+        return arguments
+    out = dict(arguments)
+    default = _DEFAULT_TO_ROOT.get(name)
+    if default and policy.root is not None and out.get(default) in (None, "", "."):
+        out[default] = str(policy.root)
+    for key in keys:
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [str(policy.resolve(v)) for v in value]
+        elif value is not None:
+            out[key] = str(policy.resolve(value))
+    return out
+
+
 def prepare_calls(call: Any) -> Tuple[List[Any], Dict[int, Dict[str, Any]], List[Tuple[int, Dict[str, Any]]]]:
     """``(original list, blocked results by index, [(index, normalised call)])``. Raises ValueError if
     ``tool_calls`` is not a list."""
@@ -256,6 +286,10 @@ def prepare_calls(call: Any) -> Tuple[List[Any], Dict[int, Dict[str, Any]], List
         raise ValueError("tool_calls requires payload.tool_calls (list)")
     key = _idempotency_key(call)
     allowed = _allowed_tools(payload)
+    try:
+        policy: Any = WorkspacePolicy.from_vars(call.run.vars)
+    except WorkspaceError as exc:  # a bad policy refuses the path tools, not the whole step
+        policy = exc
     blocked: Dict[int, Dict[str, Any]] = {}
     prepared: List[Tuple[int, Dict[str, Any]]] = []
     for i, raw in enumerate(tool_calls):
@@ -275,8 +309,17 @@ def prepare_calls(call: Any) -> Tuple[List[Any], Dict[int, Dict[str, Any]], List
             shown = ", ".join(allowed) or "none"
             blocked[i] = error_result(base, f"Tool '{name}' is not allowed (allowed tools: {shown})")
         else:
-            prepared.append((i, {**base, "arguments": parse_arguments(
-                raw.get("arguments") if "arguments" in raw else fn.get("arguments"))}))
+            arguments = parse_arguments(raw.get("arguments") if "arguments" in raw else fn.get("arguments"))
+            try:
+                if isinstance(policy, WorkspaceError):
+                    if name in PATH_ARGUMENTS:
+                        raise policy
+                else:
+                    arguments = apply_workspace(policy, name, arguments)
+            except WorkspaceError as exc:
+                blocked[i] = error_result(base, f"Tool '{name}' refused: {exc}")
+                continue
+            prepared.append((i, {**base, "arguments": arguments}))
     return tool_calls, blocked, prepared
 
 
