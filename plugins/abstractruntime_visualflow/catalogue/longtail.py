@@ -1,13 +1,19 @@
-"""Long-tail families (LLM, tools, agent, memory): they only build effects (``llm_call``, ``tool_calls``,
-``start_subworkflow``, ``memory_*``) with the reference's pin names. The handlers of those effects come from other
-plugins (e.g. the AbstractCore integration); without them the run fails with "No effect handler registered".
+"""Long-tail families (LLM, tools, agent, memory, files). LLM, tools, agent and memory nodes only build effects
+(``llm_call``, ``tool_calls``, ``start_subworkflow``, ``memory_*``) with the reference's pin names; the handlers of
+those effects come from other plugins (AbstractCore integration, active_memory); without them the run fails with
+"No effect handler registered". ``read_file`` / ``write_file`` do their file I/O in the node, under the run's
+workspace policy (:mod:`abstractruntime.workspace`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional
+
+from abstractruntime.workspace import WorkspacePolicy
 
 from ..agent_ids import visual_react_workflow_id
 from ..nodetypes import PURE_BASE, EffectMapping, VisualNodeType
@@ -281,6 +287,48 @@ def _memory_map(result: Any, pre: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
     return out
 
 
+# --- files ---------------------------------------------------------------------------------------------------------
+def _file_path(inputs: Dict[str, Any], ctx: Any) -> Path:
+    """The node's ``file_path`` under the run's workspace policy (relative to ``workspace_root`` if the run has
+    one, else to the working directory; see :mod:`abstractruntime.workspace`)."""
+    return WorkspacePolicy.from_vars(ctx.vars).resolve(inputs.get("file_path"))
+
+
+def _read_file(inputs: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
+    path = _file_path(inputs, ctx)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        return {"content": json.loads(text)}
+    stripped = text.strip()
+    if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):  # JSON-looking text: parsed best-effort
+        try:
+            return {"content": json.loads(stripped)}
+        except ValueError:
+            pass
+    return {"content": text}
+
+
+def _write_file(inputs: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
+    path = _file_path(inputs, ctx)
+    content = inputs.get("content")
+    if path.suffix.lower() == ".json":
+        if isinstance(content, str):
+            try:
+                content = json.loads(content)
+            except ValueError:
+                pass
+        text = content if isinstance(content, str) else json.dumps(content, indent=2, ensure_ascii=False) + "\n"
+    else:
+        text = content if isinstance(content, str) else "" if content is None else json.dumps(content,
+                                                                                               ensure_ascii=False)
+    data = text.encode("utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # a reader never sees half a file
+    return {"bytes": len(data), "file_path": str(path)}
+
+
 def longtail_node_types() -> List[VisualNodeType]:
     T, E, X = VisualNodeType, EffectMapping, "execution"
     types = [
@@ -293,6 +341,11 @@ def longtail_node_types() -> List[VisualNodeType]:
           inputs=[("exec-in", X), "tool_calls", "allowed_tools"], outputs=[("exec-out", X), "results", "success"]),
         T("call_tool", effect=E("tool_calls", _call_tool_payload, map_result=_call_tool_map, main_output="result"),
           inputs=[("exec-in", X), "tool_call"], outputs=[("exec-out", X), "result", "success"]),
+        T("read_file", handler=_read_file, context=True, inputs=[("exec-in", X), "file_path"],
+          outputs=[("exec-out", X), "content"], description="Read a file (workspace policy of the run applies)"),
+        T("write_file", handler=_write_file, context=True, inputs=[("exec-in", X), "file_path", "content"],
+          outputs=[("exec-out", X), "bytes", "file_path"],
+          description="Write a file atomically, creating parent directories (workspace policy applies)"),
         T("tool_parameters", handler=_tool_parameters, context=True, pure=True, base_input=PURE_BASE,
           outputs=["tool_call"]),
         T("agent", effect=E("start_subworkflow", _agent_payload, map_result=_agent_map, main_output="response"),

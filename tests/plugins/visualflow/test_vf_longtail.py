@@ -99,3 +99,31 @@ def test_memory_nodes_run_against_the_active_memory_plugin():
     out = state.output
     assert out["note"].startswith("note_") and out["span_ids"] == [out["note"]]
     assert "The launch code word is heron" in out["rendered"]
+
+
+def test_read_file_and_write_file_nodes_under_the_workspace_policy(tmp_path):
+    (tmp_path / "in.json").write_text('{"n": 1}')
+    (tmp_path / "notes.txt").write_text(" [1, 2] ")
+    nodes = [N("s", "on_flow_start", outs="exec-out"),
+             N("r", "read_file", ins="exec-in file_path", outs="exec-out content", pinDefaults={"file_path": "in.json"}),
+             N("t", "read_file", ins="exec-in file_path", outs="exec-out content",
+               pinDefaults={"file_path": "notes.txt"}),
+             N("w", "write_file", ins="exec-in file_path content", outs="exec-out bytes file_path",
+               pinDefaults={"file_path": "out/result.json"}),
+             N("e", "on_flow_end", ins="exec-in data listed written")]
+    edges = chain("s", "r", "t", "w", "e") + [E("r.content", "w.content"), E("r.content", "e.data"),
+                                              E("t.content", "e.listed"), E("w.bytes", "e.written")]
+    spec = compile_visualflow(flow("files", nodes, edges))
+    state = run(memory_runtime(), spec, vars={"workspace_root": str(tmp_path)})
+    assert state.status is RunStatus.COMPLETED, state.error
+    assert state.output["data"] == {"n": 1} and state.output["listed"] == [1, 2]
+    assert (tmp_path / "out" / "result.json").read_text() == '{\n  "n": 1\n}\n'
+    assert state.output["written"] == len('{\n  "n": 1\n}\n')
+    escape = [N("s", "on_flow_start", outs="exec-out"),
+              N("r", "read_file", ins="exec-in file_path", outs="exec-out content",
+                pinDefaults={"file_path": "../outside.txt"}), N("e", "on_flow_end", ins="exec-in")]
+    state = run(memory_runtime(), compile_visualflow(flow("esc", escape, chain("s", "r", "e"))),
+                vars={"workspace_root": str(tmp_path)})
+    # a handler node's error completes the flow with success false (the VisualFlow convention)
+    assert state.status is RunStatus.COMPLETED and state.output["success"] is False and state.output["node"] == "r"
+    assert "'../outside.txt' is outside this run's workspace" in state.output["error"]
