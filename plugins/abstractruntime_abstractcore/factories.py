@@ -70,12 +70,13 @@ def _artifact_store(artifact_store: Any) -> Any:
 
 def _runtime(*, run_store: Any, ledger_store: Any, artifact_store: Any, context: Any, effect_policy: Any,
              config: Optional[RuntimeConfig], extra_effect_handlers: Optional[Mapping[Any, Any]],
-             llm: Any, tools: Any, settings: Any = None, workflow_registry: Any = None) -> Runtime:
+             llm: Any, tools: Any, settings: Any = None, workflow_registry: Any = None,
+             chat_summarizer: Any = None) -> Runtime:
     run_store, ledger_store = _stores(run_store, ledger_store)
     runtime = Runtime(run_store=run_store, ledger_store=ledger_store, effect_handlers=extra_effect_handlers,
                       context=context, artifact_store=_artifact_store(artifact_store), effect_policy=effect_policy,
                       config=config, plugins=[_plugin_module()], settings=settings,
-                      workflow_registry=workflow_registry)
+                      workflow_registry=workflow_registry, chat_summarizer=chat_summarizer)
     attach(runtime, llm=llm, tools=tools)
     return runtime
 
@@ -85,7 +86,7 @@ def create_local_runtime(*, provider: str, model: str, llm_kwargs: Optional[Dict
                          tool_timeout_s: Optional[float] = None, context: Any = None, effect_policy: Any = None,
                          config: Optional[RuntimeConfig] = None, artifact_store: Any = None,
                          extra_effect_handlers: Optional[Mapping[Any, Any]] = None, settings: Any = None,
-                         workflow_registry: Any = None) -> Runtime:
+                         workflow_registry: Any = None, chat_summarizer: Any = None) -> Runtime:
     """A runtime whose LLM calls run in-process through AbstractCore (one client per provider/model; effects may
     override ``provider``/``model``) and whose tools default to AbstractCore's tool registry."""
     kwargs = dict(llm_kwargs or {})
@@ -108,7 +109,8 @@ def create_local_runtime(*, provider: str, model: str, llm_kwargs: Optional[Dict
                               model=config.model or model)
     return _runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifact_store, context=context,
                     effect_policy=effect_policy, config=config, extra_effect_handlers=extra_effect_handlers,
-                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry)
+                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry,
+                    chat_summarizer=chat_summarizer)
 
 
 def create_remote_runtime(*, server_base_url: str, model: str, headers: Optional[Mapping[str, str]] = None,
@@ -116,7 +118,7 @@ def create_remote_runtime(*, server_base_url: str, model: str, headers: Optional
                           tool_executor: Any = None, context: Any = None, artifact_store: Any = None,
                           effect_policy: Any = None, config: Optional[RuntimeConfig] = None,
                           extra_effect_handlers: Optional[Mapping[Any, Any]] = None, settings: Any = None,
-                          workflow_registry: Any = None) -> Runtime:
+                          workflow_registry: Any = None, chat_summarizer: Any = None) -> Runtime:
     """A runtime whose LLM calls go to an AbstractCore server (``POST {server_base_url}/v1/chat/completions``);
     tools default to passthrough (the step waits; the host runs the tools and resumes)."""
     llm = RemoteAbstractCoreLLMClient(server_base_url=server_base_url, model=model, headers=headers,
@@ -125,7 +127,8 @@ def create_remote_runtime(*, server_base_url: str, model: str, headers: Optional
     config = config if config is not None else RuntimeConfig(model=model)
     return _runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifact_store, context=context,
                     effect_policy=effect_policy, config=config, extra_effect_handlers=extra_effect_handlers,
-                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry)
+                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry,
+                    chat_summarizer=chat_summarizer)
 
 
 def create_hybrid_runtime(*, server_base_url: str, model: str, headers: Optional[Mapping[str, str]] = None,
@@ -134,7 +137,7 @@ def create_hybrid_runtime(*, server_base_url: str, model: str, headers: Optional
                           artifact_store: Any = None, tool_executor: Any = None, effect_policy: Any = None,
                           config: Optional[RuntimeConfig] = None,
                           extra_effect_handlers: Optional[Mapping[Any, Any]] = None, settings: Any = None,
-                          workflow_registry: Any = None) -> Runtime:
+                          workflow_registry: Any = None, chat_summarizer: Any = None) -> Runtime:
     """Remote LLM (an AbstractCore server) with tools executed locally (default: AbstractCore's registry)."""
     llm = RemoteAbstractCoreLLMClient(server_base_url=server_base_url, model=model, headers=headers,
                                       timeout_s=timeout_s if timeout_s is not None else default_timeout_s())
@@ -143,7 +146,8 @@ def create_hybrid_runtime(*, server_base_url: str, model: str, headers: Optional
     config = config if config is not None else RuntimeConfig(model=model)
     return _runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifact_store, context=context,
                     effect_policy=effect_policy, config=config, extra_effect_handlers=extra_effect_handlers,
-                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry)
+                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry,
+                    chat_summarizer=chat_summarizer)
 
 
 def _file_stores(base_dir: Any) -> Tuple[Any, Any, Any]:

@@ -65,3 +65,23 @@ def test_a_failing_summary_call_changes_nothing(llm_server):
     assert entry["success"] is False and "the summarising LLM_CALL failed" in entry["error"]
     assert state.vars["context"]["messages"] == chat(8)
     assert ActiveContextPolicy.spans(state.vars) == []
+
+
+def test_factories_pass_a_chat_summarizer_to_the_runtime(llm_server):
+    from abstractruntime_abstractcore import create_hybrid_runtime, create_remote_runtime
+
+    def summarize(messages, *, focus=None, compression_mode="standard"):
+        return "host summary"
+
+    for make in (lambda: create_local_runtime(provider="openai-compatible", model=MODEL,
+                                              llm_kwargs={"base_url": llm_server.base_url}, chat_summarizer=summarize),
+                 lambda: create_remote_runtime(server_base_url=llm_server.root_url, model=MODEL,
+                                               chat_summarizer=summarize),
+                 lambda: create_hybrid_runtime(server_base_url=llm_server.root_url, model=MODEL,
+                                               chat_summarizer=summarize)):
+        rt = make()
+        assert rt.chat_summarizer is summarize
+        run_id, state = start(rt, {"preserve_recent": 2})
+        assert state.output["c"]["summary"] == "host summary" and state.output["c"]["summarizer"]["via"] == \
+            "chat_summarizer"
+    assert llm_server.chat_requests == []  # the host's summariser was used, no LLM call
