@@ -123,6 +123,16 @@ def abstractruntime_poll_wait(runtime: "Runtime", run: "RunState") -> "Optional[
 
 
 @hookspec
+def abstractruntime_runtime_created(runtime: "Runtime") -> None:
+    """Work hook. Called once at the end of ``Runtime(...)``, when its stores, effect handlers, runtime methods and
+    settings are in place: a plugin checks its ``plugin_options`` here (and prepares what it needs), so a bad
+    configuration fails at construction instead of at the first step. Raising refuses the runtime: the store the
+    runtime opened is closed and the exception propagates out of the constructor. Do not start threads or do
+    long I/O here.
+    """
+
+
+@hookspec
 def abstractruntime_fault_point(point: str, run_id: str) -> None:
     """Test seam. Called at each durability boundary; an implementation may raise (or kill the process) there to
     prove what survives a crash at that point. Points: ``"commit:before"`` (a commit is about to be written),

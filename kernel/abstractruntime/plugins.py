@@ -243,6 +243,10 @@ class Hooks:
         replaced = hook(run=run, wait=wait, payload=payload, runtime=runtime)
         return payload if replaced is None else replaced
 
+    def runtime_created(self, *, runtime: Any) -> None:
+        """Exceptions propagate: a plugin refuses the runtime's configuration."""
+        self._hook.abstractruntime_runtime_created(runtime=runtime)
+
     # --- observers --------------------------------------------------------------------------------------------
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         hook = getattr(self._hook, hook_name)

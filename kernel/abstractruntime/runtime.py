@@ -160,6 +160,11 @@ class Runtime:
         self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
         self._subscribers: tuple = ()
+        try:
+            self._hooks.runtime_created(runtime=self)
+        except BaseException:
+            self.close()  # the store this runtime opened, if any
+            raise
 
     def __getattr__(self, name: str) -> Any:
         # Methods contributed by plugins (abstractruntime_register_runtime_methods), e.g. list_evidence.

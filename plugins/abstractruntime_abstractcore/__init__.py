@@ -46,6 +46,7 @@ from .plugin import (  # the hook implementations must be attributes of the plug
     abstractruntime_prepare_resume_payload,  # noqa: F401
     abstractruntime_register_effect_handlers,  # noqa: F401
     abstractruntime_register_runtime_methods,  # noqa: F401
+    abstractruntime_runtime_created,  # noqa: F401
     attach,
     integration_for,
 )

@@ -80,24 +80,34 @@ def _options(runtime: Any) -> Dict[str, Any]:
     return opts
 
 
+def check_options(opts: Dict[str, Any]) -> str:
+    """Check the options that need no AbstractCore import; return the tool mode."""
+    model, provider, server = opts.get("model"), opts.get("provider"), opts.get("server_base_url")
+    if server and not model:
+        raise ConfigurationError("plugin_options.abstractcore.server_base_url needs 'model'")
+    if provider and not server and not model:
+        raise ConfigurationError("plugin_options.abstractcore.provider needs 'model'")
+    mode = opts.get("tools") or ("passthrough" if server else "abstractcore" if provider else "none")
+    if mode not in TOOL_MODES:
+        raise ConfigurationError(f"plugin_options.abstractcore.tools must be one of {list(TOOL_MODES)}, got {mode!r}")
+    return mode
+
+
 def integration_from_options(opts: Dict[str, Any]) -> Integration:
     from .llm_client import MultiLocalAbstractCoreLLMClient, RemoteAbstractCoreLLMClient, default_timeout_s
     from .tool_executor import AbstractCoreToolExecutor, ApprovalToolExecutor, PassthroughToolExecutor
 
+    mode = check_options(opts)
     model = opts.get("model")
     provider = opts.get("provider")
     server = opts.get("server_base_url")
     timeout = opts.get("timeout_s")
     llm = None
     if server:
-        if not model:
-            raise ConfigurationError("plugin_options.abstractcore.server_base_url needs 'model'")
         llm = RemoteAbstractCoreLLMClient(server_base_url=str(server), model=str(model),
                                           headers=dict(opts.get("headers") or {}),
                                           timeout_s=float(timeout) if timeout is not None else None)
     elif provider:
-        if not model:
-            raise ConfigurationError("plugin_options.abstractcore.provider needs 'model'")
         kwargs = dict(opts.get("llm_kwargs") or {})
         if opts.get("base_url"):
             kwargs["base_url"] = str(opts["base_url"])
@@ -107,9 +117,6 @@ def integration_from_options(opts: Dict[str, Any]) -> Integration:
                 kwargs["api_key"] = key
         kwargs.setdefault("timeout", float(timeout) if timeout is not None else default_timeout_s())
         llm = MultiLocalAbstractCoreLLMClient(provider=str(provider), model=str(model), llm_kwargs=kwargs)
-    mode = opts.get("tools") or ("passthrough" if server else "abstractcore" if provider else "none")
-    if mode not in TOOL_MODES:
-        raise ConfigurationError(f"plugin_options.abstractcore.tools must be one of {list(TOOL_MODES)}, got {mode!r}")
     tool_timeout = opts.get("tool_timeout_s")
     tools: Any = None
     if mode == "passthrough":
@@ -126,6 +133,12 @@ def integration_from_options(opts: Dict[str, Any]) -> Integration:
         if mode == "approval":
             tools = ApprovalToolExecutor(tools, auto_approve=list(opts.get("auto_approve") or []))
     return Integration(llm=llm, tools=tools, grounding=opts.get("grounding", True) is not False)
+
+
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """A bad ``plugin_options.abstractcore`` fails ``Runtime(...)``; AbstractCore itself is not imported here."""
+    check_options(_options(runtime))
 
 
 def integration_for(runtime: Any) -> Integration:

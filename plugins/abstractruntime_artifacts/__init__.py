@@ -97,6 +97,12 @@ def max_inline_bytes_for(runtime: Any) -> int:
             f"offloading), got {raw!r}") from None
 
 
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """A bad ``max_inline_bytes`` fails ``Runtime(...)``."""
+    max_inline_bytes_for(runtime)
+
+
 @hookimpl(tryfirst=True)
 def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: List[StepRecord]) -> None:
     threshold = max_inline_bytes_for(runtime)

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional
 
 from abstractruntime import EffectCall, EffectOutcome, EffectType, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
+from abstractruntime.errors import ConfigurationError
 
 from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder, list_evidence, warn
 
@@ -33,7 +34,17 @@ def _artifact_store(runtime: Any) -> Optional[Any]:
 
 def _tool_names(runtime: Any) -> List[str]:
     names = runtime.settings.options_for("evidence").get("tool_names")
-    return list(names) if isinstance(names, (list, tuple)) else list(DEFAULT_EVIDENCE_TOOL_NAMES)
+    if names is None:
+        return list(DEFAULT_EVIDENCE_TOOL_NAMES)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ConfigurationError(f"plugin_options.evidence.tool_names must be a list of tool names, got {names!r}")
+    return list(names)
+
+
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """A bad ``tool_names`` fails ``Runtime(...)``."""
+    _tool_names(runtime)
 
 
 @hookimpl(wrapper=True)

@@ -34,6 +34,7 @@ from .plugin import (
     abstractruntime_prepare_ledger_records,
     abstractruntime_register_cli_commands,
     abstractruntime_register_runtime_methods,
+    abstractruntime_runtime_created,
     config_for,
 )
 from .signing import SIGNING_KEY_ENV, load_public_key, load_signing_key
@@ -48,6 +49,7 @@ __all__ = [
     "SIGNING_KEY_ENV",
     "abstractruntime_prepare_ledger_records",
     "abstractruntime_register_runtime_methods",
+    "abstractruntime_runtime_created",
     "canonical_json",
     "chain_records",
     "compute_record_hash",

@@ -67,7 +67,7 @@ def resolve_config(runtime: Any) -> ProvenanceConfig:
 
 
 def config_for(runtime: Any) -> ProvenanceConfig:
-    """The runtime's resolved configuration, computed once (at its first ledger commit) and then cached."""
+    """The runtime's resolved configuration, computed once (when the runtime is built) and then cached."""
     cfg = _CONFIGS.get(runtime)
     if cfg is None:
         with _CONFIGS_LOCK:
@@ -82,6 +82,12 @@ def configured_public_key(runtime: Any) -> Any:
     """The public key named by ``plugin_options.provenance.public_key_path``, else None."""
     path = _options(runtime).get("public_key_path")
     return load_public_key(path) if path else None
+
+
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """Check the options and load the signing key now: a bad configuration fails ``Runtime(...)``."""
+    config_for(runtime)
 
 
 @hookimpl(trylast=True)  # after any other plugin that sets fields: the hash must cover the final record

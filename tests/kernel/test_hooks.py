@@ -75,8 +75,53 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_prepare_resume_payload", "abstractruntime_register_runtime_methods",
         "abstractruntime_register_cli_commands", "abstractruntime_prepare_ledger_records",
         "abstractruntime_poll_wait", "abstractruntime_register_visual_node_types",
-        "abstractruntime_fault_point",
+        "abstractruntime_fault_point", "abstractruntime_runtime_created",
     }
+
+
+class RefuseConfig:
+    __name__ = "refuse_config"
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    @hookimpl
+    def abstractruntime_runtime_created(self, runtime):
+        self.seen.append(runtime)
+        if runtime.settings.options_for("refuse_config").get("retries") == "many":
+            from abstractruntime.errors import ConfigurationError
+
+            raise ConfigurationError("plugin_options.refuse_config.retries must be an integer, got 'many'")
+
+
+def test_runtime_created_fires_once_with_the_built_runtime_and_can_refuse_it(tmp_path):
+    plugin = RefuseConfig()
+    rt = Runtime.from_config({"store": f"lmdb://{tmp_path}/db"}, plugins=[plugin])
+    assert plugin.seen == [rt] and rt.effect_handler_types()  # handlers and stores were in place
+    rt.close()
+    from abstractruntime.errors import ConfigurationError
+
+    bad = {"store": f"lmdb://{tmp_path}/db", "plugin_options": {"refuse_config": {"retries": "many"}}}
+    with pytest.raises(ConfigurationError, match="retries must be an integer"):
+        Runtime.from_config(bad, plugins=[plugin])
+    # the refused runtime closed the store it opened: the directory opens again in this process
+    with Runtime.from_config({"store": f"lmdb://{tmp_path}/db"}, plugins=[plugin]) as again:
+        assert again.run_store.backend.env is not None
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"provenance": {"algorithm": "no-such-hash"}}, "Unknown hash algorithm"),
+    ({"provenance": {"signing_key_path": "/nonexistent/key.pem"}}, "key"),
+    ({"artifacts": {"max_inline_bytes": "lots"}}, "max_inline_bytes must be an integer"),
+    ({"evidence": {"tool_names": "fetch_url"}}, "tool_names must be a list"),
+    ({"abstractcore": {"provider": "ollama"}}, "provider needs 'model'"),
+    ({"abstractcore": {"tools": "yolo"}}, "tools must be one of"),
+])
+def test_builtin_plugins_refuse_a_bad_configuration_at_construction(options, message):
+    from abstractruntime.errors import AbstractRuntimeError
+
+    with pytest.raises((AbstractRuntimeError, ValueError), match=message):
+        Runtime.from_config({"store": "memory://", "plugin_options": options})
 
 
 def test_before_step_fires_for_each_step_with_the_last_checkpoint():

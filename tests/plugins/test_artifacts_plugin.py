@@ -406,7 +406,6 @@ def test_ledger_offloading_threshold_from_plugin_options(tmp_path):
         run_id = rt.start(workflow=_answer_wf())
         rt.tick(workflow=_answer_wf(), run_id=run_id)
         assert _answer_row(rt, run_id)["effect"]["payload"]["message"] == "m" * 3000 and rt.artifact_store is None
-    with _runtime({"store": "memory://", "plugin_options": {"artifacts": {"max_inline_bytes": "big"}}},
-                  artifact_store=InMemoryArtifactStore()) as rt:
-        with pytest.raises(ConfigurationError, match="max_inline_bytes"):
-            max_inline_bytes_for(rt)
+    with pytest.raises(ConfigurationError, match="max_inline_bytes"):  # refused when the runtime is built
+        _runtime({"store": "memory://", "plugin_options": {"artifacts": {"max_inline_bytes": "big"}}},
+                 artifact_store=InMemoryArtifactStore())

@@ -480,13 +480,11 @@ def test_registered_hasher(tmp_path):
     ({"algorthm": "sha512"}, "Unknown plugin_options.provenance key"),
     ({"signing_key_path": "/nonexistent/ledger.pem"}, "Cannot read the signing key"),
 ])
-def test_bad_configuration_aborts_the_commit(options, match):
-    with make_runtime("memory://", **options) as rt:
-        wf = workflow()
-        run_id = rt.start(workflow=wf)
-        with pytest.raises(ConfigurationError, match=match):
-            rt.tick(workflow=wf, run_id=run_id)
-        assert rt.get_ledger(run_id) == []
+def test_bad_configuration_refuses_the_runtime_when_it_is_built(options, match, tmp_path):
+    with pytest.raises(ConfigurationError, match=match):  # abstractruntime_runtime_created: before any write
+        make_runtime(store_url("lmdb", tmp_path), **options)
+    with make_runtime(store_url("lmdb", tmp_path)) as rt:  # the refused runtime closed its store; nothing written
+        assert rt.run_store.list_runs() == []
 
 
 # --- signatures ---------------------------------------------------------------------------------------------------
@@ -544,25 +542,16 @@ def test_non_ed25519_signing_key_is_refused(tmp_path):
     pem = tmp_path / "ec.pem"
     pem.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    with make_runtime("memory://", signing_key_path=str(pem)) as rt:
-        wf = workflow()
-        run_id = rt.start(workflow=wf)
-        with pytest.raises(ConfigurationError, match="Ed25519"):
-            rt.tick(workflow=wf, run_id=run_id)
+    with pytest.raises(ConfigurationError, match="Ed25519"):
+        make_runtime("memory://", signing_key_path=str(pem))
 
 
 def test_missing_cryptography_with_a_key_is_a_clear_configuration_error(tmp_path, monkeypatch):
     private = tmp_path / "key.pem"  # never parsed: the import fails first
     private.write_text("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n")
     monkeypatch.setitem(sys.modules, "cryptography.exceptions", None)  # as if the package were not installed
-    with make_runtime("memory://", signing_key_path=str(private)) as rt:
-        wf = workflow()
-        run_id = rt.start(workflow=wf)
-        before = rt.get_state(run_id)
-        with pytest.raises(ConfigurationError, match=r"abstractruntime\[signing\]"):
-            rt.tick(workflow=wf, run_id=run_id)
-        assert rt.get_ledger(run_id) == []
-        assert rt.get_state(run_id).status is before.status
+    with pytest.raises(ConfigurationError, match=r"abstractruntime\[signing\]"):
+        make_runtime("memory://", signing_key_path=str(private))
 
 
 # --- HashChainedLedgerStore ---------------------------------------------------------------------------------------

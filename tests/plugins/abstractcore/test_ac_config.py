@@ -6,6 +6,7 @@ import pytest
 
 import abstractruntime_abstractcore as plugin
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec
+from abstractruntime.errors import ConfigurationError
 from abstractruntime_abstractcore import (
     build_default_tool_map,
     filter_tool_specs,
@@ -98,10 +99,10 @@ def test_unconfigured_and_misconfigured_plugin_fail_clearly():
     rt = Runtime.from_config({"store": "memory://"}, plugins=[plugin])
     state = rt.tick(workflow=FLOW, run_id=rt.start(workflow=FLOW))
     assert state.status is RunStatus.FAILED and "llm_call has no LLM client" in state.error
-    rt = Runtime.from_config({"store": "memory://", "plugin_options": {"abstractcore": {"modle": "x"}}},
-                             plugins=[plugin])
-    state = rt.tick(workflow=FLOW, run_id=rt.start(workflow=FLOW))
-    assert state.status is RunStatus.FAILED and "Unknown plugin_options.abstractcore key(s) ['modle']" in state.error
+    # a typo in the options fails the runtime's construction (abstractruntime_runtime_created), not a step later
+    with pytest.raises(ConfigurationError, match=r"Unknown plugin_options.abstractcore key\(s\) \['modle'\]"):
+        Runtime.from_config({"store": "memory://", "plugin_options": {"abstractcore": {"modle": "x"}}},
+                            plugins=[plugin])
 
 
 def test_event_bus_bridge_and_embeddings(llm_server):
