@@ -4,7 +4,8 @@ The TOOL_CALLS handler answers ``open_attachment`` calls itself, from the runtim
 tool executor is (they never reach it, so they need no approval and never make the step wait: the tool only
 reads). An artifact is *attached to the session* of the calling run when
 
-* its metadata ``run_id`` is the calling run or one of its ancestors (up to the session's root run), or
+* its metadata ``run_id`` is the calling run or one of its ancestors (up to the session's root run) and it is not
+  one of the runtime's own artifacts (memory spans, tool-result journal, evidence, snapshots, offloaded values), or
 * it is tagged ``{"kind": "attachment", "session_id": <the run's session id>}`` (use this to share a file across
   the turns -- root runs -- of a session), or
 * a ``{"$artifact": id}`` reference to it is in ``vars.context.attachments`` of the run or an ancestor (what
@@ -43,6 +44,15 @@ def artifact_store_of(runtime: Any) -> Any:
     return store
 
 
+#: ``kind`` tags of the runtime's own artifacts (memory spans, tool-result journal, evidence, snapshots): stored
+#: under a run id, but not attachments. Values offloaded from checkpoints and ledger rows carry a ``source`` tag.
+INTERNAL_KINDS = frozenset({"memory_span", "tool_result", "evidence", "evidence_content", "workflow_snapshot"})
+
+
+def _internal(tags: Mapping[str, Any]) -> bool:
+    return tags.get("kind") in INTERNAL_KINDS or "source" in tags
+
+
 def _run_chain(runtime: Any, run: Any) -> List[Any]:
     """The calling run and its ancestors, up to the root."""
     run_store = getattr(runtime, "run_store", None)
@@ -75,9 +85,12 @@ class _Session:
 
     def contains(self, meta: Any) -> bool:
         tags = meta.tags or {}
-        return meta.artifact_id in self.refs or meta.run_id in self.run_ids or (
-            self.session_id is not None and tags.get("kind") == "attachment"
-            and tags.get("session_id") == self.session_id)
+        if meta.artifact_id in self.refs:
+            return True
+        if self.session_id is not None and tags.get("kind") == "attachment" \
+                and tags.get("session_id") == self.session_id:
+            return True
+        return meta.run_id in self.run_ids and not _internal(tags)
 
     def filename(self, meta: Any) -> Optional[str]:
         tags = meta.tags or {}
@@ -91,7 +104,7 @@ class _Session:
         if self.session_id is not None:
             yield from self.store.search(tags={"kind": "attachment", "session_id": self.session_id}, limit=0)
         for run_id in self.run_ids:
-            yield from self.store.list_by_run(run_id)
+            yield from (m for m in self.store.list_by_run(run_id) if not _internal(m.tags or {}))
 
     def find(self, artifact_id: str, filename: str) -> Tuple[Any, Optional[str]]:
         if artifact_id:

@@ -99,6 +99,21 @@ def test_errors_are_results_and_the_run_completes():
     assert not any(x["success"] for x in res["results"]) and all(x["output"] is None for x in res["results"])
 
 
+def test_the_runtimes_own_artifacts_of_the_run_are_not_attachments():
+    calls = []
+    s = Session(MappingToolExecutor({}), calls)
+    internal = [s.add(b'{"span": {}}', "application/json", kind="memory_span", scope="run"),
+                s.add(b'{"r": 1}', "application/json", kind="tool_result", idempotency_key="k"),
+                s.add(b"big value", source="run_store_offload", path="vars.x", kind="text")]
+    mine = s.add(b"user file", kind="report", filename="report.txt")
+    calls += [opening(a) for a in internal] + [opening(mine)]
+    state, res = s.tick()
+    r = res["results"]
+    assert [x["success"] for x in r] == [False, False, False, True]
+    assert all("is not attached to this session" in x["error"] for x in r[:3])
+    assert r[3]["output"]["text"] == "user file"
+
+
 def test_session_scope_tags_context_references_and_ancestor_runs():
     s = Session(MappingToolExecutor({}))
     earlier_turn = s.add(b"from turn 1", run_id="turn-1", kind="attachment", session_id="s1")
