@@ -530,3 +530,30 @@ def test_node_failing_right_after_a_due_wait_until_leaves_a_consistent_failed_ru
     assert persisted.waiting is None  # a failed run must not keep a stale wait
     assert persisted.current_node == "after"  # it failed at the node it resumed to
     assert rt.get_ledger(run_id)[-2]["node_id"] == "after"
+
+
+def test_execute_effect_runs_a_handler_in_process_without_ledger_rows():
+    """Runtime.execute_effect: the handler (through the execute_effect wrappers) sees the given key; nothing is
+    written; an exception or an unknown type is a failed outcome, never raised."""
+    from abstractruntime import Effect, EffectOutcome
+    from kernel_support import HandlerPlugin
+
+    seen = []
+
+    def echo(call):
+        seen.append((call.idempotency_key, call.node_id, call.attempt))
+        if call.effect.payload.get("boom"):
+            raise RuntimeError("kaput")
+        return EffectOutcome.completed({"echo": call.effect.payload})
+
+    rt = runtime_on(plugins=[HandlerPlugin("echo", "echo", echo)])
+    wf = workflow({"a": lambda run, ctx: finish("a")})
+    run = rt.get_state(rt.start(workflow=wf))
+    before = snapshot(rt, run.run_id)
+    ok = rt.execute_effect(run, Effect("echo", {"x": 1}), node_id="n", idempotency_key="k1")
+    assert ok.status == "completed" and ok.result == {"echo": {"x": 1}} and seen == [("k1", "n", 1)]
+    failed = rt.execute_effect(run, Effect("echo", {"boom": True}), node_id="n", idempotency_key="k2")
+    assert failed.status == "failed" and failed.error == "Effect handler raised exception: kaput"
+    unknown = rt.execute_effect(run, Effect("nope", {}), node_id="n", idempotency_key="k3")
+    assert unknown.status == "failed" and unknown.error.startswith("No effect handler registered for nope")
+    assert snapshot(rt, run.run_id) == before  # no ledger row, no checkpoint
