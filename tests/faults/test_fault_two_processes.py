@@ -90,3 +90,27 @@ def test_run_locks_exclude_other_threads_and_processes_and_nest(tmp_path):
     locks.release("r1")
     assert in_process("r1") == "True"
     locks.close()
+
+
+def test_two_run_locks_on_one_file_in_one_process_share_it(tmp_path):
+    """Two runtimes of one process on one store: their RunLocks share the file, so closing one does not drop the
+    locks the other holds (POSIX drops every lock of a process when any descriptor of the file is closed)."""
+    import threading
+
+    from abstractruntime.storage.base import RunLocks
+
+    first, second = RunLocks(tmp_path / "runs.lock"), RunLocks(tmp_path / "runs.lock")
+    assert first.acquire("r1")
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(second.acquire("r1")))
+    t.start()
+    t.join()
+    assert got == [False]  # another thread of this process drives r1 through the other runtime
+    second.close()
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from abstractruntime.storage.base import RunLocks; "
+             "print(RunLocks(sys.argv[2]).acquire('r1'))")
+    out = subprocess.run([sys.executable, "-c", probe, str(SUPPORT), str(tmp_path / "runs.lock")],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"  # still held: closing `second` did not release `first`'s lock
+    first.release("r1")
+    first.close()
