@@ -18,6 +18,7 @@ from abstractruntime.storage.base import (
     LedgerStore,
     RunStore,
     StepCommit,
+    check_chain_heads,
     check_reservations,
     index_entries,
 )
@@ -57,6 +58,7 @@ class MemoryBackend:
                         run_id=run.run_id, expected=commit.expected_revision, actual=actual
                     )
             check_reservations(commit, lambda run_id, key: (self._idem.get((run_id, key)) or (None,))[0])
+            check_chain_heads(commit, self._head_hash)
             # Stage everything first; dict/list mutations below cannot fail half-way.
             new_entries = tuple(sorted(set(index_entries(run)))) if run is not None else None
             if self.fault_injector is not None:
@@ -73,6 +75,10 @@ class MemoryBackend:
                     prev = self._idem.get(k)
                     if prev is None or prev[0] != StepStatus.COMPLETED.value:
                         self._idem[k] = (record.status.value, len(rows) - 1)
+
+    def _head_hash(self, run_id: str) -> Optional[str]:
+        rows = self._ledger.get(run_id)
+        return codec.decode_record(rows[-1]).get("record_hash") if rows else None
 
     def _reindex(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
         old = self._index_of.get(run_id, ())

@@ -99,6 +99,7 @@ from abstractruntime.storage.base import (
     RunLocks,
     RunStore,
     StepCommit,
+    check_chain_heads,
     check_reservations,
     index_entries,
 )
@@ -625,10 +626,11 @@ class JsonFilesBackend:
             led = self._ledger(run_id)
             with self._open_ledger(run_id) as fd:
                 led.sync(fd, target)
-                if commit.reservation:
-                    check_reservations(StepCommit(run=None, run_json=None, records=[r for r, _ in items],
-                                                  reservation=True),
-                                       lambda rid, key, led=led, fd=fd: self._latest_status(rid, led, fd, key))
+                mine = StepCommit(run=None, run_json=None, records=[r for r, _ in items],
+                                  reservation=commit.reservation)
+                check_reservations(mine, lambda rid, key, led=led, fd=fd: self._latest_status(rid, led, fd, key))
+                check_chain_heads(mine, lambda rid, led=led, fd=fd: (
+                    self.rows(rid, led, fd, [led.valid[-1]])[0].get("record_hash") if led.valid else None))
             base = len(led.starts)
             new_count = base + len(items)
             data = None

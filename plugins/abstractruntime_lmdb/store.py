@@ -45,6 +45,7 @@ from abstractruntime.storage.base import (
     RunLocks,
     RunStore,
     StepCommit,
+    check_chain_heads,
     check_contiguous,
     check_reservations,
     index_entries,
@@ -272,6 +273,7 @@ class LmdbBackend:
         """Apply one step commit inside an open write transaction (``commit_step`` opens one per step)."""
         check_reservations(commit, lambda run_id, key: _STATUS_NAME.get(
             bytes((txn.get(_idem_key(_rid(run_id), key)) or b"")[:1])))
+        check_chain_heads(commit, lambda run_id: self._head_hash(txn, run_id))
         run = commit.run
         if run is not None:
             key = _run_key(_rid(run.run_id))
@@ -305,6 +307,15 @@ class LmdbBackend:
         for kind, value in set(new) - set(old):
             txn.put(_index_key(kind, value, run.run_id), b"")
         return new_json
+
+    def _head_hash(self, txn: Any, run_id: str) -> Optional[str]:
+        """``record_hash`` of the run's last ledger record (None for an empty ledger)."""
+        rid = _rid(run_id)
+        seq = self.last_seq(txn, rid)
+        if seq == 0:
+            return None
+        return self.ledger_store._decode(run_id, _ledger_prefix(rid) + _U64.pack(seq),
+                                         txn.get(_ledger_prefix(rid) + _U64.pack(seq))).get("record_hash")
 
     @staticmethod
     def last_seq(txn: Any, rid: bytes) -> int:

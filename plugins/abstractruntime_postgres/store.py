@@ -42,6 +42,7 @@ from abstractruntime.storage.base import (
     RunStore,
     StepCommit,
     add_call_metrics,
+    check_chain_heads,
     check_contiguous,
     check_reservations,
     run_index_row,
@@ -350,7 +351,9 @@ class PostgresBackend:
             _check_run_id(run.run_id)
             run_params = _run_params(run, _bytes(commit.run_json, lambda: codec.encode_run(run)))
         by_run: Dict[str, List[Tuple[str, Optional[str], Optional[str], bytes]]] = {}
+        records_of: Dict[str, List[StepRecord]] = {}
         for i, record in enumerate(commit.records):
+            records_of.setdefault(record.run_id, []).append(record)
             _check_run_id(record.run_id)
             data = _bytes(commit.record_jsons[i] if i < len(commit.record_jsons) else None,
                           lambda r=record: codec.encode_record(r))
@@ -363,8 +366,6 @@ class PostgresBackend:
         adopted: List[int] = []
 
         def tx(cur: psycopg.Cursor) -> None:
-            if commit.reservation:
-                check_reservations(commit, lambda run_id, key: self._latest_status(cur, run_id, key))
             if run is not None and run_params is not None:
                 fence = self._fence_for(run.run_id)
                 cur.execute(sql.lock_run + " FOR UPDATE", (run.run_id,))
@@ -397,6 +398,15 @@ class PostgresBackend:
                     elif row is not None and row[3] is not None and not row[4] \
                             and (root is None or row[3] != root.worker_id):
                         raise RunLeasedError(run_id=run_id, owner=row[3])
+                # create-only reservations and the chain head, checked under the head row's lock (taken after
+                # the run row's, as every commit does, so two commits cannot deadlock)
+                mine = StepCommit(run=None, run_json=None, records=records_of[run_id],
+                                  reservation=commit.reservation)
+                if commit.reservation or any(r.record_hash or r.prev_hash for r in mine.records):
+                    cur.execute(sql.bump_head, (run_id, 0))
+                    cur.fetchone()
+                    check_reservations(mine, lambda rid, key: self._latest_status(cur, rid, key))
+                    check_chain_heads(mine, lambda rid: self._head_hash(cur, rid))
                 rows = by_run[run_id]
                 cur.execute(sql.bump_head, (run_id, len(rows)))
                 first = int(cur.fetchone()[0]) - len(rows) + 1
@@ -410,11 +420,16 @@ class PostgresBackend:
             root.adopted.append(claim)
             _FENCES.set(_FENCES.get() + (claim,))  # this thread now drives it under the claim
 
+    def _head_hash(self, cur: "psycopg.Cursor", run_id: str) -> Optional[str]:
+        """``record_hash`` of the run's last record (the caller holds the run's head row lock)."""
+        cur.execute(f"SELECT seq, data FROM {self._schema}.ledger WHERE run_id = %s ORDER BY seq DESC LIMIT 1",
+                    (run_id,))
+        row = cur.fetchone()
+        return self.decode_record(run_id, row[0], row[1]).get("record_hash") if row is not None else None
+
     def _latest_status(self, cur: "psycopg.Cursor", run_id: str, key: str) -> Optional[str]:
         """The status of the row ``find_by_idempotency_key`` would return (a completed row first, else the
-        latest); the run's ledger head row is locked first, so concurrent reservations are serialised."""
-        cur.execute(self._sql.bump_head, (run_id, 0))  # bump by 0: takes the head row's lock
-        cur.fetchone()
+        latest); the caller holds the run's head row lock, so concurrent reservations are serialised."""
         cur.execute(f"SELECT status FROM {self._schema}.ledger WHERE run_id = %s AND idempotency_key = %s "
                     f"ORDER BY (status = %s) DESC, seq DESC LIMIT 1", (run_id, key, _COMPLETED))
         row = cur.fetchone()

@@ -40,6 +40,7 @@ from abstractruntime.storage.base import (
     RunStore,
     StepCommit,
     add_call_metrics,
+    check_chain_heads,
     check_contiguous,
     check_reservations,
     index_entries,
@@ -369,6 +370,7 @@ class SqliteDatabase:
 
         def tx(conn: sqlite3.Connection) -> None:
             check_reservations(commit, lambda run_id, key: _latest_status(conn, run_id, key))
+            check_chain_heads(commit, lambda run_id: self._head_hash(conn, run_id))
             if run is not None and run_params is not None:
                 if commit.expected_revision is not None:
                     cur = conn.execute(_UPDATE_RUN_AT_REVISION, run_params + (run.run_id, commit.expected_revision))
@@ -416,6 +418,11 @@ class SqliteDatabase:
                 f"SQLite store at {self._path}: checkpoint of run {run_id} cannot be decoded ({exc})",
                 run_id=run_id,
             ) from exc
+
+    def _head_hash(self, conn: sqlite3.Connection, run_id: str) -> Optional[str]:
+        row = conn.execute("SELECT seq, data FROM ledger WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
+                           (run_id,)).fetchone()
+        return self.decode_record(run_id, row[0], row[1]).get("record_hash") if row is not None else None
 
     def decode_record(self, run_id: str, seq: int, text: Any) -> Dict[str, Any]:
         try:

@@ -684,3 +684,44 @@ def test_chaining_can_be_switched_off_by_configuration():
     run_id = rt.start(workflow=flow)
     rt.tick(workflow=flow, run_id=run_id)
     assert all(r["record_hash"] is None for r in rt.get_ledger(run_id))
+
+
+@pytest.mark.parametrize("kind", ["memory", "lmdb", "sqlite"])
+def test_a_writer_with_a_stale_chain_head_is_refused_and_retries_so_the_chain_never_forks(kind, tmp_path):
+    """Two writers on one store: B's cancel computed its hashes, then A appended to the run before B's commit.
+    The store refuses B's commit (LedgerHeadMovedError), cancel_run retries on the new head, the chain verifies."""
+    class Interleave:
+        __name__ = "interleave"
+
+        def __init__(self) -> None:
+            self.other: Any = None
+            self.fired = 0
+
+        @hookimpl
+        def abstractruntime_fault_point(self, point: str, run_id: str) -> None:
+            if point == "commit:before" and self.other is not None and self.fired == 0:
+                self.fired += 1
+                rec = StepRecord.start(run=self.other.get_state(run_id), node_id="elsewhere", effect=None)
+                self.other.commit(None, [rec.finish_success({"x": 1})], run_id=run_id)
+
+    a = Runtime.from_config({"store": store_url(kind, tmp_path)})
+    backend = a.run_store.backend
+    interleave = Interleave()
+    b = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store, plugins=[interleave])
+    wf = WorkflowSpec(workflow_id="ask", entry_node="ask", nodes={
+        "ask": lambda run, ctx: StepPlan(node_id="ask", effect=Effect(EffectType.ASK_USER, {"prompt": "?"}, "a"),
+                                         next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={}),
+    })
+    run_id = a.start(workflow=wf)
+    assert a.tick(workflow=wf, run_id=run_id).status is RunStatus.WAITING
+    interleave.other = a
+    assert b.cancel_run(run_id).status is RunStatus.CANCELLED
+    assert interleave.fired == 1
+    rows = a.get_ledger(run_id)
+    nodes = [r["node_id"] for r in rows]
+    assert nodes.index("elsewhere") < len(nodes) - 1 and rows[-1]["result"]["payload"]["text"] == "cancelled"
+    report = a.verify_ledger(run_id)
+    assert report["ok"], report["errors"]
+    assert all(rows[i]["prev_hash"] == rows[i - 1]["record_hash"] for i in range(1, len(rows)))
+    a.close()

@@ -280,6 +280,29 @@ class RunLocks:
                     shared.held.clear()
 
 
+def check_chain_heads(commit: StepCommit, head_hash: Callable[[str], Optional[str]]) -> None:
+    """Refuse hash-chained records computed against a stale ledger head, so the chain never forks.
+
+    ``head_hash(run_id)`` is the ``record_hash`` of the run's last stored record (None for an empty ledger), read
+    inside the store's write transaction. For each run in the commit whose first record is chained (it has a
+    ``record_hash`` or a ``prev_hash``), that record's ``prev_hash`` must equal the head, else
+    :class:`~abstractruntime.errors.LedgerHeadMovedError` (a ``ConcurrentModificationError``) is raised and the
+    store writes nothing. Records of a runtime without hash chaining are not checked.
+    """
+    seen = set()
+    for record in commit.records:
+        if record.run_id in seen:
+            continue
+        seen.add(record.run_id)
+        if record.record_hash is None and record.prev_hash is None:
+            continue
+        head = head_hash(record.run_id)
+        if record.prev_hash != head:
+            from ..errors import LedgerHeadMovedError
+
+            raise LedgerHeadMovedError(run_id=record.run_id, expected_prev_hash=record.prev_hash, head_hash=head)
+
+
 def committer_for(run_store: Any, ledger_store: Any) -> Callable[[StepCommit], None]:
     """The ``commit_step`` callable for a pair of stores: their shared backend's, else a split commit."""
     backend = getattr(run_store, "backend", None)
@@ -508,6 +531,7 @@ __all__ = [
     "add_call_metrics",
     "check_contiguous",
     "check_reservations",
+    "check_chain_heads",
     "RunLocks",
     "timer_index_value",
 ]

@@ -28,7 +28,7 @@ from typing import Any, List, Optional
 import pytest
 
 from .. import codec
-from ..errors import ConcurrentModificationError, EffectAlreadyStartedError
+from ..errors import ConcurrentModificationError, EffectAlreadyStartedError, LedgerHeadMovedError
 from ..models import (
     Effect,
     EffectType,
@@ -253,6 +253,29 @@ class StoreConformance:
         self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k2")], reservation=True)
         self.commit(backend, None, [self.record(run, status=StepStatus.STARTED, key="k2")])
         assert backend.ledger_store.count(run.run_id) == 6
+
+    def test_chained_records_must_extend_the_current_head(self, backend: Any) -> None:
+        """A hash-chained record whose ``prev_hash`` is not the run's last ``record_hash`` (another writer appended
+        first) is refused with LedgerHeadMovedError and nothing is written: the chain never forks."""
+        run = self.new_run()
+        self.commit(backend, run)
+
+        def chained(prev: Optional[str], digest: str) -> StepRecord:
+            rec = self.record(run)
+            rec.prev_hash, rec.record_hash = prev, digest
+            return rec
+
+        self.commit(backend, None, [chained(None, "h1"), chained("h1", "h2")])
+        with pytest.raises(LedgerHeadMovedError) as info:
+            self.commit(backend, None, [chained("h1", "h3")])
+        assert isinstance(info.value, ConcurrentModificationError) and info.value.head_hash == "h2"
+        stale_run = backend.run_store.load(run.run_id)
+        with pytest.raises(LedgerHeadMovedError):  # also with a checkpoint: the whole commit is refused
+            self.commit(backend, stale_run, [chained(None, "h9")], expected=stale_run.revision)
+        assert backend.ledger_store.count(run.run_id) == 2 and backend.run_store.load(run.run_id).revision == 1
+        self.commit(backend, None, [chained("h2", "h3")])
+        self.commit(backend, None, [self.record(run)])  # records without hashes are not checked
+        assert [r.get("record_hash") for r in backend.ledger_store.list(run.run_id)] == ["h1", "h2", "h3", None]
 
     def test_stale_revision_is_refused_and_writes_nothing(self, backend: Any) -> None:
         run = self.new_run()
