@@ -77,10 +77,11 @@ class ConcurrentModificationError(AbstractRuntimeError):
     Nothing of this commit was written. Reload the run and retry.
     """
 
-    def __init__(self, *, run_id: str, expected: int, actual: int | None) -> None:
+    def __init__(self, *, run_id: str, expected: Optional[int], actual: Optional[int],
+                 message: Optional[str] = None) -> None:
         super().__init__(
-            f"Run {run_id} was modified concurrently: expected revision {expected}, store has {actual}. "
-            f"Nothing was written; reload the run and retry.",
+            message or f"Run {run_id} was modified concurrently: expected revision {expected}, store has {actual}. "
+                       f"Nothing was written; reload the run and retry.",
             run_id=run_id,
         )
         self.expected = expected
@@ -94,14 +95,11 @@ class EffectAlreadyStartedError(ConcurrentModificationError):
     """
 
     def __init__(self, *, run_id: str, idempotency_key: str, status: str) -> None:
-        AbstractRuntimeError.__init__(
-            self,
-            f"Effect {idempotency_key} of run {run_id} was already {status} by another writer; nothing was "
-            f"written and the effect was not run again. The writer that started it completes the step.",
-            run_id=run_id,
+        super().__init__(
+            run_id=run_id, expected=None, actual=None,
+            message=f"Effect {idempotency_key} of run {run_id} was already {status} by another writer; nothing was "
+                    f"written and the effect was not run again. The writer that started it completes the step.",
         )
-        self.expected = None
-        self.actual = None
         self.idempotency_key = idempotency_key
         self.status = status
 
@@ -112,14 +110,12 @@ class LedgerHeadMovedError(ConcurrentModificationError):
     chain never forks; reload and retry (the kernel does)."""
 
     def __init__(self, *, run_id: str, expected_prev_hash: Optional[str], head_hash: Optional[str]) -> None:
-        AbstractRuntimeError.__init__(
-            self,
-            f"The ledger of run {run_id} moved on while this writer was committing: its records chain to "
-            f"{expected_prev_hash!r}, the last stored record is {head_hash!r}. Nothing was written; reload and retry.",
-            run_id=run_id,
+        super().__init__(
+            run_id=run_id, expected=None, actual=None,
+            message=f"The ledger of run {run_id} moved on while this writer was committing: its records chain to "
+                    f"{expected_prev_hash!r}, the last stored record is {head_hash!r}. Nothing was written; reload "
+                    f"and retry.",
         )
-        self.expected = None
-        self.actual = None
         self.expected_prev_hash = expected_prev_hash
         self.head_hash = head_hash
 

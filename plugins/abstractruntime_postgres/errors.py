@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from abstractruntime.errors import AbstractRuntimeError, ConcurrentModificationError
+from abstractruntime.errors import ConcurrentModificationError
 
 
 class LeaseLostError(ConcurrentModificationError):
@@ -19,16 +19,12 @@ class LeaseLostError(ConcurrentModificationError):
     def __init__(self, *, run_id: str, epoch: int, actual_epoch: Optional[int], owner: Optional[str] = None,
                  actual_owner: Optional[str] = None, reason: str = "") -> None:
         why = reason or "another worker claimed it"
-        AbstractRuntimeError.__init__(
-            self,
-            f"Lease on run {run_id} lost ({why}): this worker holds fencing epoch {epoch}, the store has "
-            f"{actual_epoch} (owner {actual_owner!r}). Nothing was written; stop driving this run, the current "
-            f"lease holder continues it.",
-            run_id=run_id,
+        super().__init__(  # ConcurrentModificationError's expected/actual, in epochs
+            run_id=run_id, expected=epoch, actual=actual_epoch,
+            message=f"Lease on run {run_id} lost ({why}): this worker holds fencing epoch {epoch}, the store has "
+                    f"{actual_epoch} (owner {actual_owner!r}). Nothing was written; stop driving this run, the "
+                    f"current lease holder continues it.",
         )
-        # ConcurrentModificationError's attributes, in epochs
-        self.expected = epoch
-        self.actual = actual_epoch
         self.epoch = epoch
         self.actual_epoch = actual_epoch
         self.owner = owner
@@ -46,14 +42,11 @@ class RunLeasedError(ConcurrentModificationError):
     """
 
     def __init__(self, *, run_id: str, owner: str) -> None:
-        AbstractRuntimeError.__init__(
-            self,
-            f"Run {run_id} is leased by worker {owner!r}: only the lease holder may append to its ledger. Nothing "
-            f"was written; let that worker drive the run, or claim it once the lease has expired.",
-            run_id=run_id,
+        super().__init__(
+            run_id=run_id, expected=None, actual=None,
+            message=f"Run {run_id} is leased by worker {owner!r}: only the lease holder may append to its ledger. "
+                    f"Nothing was written; let that worker drive the run, or claim it once the lease has expired.",
         )
-        self.expected = None
-        self.actual = None
         self.owner = owner
 
 
