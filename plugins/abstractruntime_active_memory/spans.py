@@ -30,26 +30,25 @@ def span_id_of(span: Mapping[str, Any]) -> str:
     return str(span.get("span_id") or span.get("evidence_id") or span.get("artifact_id") or "")
 
 
+def _nested_list(vars: Dict[str, Any], namespace: str, key: str) -> List[Dict[str, Any]]:
+    """The (mutable) list ``vars[namespace][key]``, created (with its namespace) when missing."""
+    ns = vars.get(namespace)
+    if not isinstance(ns, dict):
+        ns = vars[namespace] = {}
+    items = ns.get(key)
+    if not isinstance(items, list):
+        items = ns[key] = []
+    return items
+
+
 def run_spans(vars: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The (mutable) span list of a run's variables, created when missing."""
-    runtime_ns = vars.get("_runtime")
-    if not isinstance(runtime_ns, dict):
-        runtime_ns = vars["_runtime"] = {}
-    spans = runtime_ns.get("memory_spans")
-    if not isinstance(spans, list):
-        spans = runtime_ns["memory_spans"] = []
-    return spans
+    """The (mutable) span list of a run's variables, ``vars._runtime.memory_spans``."""
+    return _nested_list(vars, "_runtime", "memory_spans")
 
 
 def context_messages(vars: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The (mutable) active context ``vars.context.messages``, created when missing."""
-    context = vars.get("context")
-    if not isinstance(context, dict):
-        context = vars["context"] = {}
-    messages = context.get("messages")
-    if not isinstance(messages, list):
-        messages = context["messages"] = []
-    return messages
+    """The (mutable) active context ``vars.context.messages``."""
+    return _nested_list(vars, "context", "messages")
 
 
 def normalize_tags(tags: Any) -> Dict[str, Any]:
