@@ -76,7 +76,9 @@ class PostgresServer:
         self._created: List[str] = []
 
     def database_name(self, key: str) -> str:
-        return "ar_test_" + hashlib.sha1(key.encode()).hexdigest()[:20]
+        """Unique to this test session (the process id is part of it), so two test sessions on one server -- two
+        checkouts, or CI and a developer -- never share a database."""
+        return "ar_test_" + hashlib.sha1(f"{os.getpid()}:{key}".encode()).hexdigest()[:20]
 
     def fresh_dsn(self, key: str) -> str:
         """The DSN of the database for ``key`` (created empty on first use)."""

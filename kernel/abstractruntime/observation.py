@@ -1,11 +1,16 @@
-"""Read-side helpers: node traces derived from the ledger, and the limits status of ``vars._limits``."""
+"""The read side of a runtime: ledger subscriptions, node traces derived from the ledger, and the limits of
+``vars._limits`` (the :class:`RunObservation` mixin of :class:`~abstractruntime.Runtime` and its helpers)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
-from .models import RuntimeConfig, StepStatus
+from . import codec
+from .logs import get_logger
+from .models import LimitWarning, RunState, RuntimeConfig, StepRecord, StepStatus
 from .timeutil import parse_instant
+
+log = get_logger("abstractruntime")
 
 
 UPDATABLE_LIMITS = frozenset({
@@ -78,3 +83,87 @@ def build_node_traces(rows: Sequence[Mapping[str, Any]], keep: int = 100) -> Dic
         if len(trace["steps"]) > keep:
             del trace["steps"][0]
     return traces
+
+
+class RunObservation:
+    """Ledger subscriptions, node traces and limits (a mixin of :class:`~abstractruntime.Runtime`). Uses the
+    runtime's ``_load``, ``_ledger_store``, ``_config``, ``_update``, ``_locks_guard`` and ``_subscribers``."""
+
+    # --- observation: ledger subscriptions, node traces -------------------------------------------------------
+    def subscribe_ledger(
+        self, callback: Callable[[Dict[str, Any]], None], *, run_id: Optional[str] = None
+    ) -> Callable[[], None]:
+        """Call ``callback(record_dict)`` after every committed ledger record (of ``run_id`` only, if given).
+
+        Works with every store (the kernel publishes after each commit). Callback exceptions are logged and
+        swallowed. Returns the unsubscribe function.
+        """
+        entry = (callback, run_id)
+        with self._locks_guard:
+            self._subscribers = self._subscribers + (entry,)
+
+        def unsubscribe() -> None:
+            with self._locks_guard:
+                self._subscribers = tuple(e for e in self._subscribers if e is not entry)
+
+        return unsubscribe
+
+    def _publish(self, records: Sequence[StepRecord]) -> None:
+        subscribers = self._subscribers
+        if not subscribers:
+            return
+        for record in records:
+            data = None
+            for callback, run_filter in subscribers:
+                if run_filter is not None and run_filter != record.run_id:
+                    continue
+                if data is None:
+                    data = codec.record_to_dict(record)
+                try:
+                    callback(dict(data))
+                except Exception as exc:
+                    log.warning("ledger_subscriber_failed", run_id=record.run_id, error=f"{type(exc).__name__}: {exc}")
+
+    def get_node_traces(self, run_id: str) -> Dict[str, Any]:
+        """Per-node traces of effect steps (newest 100 per node), derived from the ledger.
+
+        Same shape as the reference's ``vars._runtime.node_traces``; deriving them from the ledger keeps the
+        checkpoint from growing with the run.
+        """
+        self._load(run_id)
+        return build_node_traces(self._ledger_store.list(run_id))
+
+    def get_node_trace(self, run_id: str, node_id: str) -> Dict[str, Any]:
+        return self.get_node_traces(run_id).get(node_id) or {"node_id": node_id, "steps": []}
+
+    # --- limits (advisory; nodes enforce) ---------------------------------------------------------------------
+    def get_limit_status(self, run_id: str) -> Dict[str, Any]:
+        limits = self._load(run_id).vars.get("_limits")
+        return limit_status(limits if isinstance(limits, dict) else {})
+
+    def check_limits(self, run: RunState) -> List[LimitWarning]:
+        status = limit_status(run.vars.get("_limits") if isinstance(run.vars.get("_limits"), dict) else {})
+        warnings: List[LimitWarning] = []
+        it = status["iterations"]
+        if it["max"] > 0 and it["warning"]:
+            warnings.append(LimitWarning("iterations", "exceeded" if it["pct"] >= 100 else "warning",
+                                         it["current"], it["max"]))
+        tok = status["tokens"]
+        if tok["max"] > 0 and tok["estimated_used"] > 0 and tok["warning"]:
+            warnings.append(LimitWarning("tokens", "exceeded" if tok["pct"] >= 100 else "warning",
+                                         tok["estimated_used"], tok["max"]))
+        return warnings
+
+    def update_limits(self, run_id: str, updates: Mapping[str, Any]) -> None:
+        """Durably update ``vars._limits`` (only the reference's updatable keys; others are ignored)."""
+        allowed = {k: v for k, v in dict(updates or {}).items() if k in UPDATABLE_LIMITS}
+
+        def mutate(run: RunState) -> Optional[List[StepRecord]]:
+            limits = run.vars.get("_limits")
+            if not isinstance(limits, dict):
+                limits = self._config.to_limits_dict()
+                run.vars["_limits"] = limits
+            limits.update(allowed)
+            return []
+
+        self._update(run_id, mutate)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 from attrs import define
 
 from . import codec
-from .descriptors import EffectCall, EffectHandlerDescriptor, legacy_handler
+from .descriptors import EffectHandlerDescriptor, legacy_handler
 from .errors import (
     ConcurrentModificationError,
     ConfigurationError,
@@ -26,12 +26,9 @@ from .errors import (
     UnknownRunError,
     WaitKeyMismatchError,
 )
-from .hookspecs import hookimpl
 from .logs import get_logger
 from .models import (
-    Effect,
     EffectOutcome,
-    LimitWarning,
     RunState,
     RunStatus,
     RuntimeConfig,
@@ -47,8 +44,8 @@ from .models import (
 from .ledger_rows import row as _row
 from .ledger_rows import set_at_path
 from .ledger_rows import status_row as _status_row
-from .observation import UPDATABLE_LIMITS as _UPDATABLE_LIMITS
-from .observation import build_node_traces, limit_status
+from .effect_execution import EffectDispatch, EffectExecution
+from .observation import RunObservation, build_node_traces, limit_status
 from .plugins import Hooks, PluginInfo, build_plugin_manager, select_effect_handlers, select_store
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .settings import Settings, default_store_url, load_settings, parse_store_url
@@ -66,31 +63,7 @@ class DefaultRunContext:
         return utc_now_iso()
 
 
-class _EffectDispatch:
-    """The kernel's own ``abstractruntime_execute_effect``: run the handler registered for the effect type."""
-
-    def __init__(self, runtime: "Runtime") -> None:
-        self._runtime = runtime
-
-    @hookimpl(trylast=True)
-    def abstractruntime_execute_effect(self, call: EffectCall) -> EffectOutcome:
-        effect_type = call.effect.type_value
-        desc = self._runtime._handlers.get(effect_type)
-        if desc is None:
-            installed = ", ".join(sorted(self._runtime._handlers)) or "(none)"
-            return EffectOutcome.failed(
-                f"No effect handler registered for {effect_type} (installed handlers: {installed}; "
-                f"install the plugin that provides it or pass effect_handlers={{...}})"
-            )
-        outcome = desc.handler(call)
-        if not isinstance(outcome, EffectOutcome):
-            return EffectOutcome.failed(
-                f"Effect handler for {effect_type} returned {type(outcome).__name__}, expected EffectOutcome"
-            )
-        return outcome
-
-
-class Runtime:
+class Runtime(EffectExecution, RunObservation):
     """A durable workflow runtime.
 
     Reference-compatible construction: ``Runtime(run_store=..., ledger_store=...)``. Without stores, the store
@@ -118,7 +91,7 @@ class Runtime:
         pm, infos = build_plugin_manager(self._settings.plugins, plugins)
         self._plugin_infos: List[PluginInfo] = infos
         self._hooks = Hooks(pm, strict=self._settings.plugins.strict, infos=self._plugin_infos)
-        pm.register(_EffectDispatch(self), name="abstractruntime.kernel")
+        pm.register(EffectDispatch(self), name="abstractruntime.kernel")
 
         self._owned_backend = None
         if run_store is None and ledger_store is None:
@@ -551,137 +524,6 @@ class Runtime:
         log.warning("node_failed", run_id=failed.run_id, node=node_id, error=error)
         return failed
 
-    def _run_effect(self, run: RunState, plan: StepPlan) -> List[StepRecord]:
-        """Execute the plan's effect (with retries and idempotent reuse); apply the outcome to ``run``."""
-        effect = plan.effect
-        assert effect is not None
-        node_id = plan.node_id
-        codec.check_json(effect.payload, "effect.payload", run_id=run.run_id, node_id=node_id)
-        key = self._effect_policy.idempotency_key(run=run, node_id=node_id, effect=effect)
-        records: List[StepRecord] = []
-        prior = self._find_prior(run.run_id, key)
-        if prior is not None and prior.get("status") == StepStatus.COMPLETED.value:
-            outcome = EffectOutcome.completed(prior.get("result"))
-            log.debug("effect_reused", run_id=run.run_id, node=node_id, key=key)
-        else:
-            outcome = self._execute_with_retries(run, plan, effect, key, prior, records)
-        self._apply_outcome(run, plan, effect, outcome, records)
-        return records
-
-    def execute_effect(self, run: RunState, effect: Effect, *, node_id: str, idempotency_key: str,
-                       default_next_node: Optional[str] = None) -> EffectOutcome:
-        """Execute ``effect`` for ``run`` in-process, through the registered handler and the ``execute_effect``
-        wrappers, without ledger rows, reservation or retries. For handlers that compose effects (memory
-        compaction summarises through ``LLM_CALL``): the calling step records the outcome in its own result.
-        A handler exception becomes a failed outcome."""
-        call = EffectCall(run=run, effect=effect, node_id=node_id, default_next_node=default_next_node,
-                          idempotency_key=idempotency_key, attempt=1, runtime=self)
-        try:
-            outcome = self._hooks.execute_effect(call=call)
-        except Exception as exc:
-            return EffectOutcome.failed(f"Effect handler raised exception: {exc}")
-        return outcome if outcome is not None else EffectOutcome.failed(
-            f"No outcome for effect {effect.type_value}")
-
-    def _execute_with_retries(
-        self,
-        run: RunState,
-        plan: StepPlan,
-        effect: Effect,
-        key: str,
-        prior: Optional[Dict[str, Any]],
-        records: List[StepRecord],
-    ) -> EffectOutcome:
-        desc = self._handlers.get(effect.type_value)
-        reserve = desc is not None and desc.side_effects
-        if reserve:  # never start a side effect for a step whose checkpoint could not be written
-            codec.check_run(run, node_id=plan.node_id)
-        max_attempts = self._effect_policy.max_attempts(effect)
-        attempt = 1
-        in_doubt: Optional[StepRecord] = None
-        if prior is not None and prior.get("status") == StepStatus.STARTED.value:
-            # A crash happened between this step's reservation and its outcome: the effect may or may not have
-            # run. Re-run it under the same step_id and idempotency key; never record a second start.
-            in_doubt = codec.record_from_dict(prior)
-            attempt = in_doubt.attempt
-        elif prior is not None and prior.get("status") == StepStatus.FAILED.value:
-            attempt = int(prior.get("attempt") or 1) + 1
-            if attempt > max_attempts:
-                return EffectOutcome.failed(
-                    f"Effect failed after {attempt - 1} attempts: {prior.get('error') or 'unknown error'}"
-                )
-        while True:
-            if in_doubt is not None:
-                started, in_doubt = in_doubt, None
-            else:
-                started = StepRecord.start(
-                    run=run, node_id=plan.node_id, effect=effect, attempt=attempt, idempotency_key=key
-                )
-                if reserve:
-                    self._commit(None, records + [started], node_id=plan.node_id, expected_revision=None,
-                                 run_id=run.run_id, reservation=True)
-                    records.clear()
-                else:
-                    records.append(started)
-            call = EffectCall(
-                run=run, effect=effect, node_id=plan.node_id, default_next_node=plan.next_node,
-                idempotency_key=key, attempt=attempt, runtime=self,
-            )
-            try:
-                outcome = self._hooks.execute_effect(call=call)
-                if outcome is None:
-                    outcome = EffectOutcome.failed(f"No outcome for effect {effect.type_value}")
-                self._hooks.fault_point(point="effect:after-execute", run_id=run.run_id)
-            except Exception as exc:
-                outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
-            if outcome.status == "completed":
-                # A side-effecting handler's reservation is already committed: a result that cannot be stored
-                # fails the step (recorded) instead of leaving it in doubt and re-running the effect forever.
-                # Without a reservation nothing was written and the commit raises JsonInvariantError as usual.
-                violation = codec.find_json_violation(outcome.result, "result") if reserve else None
-                if violation is not None:
-                    outcome = EffectOutcome.failed(
-                        f"Effect handler for {effect.type_value} returned a result that is not plain JSON: "
-                        f"{violation[0]}: {violation[1]}"
-                    )
-                else:
-                    records.append(started.finish_success(outcome.result))
-                    return outcome
-            if outcome.status == "waiting":
-                if outcome.wait is None:
-                    outcome = EffectOutcome.failed(f"Effect handler for {effect.type_value} waited without a WaitState")
-                else:
-                    records.append(started.finish_waiting(outcome.wait))
-                    return outcome
-            error = outcome.error or "unknown error"
-            records.append(started.finish_failure(error))
-            if attempt >= max_attempts:
-                return EffectOutcome.failed(f"Effect failed after {attempt} attempts: {error}")
-            delay = self._effect_policy.backoff_seconds(effect=effect, attempt=attempt)
-            if delay > 0:
-                self._sleep(delay)
-            attempt += 1
-
-    def _apply_outcome(
-        self, run: RunState, plan: StepPlan, effect: Effect, outcome: EffectOutcome, records: List[StepRecord]
-    ) -> None:
-        if outcome.status == "failed":
-            run.status = RunStatus.FAILED
-            run.error = outcome.error or "unknown error"
-            records.append(_status_row(run, RunStatus.FAILED.value))
-        elif outcome.status == "waiting":
-            run.status = RunStatus.WAITING
-            run.waiting = outcome.wait
-        else:
-            if effect.result_key and outcome.result is not None:
-                set_at_path(run.vars, effect.result_key, outcome.result)
-            if plan.next_node:
-                run.current_node = plan.next_node
-            else:
-                run.status = RunStatus.COMPLETED
-                run.output = {"success": True, "result": outcome.result}
-                records.append(_status_row(run, RunStatus.COMPLETED.value))
-
     # --- resume / pause / cancel ------------------------------------------------------------------------------
     def resume(
         self,
@@ -813,85 +655,6 @@ class Runtime:
             return [_status_row(run, RunStatus.CANCELLED.value)]
 
         return self._update(run_id, mutate)
-
-    # --- observation: ledger subscriptions, node traces -------------------------------------------------------
-    def subscribe_ledger(
-        self, callback: Callable[[Dict[str, Any]], None], *, run_id: Optional[str] = None
-    ) -> Callable[[], None]:
-        """Call ``callback(record_dict)`` after every committed ledger record (of ``run_id`` only, if given).
-
-        Works with every store (the kernel publishes after each commit). Callback exceptions are logged and
-        swallowed. Returns the unsubscribe function.
-        """
-        entry = (callback, run_id)
-        with self._locks_guard:
-            self._subscribers = self._subscribers + (entry,)
-
-        def unsubscribe() -> None:
-            with self._locks_guard:
-                self._subscribers = tuple(e for e in self._subscribers if e is not entry)
-
-        return unsubscribe
-
-    def _publish(self, records: Sequence[StepRecord]) -> None:
-        subscribers = self._subscribers
-        if not subscribers:
-            return
-        for record in records:
-            data = None
-            for callback, run_filter in subscribers:
-                if run_filter is not None and run_filter != record.run_id:
-                    continue
-                if data is None:
-                    data = codec.record_to_dict(record)
-                try:
-                    callback(dict(data))
-                except Exception as exc:
-                    log.warning("ledger_subscriber_failed", run_id=record.run_id, error=f"{type(exc).__name__}: {exc}")
-
-    def get_node_traces(self, run_id: str) -> Dict[str, Any]:
-        """Per-node traces of effect steps (newest 100 per node), derived from the ledger.
-
-        Same shape as the reference's ``vars._runtime.node_traces``; deriving them from the ledger keeps the
-        checkpoint from growing with the run.
-        """
-        self._load(run_id)
-        return build_node_traces(self._ledger_store.list(run_id))
-
-    def get_node_trace(self, run_id: str, node_id: str) -> Dict[str, Any]:
-        return self.get_node_traces(run_id).get(node_id) or {"node_id": node_id, "steps": []}
-
-    # --- limits (advisory; nodes enforce) ---------------------------------------------------------------------
-    def get_limit_status(self, run_id: str) -> Dict[str, Any]:
-        limits = self._load(run_id).vars.get("_limits")
-        return limit_status(limits if isinstance(limits, dict) else {})
-
-    def check_limits(self, run: RunState) -> List[LimitWarning]:
-        status = limit_status(run.vars.get("_limits") if isinstance(run.vars.get("_limits"), dict) else {})
-        warnings: List[LimitWarning] = []
-        it = status["iterations"]
-        if it["max"] > 0 and it["warning"]:
-            warnings.append(LimitWarning("iterations", "exceeded" if it["pct"] >= 100 else "warning",
-                                         it["current"], it["max"]))
-        tok = status["tokens"]
-        if tok["max"] > 0 and tok["estimated_used"] > 0 and tok["warning"]:
-            warnings.append(LimitWarning("tokens", "exceeded" if tok["pct"] >= 100 else "warning",
-                                         tok["estimated_used"], tok["max"]))
-        return warnings
-
-    def update_limits(self, run_id: str, updates: Mapping[str, Any]) -> None:
-        """Durably update ``vars._limits`` (only the reference's updatable keys; others are ignored)."""
-        allowed = {k: v for k, v in dict(updates or {}).items() if k in _UPDATABLE_LIMITS}
-
-        def mutate(run: RunState) -> Optional[List[StepRecord]]:
-            limits = run.vars.get("_limits")
-            if not isinstance(limits, dict):
-                limits = self._config.to_limits_dict()
-                run.vars["_limits"] = limits
-            limits.update(allowed)
-            return []
-
-        self._update(run_id, mutate)
 
     @staticmethod
     def _control(run: RunState) -> Dict[str, Any]:

@@ -28,13 +28,13 @@ import sys
 sys.path.insert(0, sys.argv[1])
 from crash_flow import FLOW, PaymentsPlugin
 from abstractruntime import Runtime
-with Runtime.from_config({"store": sys.argv[2]}, plugins=[PaymentsPlugin(sys.argv[3], hold_s=float(sys.argv[5]))]) as rt:
+with Runtime.from_config({"store": sys.argv[2]}, plugins=[PaymentsPlugin(sys.argv[3], hold_until=sys.argv[5])]) as rt:
     print(rt.tick(workflow=FLOW, run_id=sys.argv[4]).status.value, flush=True)
 """
 
 
-def _tick_in_process(url: str, provider: Path, run_id: str, hold_s: float) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, str(SUPPORT), url, str(provider), run_id, str(hold_s)],
+def _tick_in_process(url: str, provider: Path, run_id: str, hold_until: str = "") -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, str(SUPPORT), url, str(provider), run_id, hold_until],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -44,15 +44,17 @@ def test_two_processes_ticking_one_run_charge_once(scheme, tmp_path):
     provider = tmp_path / "provider"
     with Runtime.from_config({"store": url}, plugins=[PaymentsPlugin(str(provider))]) as rt:
         run_id = rt.start(workflow=FLOW)
-    first = _tick_in_process(url, provider, run_id, hold_s=2.0)
+    release = tmp_path / "release"
+    first = _tick_in_process(url, provider, run_id, hold_until=str(release))
     attempts = provider / "attempts.log"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not (attempts.exists() and attempts.read_text()):  # A is inside the provider call now
         assert first.poll() is None, first.communicate()
         assert time.monotonic() < deadline, "process A never reached the provider"
         time.sleep(0.02)
-    second = _tick_in_process(url, provider, run_id, hold_s=0.0)
+    second = _tick_in_process(url, provider, run_id)  # B ticks while A holds the provider call
     out_b, err_b = second.communicate(timeout=60)
+    release.write_text("go")
     out_a, err_a = first.communicate(timeout=60)
     assert second.returncode == 0 and first.returncode == 0, (err_a, err_b)
     assert out_b.strip() == "running", err_b  # B stopped quietly before the effect, the run unchanged for it

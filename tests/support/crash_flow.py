@@ -17,18 +17,19 @@ from abstractruntime import Effect, EffectHandlerDescriptor, EffectOutcome, Step
 class PaymentsPlugin:
     __name__ = "payments"
 
-    def __init__(self, provider_dir: str, *, hang_after_charge: bool = False, hold_s: float = 0.0) -> None:
+    def __init__(self, provider_dir: str, *, hang_after_charge: bool = False, hold_until: str = "") -> None:
         self.dir = Path(provider_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.hang = hang_after_charge
-        self.hold_s = hold_s
+        self.hold_until = Path(hold_until) if hold_until else None
 
     def charge(self, call):
         attempts = self.dir / "attempts.log"
         with attempts.open("a") as fh:  # every execution, de-duplicated or not
             fh.write(call.idempotency_key + "\n")
-        if self.hold_s:
-            time.sleep(self.hold_s)  # a slow provider: another process may try the same step meanwhile
+        deadline = time.monotonic() + 60
+        while self.hold_until is not None and not self.hold_until.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # a slow provider: the test lets another process try the same step meanwhile
         receipt = self.dir / f"{call.idempotency_key}.json"
         if not receipt.exists():  # the provider charges once per idempotency key
             receipt.write_text(json.dumps({"charged": call.effect.payload["amount"], "pid": os.getpid()}))

@@ -1,0 +1,189 @@
+"""Effect execution: the part of the tick loop that runs a step's effect (a mixin of ``Runtime``).
+
+``_run_effect`` computes the idempotency key, reuses a recorded outcome or executes the effect through the
+``abstractruntime_execute_effect`` hook (with retries, and for side-effecting handlers a committed ``started``
+reservation first, re-run in doubt after a crash), then applies the outcome to the run. ``execute_effect`` is the
+same dispatch without ledger rows, for handlers that compose effects. ``EffectDispatch`` is the kernel's own,
+innermost ``execute_effect`` implementation: it calls the registered handler.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+from . import codec
+from .descriptors import EffectCall
+from .hookspecs import hookimpl
+from .ledger_rows import set_at_path
+from .ledger_rows import status_row as _status_row
+from .logs import get_logger
+from .models import Effect, EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, StepStatus
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+log = get_logger("abstractruntime")
+
+
+class EffectDispatch:
+    """The kernel's own ``abstractruntime_execute_effect``: run the handler registered for the effect type."""
+
+    def __init__(self, runtime: "Runtime") -> None:
+        self._runtime = runtime
+
+    @hookimpl(trylast=True)
+    def abstractruntime_execute_effect(self, call: EffectCall) -> EffectOutcome:
+        effect_type = call.effect.type_value
+        desc = self._runtime._handlers.get(effect_type)
+        if desc is None:
+            installed = ", ".join(sorted(self._runtime._handlers)) or "(none)"
+            return EffectOutcome.failed(
+                f"No effect handler registered for {effect_type} (installed handlers: {installed}; "
+                f"install the plugin that provides it or pass effect_handlers={{...}})"
+            )
+        outcome = desc.handler(call)
+        if not isinstance(outcome, EffectOutcome):
+            return EffectOutcome.failed(
+                f"Effect handler for {effect_type} returned {type(outcome).__name__}, expected EffectOutcome"
+            )
+        return outcome
+
+
+
+class EffectExecution:
+    """Runs a step's effect. Uses the runtime's ``_hooks``, ``_handlers``, ``_effect_policy``, ``_sleep``,
+    ``_commit`` and ``_find_prior``."""
+
+    def _run_effect(self, run: RunState, plan: StepPlan) -> List[StepRecord]:
+        """Execute the plan's effect (with retries and idempotent reuse); apply the outcome to ``run``."""
+        effect = plan.effect
+        assert effect is not None
+        node_id = plan.node_id
+        codec.check_json(effect.payload, "effect.payload", run_id=run.run_id, node_id=node_id)
+        key = self._effect_policy.idempotency_key(run=run, node_id=node_id, effect=effect)
+        records: List[StepRecord] = []
+        prior = self._find_prior(run.run_id, key)
+        if prior is not None and prior.get("status") == StepStatus.COMPLETED.value:
+            outcome = EffectOutcome.completed(prior.get("result"))
+            log.debug("effect_reused", run_id=run.run_id, node=node_id, key=key)
+        else:
+            outcome = self._execute_with_retries(run, plan, effect, key, prior, records)
+        self._apply_outcome(run, plan, effect, outcome, records)
+        return records
+
+    def execute_effect(self, run: RunState, effect: Effect, *, node_id: str, idempotency_key: str,
+                       default_next_node: Optional[str] = None) -> EffectOutcome:
+        """Execute ``effect`` for ``run`` in-process, through the registered handler and the ``execute_effect``
+        wrappers, without ledger rows, reservation or retries. For handlers that compose effects (memory
+        compaction summarises through ``LLM_CALL``): the calling step records the outcome in its own result.
+        A handler exception becomes a failed outcome."""
+        call = EffectCall(run=run, effect=effect, node_id=node_id, default_next_node=default_next_node,
+                          idempotency_key=idempotency_key, attempt=1, runtime=self)
+        try:
+            outcome = self._hooks.execute_effect(call=call)
+        except Exception as exc:
+            return EffectOutcome.failed(f"Effect handler raised exception: {exc}")
+        return outcome if outcome is not None else EffectOutcome.failed(
+            f"No outcome for effect {effect.type_value}")
+
+    def _execute_with_retries(
+        self,
+        run: RunState,
+        plan: StepPlan,
+        effect: Effect,
+        key: str,
+        prior: Optional[Dict[str, Any]],
+        records: List[StepRecord],
+    ) -> EffectOutcome:
+        desc = self._handlers.get(effect.type_value)
+        reserve = desc is not None and desc.side_effects
+        if reserve:  # never start a side effect for a step whose checkpoint could not be written
+            codec.check_run(run, node_id=plan.node_id)
+        max_attempts = self._effect_policy.max_attempts(effect)
+        attempt = 1
+        in_doubt: Optional[StepRecord] = None
+        if prior is not None and prior.get("status") == StepStatus.STARTED.value:
+            # A crash happened between this step's reservation and its outcome: the effect may or may not have
+            # run. Re-run it under the same step_id and idempotency key; never record a second start.
+            in_doubt = codec.record_from_dict(prior)
+            attempt = in_doubt.attempt
+        elif prior is not None and prior.get("status") == StepStatus.FAILED.value:
+            attempt = int(prior.get("attempt") or 1) + 1
+            if attempt > max_attempts:
+                return EffectOutcome.failed(
+                    f"Effect failed after {attempt - 1} attempts: {prior.get('error') or 'unknown error'}"
+                )
+        while True:
+            if in_doubt is not None:
+                started, in_doubt = in_doubt, None
+            else:
+                started = StepRecord.start(
+                    run=run, node_id=plan.node_id, effect=effect, attempt=attempt, idempotency_key=key
+                )
+                if reserve:
+                    self._commit(None, records + [started], node_id=plan.node_id, expected_revision=None,
+                                 run_id=run.run_id, reservation=True)
+                    records.clear()
+                else:
+                    records.append(started)
+            call = EffectCall(
+                run=run, effect=effect, node_id=plan.node_id, default_next_node=plan.next_node,
+                idempotency_key=key, attempt=attempt, runtime=self,
+            )
+            try:
+                outcome = self._hooks.execute_effect(call=call)
+                if outcome is None:
+                    outcome = EffectOutcome.failed(f"No outcome for effect {effect.type_value}")
+                self._hooks.fault_point(point="effect:after-execute", run_id=run.run_id)
+            except Exception as exc:
+                outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
+            if outcome.status == "completed":
+                # A side-effecting handler's reservation is already committed: a result that cannot be stored
+                # fails the step (recorded) instead of leaving it in doubt and re-running the effect forever.
+                # Without a reservation nothing was written and the commit raises JsonInvariantError as usual.
+                violation = codec.find_json_violation(outcome.result, "result") if reserve else None
+                if violation is not None:
+                    outcome = EffectOutcome.failed(
+                        f"Effect handler for {effect.type_value} returned a result that is not plain JSON: "
+                        f"{violation[0]}: {violation[1]}"
+                    )
+                else:
+                    records.append(started.finish_success(outcome.result))
+                    return outcome
+            if outcome.status == "waiting":
+                if outcome.wait is None:
+                    outcome = EffectOutcome.failed(f"Effect handler for {effect.type_value} waited without a WaitState")
+                else:
+                    records.append(started.finish_waiting(outcome.wait))
+                    return outcome
+            error = outcome.error or "unknown error"
+            records.append(started.finish_failure(error))
+            if attempt >= max_attempts:
+                return EffectOutcome.failed(f"Effect failed after {attempt} attempts: {error}")
+            delay = self._effect_policy.backoff_seconds(effect=effect, attempt=attempt)
+            if delay > 0:
+                self._sleep(delay)
+            attempt += 1
+
+    def _apply_outcome(
+        self, run: RunState, plan: StepPlan, effect: Effect, outcome: EffectOutcome, records: List[StepRecord]
+    ) -> None:
+        if outcome.status == "failed":
+            run.status = RunStatus.FAILED
+            run.error = outcome.error or "unknown error"
+            records.append(_status_row(run, RunStatus.FAILED.value))
+        elif outcome.status == "waiting":
+            run.status = RunStatus.WAITING
+            run.waiting = outcome.wait
+        else:
+            if effect.result_key and outcome.result is not None:
+                set_at_path(run.vars, effect.result_key, outcome.result)
+            if plan.next_node:
+                run.current_node = plan.next_node
+            else:
+                run.status = RunStatus.COMPLETED
+                run.output = {"success": True, "result": outcome.result}
+                records.append(_status_row(run, RunStatus.COMPLETED.value))
+
+
+__all__ = ["EffectDispatch", "EffectExecution"]
