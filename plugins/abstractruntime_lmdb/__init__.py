@@ -1,18 +1,25 @@
 """Builtin plugin ``lmdb``: the default store (URL ``lmdb:///path/to/dir``).
 
 Options (URL query or ``[abstractruntime.store_options]``): ``sync`` (default true: fsync on every commit),
-``map_size`` (initial map size in bytes; the map grows automatically), ``max_readers``.
+``metasync`` (default: as ``sync``), ``map_size`` (initial map size in bytes; the map grows automatically),
+``max_readers``. Runtimes of one process on one directory share one backend (LMDB must not open an environment
+twice in a process); it closes when the last of them closes.
 A bare ``lmdb`` (no path) uses the default directory, ``<ABSTRACTRUNTIME_HOME>/store``.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from typing import Any, List
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError
 
 _OPTIONS = {"sync", "metasync", "map_size", "max_readers"}
+_OPEN: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
+_OPEN_LOCK = threading.Lock()
 
 
 def _bool(name: str, value: Any) -> bool:
@@ -49,13 +56,24 @@ def open_lmdb(location: StoreLocation):
     path = location.path or str(default_home() / "store")
     opts = location.options
     sync = _bool("sync", opts.get("sync", True))
-    return LmdbBackend(
-        path,
-        sync=sync,
-        metasync=_bool("metasync", opts.get("metasync", sync)),
-        map_size=_int("map_size", opts.get("map_size", DEFAULT_MAP_SIZE)),
-        max_readers=_int("max_readers", opts.get("max_readers", 256)),
-    )
+    metasync = _bool("metasync", opts.get("metasync", sync))
+    map_size = _int("map_size", opts.get("map_size", DEFAULT_MAP_SIZE))
+    max_readers = _int("max_readers", opts.get("max_readers", 256))
+    key = os.path.realpath(os.path.expanduser(path))
+    # LMDB must not open one environment twice in a process (closing one copy breaks the other's locks): every
+    # runtime of this process on this directory shares one backend, which closes when the last one closes.
+    with _OPEN_LOCK:
+        backend = _OPEN.get(key)
+        if backend is not None and not backend.closed:
+            if (backend.sync, backend.metasync) != (sync, metasync):
+                raise ConfigurationError(
+                    f"The LMDB store at {key} is already open in this process with sync={backend.sync}, "
+                    f"metasync={backend.metasync}; open it with the same options (got sync={sync}, "
+                    f"metasync={metasync}) or close the other runtime first")
+            return backend.retain()
+        backend = LmdbBackend(path, sync=sync, metasync=metasync, map_size=map_size, max_readers=max_readers)
+        _OPEN[key] = backend
+        return backend
 
 
 @hookimpl

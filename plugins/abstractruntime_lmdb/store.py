@@ -104,13 +104,15 @@ def _check_data_file(data: Path) -> None:
     """
     if not data.exists():
         return
-    size = data.stat().st_size
+    # The meta pages first, the size second: another process may commit in between, and LMDB writes a commit's
+    # pages before its meta page and never shrinks the file, so this order never sees a live file as "truncated".
+    with data.open("rb") as fh:
+        head = fh.read(2 * 4096 + _META_OFFSET + _META_LAST_PG.size)
+        size = os.fstat(fh.fileno()).st_size
     hint = (f"LMDB store file {data} is truncated ({size} bytes); restore it from a backup, or move the "
             f"directory away to start an empty store. Nothing was changed.")
     if size == 0:
         raise CorruptStoreError(hint)
-    with data.open("rb") as fh:
-        head = fh.read(2 * 4096 + _META_OFFSET + _META_LAST_PG.size)
     metas = []
     for page_size in (4096,):
         for page in (0, 1):
@@ -180,10 +182,11 @@ class LmdbBackend:
         self.path.mkdir(parents=True, exist_ok=True)
         _check_data_file(self.path / "data.mdb")
         self.sync = sync
+        self.metasync = sync if metasync is None else bool(metasync)
+        self._users = 1  # runtimes sharing this backend (open_lmdb hands one backend per path to a process)
         try:
             self.env = lmdb.open(
-                str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync,
-                metasync=sync if metasync is None else bool(metasync),
+                str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync, metasync=self.metasync,
                 lock=True, max_readers=int(max_readers), readahead=False,
             )
         except lmdb.Error as exc:
@@ -195,6 +198,7 @@ class LmdbBackend:
             self._check_schema()
         except BaseException:
             self.env.close()  # one process must never hold an environment twice; leave nothing open
+            self.run_locks.close()
             raise
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
@@ -258,12 +262,28 @@ class LmdbBackend:
         if self._closed:
             raise StoreError(f"LMDB store at {self.path} is closed")
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def retain(self) -> "LmdbBackend":
+        """One more user of this open backend (see :func:`abstractruntime_lmdb.open_lmdb`); each calls close()."""
+        with self._rw.exclusive():
+            self._ensure_open()
+            self._users += 1
+        return self
+
     def close(self) -> None:
-        if not self._closed:
+        """Release this user; the environment closes when the last one has."""
+        with self._rw.exclusive():
+            if self._closed:
+                return
+            self._users -= 1
+            if self._users > 0:
+                return
             self._closed = True
             self.run_locks.close()
-            with self._rw.exclusive():
-                self.env.close()
+            self.env.close()
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:

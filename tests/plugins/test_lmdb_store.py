@@ -174,3 +174,25 @@ def test_a_waiting_run_is_resumed_by_another_process(tmp_path):
         assert state.status is RunStatus.COMPLETED
         assert [r["status"] for r in rt.get_ledger(run_id)] == ["started", "waiting", "completed", "completed",
                                                                  "completed"]
+
+
+def test_runtimes_of_one_process_share_one_environment_per_directory(tmp_path):
+    """LMDB must not open one environment twice in a process: a second runtime on the same directory gets the same
+    backend; closing one leaves the other working; the environment closes with the last one."""
+    url = f"lmdb://{tmp_path}/db"
+    first = Runtime.from_config({"store": url})
+    second = Runtime.from_config({"store": f"lmdb://{tmp_path}/./db"})  # the same directory, spelled differently
+    backend = first.run_store.backend
+    assert second.run_store.backend is backend
+    wf = WorkflowSpec(workflow_id="one", entry_node="a",
+                      nodes={"a": lambda run, ctx: StepPlan(node_id="a", complete_output={"ok": True})})
+    run_id = first.start(workflow=wf)
+    first.close()
+    assert not backend.closed and second.tick(workflow=wf, run_id=run_id).status is RunStatus.COMPLETED
+    with pytest.raises(ConfigurationError, match="already open in this process with sync=True"):
+        Runtime.from_config({"store": f"{url}?sync=false"})
+    second.close()
+    assert backend.closed
+    with Runtime.from_config({"store": f"{url}?sync=false"}) as third:  # a fresh environment, new options
+        assert third.run_store.backend is not backend and third.run_store.backend.sync is False
+        assert third.get_state(run_id).status is RunStatus.COMPLETED
