@@ -6,7 +6,6 @@ persistent stores (one commit per step, revision check, indexes for due timers a
 
 from __future__ import annotations
 
-import bisect
 import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -17,6 +16,7 @@ from abstractruntime.storage.base import (
     IndexedRunQueries,
     LedgerStore,
     RunStore,
+    SortedRunIndex,
     StepCommit,
     check_chain_heads,
     check_reservations,
@@ -38,8 +38,7 @@ class MemoryBackend:
         self._lock = threading.RLock()
         self._runs: Dict[str, bytes] = {}
         self._revisions: Dict[str, int] = {}
-        self._index: List[Tuple[str, str, str]] = []  # sorted (kind, value, run_id)
-        self._index_of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
+        self._index = SortedRunIndex()
         self._ledger: Dict[str, List[bytes]] = {}
         self._idem: Dict[Tuple[str, str], Tuple[str, int]] = {}
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
@@ -81,31 +80,10 @@ class MemoryBackend:
         return codec.decode_record(rows[-1]).get("record_hash") if rows else None
 
     def _reindex(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
-        old = self._index_of.get(run_id, ())
-        if old == entries:
-            return
-        for kind, value in old:
-            item = (kind, value, run_id)
-            i = bisect.bisect_left(self._index, item)
-            if i < len(self._index) and self._index[i] == item:
-                del self._index[i]
-        for kind, value in entries:
-            bisect.insort(self._index, (kind, value, run_id))
-        self._index_of[run_id] = entries
+        self._index.set(run_id, entries)
 
     def _scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
-        """Run ids with index entries ``(kind, v)`` for ``lo <= v`` (and ``v <= hi`` if given), in index order."""
-        out: List[str] = []
-        i = bisect.bisect_left(self._index, (kind, lo, ""))
-        while i < len(self._index):
-            k, v, run_id = self._index[i]
-            if k != kind or (hi is not None and v > hi):
-                break
-            out.append(run_id)
-            if limit is not None and len(out) >= limit:
-                break
-            i += 1
-        return out
+        return self._index.scan(kind, lo, hi, limit)
 
     def _load_many(self, run_ids: List[str]) -> List[RunState]:
         return [codec.decode_run(self._runs[r]) for r in run_ids if r in self._runs]

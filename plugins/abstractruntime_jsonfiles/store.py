@@ -71,7 +71,6 @@ path), so ``Runtime(run_store=JsonFileRunStore(d), ledger_store=JsonlLedgerStore
 
 from __future__ import annotations
 
-import bisect
 import json
 import os
 import re
@@ -98,6 +97,7 @@ from abstractruntime.storage.base import (
     LedgerStore,
     RunLocks,
     RunStore,
+    SortedRunIndex,
     StepCommit,
     check_chain_heads,
     check_reservations,
@@ -337,8 +337,7 @@ class JsonFilesBackend:
         self._closed = False
         self._ledgers: "OrderedDict[str, _Ledger]" = OrderedDict()
         # query index (built on the first query)
-        self._index: List[Tuple[str, str, str]] = []
-        self._index_of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
+        self._index = SortedRunIndex()
         self._file_sigs: Dict[str, Optional[Tuple[int, ...]]] = {}
         self._corrupt_runs: Dict[str, str] = {}
         self._scanned = False
@@ -362,7 +361,7 @@ class JsonFilesBackend:
             self._lock_file.close()
             self.run_locks.close()
             self._ledgers.clear()
-            self._index, self._index_of, self._file_sigs, self._corrupt_runs = [], {}, {}, {}
+            self._index, self._file_sigs, self._corrupt_runs = SortedRunIndex(), {}, {}
             self._scanned = False
 
     def _ensure_open(self) -> None:
@@ -724,20 +723,7 @@ class JsonFilesBackend:
 
     # --- query index --------------------------------------------------------------------------------------------
     def _set_entries(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
-        old = self._index_of.get(run_id, ())
-        if old == entries:
-            return
-        for kind, value in old:
-            item = (kind, value, run_id)
-            i = bisect.bisect_left(self._index, item)
-            if i < len(self._index) and self._index[i] == item:
-                del self._index[i]
-        for kind, value in entries:
-            bisect.insort(self._index, (kind, value, run_id))
-        if entries:
-            self._index_of[run_id] = entries
-        else:
-            self._index_of.pop(run_id, None)
+        self._index.set(run_id, entries)
 
     def _forget(self, run_id: str) -> None:
         self._set_entries(run_id, ())
@@ -810,18 +796,7 @@ class JsonFilesBackend:
             return fn()
 
     def scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
-        out: List[str] = []
-        index = self._index
-        i = bisect.bisect_left(index, (kind, lo, ""))
-        while i < len(index):
-            k, v, run_id = index[i]
-            if k != kind or (hi is not None and v > hi):
-                break
-            out.append(run_id)
-            if limit is not None and len(out) >= limit:
-                break
-            i += 1
-        return out
+        return self._index.scan(kind, lo, hi, limit)
 
     def all_run_ids(self) -> List[str]:
         return [r for r in self._file_sigs if r not in self._corrupt_runs]

@@ -11,6 +11,7 @@ writes, so such a pairing does not get the one-commit guarantee.
 from __future__ import annotations
 
 import abc
+import bisect
 import hashlib
 import os
 import threading
@@ -392,6 +393,48 @@ def filter_runs(
     return out
 
 
+class SortedRunIndex:
+    """An in-process ordered index of ``(kind, value, run_id)`` entries (:func:`index_entries`), for stores without
+    a native one (memory, JSON files): :meth:`set` replaces a run's entries, :meth:`scan` is a range scan. Not
+    thread-safe: the store calls it under its own lock."""
+
+    def __init__(self) -> None:
+        self._items: List[Tuple[str, str, str]] = []  # sorted
+        self._of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
+
+    def set(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
+        """Replace the run's entries (sorted, unique); ``()`` removes the run."""
+        old = self._of.get(run_id, ())
+        if old == entries:
+            return
+        for kind, value in old:
+            item = (kind, value, run_id)
+            i = bisect.bisect_left(self._items, item)
+            if i < len(self._items) and self._items[i] == item:
+                del self._items[i]
+        for kind, value in entries:
+            bisect.insort(self._items, (kind, value, run_id))
+        if entries:
+            self._of[run_id] = entries
+        else:
+            self._of.pop(run_id, None)
+
+    def scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
+        """Run ids with entries ``(kind, v)`` for ``lo <= v`` (and ``v <= hi`` if given), in index order."""
+        out: List[str] = []
+        items = self._items
+        i = bisect.bisect_left(items, (kind, lo, ""))
+        while i < len(items):
+            k, v, run_id = items[i]
+            if k != kind or (hi is not None and v > hi):
+                break
+            out.append(run_id)
+            if limit is not None and len(out) >= limit:
+                break
+            i += 1
+        return out
+
+
 class IndexedRunQueries:
     """The reference's query methods for a run store that keeps :func:`index_entries` ordered as
     ``(kind, value, run_id)`` (the memory, LMDB and JSON-files stores; a third-party store may use it too).
@@ -528,6 +571,7 @@ __all__ = [
     "filter_runs",
     "best_index_query",
     "IndexedRunQueries",
+    "SortedRunIndex",
     "add_call_metrics",
     "check_contiguous",
     "check_reservations",
