@@ -86,7 +86,7 @@ class Worker:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTRUNTIME_")}
         env["PYTHONPATH"] = os.pathsep.join([str(FLOWS)] + [p for p in [env.get("PYTHONPATH")] if p])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "abstractruntime.cli", "--store", dsn, "worker", "--concurrency",
+            [sys.executable, "-m", "abstractruntime_cli", "--store", dsn, "worker", "--concurrency",
              str(concurrency), "--workflows", "scaleout_flows:ALL", "--lease", str(lease),
              "--poll-interval", str(poll)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, env=env)

@@ -32,5 +32,11 @@ def test_wheel_contains_exactly_the_kernel_and_plugin_packages():
 
 
 def test_every_builtin_plugin_is_declared_as_an_entry_point():
-    eps = PYPROJECT["project"]["entry-points"]["abstractruntime"]
-    assert sorted(eps.values()) == _packages("plugins")
+    """Every package under plugins/ is a plugin (entry point ``abstractruntime``), the namespace overlay (entry point
+    ``abstractruntime.namespace``) or a library declared in ``[tool.abstractruntime] libraries``."""
+    eps = PYPROJECT["project"]["entry-points"]
+    plugins = list(eps["abstractruntime"].values())
+    overlays = list(eps["abstractruntime.namespace"].values())
+    libraries = PYPROJECT["tool"]["abstractruntime"]["libraries"]
+    assert sorted(plugins + overlays + libraries) == _packages("plugins")
+    assert len(set(plugins + overlays + libraries)) == len(plugins + overlays + libraries)

@@ -64,12 +64,16 @@ class StoreLocation:
 
 @frozen
 class StoreDescriptor:
-    """A store backend contributed by a plugin. ``factory(location)`` returns a ``StoreBackend``."""
+    """A store backend contributed by a plugin. ``factory(location)`` returns a ``StoreBackend``.
+
+    ``default_url()``, if given, makes this the store a runtime opens when configuration names none (one
+    installed store may offer it; the builtin ``lmdb`` does)."""
 
     name: str
     factory: Callable[[StoreLocation], "StoreBackend"]
     schemes: Tuple[str, ...] = field(converter=tuple, factory=tuple)
     description: str = ""
+    default_url: Optional[Callable[[], str]] = None
 
     def all_schemes(self) -> Tuple[str, ...]:
         return (self.name,) + tuple(s for s in self.schemes if s != self.name)

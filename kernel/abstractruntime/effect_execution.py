@@ -1,6 +1,7 @@
-"""Effect execution: the part of the tick loop that runs a step's effect (a mixin of ``Runtime``).
+"""Effect execution: the part of the tick loop that runs a step's effect (:class:`EffectExecutor`, owned by the
+``Runtime``).
 
-``_run_effect`` computes the idempotency key, reuses a recorded outcome or executes the effect through the
+``run_effect`` computes the idempotency key, reuses a recorded outcome or executes the effect through the
 ``abstractruntime_execute_effect`` hook (with retries, and for side-effecting handlers a committed ``started``
 reservation first, re-run in doubt after a crash), then applies the outcome to the run. ``execute_effect`` is the
 same dispatch without ledger rows, for handlers that compose effects. ``EffectDispatch`` is the kernel's own,
@@ -9,15 +10,17 @@ innermost ``execute_effect`` implementation: it calls the registered handler.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from . import codec
-from .descriptors import EffectCall
+from .descriptors import EffectCall, EffectHandlerDescriptor
 from .hookspecs import hookimpl
-from .ledger_rows import set_at_path
 from .ledger_rows import status_row as _status_row
 from .logs import get_logger
 from .models import Effect, EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, StepStatus
+from .paths import set_path
+from .plugins import Hooks
+from .policy import EffectPolicy
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -28,15 +31,15 @@ log = get_logger("abstractruntime")
 class EffectDispatch:
     """The kernel's own ``abstractruntime_execute_effect``: run the handler registered for the effect type."""
 
-    def __init__(self, runtime: "Runtime") -> None:
-        self._runtime = runtime
+    def __init__(self, handlers: Mapping[str, EffectHandlerDescriptor]) -> None:
+        self._handlers = handlers
 
     @hookimpl(trylast=True)
     def abstractruntime_execute_effect(self, call: EffectCall) -> EffectOutcome:
         effect_type = call.effect.type_value
-        desc = self._runtime._handlers.get(effect_type)
+        desc = self._handlers.get(effect_type)
         if desc is None:
-            installed = ", ".join(sorted(self._runtime._handlers)) or "(none)"
+            installed = ", ".join(sorted(self._handlers)) or "(none)"
             return EffectOutcome.failed(
                 f"No effect handler registered for {effect_type} (installed handlers: {installed}; "
                 f"install the plugin that provides it or pass effect_handlers={{...}})"
@@ -49,18 +52,34 @@ class EffectDispatch:
         return outcome
 
 
+#: ``commit(run, records, *, node_id, expected_revision, run_id, reservation)``: the runtime's commit path
+CommitFn = Callable[..., None]
+#: ``find_prior(run_id, idempotency_key) -> Optional[dict]``: the ledger row an earlier attempt left
+FindPriorFn = Callable[[str, str], Optional[Dict[str, Any]]]
 
-class EffectExecution:
-    """Runs a step's effect. Uses the runtime's ``_hooks``, ``_handlers``, ``_effect_policy``, ``_sleep``,
-    ``_commit`` and ``_find_prior``."""
 
-    def _run_effect(self, run: RunState, plan: StepPlan) -> List[StepRecord]:
+class EffectExecutor:
+    """Runs a step's effect: idempotent reuse, the ``started`` reservation of side-effecting handlers, retries with
+    backoff, and applying the outcome to the run. ``policy`` may be replaced (``Runtime.set_effect_policy``)."""
+
+    def __init__(self, *, runtime: "Runtime", hooks: Hooks, handlers: Mapping[str, EffectHandlerDescriptor],
+                 policy: EffectPolicy, commit: CommitFn, find_prior: FindPriorFn,
+                 sleep: Callable[[float], None]) -> None:
+        self._runtime = runtime
+        self._hooks = hooks
+        self._handlers = handlers
+        self.policy = policy
+        self._commit = commit
+        self._find_prior = find_prior
+        self._sleep = sleep
+
+    def run_effect(self, run: RunState, plan: StepPlan) -> List[StepRecord]:
         """Execute the plan's effect (with retries and idempotent reuse); apply the outcome to ``run``."""
         effect = plan.effect
         assert effect is not None
         node_id = plan.node_id
         codec.check_json(effect.payload, "effect.payload", run_id=run.run_id, node_id=node_id)
-        key = self._effect_policy.idempotency_key(run=run, node_id=node_id, effect=effect)
+        key = self.policy.idempotency_key(run=run, node_id=node_id, effect=effect)
         records: List[StepRecord] = []
         prior = self._find_prior(run.run_id, key)
         if prior is not None and prior.get("status") == StepStatus.COMPLETED.value:
@@ -78,7 +97,7 @@ class EffectExecution:
         compaction summarises through ``LLM_CALL``): the calling step records the outcome in its own result.
         A handler exception becomes a failed outcome."""
         call = EffectCall(run=run, effect=effect, node_id=node_id, default_next_node=default_next_node,
-                          idempotency_key=idempotency_key, attempt=1, runtime=self)
+                          idempotency_key=idempotency_key, attempt=1, runtime=self._runtime)
         try:
             outcome = self._hooks.execute_effect(call=call)
         except Exception as exc:
@@ -99,7 +118,7 @@ class EffectExecution:
         reserve = desc is not None and desc.side_effects
         if reserve:  # never start a side effect for a step whose checkpoint could not be written
             codec.check_run(run, node_id=plan.node_id)
-        max_attempts = self._effect_policy.max_attempts(effect)
+        max_attempts = self.policy.max_attempts(effect)
         attempt = 1
         in_doubt: Optional[StepRecord] = None
         if prior is not None and prior.get("status") == StepStatus.STARTED.value:
@@ -128,7 +147,7 @@ class EffectExecution:
                     records.append(started)
             call = EffectCall(
                 run=run, effect=effect, node_id=plan.node_id, default_next_node=plan.next_node,
-                idempotency_key=key, attempt=attempt, runtime=self,
+                idempotency_key=key, attempt=attempt, runtime=self._runtime,
             )
             try:
                 outcome = self._hooks.execute_effect(call=call)
@@ -160,7 +179,7 @@ class EffectExecution:
             records.append(started.finish_failure(error))
             if attempt >= max_attempts:
                 return EffectOutcome.failed(f"Effect failed after {attempt} attempts: {error}")
-            delay = self._effect_policy.backoff_seconds(effect=effect, attempt=attempt)
+            delay = self.policy.backoff_seconds(effect=effect, attempt=attempt)
             if delay > 0:
                 self._sleep(delay)
             attempt += 1
@@ -177,7 +196,7 @@ class EffectExecution:
             run.waiting = outcome.wait
         else:
             if effect.result_key and outcome.result is not None:
-                set_at_path(run.vars, effect.result_key, outcome.result)
+                set_path(run.vars, effect.result_key, outcome.result)
             if plan.next_node:
                 run.current_node = plan.next_node
             else:
@@ -186,4 +205,4 @@ class EffectExecution:
                 records.append(_status_row(run, RunStatus.COMPLETED.value))
 
 
-__all__ = ["EffectDispatch", "EffectExecution"]
+__all__ = ["EffectDispatch", "EffectExecutor"]

@@ -6,11 +6,17 @@ always with keyword arguments.
 
 Two kinds of hooks:
 
-* **Collectors** (``abstractruntime_register_*``) return lists of frozen descriptors. Names must be unique across
-  plugins; configuration chooses between duplicates, registration order never does.
+* **Collectors** (``abstractruntime_register_*``) return lists of frozen descriptors. Each plugin's implementation
+  is called through pluggy on its own (``Hooks.collect``): a third-party plugin whose collector raises or returns
+  the wrong type is disabled and reported, a builtin one fails the runtime. Names must be unique across plugins;
+  configuration chooses between duplicates, registration order never does.
 * **Lifecycle** hooks observe the tick loop. Observers' return values are ignored and an exception in an observer is
   logged, not raised (strict mode raises). ``abstractruntime_execute_effect`` is the one hook that *does* the work:
   the kernel's own implementation runs the registered handler; plugins wrap it with ``hookimpl(wrapper=True)``.
+
+A plugin that owns an extension point adds its own hookspecs from :func:`abstractruntime_add_hookspecs` (the
+``visualflow`` plugin's node types). Any function of a plugin named ``abstractruntime_*`` is a hook implementation
+(marked with ``hookimpl`` or not); one that matches no hookspec is a load failure, not a silent no-op.
 """
 
 from __future__ import annotations
@@ -29,8 +35,10 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, WaitState
     from .runtime import Runtime
+    from .storage.base import Precondition
 
 PROJECT = "abstractruntime"
+PREFIX = PROJECT + "_"
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -63,12 +71,15 @@ def abstractruntime_register_runtime_methods() -> "List[RuntimeMethodDescriptor]
     """
 
 
-@hookspec
-def abstractruntime_register_visual_node_types() -> "List[Any]":
-    """Collector. Return the VisualFlow node types this plugin provides (``VisualNodeType`` descriptors, defined by
-    the ``visualflow`` plugin: type name, pins, defaults, handler or effect mapping).
+@hookspec(historic=True)
+def abstractruntime_add_hookspecs(pluginmanager: "pluggy.PluginManager") -> None:
+    """Work. Add the hookspecs of an extension point this plugin owns: ``pluginmanager.add_hookspecs(module)``.
 
-    The builtin catalogue registers its node types through this hook exactly as a third-party package does.
+    Called once for each plugin as it is registered (a historic hook), before any other hook of a runtime is
+    called, so plugins registered earlier or later may implement the new hooks. The ``visualflow`` plugin adds
+    ``abstractruntime_register_visual_node_types`` this way.
+
+    .. versionadded:: 0.5
     """
 
 
@@ -78,12 +89,28 @@ def abstractruntime_register_cli_commands() -> "List[CliCommandDescriptor]":
 
 
 @hookspec
-def abstractruntime_prepare_ledger_records(runtime: "Runtime", run_id: str, records: "List[StepRecord]") -> None:
+def abstractruntime_prepare_ledger_records(
+    runtime: "Runtime", run_id: str, records: "List[StepRecord]"
+) -> "Optional[Precondition]":
     """Work. Ledger records of ``run_id`` are about to be committed, in this order; implementations may set
     fields on them (the provenance plugin sets ``prev_hash``, ``record_hash`` and ``signature``).
 
-    Called inside the run's single-writer section just before the records are encoded, once per commit, for
-    every store. Raising aborts the commit: nothing is written.
+    Called inside the run's single-writer section just before the records are encoded, once per run per commit,
+    for every store. Raising aborts the commit: nothing is written. An implementation may return a
+    *precondition* (``precondition(view) -> None``, see ``StepCommit.preconditions``) that the store checks inside
+    its write transaction; the provenance plugin's refuses records chained to a stale head.
+
+    .. versionchanged:: 0.5 may return a commit precondition.
+    """
+
+
+@hookspec
+def abstractruntime_prepare_new_run(runtime: "Runtime", run: "RunState") -> None:
+    """Work. ``start`` built a new run that is about to be checkpointed for the first time; implementations may
+    fill in ``run.vars`` (the abstractcore plugin records the configured provider and model in ``vars._runtime``).
+    Raising aborts ``start``: nothing is written.
+
+    .. versionadded:: 0.5
     """
 
 

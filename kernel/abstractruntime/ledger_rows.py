@@ -1,24 +1,11 @@
-"""Ledger rows the kernel writes itself (terminal status, completion, resume) and the ``result_key`` writer."""
+"""Ledger rows the kernel writes itself (terminal status, completion, resume)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any, Dict
+from typing import Any
 
 from .models import RunState, StepRecord, StepStatus, utc_now_iso
-
-
-def set_at_path(target: Dict[str, Any], dotted: str, value: Any) -> None:
-    """Write ``value`` at a dotted path in ``target``; missing or non-dict intermediates become new dicts."""
-    parts = dotted.split(".")
-    cur = target
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
 
 
 def status_row(run: RunState, status: str) -> StepRecord:

@@ -1,9 +1,10 @@
 """The read side of a runtime: ledger subscriptions, node traces derived from the ledger, and the limits of
-``vars._limits`` (the :class:`RunObservation` mixin of :class:`~abstractruntime.Runtime` and its helpers)."""
+``vars._limits`` (:class:`RunObservation`, owned by the :class:`~abstractruntime.Runtime`, and its helpers)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+import threading
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import codec
 from .logs import get_logger
@@ -86,10 +87,18 @@ def build_node_traces(rows: Sequence[Mapping[str, Any]], keep: int = 100) -> Dic
 
 
 class RunObservation:
-    """Ledger subscriptions, node traces and limits (a mixin of :class:`~abstractruntime.Runtime`). Uses the
-    runtime's ``_load``, ``_ledger_store``, ``_config``, ``_update``, ``_locks_guard`` and ``_subscribers``."""
+    """Ledger subscriptions, node traces and limits. ``load(run_id)`` raises for an unknown run; ``update(run_id,
+    mutate)`` is the runtime's retried load-mutate-commit."""
 
-    # --- observation: ledger subscriptions, node traces -------------------------------------------------------
+    def __init__(self, *, load: Callable[[str], RunState], ledger_store: Any, config: RuntimeConfig,
+                 update: Callable[..., RunState]) -> None:
+        self._load = load
+        self._ledger_store = ledger_store
+        self._config = config
+        self._update = update
+        self._guard = threading.Lock()
+        self._subscribers: Tuple[Tuple[Callable[[Dict[str, Any]], None], Optional[str]], ...] = ()
+
     def subscribe_ledger(
         self, callback: Callable[[Dict[str, Any]], None], *, run_id: Optional[str] = None
     ) -> Callable[[], None]:
@@ -99,16 +108,16 @@ class RunObservation:
         swallowed. Returns the unsubscribe function.
         """
         entry = (callback, run_id)
-        with self._locks_guard:
+        with self._guard:
             self._subscribers = self._subscribers + (entry,)
 
         def unsubscribe() -> None:
-            with self._locks_guard:
+            with self._guard:
                 self._subscribers = tuple(e for e in self._subscribers if e is not entry)
 
         return unsubscribe
 
-    def _publish(self, records: Sequence[StepRecord]) -> None:
+    def publish(self, records: Sequence[StepRecord]) -> None:
         subscribers = self._subscribers
         if not subscribers:
             return

@@ -12,18 +12,23 @@ Loading policy:
 * a third-party plugin that fails to import or register is recorded (``Runtime.plugins()``) and logged, and the
   runtime starts without it -- unless ``strict`` is set, then it raises :class:`PluginError`;
 * ``block`` names are never loaded; with an ``allow`` list only the listed third-party plugins are loaded;
-  ``autoload=False`` loads only the builtin plugins and the plugin objects passed explicitly.
+  ``autoload=False`` loads only the builtin plugins and the plugin objects passed explicitly;
+* after loading, a plugin whose ``abstractruntime_requires`` names a plugin that is not loaded, or that implements
+  an ``abstractruntime_*`` hook no hookspec declares, fails under the same policy (:meth:`Hooks.fail`).
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from importlib import metadata
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
+import attrs
 import pluggy
-from .logs import get_logger
 from attrs import frozen
+
+from .logs import get_logger
 
 from . import hookspecs
 from .descriptors import (
@@ -33,14 +38,17 @@ from .descriptors import (
     RuntimeMethodDescriptor,
     StoreDescriptor,
 )
-from .errors import ConfigurationError, DuplicateProviderError, PluginError
+from .errors import ConfigurationError, DuplicateProviderError, PluginError, UnknownStoreError
 from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
-from .settings import PluginSettings
+from .settings import PluginSettings, parse_store_url
+from .storage.base import StoreBackend
 
 log = get_logger("abstractruntime.plugins")
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 OWN_DISTRIBUTION = "abstractruntime"
+#: a plugin's module-level tuple of the plugin names it needs loaded, e.g. ``abstractruntime_requires = ("events",)``
+REQUIRES_ATTRIBUTE = "abstractruntime_requires"
 
 
 @frozen
@@ -53,6 +61,8 @@ class PluginInfo:
     status: str  # "loaded" | "failed" | "blocked" | "not-allowed" | "not-autoloaded"
     error: Optional[str] = None
     builtin: bool = False
+    #: passed to ``Runtime(plugins=[...])`` by the host
+    explicit: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -81,11 +91,26 @@ def refresh_entry_points() -> None:
     _entry_points.cache_clear()
 
 
+class _PluginManager(pluggy.PluginManager):
+    """Any routine of a plugin named ``abstractruntime_*`` is a hook implementation, marked or not (as pytest treats
+    ``pytest_*``), so a misspelled hook name reaches :func:`_check_pending` instead of being silently ignored."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(hookspecs.PREFIX) and name != REQUIRES_ATTRIBUTE:
+            if inspect.isroutine(getattr(plugin, name, None)):
+                opts = {}
+        return opts
+
+
 def build_plugin_manager(
     settings: PluginSettings, extra_plugins: Sequence[Any] = ()
 ) -> Tuple[pluggy.PluginManager, List[PluginInfo]]:
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    """A plugin manager with the entry-point plugins the settings allow and ``extra_plugins``, checked: every
+    ``abstractruntime_*`` implementation matches a hookspec and every required plugin is loaded."""
+    pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
+    pm.hook.abstractruntime_add_hookspecs.call_historic(kwargs={"pluginmanager": pm})
     infos: List[PluginInfo] = []
     blocked = set(settings.block)
     allowed = set(settings.allow) if settings.allow is not None else None
@@ -133,8 +158,45 @@ def build_plugin_manager(
         if pm.is_registered(plugin):
             continue
         pm.register(plugin, name=name if not pm.has_plugin(name) else None)
-        infos.append(PluginInfo(pm.get_name(plugin) or name, None, None, "loaded", None, False))
-    return pm, infos
+        infos.append(PluginInfo(pm.get_name(plugin) or name, None, None, "loaded", None, False, explicit=True))
+    hooks = Hooks(pm, strict=settings.strict, infos=infos)
+    _check_requirements(hooks, blocked)
+    _check_pending(hooks)
+    return pm, hooks.infos
+
+
+def _check_requirements(hooks: "Hooks", blocked: Set[str]) -> None:
+    """Every loaded plugin's ``abstractruntime_requires`` names loaded plugins; else the requiring plugin fails."""
+    changed = True
+    while changed:  # disabling one plugin can break another that requires it
+        changed = False
+        status = {i.name: i.status for i in hooks.infos}
+        for info in list(hooks.infos):
+            plugin = hooks.plugin_manager.get_plugin(info.name) if info.status == "loaded" else None
+            missing = [r for r in getattr(plugin, REQUIRES_ATTRIBUTE, ()) if status.get(r) != "loaded"]
+            if plugin is None or not missing:
+                continue
+            required = missing[0]
+            why = ("is blocked ([abstractruntime.plugins] block)" if required in blocked
+                   else "is not installed" if required not in status else f"is {status[required]}")
+            hooks.fail(info.name, f"plugin {info.name!r} requires plugin {required!r}, which {why}; unblock or "
+                                  f"install {required!r}, or block {info.name!r} too")
+            changed = True
+            break
+
+
+def _check_pending(hooks: "Hooks") -> None:
+    """pluggy's ``check_pending``, applied with the loading policy: an ``abstractruntime_*`` implementation that
+    matches no hookspec (a misspelled hook) is a load failure of the plugin that has it."""
+    pm = hooks.plugin_manager
+    for name, caller in list(vars(pm.hook).items()):
+        if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if not impl.optionalhook and pm.is_registered(impl.plugin):
+                hooks.fail(impl.plugin_name, f"{name} is not a hook of AbstractRuntime (a misspelled hook name?); "
+                                             f"the hooks are listed in docs/hooks.md")
+    pm.check_pending()
 
 
 class Hooks:
@@ -154,65 +216,55 @@ class Hooks:
         return self._pm
 
     # --- collectors -------------------------------------------------------------------------------------------
-    def _collect(self, hook_name: str) -> List[Tuple[str, Any]]:
+    def collect(self, hook_name: str, cls: type) -> List[Tuple[str, Any]]:
+        """``(plugin name, item)`` for every item the plugins return from the collector ``hook_name``.
+
+        Each plugin's implementation is called through pluggy on its own (wrappers and hook monitoring see it), so
+        one plugin's failure is attributed to it: a collector that raises or returns something other than ``cls``
+        instances fails its plugin under the one policy of :meth:`fail`.
+        """
+        hook = getattr(self._hook, hook_name, None)
+        if hook is None:
+            return []
+        impls = [i for i in hook.get_hookimpls() if not (i.hookwrapper or i.wrapper)]
         out: List[Tuple[str, Any]] = []
-        builtin = {i.name for i in self.infos if i.builtin}
-        for impl in getattr(self._hook, hook_name).get_hookimpls():
+        for impl in impls:
+            others = [i.plugin for i in impls if i is not impl]
             try:
-                result = list(impl.function() or ())
+                results = self._pm.subset_hook_caller(hook_name, remove_plugins=others)()
+                items = [item for result in results for item in (result or ())]
+                bad = next((item for item in items if not isinstance(item, cls)), None)
+                if bad is not None:
+                    raise TypeError(f"returned {type(bad).__name__}, expected {cls.__name__}")
             except Exception as exc:
-                error = f"{hook_name} raised {type(exc).__name__}: {exc}"
-                if impl.plugin_name in builtin or self._strict:
-                    raise PluginError(f"Plugin {impl.plugin_name!r}: {error}") from exc
-                self._disable(impl.plugin_name, error)
+                self.fail(impl.plugin_name, f"{hook_name}: {type(exc).__name__}: {exc}", exc)
                 continue
-            for item in result:
-                out.append((impl.plugin_name, item))
+            out.extend((impl.plugin_name, item) for item in items)
         return out
 
-    def _disable(self, name: str, error: str) -> None:
-        """A third-party plugin failed to register: record it, unregister it, keep going."""
+    def fail(self, name: str, error: str, cause: Optional[BaseException] = None) -> None:
+        """The one failure policy: a builtin plugin (or one passed explicitly) raises :class:`PluginError`, and so
+        does any plugin in strict mode; a third-party plugin is unregistered, reported as ``failed`` by
+        ``Runtime.plugins()`` and logged, and the runtime goes on without it."""
+        info = next((i for i in self.infos if i.name == name), None)
+        if info is None or info.builtin or info.explicit or self._strict:
+            raise PluginError(f"Plugin {name!r}: {error}") from cause
         log.warning("plugin_failed", plugin=name, error=error)
         if self._pm.has_plugin(name):
             self._pm.unregister(name=name)
-        for i, info in enumerate(self.infos):
-            if info.name == name:
-                self.infos[i] = PluginInfo(info.name, info.distribution, info.version, "failed", error, info.builtin)
+        self.infos[self.infos.index(info)] = attrs.evolve(info, status="failed", error=error)
 
     def effect_handlers(self) -> List[Tuple[str, EffectHandlerDescriptor]]:
-        items = self._collect("abstractruntime_register_effect_handlers")
-        for provider, item in items:
-            if not isinstance(item, EffectHandlerDescriptor):
-                raise PluginError(
-                    f"Plugin {provider!r} returned {type(item).__name__} from abstractruntime_register_effect_handlers;"
-                    f" expected EffectHandlerDescriptor"
-                )
-        return items
+        return self.collect("abstractruntime_register_effect_handlers", EffectHandlerDescriptor)
 
     def stores(self) -> List[Tuple[str, StoreDescriptor]]:
-        items = self._collect("abstractruntime_register_stores")
-        for provider, item in items:
-            if not isinstance(item, StoreDescriptor):
-                raise PluginError(
-                    f"Plugin {provider!r} returned {type(item).__name__} from abstractruntime_register_stores;"
-                    f" expected StoreDescriptor"
-                )
-        return items
+        return self.collect("abstractruntime_register_stores", StoreDescriptor)
 
     def runtime_methods(self) -> List[Tuple[str, RuntimeMethodDescriptor]]:
-        return self._typed("abstractruntime_register_runtime_methods", RuntimeMethodDescriptor)
+        return self.collect("abstractruntime_register_runtime_methods", RuntimeMethodDescriptor)
 
     def cli_commands(self) -> List[Tuple[str, CliCommandDescriptor]]:
-        return self._typed("abstractruntime_register_cli_commands", CliCommandDescriptor)
-
-    def _typed(self, hook_name: str, cls: type) -> List[Tuple[str, Any]]:
-        items = self._collect(hook_name)
-        for provider, item in items:
-            if not isinstance(item, cls):
-                raise PluginError(
-                    f"Plugin {provider!r} returned {type(item).__name__} from {hook_name}; expected {cls.__name__}"
-                )
-        return items
+        return self.collect("abstractruntime_register_cli_commands", CliCommandDescriptor)
 
     def fault_point(self, *, point: str, run_id: str) -> None:
         hook = self._hook.abstractruntime_fault_point
@@ -225,10 +277,17 @@ class Hooks:
             return None
         return hook(runtime=runtime, run=run)
 
-    def prepare_ledger_records(self, *, runtime: Any, run_id: str, records: List[StepRecord]) -> None:
+    def prepare_ledger_records(self, *, runtime: Any, run_id: str, records: List[StepRecord]) -> List[Any]:
+        """The commit preconditions the implementations return (see the hookspec)."""
         hook = self._hook.abstractruntime_prepare_ledger_records
+        if not hook.get_hookimpls():
+            return []
+        return [p for p in hook(runtime=runtime, run_id=run_id, records=records) if p is not None]
+
+    def prepare_new_run(self, *, runtime: Any, run: RunState) -> None:
+        hook = self._hook.abstractruntime_prepare_new_run
         if hook.get_hookimpls():
-            hook(runtime=runtime, run_id=run_id, records=records)
+            hook(runtime=runtime, run=run)
 
     # --- work -------------------------------------------------------------------------------------------------
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:
@@ -308,10 +367,32 @@ def select_effect_handlers(
     return out
 
 
+def open_store(provided: Sequence[Tuple[str, StoreDescriptor]], url: Optional[str],
+               options: Mapping[str, Any]) -> Any:
+    """Open the store ``url`` names (``options`` under its query parameters) with the plugin that provides its
+    scheme; without a URL, the one store a plugin offers as the default (``StoreDescriptor.default_url``)."""
+    names = ", ".join(sorted({d.name for _p, d in provided})) or "(none installed)"
+    if url is None:
+        defaults = [d for _p, d in provided if d.default_url is not None]
+        if len(defaults) != 1:
+            raise ConfigurationError(
+                f"No store is configured and {'no' if not defaults else 'more than one'} installed store offers a "
+                f"default; configure one, e.g. Runtime.from_config({{'store': 'memory://'}}) or ABSTRACTRUNTIME_STORE "
+                f"(available stores: {names})")
+        url = defaults[0].default_url()  # type: ignore[misc]
+    try:
+        location = parse_store_url(url, options)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{exc}. Available stores: {names}") from None
+    backend = select_store(provided, location.scheme).factory(location)
+    if not isinstance(backend, StoreBackend):
+        raise PluginError(f"The factory of store {location.scheme!r} returned {type(backend).__name__}, not a "
+                          f"StoreBackend")
+    return backend
+
+
 def select_store(provided: Iterable[Tuple[str, StoreDescriptor]], scheme: str) -> StoreDescriptor:
     """The store descriptor for a URL scheme or store name; unknown -> :class:`UnknownStoreError`."""
-    from .errors import UnknownStoreError
-
     by_scheme: Dict[str, List[Tuple[str, StoreDescriptor]]] = {}
     names: List[str] = []
     for provider, desc in provided:

@@ -9,6 +9,7 @@ twice. The kernel contains no effect handler and no store: both come from plugin
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import weakref
@@ -16,19 +17,25 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 from attrs import define
 
-from . import codec
+from .commit import Mutate, RunWriter
 from .descriptors import EffectHandlerDescriptor, legacy_handler
+from .effect_execution import EffectDispatch, EffectExecutor
 from .errors import (
     ConcurrentModificationError,
     ConfigurationError,
+    DuplicateProviderError,
     RunNotWaitingError,
     RunPausedError,
-    UnknownRunError,
     WaitKeyMismatchError,
+    WorkflowSpecError,
 )
+from .ledger_rows import row as _row
+from .ledger_rows import status_row as _status_row
 from .logs import get_logger
 from .models import (
+    Effect,
     EffectOutcome,
+    LimitWarning,
     RunState,
     RunStatus,
     RuntimeConfig,
@@ -41,15 +48,13 @@ from .models import (
     effect_type_value,
     utc_now_iso,
 )
-from .ledger_rows import row as _row
-from .ledger_rows import set_at_path
-from .ledger_rows import status_row as _status_row
-from .effect_execution import EffectDispatch, EffectExecution
-from .observation import RunObservation, build_node_traces, limit_status
-from .plugins import Hooks, PluginInfo, build_plugin_manager, select_effect_handlers, select_store
+from .observation import RunObservation
+from .paths import set_path
+from .plugins import Hooks, PluginInfo, build_plugin_manager, open_store, select_effect_handlers
 from .policy import DefaultEffectPolicy, EffectPolicy
-from .settings import Settings, default_store_url, load_settings, parse_store_url
-from .storage.base import StepCommit, committer_for
+from .settings import Settings, load_settings
+from .stash import Stash
+from .storage.base import Capability, StoreBackend, backend_for
 from .timeutil import now_utc, parse_instant
 
 log = get_logger("abstractruntime")
@@ -63,12 +68,18 @@ class DefaultRunContext:
         return utc_now_iso()
 
 
-class Runtime(EffectExecution, RunObservation):
+class Runtime:
     """A durable workflow runtime.
 
     Reference-compatible construction: ``Runtime(run_store=..., ledger_store=...)``. Without stores, the store
-    comes from configuration (``settings`` / ``Runtime.from_config``): by default LMDB in
-    :func:`abstractruntime.settings.default_home`.
+    comes from configuration (``settings`` / ``Runtime.from_config``), else the store plugin that offers a default
+    (LMDB in :func:`abstractruntime.settings.default_home`).
+
+    It is composed of a :class:`~abstractruntime.commit.RunWriter` (every write), an
+    :class:`~abstractruntime.effect_execution.EffectExecutor` (a step's effect) and a
+    :class:`~abstractruntime.observation.RunObservation` (subscriptions, traces, limits). Plugins keep per-runtime
+    state in :attr:`stash`; the methods they add (``abstractruntime_register_runtime_methods``) are bound on the
+    instance, with their own signature and docstring (``dir()``, ``help()``, :meth:`plugin_methods`).
     """
 
     def __init__(
@@ -85,68 +96,79 @@ class Runtime(EffectExecution, RunObservation):
         chat_summarizer: Any = None,
         settings: Union[None, Settings, Mapping[str, Any]] = None,
         plugins: Sequence[Any] = (),
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Optional[Callable[[float], None]] = None,
     ) -> None:
         self._settings = load_settings(settings) if not isinstance(settings, Settings) else settings
+        self.stash = Stash()
         pm, infos = build_plugin_manager(self._settings.plugins, plugins)
-        self._plugin_infos: List[PluginInfo] = infos
-        self._hooks = Hooks(pm, strict=self._settings.plugins.strict, infos=self._plugin_infos)
-        pm.register(EffectDispatch(self), name="abstractruntime.kernel")
+        self._hooks = Hooks(pm, strict=self._settings.plugins.strict, infos=infos)
 
-        self._owned_backend = None
+        self._owned_backend: Optional[StoreBackend] = None
         if run_store is None and ledger_store is None:
-            backend = self.open_store(self._settings.store or default_store_url())
-            self._owned_backend = backend
-            run_store, ledger_store = backend.run_store, backend.ledger_store
+            self._owned_backend = self.open_store(self._settings.store)
+            run_store, ledger_store = self._owned_backend.run_store, self._owned_backend.ledger_store
         elif run_store is None or ledger_store is None:
             raise ConfigurationError(
                 "Pass both run_store and ledger_store, or neither (the store then comes from configuration)"
             )
         self._run_store = run_store
         self._ledger_store = ledger_store
-        self._commit_fn = committer_for(run_store, ledger_store)
-        self._run_locks = getattr(getattr(run_store, "backend", None), "run_locks", None)
+        self._backend = backend_for(run_store, ledger_store)
+        self._run_locks = self._backend.run_locks if self._backend.supports(Capability.RUN_LOCKS) else None
 
         selected = select_effect_handlers(self._hooks.effect_handlers(), self._settings.effects)
         self._handlers: Dict[str, EffectHandlerDescriptor] = {t: desc for t, (_p, desc) in selected.items()}
         self._handler_providers: Dict[str, str] = {t: provider for t, (provider, _d) in selected.items()}
-        self._methods: Dict[str, Callable[..., Any]] = {}
-        for provider, desc in self._hooks.runtime_methods():
-            if desc.name in self._methods or hasattr(type(self), desc.name):
-                from .errors import DuplicateProviderError
-
-                raise DuplicateProviderError(kind="runtime method", name=desc.name, providers=[provider],
-                                             hint="It is already defined by the kernel or another plugin.")
-            self._methods[desc.name] = desc.function
         for etype, fn in (effect_handlers or {}).items():
             key = effect_type_value(etype)
             self._handlers[key] = EffectHandlerDescriptor(effect_type=key, handler=legacy_handler(fn))
             self._handler_providers[key] = "host"
+        pm.register(EffectDispatch(self._handlers), name="abstractruntime.kernel")
+        self._methods: Dict[str, Callable[..., Any]] = {}
+        self._bind_plugin_methods()
 
         self._context = context if context is not None else DefaultRunContext()
         self._workflow_registry = workflow_registry
         self._artifact_store = artifact_store
-        self._effect_policy: EffectPolicy = effect_policy if effect_policy is not None else DefaultEffectPolicy()
         self._config = config if config is not None else RuntimeConfig()
         self._chat_summarizer = chat_summarizer
-        self._sleep = sleep
         self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
-        self._subscribers: tuple = ()
+        self._writer = RunWriter(runtime=self, backend=self._backend, run_store=run_store,
+                                 ledger_store=ledger_store, hooks=self._hooks, publish=self._publish)
+        self._observation = RunObservation(load=self._writer.load, ledger_store=ledger_store, config=self._config,
+                                           update=self._writer.update)
+        self._effects = EffectExecutor(
+            runtime=self, hooks=self._hooks, handlers=self._handlers,
+            policy=effect_policy if effect_policy is not None else DefaultEffectPolicy(),
+            commit=self._writer.commit, find_prior=self._writer.find_prior,
+            sleep=sleep if sleep is not None else (lambda seconds: time.sleep(seconds)),  # looked up at call time
+        )
         try:
             self._hooks.runtime_created(runtime=self)
         except BaseException:
             self.close()  # the store this runtime opened, if any
             raise
 
-    def __getattr__(self, name: str) -> Any:
-        # Methods contributed by plugins (abstractruntime_register_runtime_methods), e.g. list_evidence.
-        methods = self.__dict__.get("_methods")
-        if methods is not None and name in methods:
-            fn = methods[name]
-            return lambda *args, **kwargs: fn(self, *args, **kwargs)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}"
-                             + (" (is the plugin that provides it installed?)" if methods is not None else ""))
+    def _bind_plugin_methods(self) -> None:
+        """Bind the methods plugins add as instance attributes that keep the function's name, signature (minus
+        ``runtime``) and docstring, so ``dir()``, ``help()`` and ``inspect.signature`` show them."""
+        for provider, desc in self._hooks.runtime_methods():
+            if desc.name in self._methods or hasattr(type(self), desc.name):
+                raise DuplicateProviderError(kind="runtime method", name=desc.name, providers=[provider],
+                                             hint="It is already defined by the kernel or another plugin.")
+            method = functools.update_wrapper(functools.partial(desc.function, self), desc.function)
+            method.__name__ = desc.name  # type: ignore[attr-defined]
+            self._methods[desc.name] = desc.function
+            setattr(self, desc.name, method)
+
+    def __getattr__(self, name: str) -> Any:  # only reached for names that are neither kernel nor plugin methods
+        hint = " (is the plugin that provides it installed?)" if "_methods" in self.__dict__ else ""
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}{hint}")
+
+    def plugin_methods(self) -> Dict[str, Callable[..., Any]]:
+        """The methods plugins added to this runtime, by name (each is also an attribute of the runtime)."""
+        return {name: getattr(self, name) for name in sorted(self._methods)}
 
     # --- construction helpers ---------------------------------------------------------------------------------
     @classmethod
@@ -156,16 +178,10 @@ class Runtime(EffectExecution, RunObservation):
         """Build a runtime from a dict, a TOML file path, or (``None``) the environment; see ``settings``."""
         return cls(settings=load_settings(config), **kwargs)
 
-    def open_store(self, url: str) -> Any:
-        """Open a store backend by URL (``lmdb:///path``, ``memory://``) through the store plugins."""
-        provided = self._hooks.stores()
-        try:
-            location = parse_store_url(url, self._settings.store_options)
-        except ConfigurationError as exc:
-            names = ", ".join(sorted({d.name for _p, d in provided})) or "(none installed)"
-            raise ConfigurationError(f"{exc}. Available stores: {names}") from None
-        desc = select_store(provided, location.scheme)
-        return desc.factory(location)
+    def open_store(self, url: Optional[str] = None) -> StoreBackend:
+        """Open a store backend by URL (``lmdb:///path``, ``memory://``) through the store plugins; without a URL,
+        the store a plugin offers as the default (``StoreDescriptor.default_url``)."""
+        return open_store(self._hooks.stores(), url, self._settings.store_options)
 
     def close(self) -> None:
         """Close the store this runtime opened from configuration (stores passed in are the caller's)."""
@@ -198,7 +214,12 @@ class Runtime(EffectExecution, RunObservation):
 
     @property
     def effect_policy(self) -> EffectPolicy:
-        return self._effect_policy
+        return self._effects.policy
+
+    @property
+    def backend(self) -> StoreBackend:
+        """The store backend steps are committed through (its capabilities and sibling services)."""
+        return self._backend
 
     @property
     def config(self) -> RuntimeConfig:
@@ -228,22 +249,19 @@ class Runtime(EffectExecution, RunObservation):
         self._artifact_store = store
 
     def set_effect_policy(self, policy: EffectPolicy) -> None:
-        self._effect_policy = policy
+        self._effects.policy = policy
 
     def plugins(self) -> List[PluginInfo]:
         """Every plugin found: name, distribution, version, status (loaded/failed/blocked/...), error."""
-        return list(self._plugin_infos)
+        return list(self._hooks.infos)
 
     def effect_handler_types(self) -> Dict[str, str]:
         """Installed effect types and the plugin providing each (``"host"`` for ``effect_handlers=``)."""
         return dict(sorted(self._handler_providers.items()))
 
-    # --- store access -----------------------------------------------------------------------------------------
+    # --- store access and the write path (RunWriter) ----------------------------------------------------------
     def _load(self, run_id: str) -> RunState:
-        run = self._run_store.load(run_id)
-        if run is None:
-            raise UnknownRunError(run_id)
-        return run
+        return self._writer.load(run_id)
 
     def _lock(self, run_id: str) -> threading.RLock:
         with self._locks_guard:
@@ -253,92 +271,54 @@ class Runtime(EffectExecution, RunObservation):
                 self._locks[run_id] = lock
             return lock
 
-    def _commit(
-        self,
-        run: Optional[RunState],
-        records: Sequence[StepRecord],
-        *,
-        node_id: Optional[str],
-        expected_revision: Optional[int],
-        previous_status: Optional[RunStatus] = None,
-        run_id: Optional[str] = None,
-        reservation: bool = False,
-    ) -> None:
-        """Check, encode and write one step. Raises before writing anything if a value is not plain JSON."""
-        run_json = None
-        old_revision = run.revision if run is not None else None
-        try:
-            if run is not None:
-                run.updated_at = utc_now_iso()
-                run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
-                run_json = codec.encode_run(run, node_id=node_id)
-            if records:
-                by_run: Dict[str, List[StepRecord]] = {}
-                for r in records:
-                    by_run.setdefault(r.run_id, []).append(r)
-                for rid_, recs in by_run.items():
-                    self._hooks.prepare_ledger_records(runtime=self, run_id=rid_, records=recs)
-            record_jsons = [codec.encode_record(r) for r in records]
-        except BaseException:
-            if run is not None:
-                run.revision = old_revision  # nothing was written: the object keeps its last committed revision
-            raise
-        rid = run.run_id if run is not None else (run_id or records[0].run_id)
-        self._hooks.fault_point(point="commit:before", run_id=rid)
-        self._commit_fn(
-            StepCommit(
-                run=run,
-                run_json=run_json,
-                records=records,
-                record_jsons=record_jsons,
-                expected_revision=expected_revision,
-                reservation=reservation,
-            )
-        )
-        self._hooks.fault_point(point="commit:after", run_id=rid)
-        if records:
-            self._hooks.ledger_appended(run_id=rid, records=records)
-            self._publish(records)
-        if run is not None and previous_status is not None and run.status is not previous_status:
-            self._hooks.run_status_changed(run=run, previous_status=previous_status, runtime=self)
-            log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status.value)
+    def _commit(self, run: Optional[RunState], records: Sequence[StepRecord], **kwargs: Any) -> None:
+        self._writer.commit(run, records, **kwargs)
 
-    # --- for plugins: the same commit path the tick loop uses ----------------------------------------------------
-    def commit(
-        self,
-        run: Optional[RunState],
-        records: Sequence[StepRecord] = (),
-        *,
-        expected_revision: Optional[int] = None,
-        run_id: Optional[str] = None,
-    ) -> None:
-        """Check, encode and write ``run`` (may be None: ledger-only) and ``records`` in one store commit, through
-        every hook (ledger-record preparation, status and ledger observers). ``expected_revision`` is the revision
-        the stored run must still have (None: no check, e.g. a new run)."""
-        previous = None
-        if run is not None and expected_revision is not None:
-            stored = self._run_store.load(run.run_id)
-            previous = stored.status if stored is not None else None
-        self._commit(run, list(records), node_id=run.current_node if run is not None else None,
-                     expected_revision=expected_revision, previous_status=previous, run_id=run_id)
+    def _publish(self, records: Sequence[StepRecord]) -> None:
+        self._observation.publish(records)
 
-    def update_run(self, run_id: str, mutate: Callable[[RunState], Optional[List[StepRecord]]]) -> RunState:
-        """Load the run, apply ``mutate(run)`` and commit it with the ledger records it returns (``None``: no
-        change, nothing written), retrying if another writer committed in between. Returns the new state."""
-        return self._update(run_id, mutate)
+    def commit(self, run: Optional[RunState], records: Sequence[StepRecord] = (), *,
+               expected_revision: Optional[int] = None, run_id: Optional[str] = None) -> None:
+        """For plugins: check, encode and write ``run`` (may be None: ledger-only) and ``records`` in one store
+        commit, through every hook (ledger-record preparation, status and ledger observers). ``expected_revision``
+        is the revision the stored run must still have (None: no check, e.g. a new run)."""
+        self._writer.commit_for_plugin(run, records, expected_revision=expected_revision, run_id=run_id)
 
-    def _find_prior(self, run_id: str, key: str) -> Optional[Dict[str, Any]]:
-        """The latest ledger row with this idempotency key (indexed when the store supports it)."""
-        finder = getattr(self._ledger_store, "find_by_idempotency_key", None)
-        if finder is not None:
-            return finder(run_id, key)
-        latest = None
-        for row in self._ledger_store.list(run_id):
-            if row.get("idempotency_key") == key:
-                if row.get("status") == StepStatus.COMPLETED.value:
-                    return row
-                latest = row
-        return latest
+    def update_run(self, run_id: str, mutate: Mutate) -> RunState:
+        """For plugins: load the run, apply ``mutate(run)`` and commit it with the ledger records it returns
+        (``None``: no change, nothing written), retrying if another writer committed in between."""
+        return self._writer.update(run_id, mutate)
+
+    def execute_effect(self, run: RunState, effect: Effect, *, node_id: str, idempotency_key: str,
+                       default_next_node: Optional[str] = None) -> EffectOutcome:
+        """For handlers that compose effects: execute ``effect`` in-process through the registered handler and
+        the ``execute_effect`` wrappers, without ledger rows, reservation or retries (see EffectExecutor)."""
+        return self._effects.execute_effect(run, effect, node_id=node_id, idempotency_key=idempotency_key,
+                                            default_next_node=default_next_node)
+
+    # --- observation (RunObservation) -------------------------------------------------------------------------
+    def subscribe_ledger(self, callback: Callable[[Dict[str, Any]], None], *,
+                         run_id: Optional[str] = None) -> Callable[[], None]:
+        """Call ``callback(record_dict)`` after every committed ledger record (of ``run_id`` only, if given);
+        returns the unsubscribe function. Works with every store; callback exceptions are logged."""
+        return self._observation.subscribe_ledger(callback, run_id=run_id)
+
+    def get_node_traces(self, run_id: str) -> Dict[str, Any]:
+        """Per-node traces of effect steps (newest 100 per node), derived from the ledger."""
+        return self._observation.get_node_traces(run_id)
+
+    def get_node_trace(self, run_id: str, node_id: str) -> Dict[str, Any]:
+        return self._observation.get_node_trace(run_id, node_id)
+
+    def get_limit_status(self, run_id: str) -> Dict[str, Any]:
+        return self._observation.get_limit_status(run_id)
+
+    def check_limits(self, run: RunState) -> List[LimitWarning]:
+        return self._observation.check_limits(run)
+
+    def update_limits(self, run_id: str, updates: Mapping[str, Any]) -> None:
+        """Durably update ``vars._limits`` (only the reference's updatable keys; others are ignored)."""
+        self._observation.update_limits(run_id, updates)
 
     # --- public API -------------------------------------------------------------------------------------------
     def start(
@@ -352,8 +332,6 @@ class Runtime(EffectExecution, RunObservation):
     ) -> str:
         """Create and checkpoint a RUNNING run at the workflow's entry node. Executes nothing."""
         if workflow.entry_node not in workflow.nodes:
-            from .errors import WorkflowSpecError
-
             raise WorkflowSpecError(
                 f"Workflow '{workflow.workflow_id}' has entry node '{workflow.entry_node}', which is not one of its "
                 f"nodes ({', '.join(sorted(workflow.nodes)) or 'none'})"
@@ -361,18 +339,6 @@ class Runtime(EffectExecution, RunObservation):
         run_vars = dict(vars or {})
         if "_limits" not in run_vars:
             run_vars["_limits"] = self._config.to_limits_dict()
-        runtime_ns = run_vars.get("_runtime")
-        if not isinstance(runtime_ns, dict):
-            runtime_ns = {}
-            run_vars["_runtime"] = runtime_ns
-        for key in ("provider", "model"):
-            value = getattr(self._config, key)
-            if isinstance(value, str) and value.strip():
-                runtime_ns.setdefault(key, value.strip())
-        tool_support = (self._config.model_capabilities or {}).get("tool_support")
-        if isinstance(tool_support, str) and tool_support.strip():
-            runtime_ns.setdefault("tool_support", tool_support)
-            runtime_ns.setdefault("supports_native_tools", tool_support == "native")
         run = RunState.new(
             workflow_id=workflow.workflow_id,
             entry_node=workflow.entry_node,
@@ -381,6 +347,7 @@ class Runtime(EffectExecution, RunObservation):
             vars=run_vars,
             parent_run_id=parent_run_id,
         )
+        self._hooks.prepare_new_run(runtime=self, run=run)
         self._commit(run, (), node_id=None, expected_revision=None)
         log.debug("run_started", run_id=run.run_id, workflow=workflow.workflow_id)
         return run.run_id
@@ -427,7 +394,7 @@ class Runtime(EffectExecution, RunObservation):
         steps = 0
         fresh = True
         while steps < max_steps:
-            if not fresh and self._changed_elsewhere(run):
+            if not fresh and self._writer.changed_elsewhere(run):
                 return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
             fresh = False
             steps += 1
@@ -439,14 +406,6 @@ class Runtime(EffectExecution, RunObservation):
             if run.status is not RunStatus.RUNNING:
                 return run
         return run
-
-    def _changed_elsewhere(self, run: RunState) -> bool:
-        """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did?"""
-        probe = getattr(self._run_store, "load_revision", None)
-        if probe is not None:
-            return probe(run.run_id) != run.revision
-        persisted = self._load(run.run_id)
-        return persisted.revision != run.revision or persisted.is_paused or persisted.status.is_terminal
 
     def _wait_due(self, run: RunState) -> bool:
         waiting = run.waiting
@@ -491,7 +450,7 @@ class Runtime(EffectExecution, RunObservation):
         elif plan.effect is None:
             run.current_node = plan.next_node  # type: ignore[assignment]
         else:
-            records = self._run_effect(run, plan)
+            records = self._effects.run_effect(run, plan)
         run.step += 1
         limits = run.vars.get("_limits")
         if isinstance(limits, dict):  # reference defect 11: the iteration counter never moved
@@ -548,7 +507,7 @@ class Runtime(EffectExecution, RunObservation):
             node_id = run.current_node
             payload = self._hooks.prepare_resume_payload(run=run, wait=wait, payload=payload, runtime=self)
             if wait.result_key:
-                set_at_path(run.vars, wait.result_key, payload)
+                set_path(run.vars, wait.result_key, payload)
             else:
                 temp = run.vars.get("_temp")
                 if not isinstance(temp, dict):
@@ -584,23 +543,6 @@ class Runtime(EffectExecution, RunObservation):
                 return run
             return self.tick(workflow=workflow, run_id=run_id, max_steps=max_steps)
 
-    def _update(self, run_id: str, mutate: Callable[[RunState], Optional[List[StepRecord]]]) -> RunState:
-        """Load, mutate, commit with a revision check; retried if another writer committed in between."""
-        for _ in range(50):
-            run = self._load(run_id)
-            before = run.status
-            expected = run.revision
-            records = mutate(run)
-            if records is None:  # no change
-                return run
-            try:
-                self._commit(run, records, node_id=run.current_node, expected_revision=expected,
-                             previous_status=before)
-                return run
-            except ConcurrentModificationError:
-                continue
-        raise ConcurrentModificationError(run_id=run_id, expected=-1, actual=None)
-
     def pause_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
         def mutate(run: RunState) -> Optional[List[StepRecord]]:
             if run.status.is_terminal or run.is_paused:
@@ -620,7 +562,7 @@ class Runtime(EffectExecution, RunObservation):
                 )
             return []
 
-        return self._update(run_id, mutate)
+        return self._writer.update(run_id, mutate)
 
     def resume_run(self, run_id: str) -> RunState:
         def mutate(run: RunState) -> Optional[List[StepRecord]]:
@@ -639,7 +581,7 @@ class Runtime(EffectExecution, RunObservation):
                 run.waiting = None
             return []
 
-        return self._update(run_id, mutate)
+        return self._writer.update(run_id, mutate)
 
     def cancel_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
         def mutate(run: RunState) -> Optional[List[StepRecord]]:
@@ -654,7 +596,7 @@ class Runtime(EffectExecution, RunObservation):
                 control.pop("paused", None)
             return [_status_row(run, RunStatus.CANCELLED.value)]
 
-        return self._update(run_id, mutate)
+        return self._writer.update(run_id, mutate)
 
     @staticmethod
     def _control(run: RunState) -> Dict[str, Any]:
@@ -669,4 +611,4 @@ class Runtime(EffectExecution, RunObservation):
         return control
 
 
-__all__ = ["Runtime", "DefaultRunContext", "EffectOutcome", "set_at_path", "build_node_traces", "limit_status"]
+__all__ = ["Runtime", "DefaultRunContext", "EffectOutcome"]

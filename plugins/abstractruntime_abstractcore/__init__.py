@@ -43,6 +43,7 @@ from .observability import (
 )
 from .plugin import (  # the hook implementations must be attributes of the plugin module
     Integration,
+    abstractruntime_prepare_new_run,  # noqa: F401
     abstractruntime_prepare_resume_payload,  # noqa: F401
     abstractruntime_register_effect_handlers,  # noqa: F401
     abstractruntime_register_runtime_methods,  # noqa: F401
@@ -62,6 +63,8 @@ from .tool_executor import (
     ToolExecutor,
     ToolResultJournal,
 )
+
+abstractruntime_requires = ("workspace", "artifacts", "memory", "jsonfiles")  # path policy, artifacts, factories
 
 __all__ = [
     "AbstractCoreLLMClient",

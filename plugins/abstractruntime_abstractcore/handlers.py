@@ -30,7 +30,7 @@ from abstractruntime import EffectOutcome, RunStatus, WaitReason, WaitState
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime.policy import compute_idempotency_key
-from abstractruntime.workspace import WorkspaceError, WorkspacePolicy
+from abstractruntime_workspace import WorkspaceError, WorkspacePolicy
 
 from . import attachments
 from .llm_client import json_safe, parse_arguments, tokens_used

@@ -173,6 +173,24 @@ def tool_calls_handler(call: EffectCall) -> EffectOutcome:
 
 
 @hookimpl
+def abstractruntime_prepare_new_run(runtime: Any, run: Any) -> None:
+    """Record the configured provider and model (``RuntimeConfig``) in a new run's ``vars._runtime``, as 0.4.2
+    does, unless the caller set them; with ``model_capabilities.tool_support``, also whether tools are native."""
+    config = runtime.config
+    runtime_ns = run.vars.get("_runtime")
+    if not isinstance(runtime_ns, dict):
+        runtime_ns = run.vars["_runtime"] = {}
+    for key in ("provider", "model"):
+        value = getattr(config, key)
+        if isinstance(value, str) and value.strip():
+            runtime_ns.setdefault(key, value.strip())
+    tool_support = (config.model_capabilities or {}).get("tool_support")
+    if isinstance(tool_support, str) and tool_support.strip():
+        runtime_ns.setdefault("tool_support", tool_support)
+        runtime_ns.setdefault("supports_native_tools", tool_support == "native")
+
+
+@hookimpl
 def abstractruntime_register_effect_handlers() -> List[EffectHandlerDescriptor]:
     return [
         EffectHandlerDescriptor(EffectType.LLM_CALL, llm_call_handler, "LLM call through AbstractCore",

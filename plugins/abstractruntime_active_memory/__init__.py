@@ -23,6 +23,9 @@ from abstractruntime import EffectHandlerDescriptor, EffectType, hookimpl
 from .effects import memory_compact, memory_note, memory_query, memory_rehydrate, memory_tag
 from .spans import ActiveContextPolicy, TimeRange
 
+#: memory spans are artifacts
+abstractruntime_requires = ('artifacts',)
+
 
 @hookimpl
 def abstractruntime_register_effect_handlers() -> List[EffectHandlerDescriptor]:

@@ -6,8 +6,8 @@ Reference API (``abstractruntime.storage.artifacts`` / ``abstractruntime.storage
 As a plugin it does two things:
 
 * :func:`artifact_store_for` -- the artifact store of a runtime: ``runtime.artifact_store`` when the host set one,
-  else a :class:`FileArtifactStore` in the directory of the runtime's persistent store (the LMDB environment
-  directory, the SQLite file's directory, the jsonfiles directory), else None. It never sets one on the runtime.
+  else the one its store backend hands out (``backend.artifact_store()``: files beside an LMDB, SQLite or
+  JSON-files store, a table of the PostgreSQL store), else None. It never sets one on the runtime.
 * ledger offloading: before each commit, values in a ledger record's ``effect`` / ``result`` larger than
   ``max_inline_bytes`` are moved into that artifact store and replaced by ``{"$artifact": id}`` (runs first, so a
   provenance hash covers what is stored). Nothing happens when the runtime has no artifact store.
@@ -18,14 +18,13 @@ Options (``[abstractruntime.plugin_options.artifacts]``): ``max_inline_bytes`` (
 
 from __future__ import annotations
 
-import threading
-import weakref
-from pathlib import Path
 from typing import Any, List, Optional
 
-from abstractruntime import hookimpl
-from abstractruntime.errors import ConfigurationError
+from attrs import field, frozen
+
+from abstractruntime import StashKey, hookimpl
 from abstractruntime.models import StepRecord
+from abstractruntime.settings import plugin_options
 
 from .offloading import (
     DEFAULT_MAX_INLINE_BYTES,
@@ -53,48 +52,27 @@ from .store import (
 
 PLUGIN_NAME = "artifacts"
 
-_DEFAULT_STORES: "weakref.WeakKeyDictionary[Any, Optional[ArtifactStore]]" = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
+_DEFAULT_STORE = StashKey[Optional[ArtifactStore]]()
 
 
-def store_directory(runtime: Any) -> Optional[Path]:
-    """The directory of the runtime's persistent store: ``backend.path`` if it is a directory (LMDB, jsonfiles),
-    its parent if it is a file (SQLite); None for a store without a path (memory)."""
-    backend = getattr(runtime.run_store, "backend", None)
-    path = getattr(backend, "path", None)
-    if not path:
-        return None
-    p = Path(path)
-    return p if p.is_dir() else p.parent
+@frozen
+class ArtifactsOptions:
+    """``[abstractruntime.plugin_options.artifacts]``: ``max_inline_bytes`` (0 turns ledger offloading off)."""
+
+    max_inline_bytes: int = field(factory=default_max_inline_bytes)
 
 
 def artifact_store_for(runtime: Any) -> Optional[ArtifactStore]:
-    """``runtime.artifact_store``, else the default store's own (files beside the persistent store), else None."""
+    """``runtime.artifact_store``, else the store backend's own (``backend.artifact_store()``), else None."""
     explicit = runtime.artifact_store
     if explicit is not None:
         return explicit
-    with _LOCK:
-        if runtime in _DEFAULT_STORES:
-            return _DEFAULT_STORES[runtime]
-        directory = store_directory(runtime)
-        store = FileArtifactStore(directory) if directory is not None else None
-        _DEFAULT_STORES[runtime] = store
-        return store
+    return runtime.stash.setdefault_factory(_DEFAULT_STORE, lambda: runtime.backend.artifact_store())
 
 
 def max_inline_bytes_for(runtime: Any) -> int:
     """``plugin_options.artifacts.max_inline_bytes``, else ``$ABSTRACTRUNTIME_MAX_INLINE_BYTES``, else 256 KiB."""
-    raw = runtime.settings.options_for(PLUGIN_NAME).get("max_inline_bytes")
-    if raw is None:
-        return default_max_inline_bytes()
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        return int(raw)
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"plugin_options.artifacts.max_inline_bytes must be an integer number of bytes (0 disables "
-            f"offloading), got {raw!r}") from None
+    return plugin_options(runtime, PLUGIN_NAME, ArtifactsOptions).max_inline_bytes
 
 
 @hookimpl
@@ -141,5 +119,5 @@ __all__ = [
     "DEFAULT_MAX_INLINE_BYTES",
     "artifact_store_for",
     "max_inline_bytes_for",
-    "store_directory",
+    "ArtifactsOptions",
 ]

@@ -21,7 +21,7 @@ import orjson
 
 from abstractruntime import codec
 from abstractruntime.models import RunState, StepRecord
-from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit
+from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, StoreBackend
 
 from .store import ArtifactStore, artifact_ref, is_artifact_ref
 
@@ -219,13 +219,25 @@ def offload_step_record(record: StepRecord, *, artifact_store: ArtifactStore, ma
 
 
 # --- decorators -----------------------------------------------------------------------------------------------------
-class _OffloadingBackend:
-    """Offloads a step commit, then hands it to the inner backend (one transaction, as without offloading)."""
+class _OffloadingBackend(StoreBackend):
+    """Offloads a step commit, then hands it to the inner backend (one transaction, as without offloading). It
+    declares the inner backend's capabilities and shares its run locks and sibling services."""
 
-    def __init__(self, inner: Any, artifact_store: ArtifactStore, max_inline_bytes: int) -> None:
+    def __init__(self, inner: StoreBackend, artifact_store: ArtifactStore, max_inline_bytes: int) -> None:
         self._inner = weakref.ref(inner)
-        self.artifact_store = artifact_store
+        self._artifacts = artifact_store
         self.max_inline_bytes = max_inline_bytes
+        self.capabilities = inner.capabilities  # type: ignore[misc]
+        self.run_locks = inner.run_locks
+
+    def artifact_store(self) -> Any:
+        return self._artifacts
+
+    def snapshot_store(self) -> Any:
+        return self.inner.snapshot_store()
+
+    def command_store(self) -> Any:
+        return self.inner.command_store()
 
     @property
     def inner(self) -> Any:
@@ -234,26 +246,21 @@ class _OffloadingBackend:
             raise RuntimeError("The store behind this offloading decorator is gone")
         return inner
 
-    @property
-    def path(self) -> Any:
-        return getattr(self.inner, "path", None)
-
     def commit_step(self, commit: StepCommit) -> None:
         run, run_json = commit.run, commit.run_json
         if run is not None:
-            persisted = offload_run_state(run, artifact_store=self.artifact_store,
+            persisted = offload_run_state(run, artifact_store=self._artifacts,
                                           max_inline_bytes=self.max_inline_bytes)
             if persisted is not run:
                 run, run_json = persisted, codec.encode_run(persisted)
         records: List[StepRecord] = []
         jsons: List[bytes] = []
         for record, text in zip(commit.records, commit.record_jsons):
-            persisted_rec = offload_step_record(record, artifact_store=self.artifact_store,
+            persisted_rec = offload_step_record(record, artifact_store=self._artifacts,
                                                 max_inline_bytes=self.max_inline_bytes)
             records.append(persisted_rec)
             jsons.append(text if persisted_rec is record else codec.encode_record(persisted_rec))
-        self.inner.commit_step(StepCommit(run=run, run_json=run_json, records=records, record_jsons=jsons,
-                                          expected_revision=commit.expected_revision))
+        self.inner.commit_step(attrs.evolve(commit, run=run, run_json=run_json, records=records, record_jsons=jsons))
 
     def close(self) -> None:  # the inner backend belongs to whoever opened it
         pass
@@ -265,7 +272,7 @@ _BACKENDS_LOCK = threading.Lock()
 
 def _shared_backend(inner_store: Any, artifact_store: ArtifactStore, max_inline_bytes: int) -> Optional[Any]:
     inner = getattr(inner_store, "backend", None)
-    if inner is None or not callable(getattr(inner, "commit_step", None)):
+    if not isinstance(inner, StoreBackend):
         return None
     key = (id(artifact_store), int(max_inline_bytes))
     with _BACKENDS_LOCK:
@@ -274,7 +281,7 @@ def _shared_backend(inner_store: Any, artifact_store: ArtifactStore, max_inline_
         except TypeError:  # not weakly referenceable: decorators commit through the kernel's split committer
             return None
         wrapper = per_backend.get(key)
-        if wrapper is None or wrapper.artifact_store is not artifact_store:
+        if wrapper is None or wrapper.artifact_store() is not artifact_store:
             wrapper = _OffloadingBackend(inner, artifact_store, max_inline_bytes)
             per_backend[key] = wrapper
         return wrapper

@@ -36,6 +36,9 @@ from .registry import (
     sanitize_bundle_version,
 )
 
+#: flows in bundles are VisualFlow
+abstractruntime_requires = ('visualflow',)
+
 
 @hookimpl
 def abstractruntime_register_cli_commands() -> List[Any]:

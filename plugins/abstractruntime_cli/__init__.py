@@ -13,7 +13,7 @@ from abstractruntime import RunStatus, hookimpl
 from abstractruntime.codec import run_to_dict
 from abstractruntime.descriptors import CliCommandDescriptor
 
-from abstractruntime.cli import show
+from abstractruntime_cli.output import show
 
 
 def _plugins(args: Any, runtime: Any) -> int:

@@ -19,6 +19,9 @@ from abstractruntime.errors import ConfigurationError
 
 from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder, list_evidence, warn
 
+#: evidence is stored as artifacts
+abstractruntime_requires = ('artifacts',)
+
 __all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES"]
 
 

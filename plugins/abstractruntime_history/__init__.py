@@ -23,6 +23,9 @@ from abstractruntime.descriptors import RuntimeMethodDescriptor
 from .bundle import RUN_HISTORY_BUNDLE_VERSION_V1, export_run_history_bundle, persist_workflow_snapshot
 from .portable import HistoryBundleError, import_history_bundle, read_history_file, write_history_bundle
 
+#: bundles carry the runs' artifacts
+abstractruntime_requires = ('artifacts',)
+
 
 def export_history_file(runtime: Any, run_id: str, path: Union[str, os.PathLike], *,
                         include_subruns: bool = True) -> Path:

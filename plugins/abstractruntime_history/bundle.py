@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from abstractruntime import codec
 from abstractruntime.errors import UnknownRunError
 from abstractruntime.models import RunState, utc_now_iso
+from abstractruntime.storage.base import Capability, declared_capabilities
 from abstractruntime.timeutil import parse_instant
 from abstractruntime_artifacts.offloading import DEFAULT_MAX_INLINE_BYTES, offload_large_values
 
@@ -105,11 +106,10 @@ def descendant_run_ids(run_store: Any, root_run_id: str, limit: int = MAX_SUBRUN
 
 def _ledger_window(ledger_store: Any, run_id: str, mode: str, max_items: int) -> Tuple[List[Dict[str, Any]], int, int]:
     """``(records, total, cursor_start)``; a tail read uses ``count`` + ``list_after`` when the store has them."""
-    count, list_after = getattr(ledger_store, "count", None), getattr(ledger_store, "list_after", None)
-    if mode == "tail" and callable(count) and callable(list_after):
-        total = int(count(run_id))
+    if mode == "tail" and Capability.LEDGER_PAGING in declared_capabilities(ledger_store):
+        total = int(ledger_store.count(run_id))
         start = max(0, total - max_items)
-        rows = list_after(run_id=run_id, after=start, limit=total - start)[0] if total > start else []
+        rows = ledger_store.list_after(run_id=run_id, after=start, limit=total - start)[0] if total > start else []
         return [r for r in rows if isinstance(r, dict)], total, start + 1
     rows = [r for r in (ledger_store.list(run_id) or []) if isinstance(r, dict)]
     total = len(rows)

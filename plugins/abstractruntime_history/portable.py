@@ -28,7 +28,7 @@ from abstractruntime import codec
 from abstractruntime.errors import AbstractRuntimeError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
-from abstractruntime.storage.base import StepCommit, committer_for
+from abstractruntime.storage.base import Capability, StepCommit, committer_for
 from abstractruntime_artifacts.store import ArtifactMetadata, is_artifact_ref, validate_artifact_id
 
 from .bundle import RUN_HISTORY_BUNDLE_VERSION_V1
@@ -285,8 +285,8 @@ def import_history_bundle(
         if runtime.run_store.load(run.run_id) is not None:
             clashes.append(run.run_id)
             continue
-        count = getattr(runtime.ledger_store, "count", None)
-        if (int(count(run.run_id)) if callable(count) else len(runtime.ledger_store.list(run.run_id))) > 0:
+        if (runtime.ledger_store.count(run.run_id) if runtime.backend.supports(Capability.LEDGER_PAGING)
+                else len(runtime.ledger_store.list(run.run_id))) > 0:
             clashes.append(run.run_id)
     if clashes:
         raise HistoryBundleError(f"Cannot import {path}: run id(s) {', '.join(clashes)} already exist in the "

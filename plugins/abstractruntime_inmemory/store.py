@@ -12,22 +12,18 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import (
-    IndexedRunQueries,
-    LedgerStore,
-    RunStore,
-    SortedRunIndex,
-    StepCommit,
-    check_chain_heads,
-    check_reservations,
-    index_entries,
-)
+from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
+from abstractruntime_storekit import IndexedRunQueries, SortedRunIndex, index_entries
 
 FAULT_POINT = "commit:after-checkpoint"
 
 
-class MemoryBackend:
-    """The shared state behind an ``InMemoryRunStore`` / ``InMemoryLedgerStore`` pair."""
+class MemoryBackend(StoreBackend):
+    """The shared state behind an ``InMemoryRunStore`` / ``InMemoryLedgerStore`` pair. It has no sibling services
+    of its own: the plugins that need one keep an in-process one per runtime."""
+
+    capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
+                              Capability.RUN_QUERIES, Capability.EVENT_INDEX})
 
     def __init__(
         self,
@@ -43,6 +39,8 @@ class MemoryBackend:
         self._idem: Dict[Tuple[str, str], Tuple[str, int]] = {}
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
+        self._view = CommitView(last_record=self._last_record,
+                                latest_status=lambda run_id, key: (self._idem.get((run_id, key)) or (None,))[0])
         self.run_store = run_store if run_store is not None else InMemoryRunStore(backend=self)
         self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore(backend=self)
 
@@ -56,8 +54,7 @@ class MemoryBackend:
                     raise ConcurrentModificationError(
                         run_id=run.run_id, expected=commit.expected_revision, actual=actual
                     )
-            check_reservations(commit, lambda run_id, key: (self._idem.get((run_id, key)) or (None,))[0])
-            check_chain_heads(commit, self._head_hash)
+            commit.check(self._view)
             # Stage everything first; dict/list mutations below cannot fail half-way.
             new_entries = tuple(sorted(set(index_entries(run)))) if run is not None else None
             if self.fault_injector is not None:
@@ -75,9 +72,9 @@ class MemoryBackend:
                     if prev is None or prev[0] != StepStatus.COMPLETED.value:
                         self._idem[k] = (record.status.value, len(rows) - 1)
 
-    def _head_hash(self, run_id: str) -> Optional[str]:
+    def _last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         rows = self._ledger.get(run_id)
-        return codec.decode_record(rows[-1]).get("record_hash") if rows else None
+        return codec.decode_record(rows[-1]) if rows else None
 
     def _reindex(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
         self._index.set(run_id, entries)

@@ -92,17 +92,8 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import (
-    IndexedRunQueries,
-    LedgerStore,
-    RunLocks,
-    RunStore,
-    SortedRunIndex,
-    StepCommit,
-    check_chain_heads,
-    check_reservations,
-    index_entries,
-)
+from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
+from abstractruntime_storekit import IndexedRunQueries, RunLocks, SortedRunIndex, index_entries
 
 FAULT_POINT = "commit:after-checkpoint"
 COMMITTED_KEY = "_ledger_committed"
@@ -318,8 +309,11 @@ class _Plan:
 
 
 # --- the backend ------------------------------------------------------------------------------------------------
-class JsonFilesBackend:
+class JsonFilesBackend(StoreBackend):
     """A directory of ``run_<id>.json`` / ``ledger_<id>.jsonl`` files. ``fsync=True`` (default) fsyncs commits."""
+
+    capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
+                              Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
 
     def __init__(self, path: os.PathLike | str, *, fsync: bool = True) -> None:
         p = Path(path).expanduser()
@@ -562,6 +556,22 @@ class JsonFilesBackend:
                 run_id=run_id,
             ) from exc
 
+    # --- sibling services: files in the same directory --------------------------------------------------------
+    def artifact_store(self) -> Any:
+        from abstractruntime_artifacts.store import FileArtifactStore
+
+        return FileArtifactStore(self.path)
+
+    def snapshot_store(self) -> Any:
+        from abstractruntime_snapshots.store import JsonSnapshotStore
+
+        return JsonSnapshotStore(self.path / "snapshots")
+
+    def command_store(self) -> Any:
+        from abstractruntime_commands.store import JsonlCommandStore
+
+        return JsonlCommandStore(self.path)
+
     # --- the step commit ----------------------------------------------------------------------------------------
     def _latest_status(self, run_id: str, led: "_Ledger", fd: int, key: str) -> Optional[str]:
         hit = led.idem.get(key)
@@ -570,6 +580,22 @@ class JsonFilesBackend:
         if hit[0]:
             return _COMPLETED
         return self.rows(run_id, led, fd, [led.valid[hit[1] - 1]])[0].get("status")
+
+    def _commit_view(self, synced: Dict[str, "_Ledger"]) -> CommitView:
+        """The committed ledgers of the commit's runs (synced under the store lock), read for its preconditions."""
+
+        def read(run_id: str, pick: Callable[["_Ledger", Optional[int]], Any]) -> Any:
+            led = synced.get(run_id)
+            if led is None:  # not a run of this commit: its committed ledger, read as any reader does
+                return self.read_ledger(run_id, pick)
+            with self._open_ledger(run_id) as fd:
+                return pick(led, fd)
+
+        return CommitView(
+            last_record=lambda rid: read(rid, lambda led, fd: self.rows(rid, led, fd, [led.valid[-1]])[0]
+                                         if led.valid else None),
+            latest_status=lambda rid, key: read(rid, lambda led, fd: self._latest_status(rid, led, fd, key)),
+        )
 
     def commit_step(self, commit: StepCommit) -> None:
         run = commit.run
@@ -602,6 +628,7 @@ class JsonFilesBackend:
                        body: Optional[bytes]) -> None:
         run = commit.run
         plans: List[_Plan] = []
+        synced: Dict[str, _Ledger] = {}
         # 1. check, and compute what to write
         for run_id, items in groups.items():
             is_main = run is not None and run_id == run.run_id
@@ -625,11 +652,7 @@ class JsonFilesBackend:
             led = self._ledger(run_id)
             with self._open_ledger(run_id) as fd:
                 led.sync(fd, target)
-                mine = StepCommit(run=None, run_json=None, records=[r for r, _ in items],
-                                  reservation=commit.reservation)
-                check_reservations(mine, lambda rid, key, led=led, fd=fd: self._latest_status(rid, led, fd, key))
-                check_chain_heads(mine, lambda rid, led=led, fd=fd: (
-                    self.rows(rid, led, fd, [led.valid[-1]])[0].get("record_hash") if led.valid else None))
+            synced[run_id] = led
             base = len(led.starts)
             new_count = base + len(items)
             data = None
@@ -639,6 +662,8 @@ class JsonFilesBackend:
                 data = self._recount(raw, new_count)
             plans.append(_Plan(run_id, items, led, base, data, marker=committed is None and bool(items),
                                stale_marker=stale_marker))
+        if commit.reservation or commit.preconditions:
+            commit.check(self._commit_view(synced))
         # 2. stage the checkpoints; 3. the fault seam: nothing is visible yet
         try:
             for p in plans:
@@ -919,6 +944,12 @@ class JsonlLedgerStore(LedgerStore):
             return b.rows(run_id, led, fd, [led.valid[hit[1] - 1]])[0]
 
         return b.read_ledger(run_id, find)
+
+    def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's last committed (valid) row, or None."""
+        b = self.backend
+        return b.read_ledger(run_id, lambda led, fd: b.rows(run_id, led, fd, [led.valid[-1]])[0] if led.valid
+                             else None)
 
     def last_corrupt_lines(self, run_id: str) -> List[int]:
         """1-based line numbers of the committed lines of the run's ledger file that were skipped as corrupt."""

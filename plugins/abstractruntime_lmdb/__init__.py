@@ -16,6 +16,7 @@ from typing import Any, List
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError
+from abstractruntime.settings import default_home
 
 _OPTIONS = {"sync", "metasync", "map_size", "max_readers"}
 _OPEN: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
@@ -43,9 +44,12 @@ def _int(name: str, value: Any) -> int:
     return number
 
 
-def open_lmdb(location: StoreLocation):
-    from abstractruntime.settings import default_home
+def default_url() -> str:
+    """``lmdb://<ABSTRACTRUNTIME_HOME>/store``: this plugin offers the default store."""
+    return f"lmdb://{(default_home() / 'store').resolve()}"
 
+
+def open_lmdb(location: StoreLocation):
     from .store import DEFAULT_MAP_SIZE, LmdbBackend
 
     unknown = set(location.options) - _OPTIONS
@@ -83,5 +87,6 @@ def abstractruntime_register_stores() -> List[StoreDescriptor]:
             name="lmdb",
             factory=open_lmdb,
             description="Embedded LMDB environment (default). URL: lmdb:///path/to/dir",
+            default_url=default_url,
         )
     ]

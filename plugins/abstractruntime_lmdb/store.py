@@ -39,17 +39,8 @@ import lmdb
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import (
-    IndexedRunQueries,
-    LedgerStore,
-    RunLocks,
-    RunStore,
-    StepCommit,
-    check_chain_heads,
-    check_contiguous,
-    check_reservations,
-    index_entries,
-)
+from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
+from abstractruntime_storekit import IndexedRunQueries, RunLocks, check_contiguous, index_entries
 
 SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
@@ -164,10 +155,13 @@ class _SharedExclusiveLock:
                 self._cond.notify_all()
 
 
-class LmdbBackend:
+class LmdbBackend(StoreBackend):
     """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit: the
     data pages, then the meta page (``metasync``, default ``sync``). ``metasync=False`` saves the second fsync; an
     OS crash or power loss may then undo the last commit (never corrupt the store, per LMDB's documentation)."""
+
+    capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
+                              Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
 
     def __init__(
         self,
@@ -291,9 +285,10 @@ class LmdbBackend:
 
     def commit_in(self, txn: Any, commit: StepCommit) -> None:
         """Apply one step commit inside an open write transaction (``commit_step`` opens one per step)."""
-        check_reservations(commit, lambda run_id, key: _STATUS_NAME.get(
-            bytes((txn.get(_idem_key(_rid(run_id), key)) or b"")[:1])))
-        check_chain_heads(commit, lambda run_id: self._head_hash(txn, run_id))
+        commit.check(CommitView(
+            last_record=lambda run_id: self._last_record(txn, run_id),
+            latest_status=lambda run_id, key: _STATUS_NAME.get(bytes((txn.get(_idem_key(_rid(run_id), key))
+                                                                      or b"")[:1]))))
         run = commit.run
         if run is not None:
             key = _run_key(_rid(run.run_id))
@@ -328,14 +323,30 @@ class LmdbBackend:
             txn.put(_index_key(kind, value, run.run_id), b"")
         return new_json
 
-    def _head_hash(self, txn: Any, run_id: str) -> Optional[str]:
-        """``record_hash`` of the run's last ledger record (None for an empty ledger)."""
+    def _last_record(self, txn: Any, run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's last ledger record (None for an empty ledger)."""
         rid = _rid(run_id)
         seq = self.last_seq(txn, rid)
         if seq == 0:
             return None
-        return self.ledger_store._decode(run_id, _ledger_prefix(rid) + _U64.pack(seq),
-                                         txn.get(_ledger_prefix(rid) + _U64.pack(seq))).get("record_hash")
+        key = _ledger_prefix(rid) + _U64.pack(seq)
+        return self.ledger_store._decode(run_id, key, txn.get(key))
+
+    # --- sibling services: files beside the environment ---------------------------------------------------------
+    def artifact_store(self) -> Any:
+        from abstractruntime_artifacts.store import FileArtifactStore
+
+        return FileArtifactStore(self.path)
+
+    def snapshot_store(self) -> Any:
+        from abstractruntime_snapshots.store import JsonSnapshotStore
+
+        return JsonSnapshotStore(self.path / "snapshots")
+
+    def command_store(self) -> Any:
+        from abstractruntime_commands.store import JsonlCommandStore
+
+        return JsonlCommandStore(self.path)
 
     @staticmethod
     def last_seq(txn: Any, rid: bytes) -> int:

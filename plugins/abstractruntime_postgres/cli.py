@@ -13,6 +13,7 @@ import threading
 from typing import Any, List
 
 from abstractruntime.errors import ConfigurationError
+from abstractruntime.storage.base import Capability
 from abstractruntime.models import WorkflowSpec
 from abstractruntime.registry import WorkflowRegistry
 
@@ -54,7 +55,7 @@ def configure(parser: Any) -> None:
 def run(args: Any, runtime: Any) -> int:
     from .worker import PostgresWorker
 
-    if not hasattr(runtime.run_store.backend, "claim_runnable"):
+    if not runtime.backend.supports(Capability.LEASES):
         raise ConfigurationError("abstractruntime worker needs the postgres store (--store postgresql://...)")
     registry = load_workflows(args.workflows)
     if runtime.workflow_registry is None:

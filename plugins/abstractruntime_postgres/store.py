@@ -37,16 +37,8 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import (
-    LedgerStore,
-    RunStore,
-    StepCommit,
-    add_call_metrics,
-    check_chain_heads,
-    check_contiguous,
-    check_reservations,
-    run_index_row,
-)
+from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
+from abstractruntime_storekit import check_contiguous, run_index_row
 from abstractruntime.timeutil import parse_instant
 
 from .errors import LeaseLostError, RunLeasedError
@@ -155,7 +147,7 @@ class _Sql:
         self.s = s
 
 
-class PostgresBackend:
+class PostgresBackend(StoreBackend):
     """A PostgreSQL database holding runs, ledger, leases, artifacts and snapshots; it is the store backend.
 
     ``dsn`` is a libpq connection string or URI (``postgresql://user@host:5432/db?sslmode=require``); ``min_size``
@@ -163,6 +155,9 @@ class PostgresBackend:
     migrated on open); ``notify`` sends ``NOTIFY`` when a commit makes a run runnable; ``pool_timeout`` is how long
     an operation waits for a free pooled connection.
     """
+
+    capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
+                              Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.LEASES})
 
     def __init__(self, dsn: str = "", *, min_size: int = 1, max_size: int = 8, schema: str = "abstractruntime",
                  notify: bool = True, pool_timeout: float = 30.0) -> None:
@@ -400,13 +395,13 @@ class PostgresBackend:
                         raise RunLeasedError(run_id=run_id, owner=row[3])
                 # create-only reservations and the chain head, checked under the head row's lock (taken after
                 # the run row's, as every commit does, so two commits cannot deadlock)
-                mine = StepCommit(run=None, run_json=None, records=records_of[run_id],
-                                  reservation=commit.reservation)
-                if commit.reservation or any(r.record_hash or r.prev_hash for r in mine.records):
+                if commit.reservation or commit.preconditions:
                     cur.execute(sql.bump_head, (run_id, 0))
                     cur.fetchone()
-                    check_reservations(mine, lambda rid, key: self._latest_status(cur, rid, key))
-                    check_chain_heads(mine, lambda rid: self._head_hash(cur, rid))
+            if commit.reservation or commit.preconditions:
+                commit.check(CommitView(last_record=lambda rid: self._last_record(cur, rid),
+                                        latest_status=lambda rid, key: self._latest_status(cur, rid, key)))
+            for run_id in sorted(by_run):
                 rows = by_run[run_id]
                 cur.execute(sql.bump_head, (run_id, len(rows)))
                 first = int(cur.fetchone()[0]) - len(rows) + 1
@@ -420,8 +415,8 @@ class PostgresBackend:
             root.adopted.append(claim)
             _FENCES.set(_FENCES.get() + (claim,))  # this thread now drives it under the claim
 
-    def _head_hash(self, cur: "psycopg.Cursor", run_id: str) -> Optional[str]:
-        """``record_hash`` of the run's last record (the caller holds the run's head row lock)."""
+    def _last_record(self, cur: "psycopg.Cursor", run_id: str) -> Optional[Dict[str, Any]]:
+        """The run's last record (the caller holds the run's head row lock)."""
         cur.execute(f"SELECT seq, data FROM {self._schema}.ledger WHERE run_id = %s ORDER BY seq DESC LIMIT 1",
                     (run_id,))
         row = cur.fetchone()
@@ -584,7 +579,6 @@ class PostgresBackend:
             self._listener_lock.release()
 
     # --- artifacts and snapshots ------------------------------------------------------------------------------
-    @property
     def artifact_store(self) -> Any:
         """Artifacts in the ``artifacts`` table (:class:`~abstractruntime_postgres.blobs.PostgresArtifactStore`)."""
         with self._aux_lock:
@@ -594,7 +588,6 @@ class PostgresBackend:
                 self._artifact_store = PostgresArtifactStore(self)
             return self._artifact_store
 
-    @property
     def snapshot_store(self) -> Any:
         """Snapshots in the ``snapshots`` table (:class:`~abstractruntime_postgres.blobs.PostgresSnapshotStore`)."""
         with self._aux_lock:
@@ -755,6 +748,11 @@ class PostgresLedgerStore(LedgerStore):
         row = self.backend.fetchone(f"SELECT last_seq FROM {self._s}.ledger_heads WHERE run_id = %s", (run_id,))
         return int(row[0]) if row is not None else 0
 
+    def last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
+        row = self.backend.fetchone(f"SELECT seq, data FROM {self._s}.ledger WHERE run_id = %s ORDER BY seq DESC "
+                                    f"LIMIT 1", (run_id,))
+        return self.backend.decode_record(run_id, row[0], row[1]) if row is not None else None
+
     def count_many(self, run_ids: Iterable[str]) -> Dict[str, int]:
         ids = list(dict.fromkeys(run_ids))
         out = {rid: 0 for rid in ids}
@@ -785,6 +783,8 @@ class PostgresLedgerStore(LedgerStore):
     def metrics_many(self, run_ids: Iterable[str]) -> Dict[str, Dict[str, int]]:
         """``{run_id: {steps, llm_calls, tool_calls, tokens_total}}`` over completed rows (same rules as the
         SQLite store: only LLM_CALL and TOOL_CALLS rows are decoded)."""
+        from abstractruntime_abstractcore.metrics import add_call_metrics
+
         ids = list(dict.fromkeys(run_ids))
         out = {rid: {"steps": 0, "llm_calls": 0, "tool_calls": 0, "tokens_total": 0} for rid in ids}
         if not ids:

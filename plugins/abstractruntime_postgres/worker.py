@@ -30,7 +30,9 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from attrs import define, field
 
+from abstractruntime.errors import ConfigurationError
 from abstractruntime.logs import get_logger
+from abstractruntime.storage.base import Capability
 from abstractruntime.models import RunState, RunStatus, WaitReason, utc_now_iso
 
 log = get_logger("abstractruntime.postgres.worker")
@@ -60,10 +62,10 @@ class PostgresWorker:
                  poll_interval_s: float = 1.0, threads: int = 1,
                  wait_reasons: Iterable[str] = DEFAULT_POLLABLE, pollable_interval_s: float = 10.0,
                  listen: bool = True, max_errors_kept: int = 100) -> None:
-        backend = getattr(runtime.run_store, "backend", None)
-        if backend is None or not hasattr(backend, "claim_runnable") or not hasattr(backend, "fenced"):
-            raise TypeError("PostgresWorker needs a runtime whose run store is a PostgresBackend's "
-                            "(store URL postgresql://...)")
+        backend = runtime.backend
+        if not backend.supports(Capability.LEASES):
+            raise ConfigurationError("PostgresWorker needs a runtime on a store with leases: the postgres store "
+                                     "(store URL postgresql://...)")
         if float(lease_s) <= 0:
             raise ValueError(f"lease_s must be positive, got {lease_s!r}")
         self.runtime = runtime

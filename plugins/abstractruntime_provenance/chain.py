@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optio
 from abstractruntime import codec
 from abstractruntime.errors import LedgerGapError
 from abstractruntime.models import StepRecord
-from abstractruntime.storage.base import LedgerStore
+from abstractruntime.storage.base import Capability, LedgerStore, declared_capabilities
 
 from .hashing import compute_record_hash, get_hasher, split_record_hash
 from .signing import load_signing_key, signer_for, verifier_for
@@ -24,28 +24,20 @@ PAGE_SIZE = 1000
 
 
 # --- writing ------------------------------------------------------------------------------------------------------
-def current_head(ledger_store: Any, run_id: str) -> Optional[str]:
+def current_head(ledger_store: Any, run_id: str, *, paging: Optional[bool] = None) -> Optional[str]:
     """The ``record_hash`` of the run's last stored record (None for an empty ledger).
 
-    One read with a store's ``last_record`` (memory, LMDB, SQLite); else two indexed reads (``count`` then
-    ``list_after(after=count-1, limit=1)``) when the store has them; else the last row of ``list(run_id)``.
+    One indexed read (``last_record``) when the store declares :attr:`Capability.LEDGER_PAGING` (``paging``: None
+    asks the store's backend); else the last row of ``list(run_id)``.
     """
-    last = getattr(ledger_store, "last_record", None)
-    if last is not None:
-        row = last(run_id)
-        return row.get("record_hash") if row else None
-    count = getattr(ledger_store, "count", None)
-    after = getattr(ledger_store, "list_after", None)
-    if count is not None and after is not None:
-        n = int(count(run_id))
-        if n <= 0:
-            return None
-        got = after(run_id=run_id, after=n - 1, limit=1)
-        rows = got[0] if isinstance(got, tuple) else got
-        if rows:
-            return rows[-1].get("record_hash")
-    rows = ledger_store.list(run_id)
-    return rows[-1].get("record_hash") if rows else None
+    if paging is None:
+        paging = Capability.LEDGER_PAGING in declared_capabilities(ledger_store)
+    if paging:
+        row = ledger_store.last_record(run_id)
+    else:
+        rows = ledger_store.list(run_id)
+        row = rows[-1] if rows else None
+    return row.get("record_hash") if row else None
 
 
 def stamp_record(record: StepRecord, prev_hash: Optional[str], *, algorithm: Optional[str] = None,
@@ -161,8 +153,7 @@ def iter_ledger(ledger_store: Any, run_id: str, *, page_size: int = PAGE_SIZE) -
     Tolerant of a ledger with a gap: a read that raises ``LedgerGapError`` goes on with the rows the error
     carries (``records``, and ``cursor`` for the next page), so a verifier sees every stored row once.
     """
-    after_fn = getattr(ledger_store, "list_after", None)
-    if after_fn is None:
+    if Capability.LEDGER_PAGING not in declared_capabilities(ledger_store):
         try:
             rows = ledger_store.list(run_id)
         except LedgerGapError as exc:
@@ -172,7 +163,7 @@ def iter_ledger(ledger_store: Any, run_id: str, *, page_size: int = PAGE_SIZE) -
     after = 0
     while True:
         try:
-            got = after_fn(run_id=run_id, after=after, limit=page_size)
+            got = ledger_store.list_after(run_id=run_id, after=after, limit=page_size)
         except LedgerGapError as exc:
             if exc.cursor is None:
                 raise
@@ -210,14 +201,17 @@ class HashChainedLedgerStore(LedgerStore):
     The head of each run is kept under a per-run lock, so threads appending to one run never fork the chain and
     appends of different runs never wait for each other. The cached head is checked against the inner store's
     ``count`` when it has one, so appends by another process are picked up. ``count``, ``list_after``,
-    ``find_by_idempotency_key``, ``count_many`` and ``metrics_many`` are forwarded when the inner store has them.
+    ``last_record``, ``find_by_idempotency_key``, ``count_many`` and ``metrics_many`` are forwarded when the inner
+    store has them.
     The decorator has no ``backend``: a runtime given it commits through ``append`` (records, then checkpoint).
     """
 
-    _FORWARDED = frozenset({"count", "list_after", "find_by_idempotency_key", "count_many", "metrics_many"})
+    _FORWARDED = frozenset({"count", "list_after", "last_record", "find_by_idempotency_key", "count_many",
+                            "metrics_many"})
 
     def __init__(self, inner: LedgerStore, *, algorithm: Optional[str] = None, signing_key: Any = None) -> None:
         self._inner = inner
+        self._paging = Capability.LEDGER_PAGING in declared_capabilities(inner)
         self._algorithm = get_hasher(algorithm).name
         self._signer = signer_for(load_signing_key(signing_key)) if signing_key is not None else None
         self._heads: Dict[str, Tuple[Optional[int], Optional[str]]] = {}
@@ -243,12 +237,11 @@ class HashChainedLedgerStore(LedgerStore):
             return lock
 
     def _head(self, run_id: str) -> Tuple[Optional[str], Optional[int]]:
-        count = getattr(self._inner, "count", None)
-        n = int(count(run_id)) if count is not None else None
+        n = int(self._inner.count(run_id)) if self._paging else None
         cached = self._heads.get(run_id)
         if cached is not None and (n is None or cached[0] == n):
             return cached[1], n
-        return current_head(self._inner, run_id), n
+        return current_head(self._inner, run_id, paging=self._paging), n
 
     def head(self, run_id: str) -> Optional[str]:
         """The run's current chain head (the last record's ``record_hash``)."""

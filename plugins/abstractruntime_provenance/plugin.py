@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from typing import Any, Callable, Dict, List, Optional
 
 from attrs import frozen
 
-from abstractruntime import hookimpl
+from abstractruntime import Capability, StashKey, hookimpl
 from abstractruntime.descriptors import CliCommandDescriptor, RuntimeMethodDescriptor
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import LedgerHeadMovedError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import StepRecord
+from abstractruntime.settings import plugin_options
+from abstractruntime.storage.base import CommitView, Precondition
 
 from .chain import chain_records, current_head, verify_run
 from .hashing import DEFAULT_ALGORITHM, get_hasher
 from .signing import configured_signing_key, key_fingerprint, load_public_key, signer_for
 
 PLUGIN_NAME = "provenance"
-OPTION_KEYS = ("enabled", "algorithm", "signing_key_path", "public_key_path")
 
 log = get_logger("abstractruntime.provenance")
 
 
 @frozen
+class ProvenanceOptions:
+    """``[abstractruntime.plugin_options.provenance]``."""
+
+    enabled: bool = True
+    algorithm: Optional[str] = None
+    signing_key_path: Optional[str] = None
+    public_key_path: Optional[str] = None
+
+
+@frozen
 class ProvenanceConfig:
-    """What the plugin resolved from ``[abstractruntime.plugin_options.provenance]`` for one runtime."""
+    """What the plugin resolved from its options for one runtime."""
 
     algorithm: str
     signer: Optional[Callable[[str], str]] = None
@@ -34,31 +43,16 @@ class ProvenanceConfig:
     enabled: bool = True
 
 
-_CONFIGS: "weakref.WeakKeyDictionary[Any, ProvenanceConfig]" = weakref.WeakKeyDictionary()
-_CONFIGS_LOCK = threading.Lock()
-
-
-def _options(runtime: Any) -> Dict[str, Any]:
-    settings = getattr(runtime, "settings", None)
-    opts = settings.options_for(PLUGIN_NAME) if settings is not None else {}
-    unknown = sorted(set(opts) - set(OPTION_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown plugin_options.provenance key(s) {unknown}; valid keys: {list(OPTION_KEYS)}"
-        )
-    return opts
+_CONFIG = StashKey[ProvenanceConfig]()
 
 
 def resolve_config(runtime: Any) -> ProvenanceConfig:
     """Read and check the plugin's options (and load the signing key) for ``runtime``."""
-    opts = _options(runtime)
-    enabled = opts.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigurationError(f"plugin_options.provenance.enabled must be true or false, got {enabled!r}")
-    if not enabled:
+    opts = plugin_options(runtime, PLUGIN_NAME, ProvenanceOptions)
+    if not opts.enabled:
         return ProvenanceConfig(DEFAULT_ALGORITHM, enabled=False)
-    algorithm = get_hasher(opts.get("algorithm")).name
-    key = configured_signing_key(opts.get("signing_key_path"))
+    algorithm = get_hasher(opts.algorithm).name
+    key = configured_signing_key(opts.signing_key_path)
     if key is None:
         return ProvenanceConfig(algorithm)
     fingerprint = key_fingerprint(key)
@@ -67,21 +61,28 @@ def resolve_config(runtime: Any) -> ProvenanceConfig:
 
 
 def config_for(runtime: Any) -> ProvenanceConfig:
-    """The runtime's resolved configuration, computed once (when the runtime is built) and then cached."""
-    cfg = _CONFIGS.get(runtime)
-    if cfg is None:
-        with _CONFIGS_LOCK:
-            cfg = _CONFIGS.get(runtime)
-            if cfg is None:
-                cfg = resolve_config(runtime)
-                _CONFIGS[runtime] = cfg
-    return cfg
+    """The runtime's resolved configuration, computed once (when the runtime is built) and kept in its stash."""
+    return runtime.stash.setdefault_factory(_CONFIG, lambda: resolve_config(runtime))
 
 
 def configured_public_key(runtime: Any) -> Any:
     """The public key named by ``plugin_options.provenance.public_key_path``, else None."""
-    path = _options(runtime).get("public_key_path")
+    path = plugin_options(runtime, PLUGIN_NAME, ProvenanceOptions).public_key_path
     return load_public_key(path) if path else None
+
+
+def extends_head(run_id: str, prev_hash: Optional[str]) -> Precondition:
+    """The commit precondition that keeps a chain from forking: the first chained record of ``run_id`` in the
+    commit (whose ``prev_hash`` is given) must extend the run's last stored record, read by the store inside its
+    write transaction; else :class:`LedgerHeadMovedError` (the kernel reloads and retries)."""
+
+    def check(view: CommitView) -> None:
+        last = view.last_record(run_id)
+        head = last.get("record_hash") if last is not None else None
+        if prev_hash != head:
+            raise LedgerHeadMovedError(run_id=run_id, expected_prev_hash=prev_hash, head_hash=head)
+
+    return check
 
 
 @hookimpl
@@ -91,13 +92,16 @@ def abstractruntime_runtime_created(runtime: Any) -> None:
 
 
 @hookimpl(trylast=True)  # after any other plugin that sets fields: the hash must cover the final record
-def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: List[StepRecord]) -> None:
+def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str,
+                                           records: List[StepRecord]) -> Optional[Precondition]:
     cfg = config_for(runtime)
     if not cfg.enabled:
-        return
-    # The kernel calls this inside the run's single-writer section, so the stored head cannot move under us.
-    head = current_head(runtime.ledger_store, run_id)
+        return None
+    # The head is read here, outside the store's transaction: another writer (a cancel_run from another process)
+    # may append before this commit is written, so the store re-checks it inside its transaction.
+    head = current_head(runtime.ledger_store, run_id, paging=runtime.backend.supports(Capability.LEDGER_PAGING))
     chain_records(records, head, algorithm=cfg.algorithm, signer=cfg.signer)
+    return extends_head(run_id, head)
 
 
 def _verify_ledger(runtime: Any, run_id: str, public_key: Any = None) -> Dict[str, Any]:

@@ -17,6 +17,9 @@ from .scheduler import (
     notify_runnable,
 )
 
+#: drives event listeners; in-memory default stores
+abstractruntime_requires = ('events', 'memory')
+
 __all__ = ["Scheduler", "SchedulerStats", "ScheduledRuntime", "create_scheduled_runtime"]
 
 

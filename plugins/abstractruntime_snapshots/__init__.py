@@ -13,29 +13,37 @@ Runtime methods added by this plugin:
   (``vars._runtime.forked_from = {run_id, snapshot_id}``) and a ``fork`` ledger row.
 
 Without ``snapshot_store=``, :func:`snapshot_store_for` chooses: ``[abstractruntime.plugin_options.snapshots]
-dir = "..."`` (a :class:`JsonSnapshotStore`), else ``<store directory>/snapshots`` for a store with a directory
-(LMDB, SQLite, jsonfiles), else an :class:`InMemorySnapshotStore` kept for the life of the runtime.
+dir = "..."`` (a :class:`JsonSnapshotStore`), else the store backend's own (``backend.snapshot_store()``:
+``<store directory>/snapshots`` for LMDB, SQLite and JSON files, a table of the PostgreSQL store), else an
+:class:`InMemorySnapshotStore` kept for the life of the runtime (the memory store).
 """
 
 from __future__ import annotations
 
-import threading
 import uuid
-import weakref
 from pathlib import Path
 from typing import Any, List, Optional
 
-from abstractruntime import hookimpl
+from attrs import frozen
+
+from abstractruntime import Capability, StashKey, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
 from abstractruntime.errors import AbstractRuntimeError
 from abstractruntime.models import RunState, StepRecord, StepStatus, utc_now_iso
+from abstractruntime.settings import plugin_options
 
 from .store import InMemorySnapshotStore, JsonSnapshotStore, Snapshot, SnapshotStore, validate_snapshot_id
 
 PLUGIN_NAME = "snapshots"
 
-_STORES: "weakref.WeakKeyDictionary[Any, SnapshotStore]" = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
+_STORE = StashKey[SnapshotStore]()
+
+
+@frozen
+class SnapshotsOptions:
+    """``[abstractruntime.plugin_options.snapshots]``: ``dir``, a directory for a :class:`JsonSnapshotStore`."""
+
+    dir: Optional[str] = None
 
 
 class SnapshotNotFoundError(AbstractRuntimeError, KeyError):
@@ -47,38 +55,24 @@ class SnapshotNotFoundError(AbstractRuntimeError, KeyError):
         self.snapshot_id = snapshot_id
 
 
-def _store_directory(runtime: Any) -> Optional[Path]:
-    backend = getattr(runtime.run_store, "backend", None)
-    path = getattr(backend, "path", None)
-    if not path:
-        return None
-    p = Path(path)
-    return p if p.is_dir() else p.parent
-
-
 def snapshot_store_for(runtime: Any) -> SnapshotStore:
     """The snapshot store a runtime uses when none is passed (see the module docstring); one per runtime."""
-    with _LOCK:
-        store = _STORES.get(runtime)
-        if store is None:
-            configured = runtime.settings.options_for(PLUGIN_NAME).get("dir")
-            directory = _store_directory(runtime)
-            if configured:
-                store = JsonSnapshotStore(Path(str(configured)).expanduser())
-            elif directory is not None:
-                store = JsonSnapshotStore(directory / "snapshots")
-            else:
-                store = InMemorySnapshotStore()
-            _STORES[runtime] = store
-        return store
+
+    def choose() -> SnapshotStore:
+        configured = plugin_options(runtime, PLUGIN_NAME, SnapshotsOptions).dir
+        if configured:
+            return JsonSnapshotStore(Path(configured).expanduser())
+        own = runtime.backend.snapshot_store()
+        return own if own is not None else InMemorySnapshotStore()
+
+    return runtime.stash.setdefault_factory(_STORE, choose)
 
 
 def _last_step_id(runtime: Any, run_id: str) -> Optional[str]:
     ledger = runtime.ledger_store
-    count, list_after = getattr(ledger, "count", None), getattr(ledger, "list_after", None)
-    if callable(count) and callable(list_after):
-        n = int(count(run_id))
-        rows = list_after(run_id=run_id, after=max(0, n - 1), limit=1)[0] if n > 0 else []
+    if runtime.backend.supports(Capability.LEDGER_PAGING):
+        n = int(ledger.count(run_id))
+        rows = ledger.list_after(run_id=run_id, after=max(0, n - 1), limit=1)[0] if n > 0 else []
     else:
         rows = ledger.list(run_id)[-1:]
     return rows[-1].get("step_id") if rows else None
@@ -206,7 +200,7 @@ __all__ = [
 # --- command line: abstractruntime snapshots list/create/restore/fork ---------------------------------------------
 
 def _cli_out(args: Any, data: Any, columns: List[str]) -> None:
-    from abstractruntime.cli import show
+    from abstractruntime_cli.output import show
 
     show(data, args.json, columns)
 

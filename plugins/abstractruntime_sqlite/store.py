@@ -34,19 +34,8 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
-from abstractruntime.storage.base import (
-    LedgerStore,
-    RunLocks,
-    RunStore,
-    StepCommit,
-    add_call_metrics,
-    check_chain_heads,
-    check_contiguous,
-    check_reservations,
-    index_entries,
-    run_index_row,
-    timer_index_value,
-)
+from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
+from abstractruntime_storekit import RunLocks, check_contiguous, index_entries, run_index_row, timer_index_value
 
 SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
@@ -160,8 +149,11 @@ class _Conn:
             pass
 
 
-class SqliteDatabase:
+class SqliteDatabase(StoreBackend):
     """A SQLite database file holding runs and ledger; it is also the store backend (``commit_step``)."""
+
+    capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
+                              Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
 
     def __init__(self, path: os.PathLike | str, *, durability: str = "normal") -> None:
         text = os.fspath(path)
@@ -369,8 +361,8 @@ class SqliteDatabase:
                          effect_type if isinstance(effect_type, str) else None, text))
 
         def tx(conn: sqlite3.Connection) -> None:
-            check_reservations(commit, lambda run_id, key: _latest_status(conn, run_id, key))
-            check_chain_heads(commit, lambda run_id: self._head_hash(conn, run_id))
+            commit.check(CommitView(last_record=lambda run_id: self._last_record(conn, run_id),
+                                    latest_status=lambda run_id, key: _latest_status(conn, run_id, key)))
             if run is not None and run_params is not None:
                 if commit.expected_revision is not None:
                     cur = conn.execute(_UPDATE_RUN_AT_REVISION, run_params + (run.run_id, commit.expected_revision))
@@ -419,10 +411,26 @@ class SqliteDatabase:
                 run_id=run_id,
             ) from exc
 
-    def _head_hash(self, conn: sqlite3.Connection, run_id: str) -> Optional[str]:
+    def _last_record(self, conn: sqlite3.Connection, run_id: str) -> Optional[Dict[str, Any]]:
         row = conn.execute("SELECT seq, data FROM ledger WHERE run_id = ? ORDER BY seq DESC LIMIT 1",
                            (run_id,)).fetchone()
-        return self.decode_record(run_id, row[0], row[1]).get("record_hash") if row is not None else None
+        return self.decode_record(run_id, row[0], row[1]) if row is not None else None
+
+    # --- sibling services: files beside the database, the command inbox in it --------------------------------
+    def artifact_store(self) -> Any:
+        from abstractruntime_artifacts.store import FileArtifactStore
+
+        return FileArtifactStore(self._path.parent)
+
+    def snapshot_store(self) -> Any:
+        from abstractruntime_snapshots.store import JsonSnapshotStore
+
+        return JsonSnapshotStore(self._path.parent / "snapshots")
+
+    def command_store(self) -> Any:
+        from abstractruntime_commands.store import SqliteCommandStore
+
+        return SqliteCommandStore(self)
 
     def decode_record(self, run_id: str, seq: int, text: Any) -> Dict[str, Any]:
         try:
@@ -624,8 +632,10 @@ class SqliteLedgerStore(LedgerStore):
         """``{run_id: {steps, llm_calls, tool_calls, tokens_total}}`` over completed rows.
 
         ``tool_calls`` counts the calls in TOOL_CALLS payloads, ``tokens_total`` sums LLM ``usage.total_tokens``.
-        Only LLM_CALL and TOOL_CALLS rows are decoded.
+        Only LLM_CALL and TOOL_CALLS rows are decoded; what they add is the abstractcore plugin's helper.
         """
+        from abstractruntime_abstractcore.metrics import add_call_metrics
+
         ids = list(dict.fromkeys(run_ids))
         out = {rid: {"steps": 0, "llm_calls": 0, "tool_calls": 0, "tokens_total": 0} for rid in ids}
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, hookimpl
 from abstractruntime.run_tree import find_in_run_tree
-from abstractruntime.vars import resolve_vars_path
+from abstractruntime.paths import get_path as resolve_vars_path
 
 
 def _type_name(value: Any) -> str:

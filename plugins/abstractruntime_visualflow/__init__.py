@@ -9,9 +9,11 @@ package implements to add node types (see ``docs/visualflow.md``). Reference imp
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, List
 
 from abstractruntime import hookimpl
+
+from . import hookspecs
 
 from .catalogue import builtin_node_types, load_node_types
 from .compiler import (
@@ -34,6 +36,15 @@ from .executor import NodeContext, visual_to_flow
 from .flow import Flow, FlowEdge, FlowNode
 from .models import VisualEdge, VisualFlow, VisualNode, load_visualflow_json
 from .nodetypes import EffectMapping, Pin, VisualNodeType
+
+
+abstractruntime_requires = ("workspace",)  # the read_file / write_file nodes
+
+
+@hookimpl
+def abstractruntime_add_hookspecs(pluginmanager: Any) -> None:
+    """The node-type extension point is this plugin's: ``abstractruntime_register_visual_node_types``."""
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 @hookimpl

@@ -390,7 +390,7 @@ def test_a_gapped_run_still_loads_and_the_other_runs_are_unaffected(gap_store):
 
 @pytest.mark.parametrize("gap_store", GAP_STORES, indirect=True)
 def test_cli_ledger_show_prints_the_gap_error_and_verify_names_the_record(gap_store, capsys):
-    from abstractruntime.cli import main
+    from abstractruntime_cli.main import main
 
     rt, run_id, _full = gap_store
     url, other = rt.gap_test_url, rt.gap_test_other
@@ -409,7 +409,7 @@ def test_cli_ledger_show_prints_the_gap_error_and_verify_names_the_record(gap_st
     ([1, 2, 4], 0, (3, 4)), ([2, 3], 0, (1, 2)), ([4, 5], 2, (3, 4)), ([1, 5, 6], 0, (2, 5)),
 ])
 def test_check_contiguous(seqs, after, gap):
-    from abstractruntime.storage.base import check_contiguous
+    from abstractruntime_storekit import check_contiguous
 
     rows = [{"seq": s} for s in seqs]
     if gap is None:

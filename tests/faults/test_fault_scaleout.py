@@ -43,7 +43,7 @@ def _worker_env(ep_dir: Path, provider: Path) -> dict:
 
 def _spawn(dsn: str, env: dict, log_dir: Path, n: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "abstractruntime.cli", "--store", dsn, "worker", "--concurrency", "2",
+        [sys.executable, "-m", "abstractruntime_cli", "--store", dsn, "worker", "--concurrency", "2",
          "--workflows", "scaleout_flows:ALL", "--lease", str(LEASE_S), "--poll-interval", "0.2"],
         stdout=open(log_dir / f"worker{n}.out", "w"), stderr=open(log_dir / f"worker{n}.err", "w"),
         env=env, stdin=subprocess.DEVNULL)

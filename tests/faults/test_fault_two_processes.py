@@ -72,7 +72,7 @@ def test_two_processes_ticking_one_run_charge_once(scheme, tmp_path):
 def test_run_locks_exclude_other_threads_and_processes_and_nest(tmp_path):
     import threading
 
-    from abstractruntime.storage.base import RunLocks
+    from abstractruntime_storekit import RunLocks
 
     locks = RunLocks(tmp_path / "runs.lock")
     assert locks.acquire("r1") and locks.acquire("r1")  # the holder may nest
@@ -81,7 +81,7 @@ def test_run_locks_exclude_other_threads_and_processes_and_nest(tmp_path):
     t.start()
     t.join()
     assert other == [(False, True)]  # r1 is held by this thread; r2 was free (and is now held by the dead thread)
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from abstractruntime.storage.base import RunLocks; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from abstractruntime_storekit import RunLocks; "
              "print(RunLocks(sys.argv[2]).acquire(sys.argv[3]))")
     in_process = lambda run_id: subprocess.run(  # noqa: E731
         [sys.executable, "-c", probe, str(SUPPORT), str(tmp_path / "runs.lock"), run_id],
@@ -99,7 +99,7 @@ def test_two_run_locks_on_one_file_in_one_process_share_it(tmp_path):
     locks the other holds (POSIX drops every lock of a process when any descriptor of the file is closed)."""
     import threading
 
-    from abstractruntime.storage.base import RunLocks
+    from abstractruntime_storekit import RunLocks
 
     first, second = RunLocks(tmp_path / "runs.lock"), RunLocks(tmp_path / "runs.lock")
     assert first.acquire("r1")
@@ -109,7 +109,7 @@ def test_two_run_locks_on_one_file_in_one_process_share_it(tmp_path):
     t.join()
     assert got == [False]  # another thread of this process drives r1 through the other runtime
     second.close()
-    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from abstractruntime.storage.base import RunLocks; "
+    probe = ("import sys; sys.path.insert(0, sys.argv[1]); from abstractruntime_storekit import RunLocks; "
              "print(RunLocks(sys.argv[2]).acquire('r1'))")
     out = subprocess.run([sys.executable, "-c", probe, str(SUPPORT), str(tmp_path / "runs.lock")],
                          capture_output=True, text=True, check=True).stdout.strip()

@@ -74,7 +74,7 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_step_error", "abstractruntime_run_status_changed", "abstractruntime_ledger_appended",
         "abstractruntime_prepare_resume_payload", "abstractruntime_register_runtime_methods",
         "abstractruntime_register_cli_commands", "abstractruntime_prepare_ledger_records",
-        "abstractruntime_poll_wait", "abstractruntime_register_visual_node_types",
+        "abstractruntime_poll_wait", "abstractruntime_add_hookspecs", "abstractruntime_prepare_new_run",
         "abstractruntime_fault_point", "abstractruntime_runtime_created",
     }
 

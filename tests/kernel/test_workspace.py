@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from abstractruntime.workspace import WorkspaceError, WorkspacePolicy
+from abstractruntime_workspace import WorkspaceError, WorkspacePolicy
 
 
 def test_relative_paths_resolve_against_the_root_and_must_stay_inside(tmp_path):

@@ -326,7 +326,8 @@ def test_decorated_lmdb_stores_still_commit_each_step_once(tmp_path):
     run_store = OffloadingRunStore(backend.run_store, artifact_store=artifacts, max_inline_bytes=1024)
     ledger_store = OffloadingLedgerStore(backend.ledger_store, artifact_store=artifacts, max_inline_bytes=1024)
     assert isinstance(run_store.backend, _OffloadingBackend) and run_store.backend is ledger_store.backend
-    assert run_store.backend.path == backend.path
+    assert run_store.backend.inner is backend and run_store.backend.capabilities == backend.capabilities
+    assert run_store.backend.artifact_store() is artifacts and run_store.backend.run_locks is backend.run_locks
     assert committer_for(run_store, ledger_store).__self__ is run_store.backend  # one transaction per step
     try:
         rt = Runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifacts,

@@ -16,7 +16,7 @@ from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, Wo
 def cli(*args: str, env_extra=None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTRUNTIME_")}
     env.update(env_extra or {})
-    return subprocess.run([sys.executable, "-m", "abstractruntime.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "abstractruntime_cli", *args], capture_output=True, text=True,
                           timeout=60, env=env)
 
 

@@ -5,6 +5,7 @@ from abstractruntime_inmemory.store import InMemoryLedgerStore, InMemoryRunStore
 
 
 class TestMemoryStoreConformance(StoreConformance):
+    backend_class = MemoryBackend
     persistent = False
 
     def open_backend(self, path: Path) -> MemoryBackend:

@@ -20,6 +20,7 @@ from abstractruntime_jsonfiles.store import COMMITTED_KEY, JsonFilesBackend, Jso
 
 
 class TestJsonFilesStoreConformance(StoreConformance):
+    backend_class = JsonFilesBackend
     persistent = True
 
     def open_backend(self, path: Path) -> JsonFilesBackend:

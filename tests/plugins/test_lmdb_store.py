@@ -5,6 +5,7 @@ from abstractruntime_lmdb.store import LmdbBackend
 
 
 class TestLmdbStoreConformance(StoreConformance):
+    backend_class = LmdbBackend
     persistent = True
 
     def open_backend(self, path: Path) -> LmdbBackend:

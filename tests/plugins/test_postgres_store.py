@@ -38,6 +38,7 @@ from postgres_support import pg_dsn, postgres_server, psycopg_installed  # noqa:
 
 
 class TestPostgresStoreConformance(StoreConformance):
+    backend_class = PostgresBackend
     persistent = True
 
     @pytest.fixture(autouse=True)
@@ -803,7 +804,7 @@ def test_worker_command_drives_runs_from_a_separate_process(pg_dsn):
     with Runtime.from_config({"store": pg_dsn}) as rt:
         ids = [rt.start(workflow=TIMER, vars={"delay": 0.2}) for _ in range(6)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "abstractruntime.cli", "--store", pg_dsn, "worker", "--concurrency", "3",
+        [sys.executable, "-m", "abstractruntime_cli", "--store", pg_dsn, "worker", "--concurrency", "3",
          "--workflows", "sched_flows:ALL", "--poll-interval", "0.1"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

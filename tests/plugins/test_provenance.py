@@ -477,7 +477,7 @@ def test_registered_hasher(tmp_path):
 @pytest.mark.parametrize("options, match", [
     ({"algorithm": "no-such-hash"}, "Unknown hash algorithm"),
     ({"algorithm": "shake_128"}, "hexdigest"),
-    ({"algorthm": "sha512"}, "Unknown plugin_options.provenance key"),
+    ({"algorthm": "sha512"}, "Unknown option.*'algorthm' in plugin_options.provenance; valid options: algorithm, "),
     ({"signing_key_path": "/nonexistent/ledger.pem"}, "Cannot read the signing key"),
 ])
 def test_bad_configuration_refuses_the_runtime_when_it_is_built(options, match, tmp_path):

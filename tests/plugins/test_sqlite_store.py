@@ -17,6 +17,7 @@ from abstractruntime_sqlite.store import SCHEMA_VERSION, SqliteDatabase, SqliteL
 
 
 class TestSqliteStoreConformance(StoreConformance):
+    backend_class = SqliteDatabase
     persistent = True
 
     def open_backend(self, path: Path) -> SqliteDatabase:

@@ -14,7 +14,7 @@ import pytest
 
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec
 from abstractruntime.registry import WorkflowRegistry
-from abstractruntime.vars import parse_vars_path, resolve_vars_path
+from abstractruntime_vars.namespaces import parse_vars_path, resolve_vars_path
 from abstractruntime_inmemory.store import MemoryBackend
 
 SCRATCH = {"a": {"b": [10, 20], "c": {"z": 1, "y": 2}}, "n": 3, "s": "txt"}

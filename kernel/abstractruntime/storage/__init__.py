@@ -1,12 +1,11 @@
-"""Store interfaces, plus the reference's storage names (implementations live in store plugins and are
-re-exported lazily).
+"""Store interfaces (:mod:`abstractruntime.storage.base`). The reference's other ``abstractruntime.storage`` names
+(``InMemoryRunStore``, ``JsonFileRunStore``, ``HashChainedLedgerStore``, ...) and its submodules
+(``.sqlite``, ``.in_memory``, ...) live in plugins and resolve through the namespace overlays."""
 
-Reference names not available yet (hash chain, offloading, snapshots) are listed in docs/compatibility.md.
-"""
-
-from .._lazy import lazy_exports
+from .. import _namespace
 from .base import (
-    EventWaitIndexStore,
+    Capability,
+    CommitView,
     LedgerStore,
     QueryableRunIndexStore,
     QueryableRunStore,
@@ -14,44 +13,6 @@ from .base import (
     StepCommit,
     StoreBackend,
 )
-from .observable import ObservableLedgerStore, ObservableLedgerStoreProtocol
 
-# QueryableRunIndexStore, EventWaitIndexStore, StepCommit and StoreBackend are importable from here too; __all__
-# below is the reference's list.
-
-__getattr__ = lazy_exports(__name__, {
-    "InMemoryRunStore": "abstractruntime_inmemory.store",
-    "InMemoryLedgerStore": "abstractruntime_inmemory.store",
-    "JsonFileRunStore": "abstractruntime_jsonfiles.store",
-    "JsonlLedgerStore": "abstractruntime_jsonfiles.store",
-    "HashChainedLedgerStore": "abstractruntime_provenance.chain",
-    "verify_ledger_chain": "abstractruntime_provenance.chain",
-    "OffloadingRunStore": "abstractruntime_artifacts.offloading",
-    "OffloadingLedgerStore": "abstractruntime_artifacts.offloading",
-    "offload_large_values": "abstractruntime_artifacts.offloading",
-    "Snapshot": "abstractruntime_snapshots.store",
-    "SnapshotStore": "abstractruntime_snapshots.store",
-    "InMemorySnapshotStore": "abstractruntime_snapshots.store",
-    "JsonSnapshotStore": "abstractruntime_snapshots.store",
-})
-
-__all__ = [
-    "RunStore",
-    "LedgerStore",
-    "QueryableRunStore",
-    "InMemoryRunStore",
-    "InMemoryLedgerStore",
-    "JsonFileRunStore",
-    "JsonlLedgerStore",
-    "HashChainedLedgerStore",
-    "verify_ledger_chain",
-    "ObservableLedgerStore",
-    "ObservableLedgerStoreProtocol",
-    "OffloadingRunStore",
-    "OffloadingLedgerStore",
-    "offload_large_values",
-    "Snapshot",
-    "SnapshotStore",
-    "InMemorySnapshotStore",
-    "JsonSnapshotStore",
-]
+# The reference's list: exactly these three from here, the rest from the overlays.
+__getattr__, __dir__ = _namespace.package_getattr(__name__, ["RunStore", "LedgerStore", "QueryableRunStore"])

@@ -1,8 +1,9 @@
 """The builtin node catalogue and the collection of node types from every plugin.
 
 ``builtin_node_types()`` is what this plugin returns from ``abstractruntime_register_visual_node_types``;
-``load_node_types()`` collects the node types of all plugins (builtin catalogue included) from a plugin manager
-built exactly as the kernel builds one, or from a ``Runtime``'s.
+``load_node_types()`` collects the node types of all plugins (builtin catalogue included) through the kernel's
+collect helper (one failure policy for every collector), from a plugin manager built exactly as the kernel builds
+one, or from a ``Runtime``'s.
 """
 
 from __future__ import annotations
@@ -36,22 +37,6 @@ def builtin_node_types() -> List[VisualNodeType]:
     return types
 
 
-def _collect(pm: Any) -> List[Tuple[str, Any]]:
-    out: List[Tuple[str, Any]] = []
-    hook = getattr(pm.hook, HOOK, None)
-    if hook is None:
-        return out
-    for impl in hook.get_hookimpls():
-        try:
-            result = list(impl.function() or ())
-        except Exception as exc:
-            raise NodeTypeRegistrationError(
-                f"Plugin {impl.plugin_name!r}: {HOOK} raised {type(exc).__name__}: {exc}") from exc
-        for item in result:
-            out.append((impl.plugin_name, item))
-    return out
-
-
 def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), settings: Any = None,
                     choices: Optional[Dict[str, str]] = None) -> Dict[str, VisualNodeType]:
     """Node types by name from every installed plugin (the builtin catalogue included).
@@ -61,28 +46,24 @@ def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), setting
     unless ``choices`` (or ``[abstractruntime.plugin_options.visualflow] node_types = {type = "plugin"}``) names the
     provider to use.
     """
-    from abstractruntime.plugins import build_plugin_manager
+    from abstractruntime.plugins import Hooks, build_plugin_manager
     from abstractruntime.settings import load_settings
 
     if runtime is not None:
-        pm = runtime.hooks.plugin_manager
-        cfg = runtime.settings
+        hooks, cfg = runtime.hooks, runtime.settings
     else:
         cfg = settings if settings is not None else load_settings()
-        pm, _infos = build_plugin_manager(cfg.plugins, plugins)
+        pm, infos = build_plugin_manager(cfg.plugins, plugins)
+        hooks = Hooks(pm, strict=cfg.plugins.strict, infos=infos)
     own = sys.modules[__name__.rsplit(".", 1)[0]]
-    provided = _collect(pm)
-    if not pm.is_registered(own) and PLUGIN_NAME not in set(cfg.plugins.block):
+    provided = hooks.collect(HOOK, VisualNodeType)
+    if not hooks.plugin_manager.is_registered(own) and PLUGIN_NAME not in set(cfg.plugins.block):
         # the builtin catalogue, when this plugin is not (yet) registered through its entry point
         provided = [(PLUGIN_NAME, t) for t in builtin_node_types()] + provided
     chosen = dict((cfg.options_for(PLUGIN_NAME).get("node_types") or {}) if hasattr(cfg, "options_for") else {})
     chosen.update(choices or {})
     by_name: Dict[str, List[Tuple[str, VisualNodeType]]] = {}
     for provider, item in provided:
-        if not isinstance(item, VisualNodeType):
-            raise NodeTypeRegistrationError(
-                f"Plugin {provider!r} returned {type(item).__name__} from {HOOK}; expected "
-                f"abstractruntime_visualflow.VisualNodeType")
         by_name.setdefault(item.type, []).append((provider, item))
     out: Dict[str, VisualNodeType] = {}
     for name, candidates in by_name.items():

@@ -2,7 +2,7 @@
 (``llm_call``, ``tool_calls``, ``start_subworkflow``, ``memory_*``) with the reference's pin names; the handlers of
 those effects come from other plugins (AbstractCore integration, active_memory); without them the run fails with
 "No effect handler registered". ``read_file`` / ``write_file`` do their file I/O in the node, under the run's
-workspace policy (:mod:`abstractruntime.workspace`).
+workspace policy (:mod:`abstractruntime_workspace`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from abstractruntime.workspace import WorkspacePolicy
+from abstractruntime_workspace import WorkspacePolicy
 
 from ..agent_ids import visual_react_workflow_id
 from ..nodetypes import PURE_BASE, EffectMapping, VisualNodeType
@@ -290,7 +290,7 @@ def _memory_map(result: Any, pre: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
 # --- files ---------------------------------------------------------------------------------------------------------
 def _file_path(inputs: Dict[str, Any], ctx: Any) -> Path:
     """The node's ``file_path`` under the run's workspace policy (relative to ``workspace_root`` if the run has
-    one, else to the working directory; see :mod:`abstractruntime.workspace`)."""
+    one, else to the working directory; see :mod:`abstractruntime_workspace`)."""
     return WorkspacePolicy.from_vars(ctx.vars).resolve(inputs.get("file_path"))
 
 

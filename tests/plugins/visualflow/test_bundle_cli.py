@@ -20,7 +20,7 @@ def cli(tmp_path):
     store = f"lmdb://{tmp_path}/store"
 
     def call(*args: str, json_out: bool = False) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "abstractruntime.cli", "--store", store] + (["--json"] if json_out else [])
+        argv = [sys.executable, "-m", "abstractruntime_cli", "--store", store] + (["--json"] if json_out else [])
         return subprocess.run(argv + list(args), capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
 
     call.store = store

@@ -1,5 +1,6 @@
-"""The ``abstractruntime`` command line. Every subcommand is contributed by a plugin
-(``abstractruntime_register_cli_commands``); this module only builds the parser and the runtime.
+"""The ``abstractruntime`` command line (console script ``abstractruntime``, ``python -m abstractruntime_cli``).
+Every subcommand is contributed by a plugin (``abstractruntime_register_cli_commands``); this module only builds
+the parser and the runtime.
 
 A command named with spaces (``"ledger verify"``) becomes a nested subcommand. The store comes from ``--store``,
 else the configuration (``--config`` / ``ABSTRACTRUNTIME_CONFIG`` / ``ABSTRACTRUNTIME_STORE`` / the default).
@@ -8,41 +9,11 @@ else the configuration (``--config`` / ``ABSTRACTRUNTIME_CONFIG`` / ``ABSTRACTRU
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
 import attrs
-
-
-# --- output helpers for commands: tables for people, --json for scripts --------------------------------------------
-def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def table(rows: Sequence[Dict[str, Any]], columns: List[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-
-
-def show(data: Any, as_json: bool, columns: List[str] = ()) -> None:
-    if as_json:
-        emit_json(data)
-    elif isinstance(data, list):
-        table(data, list(columns))
-    else:
-        width = max((len(k) for k in data), default=0)
-        for key, value in data.items():
-            if isinstance(value, (dict, list)):
-                value = json.dumps(value, ensure_ascii=False, default=str)
-            print(f"{key.ljust(width)}  {'' if value is None else value}")
 
 
 def _build_parser(commands: List[Any]) -> argparse.ArgumentParser:
@@ -69,9 +40,9 @@ def _build_parser(commands: List[Any]) -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from .errors import AbstractRuntimeError
-    from .runtime import Runtime
-    from .settings import load_settings
+    from abstractruntime.errors import AbstractRuntimeError
+    from abstractruntime.runtime import Runtime
+    from abstractruntime.settings import load_settings
 
     args_list = list(sys.argv[1:] if argv is None else argv)
     # Parse global options first so the runtime (and so the plugin set) follows --config/--store.

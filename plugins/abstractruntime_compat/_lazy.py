@@ -1,5 +1,5 @@
-"""Lazy re-exports (PEP 562): compatibility modules name classes that live in plugin packages, which import the
-kernel themselves -- importing them eagerly from the kernel would be circular and would load every plugin."""
+"""Lazy re-exports (PEP 562): the compatibility packages name classes of many plugins; importing them all eagerly
+would load every plugin for one name."""
 
 from __future__ import annotations
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, runtime_checkable
 
-from .. import codec
-from ..logs import get_logger
-from ..models import StepRecord
-from .base import LedgerStore
+from abstractruntime import codec
+from abstractruntime.logs import get_logger
+from abstractruntime.models import StepRecord
+from abstractruntime.storage.base import LedgerStore
 
 log = get_logger("abstractruntime.storage")
 

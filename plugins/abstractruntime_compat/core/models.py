@@ -1,6 +1,6 @@
 """Reference path ``abstractruntime.core.models``."""
 
-from ..models import (
+from abstractruntime.models import (
     Effect,
     EffectType,
     LimitWarning,

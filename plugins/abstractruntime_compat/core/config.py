@@ -1,5 +1,5 @@
 """Reference path ``abstractruntime.core.config``."""
 
-from ..models import RuntimeConfig
+from abstractruntime.models import RuntimeConfig
 
 __all__ = ["RuntimeConfig"]

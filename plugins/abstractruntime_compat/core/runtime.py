@@ -2,8 +2,8 @@
 
 from typing import Callable
 
-from ..models import Effect, EffectOutcome, RunState, utc_now_iso
-from ..runtime import DefaultRunContext, Runtime
+from abstractruntime.models import Effect, EffectOutcome, RunState, utc_now_iso
+from abstractruntime.runtime import DefaultRunContext, Runtime
 
 #: Reference-style effect handler: ``handler(run, effect, default_next_node) -> EffectOutcome`` (or two args).
 EffectHandler = Callable[..., EffectOutcome]

@@ -1,4 +1,5 @@
-"""A run's workspace path policy (reference §15.3): where file tools and file nodes may read and write.
+"""Builtin plugin ``workspace``: a run's workspace path policy (reference §15.3): where file tools and file nodes may
+read and write (used by the ``abstractcore`` tools and the ``visualflow`` file nodes).
 
 It is read from the run's variables:
 
@@ -21,7 +22,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from attrs import frozen
 
-from .errors import AbstractRuntimeError
+from abstractruntime.errors import AbstractRuntimeError
 
 MODES = ("workspace_only", "workspace_or_allowed", "all_except_ignored")
 

@@ -2,7 +2,7 @@
 
 from typing import Protocol, runtime_checkable
 
-from ..models import NodeHandler, WorkflowSpec
+from abstractruntime.models import NodeHandler, WorkflowSpec
 
 
 @runtime_checkable

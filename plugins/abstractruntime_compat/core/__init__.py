@@ -1,6 +1,6 @@
 """Reference path ``abstractruntime.core``: the kernel's public names under their 0.4.2 import paths."""
 
-from ..models import (
+from abstractruntime.models import (
     Effect,
     EffectType,
     LimitWarning,
@@ -12,8 +12,8 @@ from ..models import (
     WaitState,
     WorkflowSpec,
 )
-from ..runtime import Runtime
-from ..vars import LIMITS, ensure_limits, get_limits
+from abstractruntime.runtime import Runtime
+from abstractruntime_vars.namespaces import LIMITS, ensure_limits, get_limits
 
 __all__ = [
     "Runtime", "RuntimeConfig", "WorkflowSpec", "LimitWarning", "LIMITS", "ensure_limits", "get_limits",

@@ -1,0 +1,103 @@
+"""Cross-process run locks for embedded stores: "who drives this run" (the ``run_locks`` capability)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from typing import Any, Dict, Optional, Tuple
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+class _LockFile:
+    """One lock file's state in this process, shared by every :class:`RunLocks` on that file: POSIX locks belong
+    to the process, and closing *any* descriptor of the file drops them all, so there must be one."""
+
+    def __init__(self, path: str) -> None:
+        self.guard = threading.Lock()
+        self.held: Dict[int, Tuple[int, int]] = {}  # offset -> (owning thread, count)
+        self.users = 0
+        self.file: Any = open(path, "ab") if fcntl is not None else None
+
+
+_LOCK_FILES: Dict[str, _LockFile] = {}
+_LOCK_FILES_GUARD = threading.Lock()
+
+
+class RunLocks:
+    """Cross-process "who drives this run" locks for an embedded store: one byte-range lock (POSIX ``lockf``) per
+    run id in one lock file beside the store.
+
+    The kernel holds a run's lock while it ticks the run (:meth:`acquire` is non-blocking: a run another process
+    -- or another thread of this process, e.g. a second runtime on the same store -- is driving is left alone).
+    The operating system drops the locks of a process that dies, so a ``started`` reservation without a live
+    holder is a crash leftover (in doubt), never a step in flight elsewhere. The holding thread may re-acquire
+    (counted), so a tick nested in a tick of the same run keeps the lock. Every ``RunLocks`` of this process on one
+    file shares that file's state. On a platform without ``fcntl`` only the in-process exclusion applies.
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = os.path.realpath(str(path))
+        with _LOCK_FILES_GUARD:
+            shared = _LOCK_FILES.get(self.path)
+            if shared is None:
+                shared = _LOCK_FILES[self.path] = _LockFile(self.path)
+            shared.users += 1
+        self._shared: Optional[_LockFile] = shared
+
+    @staticmethod
+    def _offset(run_id: str) -> int:
+        return int.from_bytes(hashlib.blake2b(run_id.encode("utf-8"), digest_size=7).digest(), "big")
+
+    def acquire(self, run_id: str) -> bool:
+        """Take the run's lock without waiting; False if another process or thread holds it."""
+        shared = self._shared
+        if shared is None:
+            return True  # closed: the store refuses the commit anyway
+        offset, me = self._offset(run_id), threading.get_ident()
+        with shared.guard:
+            owner, count = shared.held.get(offset, (me, 0))
+            if owner != me:
+                return False
+            if count == 0 and shared.file is not None:
+                try:
+                    fcntl.lockf(shared.file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                except OSError:
+                    return False
+            shared.held[offset] = (me, count + 1)
+            return True
+
+    def release(self, run_id: str) -> None:
+        shared = self._shared
+        if shared is None:
+            return
+        offset = self._offset(run_id)
+        with shared.guard:
+            owner, count = shared.held.get(offset, (None, 0))
+            if count > 1:
+                shared.held[offset] = (owner, count - 1)
+                return
+            shared.held.pop(offset, None)
+            if count == 1 and shared.file is not None:
+                fcntl.lockf(shared.file.fileno(), fcntl.LOCK_UN, 1, offset)
+
+    def close(self) -> None:
+        """Stop using the lock file; the last user in this process closes it (dropping this process's locks)."""
+        with _LOCK_FILES_GUARD:
+            shared, self._shared = self._shared, None
+            if shared is None:
+                return
+            shared.users -= 1
+            if shared.users == 0:
+                _LOCK_FILES.pop(self.path, None)
+                with shared.guard:
+                    if shared.file is not None:
+                        shared.file.close()
+                    shared.held.clear()
+
+
+__all__ = ["RunLocks"]
