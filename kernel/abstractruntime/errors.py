@@ -23,7 +23,23 @@ class AbstractRuntimeError(Exception):
         return self.message
 
 
-class UnknownRunError(AbstractRuntimeError, KeyError):
+class ValidationError(AbstractRuntimeError, ValueError):
+    """A value given to the runtime, a store or a plugin is not acceptable (the message says which and why)."""
+
+
+class InvalidTypeError(AbstractRuntimeError, TypeError):
+    """A value of the wrong type was given (the message names the expected type)."""
+
+
+class NotFoundError(AbstractRuntimeError, KeyError):
+    """Something asked for by name or id does not exist (a workflow, a snapshot, an artifact, ...)."""
+
+
+class InvalidStateError(AbstractRuntimeError, RuntimeError):
+    """An operation is not possible in the current state (a closed store, a stopped worker, ...)."""
+
+
+class UnknownRunError(NotFoundError):
     """No run with this id exists in the configured run store."""
 
     def __init__(self, run_id: str) -> None:
@@ -184,5 +200,5 @@ class DuplicateProviderError(PluginError):
         self.providers = list(providers)
 
 
-class WorkflowSpecError(AbstractRuntimeError, ValueError):
+class WorkflowSpecError(ValidationError):
     """A workflow spec is malformed (e.g. the entry node is missing)."""

@@ -4,12 +4,14 @@ hook). The builtin stores are built on it, and so can a third-party store (``doc
 * :mod:`.indexing` -- :func:`index_entries` (a checkpoint's ``(kind, value)`` index entries), :class:`SortedRunIndex`
   (an in-process ordered index) and :class:`IndexedRunQueries` (the reference's query methods over such an index);
 * :mod:`.locks` -- :class:`RunLocks`, cross-process "who drives this run" locks for an embedded store;
-* :mod:`.ledger` -- :func:`check_contiguous`, the ledger-gap check of stores with a per-run ``seq``.
+* :mod:`.ledger` -- :func:`check_contiguous`, the ledger-gap check of stores with a per-run ``seq``;
+* :mod:`.files` -- :func:`write_atomic` and :func:`fsync_dir`, durable file writes (every plugin that keeps files).
 
 The store contract itself (``StoreBackend``, ``StepCommit``, capabilities) is the kernel's
 (:mod:`abstractruntime.storage.base`); the conformance suite is :mod:`abstractruntime.testing`.
 """
 
+from .files import fsync_dir, write_atomic
 from .indexing import (
     IndexedRunQueries,
     SortedRunIndex,
@@ -24,5 +26,5 @@ from .locks import RunLocks
 
 __all__ = [
     "index_entries", "timer_index_value", "run_index_row", "filter_runs", "best_index_query", "SortedRunIndex",
-    "IndexedRunQueries", "RunLocks", "check_contiguous",
+    "IndexedRunQueries", "RunLocks", "check_contiguous", "write_atomic", "fsync_dir",
 ]
