@@ -19,6 +19,7 @@ from attrs import field, frozen
 
 from ..errors import ConcurrentModificationError, EffectAlreadyStartedError, StoreError
 from ..models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ..stash import Stash
 
 
 class RunStore(abc.ABC):
@@ -211,6 +212,14 @@ class StoreBackend(abc.ABC):
 
     def supports(self, capability: Capability) -> bool:
         return capability in self.capabilities
+
+    @property
+    def stash(self) -> Stash:
+        """Per-backend state for plugins (e.g. the offloading decorators' shared wrapper), like ``Runtime.stash``."""
+        stash = self.__dict__.get("_stash")
+        if stash is None:
+            stash = self.__dict__.setdefault("_stash", Stash())
+        return stash
 
     def artifact_store(self) -> Any:
         """The artifact store that lives with this store (e.g. files beside it, a table in it), or None."""
