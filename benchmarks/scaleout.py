@@ -71,7 +71,7 @@ def database(admin_dsn: str):
 
 
 def _registry():
-    from abstractruntime.registry import WorkflowRegistry
+    from abstractruntime_pluginkit.registry import WorkflowRegistry
 
     reg = WorkflowRegistry()
     for spec in scaleout_flows.ALL:

@@ -36,20 +36,19 @@ from .models import (
     WaitState,
     WorkflowSpec,
 )
-from .policy import DefaultEffectPolicy, EffectPolicy, NoRetryPolicy, RetryPolicy, compute_idempotency_key
-from .registry import WorkflowRegistry
+from .policy import DefaultEffectPolicy, EffectPolicy, compute_idempotency_key
 from .runtime import DefaultRunContext, Runtime
 from .settings import Settings, load_settings
 from .stash import Stash, StashKey
-from .storage.base import Capability, LedgerStore, QueryableRunStore, RunStore, StoreBackend
+from .storage.base import Capability, LedgerStore, RunStore, StoreBackend
 
 __version__ = "0.5.0.dev0"
 
 _OWN = [
     "Effect", "EffectType", "EffectOutcome", "RunState", "RunStatus", "StepPlan", "StepRecord", "StepStatus",
     "WaitReason", "WaitState", "WorkflowSpec", "RuntimeConfig", "LimitWarning", "Runtime", "DefaultRunContext",
-    "WorkflowRegistry", "EffectPolicy", "DefaultEffectPolicy", "RetryPolicy", "NoRetryPolicy",
-    "compute_idempotency_key", "RunStore", "LedgerStore", "QueryableRunStore", "StoreBackend", "Capability",
+    "EffectPolicy", "DefaultEffectPolicy",
+    "compute_idempotency_key", "RunStore", "LedgerStore", "StoreBackend", "Capability",
     "EffectCall", "EffectHandlerDescriptor", "StoreDescriptor", "StoreLocation", "Settings", "load_settings",
     "Stash", "StashKey", "hookimpl", "AbstractRuntimeError", "ConcurrentModificationError", "ConfigurationError",
     "JsonInvariantError", "RunNotWaitingError", "RunPausedError", "UnknownRunError", "UnknownStoreError",

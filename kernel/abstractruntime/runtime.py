@@ -35,7 +35,6 @@ from .logs import get_logger
 from .models import (
     Effect,
     EffectOutcome,
-    LimitWarning,
     RunState,
     RunStatus,
     RuntimeConfig,
@@ -48,7 +47,7 @@ from .models import (
     effect_type_value,
     utc_now_iso,
 )
-from .observation import RunObservation
+from .observation import LedgerSubscriptions
 from .paths import set_path
 from .plugins import Hooks, PluginInfo, build_plugin_manager, open_store, select_effect_handlers
 from .policy import DefaultEffectPolicy, EffectPolicy
@@ -76,8 +75,8 @@ class Runtime:
     (LMDB in :func:`abstractruntime.settings.default_home`).
 
     It is composed of a :class:`~abstractruntime.commit.RunWriter` (every write), an
-    :class:`~abstractruntime.effect_execution.EffectExecutor` (a step's effect) and a
-    :class:`~abstractruntime.observation.RunObservation` (subscriptions, traces, limits). Plugins keep per-runtime
+    :class:`~abstractruntime.effect_execution.EffectExecutor` (a step's effect) and
+    :class:`~abstractruntime.observation.LedgerSubscriptions`. Plugins keep per-runtime
     state in :attr:`stash`; the methods they add (``abstractruntime_register_runtime_methods``) are bound on the
     instance, with their own signature and docstring (``dir()``, ``help()``, :meth:`plugin_methods`).
     """
@@ -134,10 +133,9 @@ class Runtime:
         self._chat_summarizer = chat_summarizer
         self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
         self._locks_guard = threading.Lock()
+        self._subscriptions = LedgerSubscriptions()
         self._writer = RunWriter(runtime=self, backend=self._backend, run_store=run_store,
-                                 ledger_store=ledger_store, hooks=self._hooks, publish=self._publish)
-        self._observation = RunObservation(load=self._writer.load, ledger_store=ledger_store, config=self._config,
-                                           update=self._writer.update)
+                                 ledger_store=ledger_store, hooks=self._hooks, publish=self._subscriptions.publish)
         self._effects = EffectExecutor(
             runtime=self, hooks=self._hooks, handlers=self._handlers,
             policy=effect_policy if effect_policy is not None else DefaultEffectPolicy(),
@@ -274,9 +272,6 @@ class Runtime:
     def _commit(self, run: Optional[RunState], records: Sequence[StepRecord], **kwargs: Any) -> None:
         self._writer.commit(run, records, **kwargs)
 
-    def _publish(self, records: Sequence[StepRecord]) -> None:
-        self._observation.publish(records)
-
     def commit(self, run: Optional[RunState], records: Sequence[StepRecord] = (), *,
                expected_revision: Optional[int] = None, run_id: Optional[str] = None) -> None:
         """For plugins: check, encode and write ``run`` (may be None: ledger-only) and ``records`` in one store
@@ -296,29 +291,11 @@ class Runtime:
         return self._effects.execute_effect(run, effect, node_id=node_id, idempotency_key=idempotency_key,
                                             default_next_node=default_next_node)
 
-    # --- observation (RunObservation) -------------------------------------------------------------------------
     def subscribe_ledger(self, callback: Callable[[Dict[str, Any]], None], *,
                          run_id: Optional[str] = None) -> Callable[[], None]:
         """Call ``callback(record_dict)`` after every committed ledger record (of ``run_id`` only, if given);
         returns the unsubscribe function. Works with every store; callback exceptions are logged."""
-        return self._observation.subscribe_ledger(callback, run_id=run_id)
-
-    def get_node_traces(self, run_id: str) -> Dict[str, Any]:
-        """Per-node traces of effect steps (newest 100 per node), derived from the ledger."""
-        return self._observation.get_node_traces(run_id)
-
-    def get_node_trace(self, run_id: str, node_id: str) -> Dict[str, Any]:
-        return self._observation.get_node_trace(run_id, node_id)
-
-    def get_limit_status(self, run_id: str) -> Dict[str, Any]:
-        return self._observation.get_limit_status(run_id)
-
-    def check_limits(self, run: RunState) -> List[LimitWarning]:
-        return self._observation.check_limits(run)
-
-    def update_limits(self, run_id: str, updates: Mapping[str, Any]) -> None:
-        """Durably update ``vars._limits`` (only the reference's updatable keys; others are ignored)."""
-        self._observation.update_limits(run_id, updates)
+        return self._subscriptions.subscribe(callback, run_id=run_id)
 
     # --- public API -------------------------------------------------------------------------------------------
     def start(

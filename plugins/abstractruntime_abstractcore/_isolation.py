@@ -24,6 +24,8 @@ import logging
 import threading
 from typing import Any, Dict, Iterator, Tuple
 
+from .errors import AbstractCoreNotInstalledError
+
 _LOCK = threading.RLock()
 _PATCHED = False
 _LOGGER_PREFIX = "abstractcore"
@@ -132,7 +134,8 @@ def _patch_structured_logger() -> None:
 def import_abstractcore(module: str = "abstractcore") -> Any:
     """Import ``module`` (``abstractcore`` or one of its submodules) with the host's logging preserved.
 
-    Raises ``ModuleNotFoundError`` with an installation hint when AbstractCore is not installed.
+    Raises :class:`~.errors.AbstractCoreNotInstalledError` (a ``ModuleNotFoundError``) with an installation hint
+    when AbstractCore is not installed.
     """
     global _PATCHED
     with _LOCK:
@@ -147,7 +150,7 @@ def import_abstractcore(module: str = "abstractcore") -> Any:
             if exc.name and (exc.name == "abstractcore" or exc.name.startswith("abstractcore.")) and \
                     module.split(".")[0] == "abstractcore" and exc.name.split(".")[0] == "abstractcore" and \
                     not _abstractcore_installed():
-                raise ModuleNotFoundError(f"{INSTALL_HINT} ({exc})", name=exc.name) from exc
+                raise AbstractCoreNotInstalledError(f"{INSTALL_HINT} ({exc})", name=exc.name) from exc
             raise
         return mod
 

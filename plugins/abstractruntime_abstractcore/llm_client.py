@@ -22,7 +22,10 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, runtime_
 
 from abstractruntime.logs import get_logger
 
+from abstractruntime.errors import ValidationError
+
 from ._isolation import guarded, import_abstractcore
+from .errors import LLMServerError, ResponseSchemaError, ToolSpecError
 
 log = get_logger("abstractruntime.abstractcore")
 
@@ -199,9 +202,9 @@ def normalize_response_schema(schema: Any) -> Optional[Dict[str, Any]]:
         try:
             schema = json.loads(text)
         except ValueError:
-            raise ValueError("response_schema is a string that is not JSON") from None
+            raise ResponseSchemaError("response_schema is a string that is not JSON") from None
     if not isinstance(schema, dict):
-        raise ValueError(f"response_schema must be a JSON Schema object, got {type(schema).__name__}")
+        raise ResponseSchemaError(f"response_schema must be a JSON Schema object, got {type(schema).__name__}")
     for wrapper in ("json_schema", "schema"):  # {"type": "json_schema", "json_schema": {"schema": ...}}
         inner = schema.get(wrapper)
         if isinstance(inner, dict) and (wrapper == "schema" or "schema" in inner or "properties" in inner):
@@ -217,7 +220,7 @@ def normalize_response_schema(schema: Any) -> Optional[Dict[str, Any]]:
             elif isinstance(value, dict):
                 props[key] = value
             else:
-                raise ValueError(f"response_schema field {key!r} must be a type name or a schema")
+                raise ResponseSchemaError(f"response_schema field {key!r} must be a type name or a schema")
         schema = {"type": "object", "properties": props, "required": sorted(props)}
     return schema
 
@@ -388,17 +391,11 @@ class MultiLocalAbstractCoreLLMClient:
         return self.client_for(request.get("provider"), request.get("model"), base_url).generate(**request)
 
 
-class LLMServerError(RuntimeError):
-    def __init__(self, message: str, *, status: Optional[int] = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class RemoteAbstractCoreLLMClient:
     """An AbstractCore server (or any OpenAI-compatible server): ``POST {base}/v1/chat/completions``.
 
     Non-streaming, one request per call, no retries; ``timeout_s`` is the socket timeout and is also sent in the
-    body (AbstractCore's server honours it). ``media`` is not supported (``ValueError``).
+    body (AbstractCore's server honours it). ``media`` is not supported (a ``ValidationError``, a ``ValueError``).
     """
 
     FORWARDED_PARAMS = ("temperature", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty",
@@ -407,7 +404,7 @@ class RemoteAbstractCoreLLMClient:
     def __init__(self, *, server_base_url: str, model: str, headers: Optional[Mapping[str, str]] = None,
                  timeout_s: Optional[float] = None) -> None:
         if not isinstance(server_base_url, str) or not server_base_url.strip():
-            raise ValueError("server_base_url must be a non-empty URL such as http://127.0.0.1:8000")
+            raise ValidationError("server_base_url must be a non-empty URL such as http://127.0.0.1:8000")
         self.server_base_url = server_base_url.strip().rstrip("/")
         self.model = model
         self.headers = dict(headers or {})
@@ -423,7 +420,7 @@ class RemoteAbstractCoreLLMClient:
 
     def _body(self, request: Mapping[str, Any]) -> Dict[str, Any]:
         if request.get("media"):
-            raise ValueError("media is not supported by the remote LLM client (use a local runtime)")
+            raise ValidationError("media is not supported by the remote LLM client (use a local runtime)")
         messages: List[Dict[str, Any]] = []
         if request.get("system_prompt"):
             messages.append({"role": "system", "content": str(request["system_prompt"])})
@@ -538,7 +535,7 @@ def tool_spec(tool: Any) -> Dict[str, Any]:
     if name:
         return {"name": name, "description": (getattr(tool, "__doc__", "") or "").strip(),
                 "parameters": {"type": "object", "properties": {}}}
-    raise ValueError(f"Cannot make a tool spec from {type(tool).__name__}")
+    raise ToolSpecError(f"Cannot make a tool spec from {type(tool).__name__}")
 
 
 def json_schema_parameters(spec: Mapping[str, Any]) -> Dict[str, Any]:

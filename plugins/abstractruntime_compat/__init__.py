@@ -39,6 +39,9 @@ _ROOT_NAMES = {
     ],
     "abstractruntime_scheduler.scheduler": ["Scheduler", "SchedulerStats", "ScheduledRuntime", "create_scheduled_runtime"],
     "abstractruntime_compat.identity": ["ActorFingerprint"],
+    "abstractruntime_pluginkit.registry": ["WorkflowRegistry"],
+    "abstractruntime_compat.core.policy": ["RetryPolicy", "NoRetryPolicy"],
+    "abstractruntime_compat.storage.base": ["QueryableRunStore"],
 }
 
 __all__ = [name for names in _ROOT_NAMES.values() for name in names]

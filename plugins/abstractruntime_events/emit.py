@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from abstractruntime import EffectCall, EffectOutcome, RunState, RunStatus, WaitReason
-from abstractruntime.event_keys import build_event_wait_key
+from abstractruntime_pluginkit.event_keys import build_event_wait_key
 from abstractruntime.models import utc_now_iso
 
 MAX_LISTENERS = 10_000

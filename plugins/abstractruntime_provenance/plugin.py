@@ -11,7 +11,7 @@ from abstractruntime.descriptors import CliCommandDescriptor, RuntimeMethodDescr
 from abstractruntime.errors import LedgerHeadMovedError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import StepRecord
-from abstractruntime.settings import plugin_options
+from abstractruntime_pluginkit import plugin_options
 from abstractruntime.storage.base import CommitView, Precondition
 
 from .chain import chain_records, current_head, verify_run

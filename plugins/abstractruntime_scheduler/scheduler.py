@@ -23,11 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from attrs import define, field
 
 from abstractruntime import RunState, RunStatus, WaitReason, WorkflowSpec
-from abstractruntime.event_keys import build_event_wait_key
+from abstractruntime_pluginkit.event_keys import build_event_wait_key
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
-from abstractruntime.registry import WorkflowRegistry
-from abstractruntime.storage.base import QueryableRunStore
+from abstractruntime_pluginkit.registry import WorkflowRegistry
+from abstractruntime_compat.storage.base import QueryableRunStore
 
 log = get_logger("abstractruntime.scheduler")
 

@@ -16,6 +16,9 @@ from abstractruntime.logs import get_logger
 
 from .start import start_subworkflow, wrap_child_result
 
+#: a child's node traces (include_traces) come from the observation plugin's runtime method
+abstractruntime_requires = ("observation",)
+
 log = get_logger("abstractruntime.subworkflows")
 
 

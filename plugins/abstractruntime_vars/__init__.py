@@ -10,7 +10,7 @@ import json
 from typing import Any, Dict, List, Optional
 
 from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, hookimpl
-from abstractruntime.run_tree import find_in_run_tree
+from abstractruntime_pluginkit.run_tree import find_in_run_tree
 from abstractruntime.paths import get_path as resolve_vars_path
 
 

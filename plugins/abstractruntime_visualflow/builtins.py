@@ -14,7 +14,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional
 
-from .executor import get_path
+from abstractruntime.paths import set_path
+
+from .context import get_path
+from .errors import VisualNodeError
 
 Handler = Callable[..., Any]
 
@@ -62,14 +65,14 @@ def multiply(d, ctx=None):
 def divide(d, ctx=None):
     b = _num(d.get("b"), 1)
     if b == 0:
-        raise ValueError("Division by zero")
+        raise VisualNodeError("Division by zero")
     return _num(d.get("a")) / b
 
 
 def modulo(d, ctx=None):
     b = _num(d.get("b"), 1)
     if b == 0:
-        raise ValueError("Modulo by zero")
+        raise VisualNodeError("Modulo by zero")
     return _num(d.get("a")) % b
 
 
@@ -241,7 +244,7 @@ def compare(d, ctx=None):
     op = d.get("op") or "=="
     fn = _OPS.get(op)
     if fn is None:
-        raise ValueError(f"compare: unknown operator {op!r} (expected one of {', '.join(_OPS)})")
+        raise VisualNodeError(f"compare: unknown operator {op!r} (expected one of {', '.join(_OPS)})")
     try:
         return bool(fn(d.get("a"), d.get("b")))
     except TypeError:
@@ -285,14 +288,8 @@ def set_(d, ctx=None):
     out = json.loads(json.dumps(obj)) if isinstance(obj, dict) else {}
     key = _s(d.get("key"))
     if not key:
-        raise ValueError("set: 'key' is required")
-    cur = out
-    parts = key.split(".")
-    for part in parts[:-1]:
-        if not isinstance(cur.get(part), dict):
-            cur[part] = {}
-        cur = cur[part]
-    cur[parts[-1]] = d.get("value")
+        raise VisualNodeError("set: 'key' is required")
+    set_path(out, key, d.get("value"))
     return out
 
 
@@ -422,11 +419,11 @@ def parse_json(d, ctx=None):
     if isinstance(text, (dict, list)):
         return text
     if text is None or _s(text).strip() == "":
-        raise ValueError("parse_json: empty text")
+        raise VisualNodeError("parse_json: empty text")
     try:
         value = _parse_json_text(_s(text))
     except (ValueError, SyntaxError):
-        raise ValueError(f"parse_json: not JSON: {_s(text)[:80]!r}") from None
+        raise VisualNodeError(f"parse_json: not JSON: {_s(text)[:80]!r}") from None
     if not isinstance(value, (dict, list)) and d.get("wrap_scalar", True) is not False:
         return {"value": value}
     return value

@@ -12,7 +12,9 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from abstractruntime.models import RunState, StepPlan, WorkflowSpec
 
-from .executor import CompiledFlow, CompiledNode, analyse, execute_node, subflow_id_of
+from .analysis import CompiledFlow, CompiledNode, analyse, subflow_id_of
+from .errors import VisualFlowTypeError
+from .executor import execute_node
 from .flow import Flow
 from .models import VisualFlow, load_visualflow_json
 from .nodetypes import VisualNodeType
@@ -45,7 +47,7 @@ def compile_flow(flow: Flow) -> WorkflowSpec:
     """The intermediate :class:`Flow` -> ``WorkflowSpec``."""
     cflow = flow.compiled
     if not isinstance(cflow, CompiledFlow):
-        raise TypeError("compile_flow expects a Flow produced by visual_to_flow")
+        raise VisualFlowTypeError("compile_flow expects a Flow produced by visual_to_flow")
     return _spec(cflow)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from abstractruntime.errors import NotFoundError, ValidationError
 from abstractruntime.models import RunState, RunStatus, WaitReason
 from abstractruntime.timeutil import now_utc, parse_instant
 
@@ -19,7 +20,7 @@ def _spec(runtime: Any, registry: Any, workflow_id: str) -> Any:
     reg = registry if registry is not None else runtime.workflow_registry
     spec = reg.get(workflow_id) if reg is not None else None
     if spec is None:
-        raise KeyError(f"Workflow '{workflow_id}' is not registered (register the compiled specs first)")
+        raise NotFoundError(f"Workflow '{workflow_id}' is not registered (register the compiled specs first)")
     return spec
 
 
@@ -113,7 +114,7 @@ def start_listeners(runtime: Any, flow: Any, *, registry: Any = None, session_id
 
     reg = registry if registry is not None else runtime.workflow_registry
     if reg is None:
-        raise ValueError("start_listeners needs a workflow registry (runtime.workflow_registry or registry=)")
+        raise ValidationError("start_listeners needs a workflow registry (runtime.workflow_registry or registry=)")
     out = []
     for wid, spec in compile_visualflow_listeners(flow, runtime=runtime, **compile_kwargs).items():
         if wid not in reg:

@@ -1,14 +1,16 @@
-"""Errors of the VisualFlow compiler.
+"""Errors of the VisualFlow plugin (compiler, node types, node handlers).
 
-Every compile error subclasses ``ValueError`` (the reference raised plain ``ValueError``), so existing ``except``
-clauses keep working; the typed classes carry *what* is wrong and *where* (flow id, node id, edge index).
+Every class derives from :class:`abstractruntime.errors.AbstractRuntimeError` and keeps the builtin base the
+reference raised (``ValueError`` for compile errors and refused node inputs, ``TypeError`` for wrong types), so
+existing ``except`` clauses keep working; the compile errors carry *what* is wrong and *where* (flow id, node id,
+edge index).
 """
 
 from __future__ import annotations
 
 from typing import Any, Optional
 
-from abstractruntime.errors import WorkflowSpecError
+from abstractruntime.errors import InvalidStateError, InvalidTypeError, ValidationError, WorkflowSpecError
 
 
 class VisualFlowError(WorkflowSpecError):
@@ -54,3 +56,27 @@ class CodeExecutionError(VisualFlowError):
 class NodeTypeRegistrationError(VisualFlowError):
     """A plugin returned something invalid from ``abstractruntime_register_visual_node_types``, or two plugins
     provide the same node type without configuration choosing one."""
+
+
+class NodeTypeDefinitionError(NodeTypeRegistrationError):
+    """A :class:`~abstractruntime_visualflow.nodetypes.VisualNodeType` is declared inconsistently (no or several of
+    ``handler=`` / ``effect=`` / ``step=``, an unknown ``base_input`` or ``error_mode``, an empty type name)."""
+
+
+class VisualFlowTypeError(InvalidTypeError):
+    """A VisualFlow API was given a value of the wrong type (``load_visualflow_json`` of a non-dict,
+    ``compile_flow`` of a ``Flow`` not made by ``visual_to_flow``, a pin or effect mapping of the wrong type)."""
+
+
+class VisualNodeError(ValidationError):
+    """A node refused the values it was given (division by zero, an unknown operator, an invalid variable name, a
+    loop over its iteration cap, ...). Raised inside a node; the executor turns it into a node failure (the run
+    completes with ``{"success": false, "error": <message>}``) or, for effect and ``raise`` nodes, fails the run."""
+
+
+class NodeOutputError(InvalidTypeError):
+    """A node produced an output that is not plain JSON (run state must stay JSON)."""
+
+
+class NodeDependencyError(InvalidStateError):
+    """A node needs an optional package that is not installed (the message names it)."""

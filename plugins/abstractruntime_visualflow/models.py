@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from .errors import VisualFlowError, VisualFlowTypeError
+
 
 def normalize_node_type(value: Any) -> str:
     """``"NodeType.ASK_USER"`` / ``{"value": "ask_user"}`` / ``"ask_user"`` -> ``"ask_user"``."""
@@ -69,7 +71,7 @@ def _as_dict(raw: Any) -> Dict[str, Any]:
         data = as_dict()
         if isinstance(data, dict):
             return data
-    raise TypeError(
+    raise VisualFlowTypeError(
         f"load_visualflow_json expects a dict (or an object with model_dump()/dict()), got {type(raw).__name__}"
     )
 
@@ -97,7 +99,7 @@ def load_visualflow_json(raw: Any) -> VisualFlow:
     data = _as_dict(raw)
     flow_id = data.get("id") or data.get("flow_id") or data.get("workflow_id")
     if not isinstance(flow_id, str) or not flow_id.strip():
-        raise ValueError("VisualFlow missing required 'id'")
+        raise VisualFlowError("VisualFlow missing required 'id'")
     interfaces = [i.strip() for i in (data.get("interfaces") or []) if isinstance(i, str) and i.strip()] \
         if isinstance(data.get("interfaces"), list) else []
     nodes: List[VisualNode] = []

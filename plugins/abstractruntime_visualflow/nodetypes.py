@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 import attrs
 from attrs import field, frozen
 
+from .errors import NodeTypeDefinitionError, VisualFlowTypeError
+
 PURE_BASE = "none"
 LAST_OUTPUT_BASE = "last_output"
 FUNCTION_BASE = "function"
@@ -30,7 +32,7 @@ FUNCTION_BASE = "function"
 
 def _norm_type(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"VisualNodeType.type must be a non-empty string, got {value!r}")
+        raise NodeTypeDefinitionError(f"VisualNodeType.type must be a non-empty string, got {value!r}")
     return value.strip()
 
 
@@ -56,7 +58,7 @@ class Pin:
             return cls(str(value.get("id")), str(value.get("type") or "any"), value.get("label"))
         if isinstance(value, tuple) and value:
             return cls(*value)
-        raise TypeError(f"Cannot make a Pin from {value!r}")
+        raise VisualFlowTypeError(f"Cannot make a Pin from {value!r}")
 
 
 def _pins(values: Any) -> Tuple[Pin, ...]:
@@ -134,19 +136,19 @@ class VisualNodeType:
     def __attrs_post_init__(self) -> None:
         given = [x for x in (self.handler, self.effect, self.step) if x is not None]
         if len(given) != 1:
-            raise ValueError(
+            raise NodeTypeDefinitionError(
                 f"VisualNodeType {self.type!r} needs exactly one of handler=, effect= or step= (got {len(given)})"
             )
         if self.effect is not None and not isinstance(self.effect, EffectMapping):
-            raise TypeError(f"VisualNodeType {self.type!r}: effect= must be an EffectMapping")
+            raise VisualFlowTypeError(f"VisualNodeType {self.type!r}: effect= must be an EffectMapping")
         if not self.base_input:
             object.__setattr__(self, "base_input", LAST_OUTPUT_BASE if self.effect is not None else FUNCTION_BASE)
         if self.base_input not in (PURE_BASE, LAST_OUTPUT_BASE, FUNCTION_BASE):
-            raise ValueError(f"VisualNodeType {self.type!r}: unknown base_input {self.base_input!r}")
+            raise NodeTypeDefinitionError(f"VisualNodeType {self.type!r}: unknown base_input {self.base_input!r}")
         if not self.error_mode:
             object.__setattr__(self, "error_mode", "raise" if self.effect is not None else "complete")
         if self.error_mode not in ("complete", "raise"):
-            raise ValueError(f"VisualNodeType {self.type!r}: error_mode must be 'complete' or 'raise'")
+            raise NodeTypeDefinitionError(f"VisualNodeType {self.type!r}: error_mode must be 'complete' or 'raise'")
 
     @property
     def kind(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 from abstractruntime import EffectCall, EffectOutcome, WaitReason, WaitState
-from abstractruntime.event_keys import build_event_wait_key
+from abstractruntime_pluginkit.event_keys import build_event_wait_key
 from abstractruntime.timeutil import now_utc, parse_instant
 
 

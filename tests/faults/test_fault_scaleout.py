@@ -58,7 +58,7 @@ def _held_by(conn, pid: int) -> int:
 def _answer_waits(rt, waiting_ids) -> int:
     """Release the user and event waits among ``waiting_ids`` (not driving them: the workers do)."""
     from abstractruntime import RunStatus, WaitReason
-    from abstractruntime.event_keys import build_event_wait_key
+    from abstractruntime_pluginkit.event_keys import build_event_wait_key
     from abstractruntime_events.emit import deliver_event
 
     released = 0
@@ -99,7 +99,7 @@ def test_three_workers_survive_repeated_sigkills_without_double_steps_or_charges
     import psycopg
 
     from abstractruntime import Runtime
-    from abstractruntime.registry import WorkflowRegistry
+    from abstractruntime_pluginkit.registry import WorkflowRegistry
 
     provider = tmp_path / "provider"
     ep_dir = Path(scaleout_flows.install_entry_point(str(tmp_path / "entry_points")))

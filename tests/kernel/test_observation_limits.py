@@ -14,7 +14,7 @@ import pytest
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec
 from abstractruntime.identity import ActorFingerprint
 from abstractruntime.models import LimitWarning, RuntimeConfig
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_inmemory.store import MemoryBackend
 
 WAIT_FIELDS = {"reason", "wait_key", "until", "resume_to_node", "result_key", "prompt", "choices",

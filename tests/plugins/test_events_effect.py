@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 import pytest
 
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WaitReason, WorkflowSpec
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_inmemory.store import MemoryBackend
 
 ENVELOPE_KEYS = {"event_id", "name", "scope", "session_id", "payload", "emitted_at", "emitter"}

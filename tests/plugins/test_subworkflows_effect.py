@@ -18,7 +18,7 @@ from abstractruntime import (
     WorkflowSpec,
     hookimpl,
 )
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_inmemory.store import MemoryBackend
 
 

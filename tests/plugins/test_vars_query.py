@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 import pytest
 
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_vars.namespaces import parse_vars_path, resolve_vars_path
 from abstractruntime_inmemory.store import MemoryBackend
 

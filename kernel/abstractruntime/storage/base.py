@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import abc
 from enum import Enum
-from typing import Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Protocol, Tuple, runtime_checkable
+from typing import Any, Callable, ClassVar, Dict, FrozenSet, List, Optional, Tuple
 
 from attrs import field, frozen
 
+from .. import _namespace
 from ..errors import ConcurrentModificationError, EffectAlreadyStartedError, StoreError
-from ..models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
+from ..models import RunState, StepRecord, StepStatus
 from ..stash import Stash
 
 
@@ -48,42 +49,6 @@ class LedgerStore(abc.ABC):
     def list(self, run_id: str) -> List[Dict[str, Any]]: ...
 
 
-@runtime_checkable
-class QueryableRunStore(Protocol):
-    def list_runs(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        wait_reason: Optional[WaitReason] = None,
-        workflow_id: Optional[str] = None,
-        limit: int = 100,
-    ) -> List[RunState]: ...
-
-    def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]: ...
-
-    def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]: ...
-
-
-@runtime_checkable
-class EventWaitIndexStore(Protocol):
-    """Our addition: the runs waiting for an event key, from an index (never a scan of all runs)."""
-
-    def list_waiting_for_event(self, *, wait_key: str, limit: int = 10000) -> List[RunState]: ...
-
-
-@runtime_checkable
-class QueryableRunIndexStore(Protocol):
-    def list_run_index(
-        self,
-        *,
-        status: Optional[RunStatus] = None,
-        workflow_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        root_only: bool = False,
-        limit: int = 100,
-    ) -> List[Dict[str, Any]]: ...
-
-
 class Capability(str, Enum):
     """Optional abilities a :class:`StoreBackend` declares in ``capabilities`` (the kernel and plugins never probe
     for them). Each names the methods it promises; the conformance suite runs the tests of each declared one."""
@@ -96,9 +61,10 @@ class Capability(str, Enum):
     #: ``ledger_store.count(run_id) -> int``, ``ledger_store.list_after(*, run_id, after, limit) -> (rows, cursor)``
     #: and ``ledger_store.last_record(run_id) -> Optional[dict]``.
     LEDGER_PAGING = "ledger_paging"
-    #: ``run_store`` is a :class:`QueryableRunStore` and a :class:`QueryableRunIndexStore`.
+    #: ``run_store.list_runs`` / ``list_due_wait_until`` / ``list_children`` / ``list_run_index`` (the reference's
+    #: ``QueryableRunStore`` and ``QueryableRunIndexStore`` protocols).
     RUN_QUERIES = "run_queries"
-    #: ``run_store.list_waiting_for_event(*, wait_key, limit)`` from an index (:class:`EventWaitIndexStore`).
+    #: ``run_store.list_waiting_for_event(*, wait_key, limit)`` from an index, never a scan of all runs.
     EVENT_INDEX = "event_index"
     #: ``backend.run_locks``: ``acquire(run_id) -> bool`` (non-blocking), ``release(run_id)``, ``close()`` -- which
     #: process drives a run of an embedded store (``abstractruntime_storekit.RunLocks``).
@@ -312,7 +278,11 @@ def committer_for(run_store: Any, ledger_store: Any) -> Callable[[StepCommit], N
 
 
 __all__ = [
-    "RunStore", "LedgerStore", "QueryableRunStore", "QueryableRunIndexStore", "EventWaitIndexStore", "Capability",
+    "RunStore", "LedgerStore", "Capability",
     "CommitView", "Precondition", "StepCommit", "StoreBackend", "SplitBackend", "backend_for", "committer_for",
     "check_reservations", "declared_capabilities",
 ]
+
+# The reference's query protocols (QueryableRunStore, QueryableRunIndexStore) and our EventWaitIndexStore live in the
+# compatibility layer: the contract is Capability.RUN_QUERIES / EVENT_INDEX.
+__getattr__, __dir__ = _namespace.package_getattr(__name__, __all__)

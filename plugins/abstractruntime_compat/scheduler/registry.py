@@ -1,5 +1,5 @@
 """Reference path ``abstractruntime.scheduler.registry``."""
 
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit.registry import WorkflowRegistry
 
 __all__ = ["WorkflowRegistry"]

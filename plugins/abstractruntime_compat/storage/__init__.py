@@ -4,6 +4,7 @@ kernel's :mod:`abstractruntime.storage` has the store interfaces and finds these
 from .._lazy import lazy_exports
 
 _NAMES = {
+    "QueryableRunStore": "abstractruntime_compat.storage.base",
     "InMemoryRunStore": "abstractruntime_inmemory.store",
     "InMemoryLedgerStore": "abstractruntime_inmemory.store",
     "JsonFileRunStore": "abstractruntime_jsonfiles.store",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Optional
 
-from .models import RunState
+from abstractruntime.models import RunState
 
 
 def ancestors(run_store: Any, run: RunState) -> Iterator[RunState]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from abstractruntime.errors import ValidationError
+
 SCOPES = ("session", "workflow", "run", "global")
 
 
@@ -20,10 +22,10 @@ def build_event_wait_key(
     a missing scope id."""
     scope_v = (scope or "").strip().lower() or "session"
     if scope_v not in SCOPES:
-        raise ValueError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
+        raise ValidationError(f"unknown scope {scope!r}; expected one of {', '.join(SCOPES)}")
     name_v = (name or "").strip() if isinstance(name, str) else ""
     if not name_v:
-        raise ValueError("event name must be a non-empty string")
+        raise ValidationError("event name must be a non-empty string")
     scope_id = {
         "session": session_id,
         "workflow": workflow_id,
@@ -31,5 +33,8 @@ def build_event_wait_key(
         "global": "global",
     }[scope_v]
     if not scope_id:
-        raise ValueError(f"scope {scope_v!r} needs a {scope_v}_id")
+        raise ValidationError(f"scope {scope_v!r} needs a {scope_v}_id")
     return f"evt:{scope_v}:{scope_id}:{name_v}"
+
+
+__all__ = ["SCOPES", "build_event_wait_key"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Dict, Iterator, List, Optional
 
-from .models import WorkflowSpec
+from abstractruntime.errors import NotFoundError, ValidationError
+from abstractruntime.models import WorkflowSpec
 
 
 class WorkflowRegistry:
@@ -14,12 +15,12 @@ class WorkflowRegistry:
 
     def register(self, spec: WorkflowSpec) -> None:
         if spec.workflow_id in self._specs:
-            raise ValueError(f"Workflow '{spec.workflow_id}' is already registered")
+            raise ValidationError(f"Workflow '{spec.workflow_id}' is already registered")
         self._specs[spec.workflow_id] = spec
 
     def unregister(self, workflow_id: str) -> None:
         if workflow_id not in self._specs:
-            raise KeyError(f"Workflow '{workflow_id}' is not registered")
+            raise NotFoundError(f"Workflow '{workflow_id}' is not registered")
         del self._specs[workflow_id]
 
     def get(self, workflow_id: str) -> Optional[WorkflowSpec]:
@@ -29,7 +30,7 @@ class WorkflowRegistry:
         spec = self._specs.get(workflow_id)
         if spec is None:
             known = ", ".join(self._specs) or "none"
-            raise KeyError(f"Workflow '{workflow_id}' not found in registry (registered: {known})")
+            raise NotFoundError(f"Workflow '{workflow_id}' not found in registry (registered: {known})")
         return spec
 
     def list_ids(self) -> List[str]:
@@ -43,3 +44,6 @@ class WorkflowRegistry:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
+
+
+__all__ = ["WorkflowRegistry"]

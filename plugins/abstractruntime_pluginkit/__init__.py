@@ -1,0 +1,20 @@
+"""``abstractruntime_pluginkit``: the public helpers for writing a plugin (a library, not a plugin: it registers no
+hook). The builtin plugins are built on it, and so can a third-party one:
+
+* :mod:`.options` -- :func:`plugin_options` / :func:`structure_options`, one way to declare, read and check options;
+* :mod:`.registry` -- :class:`WorkflowRegistry`, workflow specs by id (the reference's registry);
+* :mod:`.run_tree` -- a run's ancestors, root and the runs an effect may address (``target_run_id``);
+* :mod:`.event_keys` -- :func:`build_event_wait_key`, the reference's event wait-key format.
+
+Store authors have ``abstractruntime_storekit`` as well.
+"""
+
+from .event_keys import SCOPES, build_event_wait_key
+from .options import plugin_options, structure_options
+from .registry import WorkflowRegistry
+from .run_tree import ancestors, find_in_run_tree, root_of
+
+__all__ = [
+    "plugin_options", "structure_options", "WorkflowRegistry", "ancestors", "root_of", "find_in_run_tree",
+    "build_event_wait_key", "SCOPES",
+]

@@ -1,0 +1,133 @@
+"""Plugin and store options: the one way every plugin reads and checks its configuration.
+
+A plugin declares its options as a frozen attrs class (the valid keys, their types and defaults, validators for
+ranges) and reads them with :func:`plugin_options` (``[abstractruntime.plugin_options.<plugin>]`` of a runtime,
+parsed once per runtime) or :func:`structure_options` (any raw dict, e.g. a store's URL options)::
+
+    @frozen
+    class SchedulerOptions:
+        workers: int = field(default=2, validator=attrs.validators.ge(1))
+        poll_interval_s: float = 1.0
+
+    opts = plugin_options(runtime, "scheduler", SchedulerOptions)
+
+Types are converted with the codec's cattrs converter (plus the coercions configuration text needs: ``"true"``,
+``"8"``); unknown keys, wrong types and failed validators are :class:`~abstractruntime.errors.ConfigurationError`
+with one wording everywhere (``plugin_options.scheduler.workers must be an integer, got 'many'``;
+``Unknown option(s) 'wrkers' in plugin_options.scheduler; valid options: poll_interval_s, workers``).
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import attrs
+
+from abstractruntime import StashKey
+from abstractruntime.errors import ConfigurationError
+
+
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off"}
+
+
+def _options_converter() -> Any:
+    """The codec's converter, plus the coercions configuration text needs (``"false"`` is False, ``"8"`` is 8)."""
+    from abstractruntime.codec import converter
+
+    conv = converter.copy()
+
+    def to_bool(value: Any, _t: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE_WORDS or text in _FALSE_WORDS:
+            return text in _TRUE_WORDS
+        raise ValueError("expected true or false")
+
+    def to_number(kind: type) -> Any:
+        def structure(value: Any, _t: Any) -> Any:
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError(f"expected {'an integer' if kind is int else 'a number'}")
+            return kind(value.strip() if isinstance(value, str) else value)
+        return structure
+
+    conv.register_structure_hook(bool, to_bool)
+    conv.register_structure_hook(int, to_number(int))
+    conv.register_structure_hook(float, to_number(float))
+    conv.register_structure_hook(str, lambda v, _t: v if isinstance(v, str) else os.fspath(v) if isinstance(
+        v, os.PathLike) else _raise(ValueError("expected text")))
+    return conv
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+_CONVERTER: Any = None
+
+
+def structure_options(cls: Any, raw: Optional[Mapping[str, Any]], *, where: str) -> Any:
+    """Build the (frozen attrs) options class ``cls`` from ``raw``, the one way every plugin reads its options.
+
+    Unknown keys are refused with a message listing the valid ones; each value is converted to its field's type
+    (configuration text included: ``"true"``, ``"8"``); attrs validators run. Every problem is a
+    :class:`ConfigurationError` that names ``where`` (e.g. ``"plugin_options.artifacts"``) and the key.
+    """
+    global _CONVERTER
+    if _CONVERTER is None:
+        _CONVERTER = _options_converter()
+    attrs.resolve_types(cls)
+    fields = {f.name: f for f in attrs.fields(cls)}
+    data = dict(raw or {})
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigurationError(f"Unknown option(s) {', '.join(map(repr, unknown))} in {where}; valid options: "
+                                 f"{', '.join(sorted(fields)) or '(none)'}")
+    values = {}
+    for name, value in data.items():
+        try:
+            values[name] = _CONVERTER.structure(value, fields[name].type)
+        except Exception as exc:
+            raise ConfigurationError(f"{where}.{name} must be {_expected(fields[name].type)}, got {value!r}") from None
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{where}: {exc}") from None
+
+
+def _expected(tp: Any) -> str:
+    """``must be ...`` for a field type: ``an integer``, ``a list of text``, ``true or false or nothing``."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        text = " or ".join(_expected(a) for a in args)
+        return text + (" (or nothing)" if len(args) < len(typing.get_args(tp)) else "")
+    if origin in (list, tuple, List, Tuple, set, frozenset):
+        return f"a list of {_plural(args[0])}" if args else "a list"
+    if origin in (dict, Dict) or tp is dict:
+        return "a table (dict)"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text"}.get(tp, getattr(
+        tp, "__name__", str(tp)))
+
+
+def _plural(tp: Any) -> str:
+    return {int: "integers", float: "numbers", str: "strings"}.get(tp, _expected(tp))
+
+
+_OPTIONS_CACHE: "StashKey[Dict[Tuple[str, Any], Any]]" = StashKey()
+
+
+def plugin_options(runtime: Any, plugin: str, cls: Any) -> Any:
+    """``[abstractruntime.plugin_options.<plugin>]`` of ``runtime``'s settings as ``cls`` (see
+    :func:`structure_options`), parsed once per runtime (cached in ``runtime.stash``)."""
+    cache = runtime.stash.setdefault_factory(_OPTIONS_CACHE, dict)
+    key = (plugin, cls)
+    if key not in cache:
+        cache[key] = structure_options(cls, runtime.settings.options_for(plugin), where=f"plugin_options.{plugin}")
+    return cache[key]
+
+
+__all__ = ["structure_options", "plugin_options"]
