@@ -25,7 +25,6 @@ from .models import (
     Effect,
     EffectOutcome,
     EffectType,
-    LimitWarning,
     RunState,
     RunStatus,
     RuntimeConfig,
@@ -46,7 +45,7 @@ __version__ = "0.5.0.dev0"
 
 _OWN = [
     "Effect", "EffectType", "EffectOutcome", "RunState", "RunStatus", "StepPlan", "StepRecord", "StepStatus",
-    "WaitReason", "WaitState", "WorkflowSpec", "RuntimeConfig", "LimitWarning", "Runtime", "DefaultRunContext",
+    "WaitReason", "WaitState", "WorkflowSpec", "RuntimeConfig", "Runtime", "DefaultRunContext",
     "EffectPolicy", "DefaultEffectPolicy",
     "compute_idempotency_key", "RunStore", "LedgerStore", "StoreBackend", "Capability",
     "EffectCall", "EffectHandlerDescriptor", "StoreDescriptor", "StoreLocation", "Settings", "load_settings",

@@ -1,20 +1,11 @@
-"""Modules and names of the ``abstractruntime`` namespace that other packages contribute (*overlays*).
+"""Modules and names of the ``abstractruntime`` namespace contributed by other packages (*overlays*).
 
 The kernel never imports a plugin. The 0.4.2 import paths that name plugin code (``abstractruntime.storage.sqlite``,
-``abstractruntime.scheduler``, ``abstractruntime.InMemoryRunStore``, ...) are served by an *overlay package* that a
-distribution declares under the entry-point group ``abstractruntime.namespace``::
-
-    [project.entry-points."abstractruntime.namespace"]
-    compat = "abstractruntime_compat"
-
-Resolution, lazily and only for what the kernel does not have itself:
-
-* a module ``abstractruntime.<path>`` missing from the kernel is the module ``<overlay>.<path>`` -- the same module
-  object, registered under both names, so classes are never duplicated;
-* a name missing from a kernel package ``abstractruntime[.<pkg>]`` (its ``__getattr__``) is that name in the
-  overlay's ``<overlay>[.<pkg>]``; the package's ``__all__`` is its own names plus the overlay's.
-
-Nothing is read until a miss happens, so ``import abstractruntime`` costs no metadata scan.
+``abstractruntime.InMemoryRunStore``, ...) are served by an overlay package a distribution declares under the
+entry-point group ``abstractruntime.namespace`` (ours: ``compat = "abstractruntime_compat"``). Lazily, and only
+for what the kernel lacks: a module ``abstractruntime.<path>`` is ``<overlay>.<path>`` (the same module object
+under both names, so nothing is duplicated), and a name missing from a kernel module ``abstractruntime[.<path>]``
+is that name of ``<overlay>[.<path>]``; ``__all__`` is the kernel's names plus the overlay's.
 """
 
 from __future__ import annotations
@@ -31,6 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 GROUP = "abstractruntime.namespace"
 ROOT = "abstractruntime"
 _PREFIX = ROOT + "."
+_MISSING = object()
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,7 +61,7 @@ class _AliasLoader(importlib.abc.Loader):
 
 
 class _OverlayFinder(importlib.abc.MetaPathFinder):
-    """First on ``sys.meta_path`` for names under ``abstractruntime.``; everything else is left to the others."""
+    """First on ``sys.meta_path``, for names under ``abstractruntime.`` only."""
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Any = None) -> Any:
         if not fullname.startswith(_PREFIX):
@@ -118,7 +110,7 @@ def package_getattr(package: str, own: Sequence[str]) -> Tuple[Callable[[str], A
             module = _overlay_module(overlay, package)
             if module is not None and hasattr(module, name):
                 return getattr(module, name)
-        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return _MISSING
 
     def __getattr__(name: str) -> Any:
         if name == "__all__":
@@ -131,6 +123,8 @@ def package_getattr(package: str, own: Sequence[str]) -> Tuple[Callable[[str], A
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         else:
             value = _from_overlays(name)
+            if value is _MISSING:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
         setattr(sys.modules[package], name, value)  # resolved once
         return value
 

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Union
 import cattrs
 import orjson
 
-from .errors import JsonInvariantError
+from .errors import InvalidTypeError, JsonInvariantError, ValidationError
 from .models import (
     EffectType,
     RunState,
@@ -94,7 +94,7 @@ def _import_path(fn: Any) -> str:
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
     if not module or not qualname or "<" in qualname:
-        raise TypeError(
+        raise InvalidTypeError(
             f"Node handler {fn!r} cannot be serialised: only module-level functions (importable as "
             f"'module:qualname') can be written to JSON; lambdas and closures cannot."
         )
@@ -104,7 +104,7 @@ def _import_path(fn: Any) -> str:
 def _resolve_import_path(path: str) -> Any:
     module_name, _, qualname = path.partition(":")
     if not module_name or not qualname:
-        raise ValueError(f"Node handler reference {path!r} is not of the form 'module:qualname'")
+        raise ValidationError(f"Node handler reference {path!r} is not of the form 'module:qualname'")
     obj: Any = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)

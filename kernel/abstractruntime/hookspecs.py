@@ -1,22 +1,9 @@
-"""Every hook of AbstractRuntime.
+"""Every hookspec of the kernel (the reference, with examples and the exact failure policies: docs/hooks.md).
 
-Plugins implement these with ``abstractruntime.hookimpl`` and register a module or object under the
-``abstractruntime`` entry-point group. The kernel calls hooks only through :class:`abstractruntime.plugins.Hooks`,
-always with keyword arguments.
-
-Two kinds of hooks:
-
-* **Collectors** (``abstractruntime_register_*``) return lists of frozen descriptors. Each plugin's implementation
-  is called through pluggy on its own (``Hooks.collect``): a third-party plugin whose collector raises or returns
-  the wrong type is disabled and reported, a builtin one fails the runtime. Names must be unique across plugins;
-  configuration chooses between duplicates, registration order never does.
-* **Lifecycle** hooks observe the tick loop. Observers' return values are ignored and an exception in an observer is
-  logged, not raised (strict mode raises). ``abstractruntime_execute_effect`` is the one hook that *does* the work:
-  the kernel's own implementation runs the registered handler; plugins wrap it with ``hookimpl(wrapper=True)``.
-
-A plugin that owns an extension point adds its own hookspecs from :func:`abstractruntime_add_hookspecs` (the
-``visualflow`` plugin's node types). Any function of a plugin named ``abstractruntime_*`` is a hook implementation
-(marked with ``hookimpl`` or not); one that matches no hookspec is a load failure, not a silent no-op.
+Collectors (``abstractruntime_register_*``) return lists of frozen descriptors, collected per plugin through
+pluggy (``Hooks.collect``). Observers' results are ignored and their exceptions logged (raised in strict mode).
+Work hooks take part in what the kernel does; their exceptions propagate. Any routine of a plugin named
+``abstractruntime_*`` is an implementation; one matching no hookspec is a load failure.
 """
 
 from __future__ import annotations

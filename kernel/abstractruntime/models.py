@@ -19,6 +19,14 @@ from typing import Any, Callable, Dict, List, Optional, Union
 import attrs
 from attrs import define, field, frozen
 
+from .errors import NotFoundError, ValidationError
+
+
+def _unstructure(obj: Any) -> Dict[str, Any]:
+    from .codec import converter
+
+    return converter.unstructure(obj)
+
 
 def utc_now_iso() -> str:
     """Current UTC time as ISO-8601 with a ``+00:00`` offset (the reference's timestamp form)."""
@@ -86,7 +94,7 @@ def coerce_effect_type(value: Union[EffectType, str]) -> Union[EffectType, str]:
         return value
     if isinstance(value, str) and value.strip():
         return _EFFECT_TYPES.get(value, value)
-    raise ValueError(f"Effect type must be an EffectType or a non-empty string, got {value!r}")
+    raise ValidationError(f"Effect type must be an EffectType or a non-empty string, got {value!r}")
 
 
 def effect_type_value(value: Union[EffectType, str]) -> str:
@@ -133,9 +141,7 @@ class WaitState:
     details: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        from .codec import converter
-
-        return converter.unstructure(self)
+        return _unstructure(self)
 
 
 @define
@@ -185,9 +191,7 @@ class RunState:
         return isinstance(control, dict) and control.get("paused") is True
 
     def to_dict(self) -> Dict[str, Any]:
-        from .codec import converter
-
-        return converter.unstructure(self)
+        return _unstructure(self)
 
 
 @define
@@ -249,9 +253,7 @@ class StepRecord:
         return self._finished(StepStatus.FAILED, None, error)
 
     def to_dict(self) -> Dict[str, Any]:
-        from .codec import converter
-
-        return converter.unstructure(self)
+        return _unstructure(self)
 
 
 NodeHandler = Callable[[RunState, Any], StepPlan]
@@ -265,24 +267,11 @@ class WorkflowSpec:
 
     def get_node(self, node_id: str) -> NodeHandler:
         if node_id not in self.nodes:
-            raise KeyError(f"Unknown node_id '{node_id}' in workflow '{self.workflow_id}'")
+            raise NotFoundError(f"Unknown node_id '{node_id}' in workflow '{self.workflow_id}'")
         return self.nodes[node_id]
 
     def is_terminal(self, node_id: str) -> bool:  # reference API; terminal-ness comes from the plan
         return False
-
-
-@frozen
-class LimitWarning:
-    limit_type: str
-    status: str
-    current: int
-    maximum: int
-    pct: float = 0.0
-
-    def __attrs_post_init__(self) -> None:
-        if self.maximum > 0:
-            object.__setattr__(self, "pct", round(self.current / self.maximum * 100, 1))
 
 
 DEFAULT_MAX_TOKENS = 32768

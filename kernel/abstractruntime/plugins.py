@@ -38,7 +38,7 @@ from .descriptors import (
     RuntimeMethodDescriptor,
     StoreDescriptor,
 )
-from .errors import ConfigurationError, DuplicateProviderError, PluginError, UnknownStoreError
+from .errors import ConfigurationError, DuplicateProviderError, InvalidTypeError, PluginError, UnknownStoreError
 from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
 from .settings import PluginSettings, parse_store_url
 from .storage.base import StoreBackend
@@ -63,16 +63,11 @@ class PluginInfo:
     builtin: bool = False
     #: passed to ``Runtime(plugins=[...])`` by the host
     explicit: bool = False
+    #: the plugins it declares it needs (``abstractruntime_requires``)
+    requires: Tuple[str, ...] = ()
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "name": self.name,
-            "distribution": self.distribution,
-            "version": self.version,
-            "status": self.status,
-            "error": self.error,
-            "builtin": self.builtin,
-        }
+        return attrs.asdict(self)
 
 
 def _normalise_dist(name: Optional[str]) -> str:
@@ -152,13 +147,14 @@ def build_plugin_manager(
             infos.append(info("failed", error))
             log.warning("plugin_failed", plugin=ep.name, distribution=dist_name, version=version, error=error)
             continue
-        infos.append(info("loaded"))
+        infos.append(attrs.evolve(info("loaded"), requires=tuple(getattr(plugin, REQUIRES_ATTRIBUTE, ()))))
     for plugin in extra_plugins:
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
         if pm.is_registered(plugin):
             continue
         pm.register(plugin, name=name if not pm.has_plugin(name) else None)
-        infos.append(PluginInfo(pm.get_name(plugin) or name, None, None, "loaded", None, False, explicit=True))
+        infos.append(PluginInfo(pm.get_name(plugin) or name, None, None, "loaded", None, False, explicit=True,
+                                requires=tuple(getattr(plugin, REQUIRES_ATTRIBUTE, ()))))
     hooks = Hooks(pm, strict=settings.strict, infos=infos)
     _check_requirements(hooks, blocked)
     _check_pending(hooks)
@@ -172,15 +168,14 @@ def _check_requirements(hooks: "Hooks", blocked: Set[str]) -> None:
         changed = False
         status = {i.name: i.status for i in hooks.infos}
         for info in list(hooks.infos):
-            plugin = hooks.plugin_manager.get_plugin(info.name) if info.status == "loaded" else None
-            missing = [r for r in getattr(plugin, REQUIRES_ATTRIBUTE, ()) if status.get(r) != "loaded"]
-            if plugin is None or not missing:
+            missing = [r for r in info.requires if status.get(r) != "loaded"]
+            if info.status != "loaded" or not missing:
                 continue
             required = missing[0]
             why = ("is blocked ([abstractruntime.plugins] block)" if required in blocked
                    else "is not installed" if required not in status else f"is {status[required]}")
-            hooks.fail(info.name, f"plugin {info.name!r} requires plugin {required!r}, which {why}; unblock or "
-                                  f"install {required!r}, or block {info.name!r} too")
+            hooks.fail(info.name, f"requires plugin {required!r}, which {why}; unblock or install {required!r}, "
+                                  f"or block {info.name!r} too")
             changed = True
             break
 
@@ -235,7 +230,7 @@ class Hooks:
                 items = [item for result in results for item in (result or ())]
                 bad = next((item for item in items if not isinstance(item, cls)), None)
                 if bad is not None:
-                    raise TypeError(f"returned {type(bad).__name__}, expected {cls.__name__}")
+                    raise InvalidTypeError(f"returned {type(bad).__name__}, expected {cls.__name__}")
             except Exception as exc:
                 self.fail(impl.plugin_name, f"{hook_name}: {type(exc).__name__}: {exc}", exc)
                 continue

@@ -24,8 +24,11 @@ from .errors import (
     ConcurrentModificationError,
     ConfigurationError,
     DuplicateProviderError,
+    InvalidTypeError,
+    NotFoundError,
     RunNotWaitingError,
     RunPausedError,
+    ValidationError,
     WaitKeyMismatchError,
     WorkflowSpecError,
 )
@@ -401,17 +404,15 @@ class Runtime:
         try:
             handler = workflow.nodes.get(node_id)
             if handler is None:
-                raise KeyError(
+                raise NotFoundError(
                     f"Unknown node '{node_id}' in workflow '{workflow.workflow_id}' "
                     f"(nodes: {', '.join(sorted(workflow.nodes)) or 'none'})"
                 )
             plan = handler(run, self._context)
             if not isinstance(plan, StepPlan):
-                raise TypeError(
-                    f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan"
-                )
+                raise InvalidTypeError(f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan")
             if plan.complete_output is None and plan.effect is None and not plan.next_node:
-                raise ValueError(f"Node '{node_id}' returned no effect and no next_node")
+                raise ValidationError(f"Node '{node_id}' returned no effect and no next_node")
         except Exception as exc:  # the node's fault: the run fails, the kernel does not
             return self._fail_node(run, node_id, exc)
 

@@ -1,31 +1,10 @@
-"""Configuration: which store, which plugins, which provider for an effect type.
+"""Configuration: which store, which plugins, which provider for an effect type, each plugin's options.
 
-Sources, later ones winning: built-in defaults < a TOML file (``ABSTRACTRUNTIME_CONFIG`` or a path passed to
-``Runtime.from_config``) < environment variables < a dict passed to ``Runtime.from_config``.
-
-TOML layout (keys may also sit at the top level instead of under ``[abstractruntime]``)::
-
-    [abstractruntime]
-    store = "lmdb:///var/lib/myapp/runs"      # or "memory://", or a bare store name such as "lmdb"
-
-    [abstractruntime.store_options]           # passed to the store factory (URL query parameters win)
-    sync = true
-
-    [abstractruntime.plugins]
-    autoload = true                           # false: only the builtin plugins and those passed explicitly
-    strict = false                            # true: a third-party plugin that fails to load raises
-    allow = ["my_plugin"]                     # only these third-party plugins are loaded
-    block = ["other_plugin"]                  # never loaded (builtins included)
-
-    [abstractruntime.effects]                 # choose a provider when two plugins handle one effect type
-    ask_user = "my_plugin"
-
-    [abstractruntime.plugin_options.scheduler]   # options of one plugin, by plugin name (see its docs page)
-    workers = 4
-
-Environment: ``ABSTRACTRUNTIME_STORE``, ``ABSTRACTRUNTIME_CONFIG``, ``ABSTRACTRUNTIME_HOME`` (default store
-directory), ``ABSTRACTRUNTIME_PLUGINS_AUTOLOAD`` (``0``/``1``), ``ABSTRACTRUNTIME_PLUGINS_STRICT``,
-``ABSTRACTRUNTIME_PLUGINS_ALLOW`` and ``ABSTRACTRUNTIME_PLUGINS_BLOCK`` (comma-separated names).
+Sources, later ones winning: defaults < a TOML file (``ABSTRACTRUNTIME_CONFIG`` or a path given to
+``Runtime.from_config``; keys under ``[abstractruntime]`` or at the top level) < environment variables < a dict
+given to ``Runtime.from_config``. Keys: ``store``, ``store_options``, ``plugins`` (``autoload``, ``strict``,
+``allow``, ``block``), ``effects`` (effect type -> plugin) and ``plugin_options`` (plugin -> table). The layout,
+every environment variable and examples are in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -240,10 +219,6 @@ def parse_store_url(url: str, options: Optional[Mapping[str, Any]] = None) -> St
     merged = dict(options or {})
     merged.update(dict(parse_qsl(parts.query)))
     return StoreLocation(url=text, scheme=scheme, path=path, options=merged)
-
-
-def with_store(settings: Settings, store: str) -> Settings:
-    return attrs.evolve(settings, store=store)
 
 
 def plugin_options(*args: Any, **kwargs: Any) -> Any:  # TEMPORARY-SHIM: removed when every plugin imports pluginkit

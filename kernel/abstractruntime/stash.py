@@ -1,15 +1,6 @@
-"""Typed per-runtime state for plugins (the pattern of pytest's ``Stash``).
-
-A plugin keeps what it needs per runtime -- a store it opened, its parsed options, a cache -- in
-``runtime.stash`` under a module-level :class:`StashKey`, instead of a module-level table keyed by the runtime::
-
-    _STORE = StashKey[SnapshotStore]()
-
-    def snapshot_store_for(runtime):
-        return runtime.stash.setdefault_factory(_STORE, lambda: build_store(runtime))
-
-The state lives and dies with the runtime. Keys are objects, so two plugins never collide.
-"""
+"""Typed per-runtime (and per-backend) state for plugins, as pytest's ``Stash``: a plugin keeps what it needs --
+a store it opened, its parsed options, a cache -- under a module-level ``StashKey[T]()`` in ``runtime.stash``
+instead of a module-level table keyed by the runtime. The state lives and dies with its owner."""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from .errors import ValidationError
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -17,14 +19,14 @@ def parse_instant(value: str) -> datetime:
         dt = value
     else:
         if not isinstance(value, str) or not value.strip():
-            raise ValueError(f"Expected an ISO-8601 timestamp string, got {value!r}")
+            raise ValidationError(f"Expected an ISO-8601 timestamp string, got {value!r}")
         text = value.strip()
         if text.endswith(("Z", "z")):
             text = text[:-1] + "+00:00"
         try:
             dt = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"Not an ISO-8601 timestamp: {value!r} (expected e.g. '2026-01-31T12:00:00+00:00')") from None
+            raise ValidationError(f"Not an ISO-8601 timestamp: {value!r} (expected e.g. '2026-01-31T12:00:00+00:00')") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)

@@ -12,13 +12,15 @@ from typing import Any, List
 from abstractruntime import RunStatus, hookimpl
 from abstractruntime.codec import run_to_dict
 from abstractruntime.descriptors import CliCommandDescriptor
+from abstractruntime.errors import ValidationError
 
 from abstractruntime_cli.output import show
 
 
 def _plugins(args: Any, runtime: Any) -> int:
     rows = [p.to_dict() for p in runtime.plugins()]
-    show(rows, args.json, ["name", "distribution", "version", "status", "error"])
+    table = rows if args.json else [dict(r, requires=", ".join(r["requires"])) for r in rows]
+    show(table, args.json, ["name", "distribution", "version", "status", "requires", "error"])
     return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
@@ -77,9 +79,9 @@ def _respond(args: Any, runtime: Any) -> int:
     try:
         payload = json.loads(args.payload)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--json is not valid JSON: {exc}") from None
+        raise ValidationError(f"--json is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
-        raise ValueError("--json must be a JSON object, e.g. '{\"text\": \"yes\"}'")
+        raise ValidationError("--json must be a JSON object, e.g. '{\"text\": \"yes\"}'")
     state = runtime.get_state(args.run_id)
     wait_key = args.wait_key or (state.waiting.wait_key if state.waiting else None)
     # No workflow code here: deliver the answer and leave the run RUNNING for a worker/scheduler to continue.

@@ -40,6 +40,7 @@ _ROOT_NAMES = {
     "abstractruntime_scheduler.scheduler": ["Scheduler", "SchedulerStats", "ScheduledRuntime", "create_scheduled_runtime"],
     "abstractruntime_compat.identity": ["ActorFingerprint"],
     "abstractruntime_pluginkit.registry": ["WorkflowRegistry"],
+    "abstractruntime_observation": ["LimitWarning"],
     "abstractruntime_compat.core.policy": ["RetryPolicy", "NoRetryPolicy"],
     "abstractruntime_compat.storage.base": ["QueryableRunStore"],
 }

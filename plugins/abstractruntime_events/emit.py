@@ -6,9 +6,22 @@ from typing import Any, Dict, List, Optional
 
 from abstractruntime import EffectCall, EffectOutcome, RunState, RunStatus, WaitReason
 from abstractruntime_pluginkit.event_keys import build_event_wait_key
+from abstractruntime.errors import ConfigurationError
 from abstractruntime.models import utc_now_iso
+from abstractruntime.storage.base import Capability, declared_capabilities
+from abstractruntime_compat.storage.base import QueryableRunStore
 
 MAX_LISTENERS = 10_000
+
+
+class NoWorkflowRegistryError(ConfigurationError, LookupError):
+    """Listeners were found but the runtime has no ``workflow_registry`` to resume them with."""
+
+
+def _queryable(run_store: Any) -> bool:
+    """Can listeners be found: an event index or run queries declared, else the reference's query protocol."""
+    declared = declared_capabilities(run_store)
+    return bool(declared & {Capability.EVENT_INDEX, Capability.RUN_QUERIES}) or isinstance(run_store, QueryableRunStore)
 
 
 def _non_blank(value: Any) -> Optional[str]:
@@ -17,9 +30,8 @@ def _non_blank(value: Any) -> Optional[str]:
 
 def waiting_for(run_store: Any, wait_key: str, limit: int = MAX_LISTENERS) -> List[RunState]:
     """Unpaused runs waiting for ``wait_key`` (through the store's event index when it has one)."""
-    finder = getattr(run_store, "list_waiting_for_event", None)
-    if finder is not None:
-        runs = finder(wait_key=wait_key, limit=limit)
+    if Capability.EVENT_INDEX in declared_capabilities(run_store):
+        runs = run_store.list_waiting_for_event(wait_key=wait_key, limit=limit)
     else:
         runs = [r for r in run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.EVENT, limit=limit)
                 if r.waiting is not None and r.waiting.wait_key == wait_key]
@@ -45,7 +57,7 @@ def deliver_event(
     delivered_to: List[str] = []
     resumed: List[Dict[str, Any]] = []
     if listeners and runtime.workflow_registry is None:
-        raise LookupError(
+        raise NoWorkflowRegistryError(
             "emit_event found listeners but the runtime has no workflow_registry to resume them with; "
             "pass workflow_registry=WorkflowRegistry() with their workflows registered"
         )
@@ -67,7 +79,7 @@ def deliver_event(
 
 def _available_listeners(run_store: Any, prefix: str) -> List[str]:
     names: List[str] = []
-    if not hasattr(run_store, "list_runs"):
+    if not _queryable(run_store):
         return names
     runs = run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.EVENT, limit=MAX_LISTENERS)
     for run in runs:
@@ -115,7 +127,7 @@ def emit_event(call: EffectCall) -> EffectOutcome:
     except (TypeError, ValueError):
         return EffectOutcome.failed("emit_event invalid payload: max_steps must be an integer")
     runtime = call.runtime
-    if not hasattr(runtime.run_store, "list_runs") and not hasattr(runtime.run_store, "list_waiting_for_event"):
+    if not _queryable(runtime.run_store):
         return EffectOutcome.failed("emit_event requires a queryable run store (list_runs / list_waiting_for_event)")
     try:
         delivery = deliver_event(runtime, wait_key=wait_key, wildcard_key=wildcard_key, envelope=envelope,

@@ -14,8 +14,23 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from abstractruntime import hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
-from abstractruntime.models import LimitWarning, RunState, RuntimeConfig, StepRecord, StepStatus
+from attrs import frozen
+
+from abstractruntime.models import RunState, RuntimeConfig, StepRecord, StepStatus
 from abstractruntime.timeutil import parse_instant
+
+@frozen
+class LimitWarning:
+    limit_type: str
+    status: str
+    current: int
+    maximum: int
+    pct: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.maximum > 0:
+            object.__setattr__(self, "pct", round(self.current / self.maximum * 100, 1))
+
 
 UPDATABLE_LIMITS = frozenset({
     "max_iterations", "max_tokens", "max_output_tokens", "max_input_tokens", "max_history_messages",
@@ -148,5 +163,5 @@ def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
     ]
 
 
-__all__ = ["build_node_traces", "limit_status", "UPDATABLE_LIMITS", "get_node_traces", "get_node_trace",
+__all__ = ["LimitWarning", "build_node_traces", "limit_status", "UPDATABLE_LIMITS", "get_node_traces", "get_node_trace",
            "get_limit_status", "check_limits", "update_limits"]

@@ -13,7 +13,7 @@ import weakref
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 from abstractruntime import codec
-from abstractruntime.errors import LedgerGapError
+from abstractruntime.errors import LedgerGapError, ValidationError
 from abstractruntime.models import StepRecord
 from abstractruntime.storage.base import Capability, LedgerStore, declared_capabilities
 
@@ -250,7 +250,7 @@ class HashChainedLedgerStore(LedgerStore):
 
     def append(self, record: StepRecord) -> None:
         if not record.run_id:
-            raise ValueError("StepRecord.run_id must be a non-empty string")
+            raise ValidationError("StepRecord.run_id must be a non-empty string")
         with self._lock(record.run_id):
             head, n = self._head(record.run_id)
             old_hash, old_signature = record.record_hash, record.signature

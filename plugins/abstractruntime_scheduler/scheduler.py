@@ -20,27 +20,42 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from attrs import define, field
+import attrs
+from attrs import define, field, frozen
 
-from abstractruntime import RunState, RunStatus, WaitReason, WorkflowSpec
+from abstractruntime import RunState, RunStatus, StashKey, WaitReason, WorkflowSpec
 from abstractruntime_pluginkit.event_keys import build_event_wait_key
+from abstractruntime.errors import (
+    InvalidStateError,
+    InvalidTypeError,
+    RunNotWaitingError,
+    UnknownRunError,
+    ValidationError,
+)
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
+from abstractruntime_pluginkit import plugin_options
 from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_compat.storage.base import QueryableRunStore
 
 log = get_logger("abstractruntime.scheduler")
 
-#: runtime id -> schedulers attached to it (woken by the run_status_changed hook)
-_ATTACHED: "Dict[int, weakref.WeakSet]" = {}
-_ATTACHED_LOCK = threading.Lock()
+#: the schedulers attached to a runtime (woken by the run_status_changed hook)
+_ATTACHED = StashKey["weakref.WeakSet[Scheduler]"]()
 _QUEUE_PER_WORKER = 8  # runs handed to the pool per worker thread before the poller waits for one to finish
 
 
+@frozen
+class SchedulerOptions:
+    """``[abstractruntime.plugin_options.scheduler]``; arguments given to ``Scheduler(...)`` win over them."""
+
+    workers: int = field(default=2, validator=attrs.validators.ge(1))
+    poll_interval_s: float = field(default=1.0, validator=attrs.validators.gt(0))
+
+
 def notify_runnable(runtime: Any, run_id: str) -> None:
-    with _ATTACHED_LOCK:
-        schedulers = list(_ATTACHED.get(id(runtime), ()))
-    for scheduler in schedulers:
+    stash = getattr(runtime, "stash", None)
+    for scheduler in list(stash.get(_ATTACHED, ()) if stash is not None else ()):
         scheduler._wake()
 
 
@@ -69,20 +84,19 @@ class Scheduler:
         batch_size: int = 500,
     ) -> None:
         if not isinstance(runtime.run_store, QueryableRunStore):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"Scheduler needs a QueryableRunStore (list_runs, list_due_wait_until, list_children); "
                 f"{type(runtime.run_store).__name__} is not one"
             )
-        options = runtime.settings.options_for("scheduler") if hasattr(runtime, "settings") else {}
+        options = plugin_options(runtime, "scheduler", SchedulerOptions)
         self.runtime = runtime
         self.registry = registry
         # explicit arguments win over [abstractruntime.plugin_options.scheduler], which wins over the defaults
-        self.poll_interval_s = float(poll_interval_s if poll_interval_s is not None
-                                     else options.get("poll_interval_s", 1.0))
+        self.poll_interval_s = float(poll_interval_s if poll_interval_s is not None else options.poll_interval_s)
         self.max_errors_kept = max_errors_kept
         self.on_run_resumed = on_run_resumed
         self.on_run_failed = on_run_failed
-        self.workers = max(1, int(workers if workers is not None else options.get("workers", 2)))
+        self.workers = max(1, int(workers if workers is not None else options.workers))
         self.batch_size = batch_size
         self._stats = SchedulerStats()
         self._stats_lock = threading.Lock()
@@ -93,10 +107,9 @@ class Scheduler:
         self._wake_event = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._pool: Optional[ThreadPoolExecutor] = None
-        if getattr(runtime, "workflow_registry", None) is None and hasattr(runtime, "set_workflow_registry"):
+        if runtime.workflow_registry is None:
             runtime.set_workflow_registry(registry)  # effects (subworkflows, events) find workflows here
-        with _ATTACHED_LOCK:
-            _ATTACHED.setdefault(id(runtime), weakref.WeakSet()).add(self)
+        runtime.stash.setdefault_factory(_ATTACHED, weakref.WeakSet).add(self)
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     @property
@@ -109,7 +122,7 @@ class Scheduler:
 
     def start(self) -> None:
         if self.is_running:
-            raise RuntimeError("Scheduler is already running")
+            raise InvalidStateError("Scheduler is already running")
         self._stop.clear()
         self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="abstractruntime-worker")
         self._thread = threading.Thread(target=self._loop, name="abstractruntime-scheduler", daemon=True)
@@ -239,9 +252,9 @@ class Scheduler:
     def _waiting(self, run_id: str) -> Tuple[RunState, WorkflowSpec]:
         state = self.runtime.run_store.load(run_id)
         if state is None:
-            raise KeyError(f"Unknown run_id: {run_id}")
+            raise UnknownRunError(run_id)
         if state.status is not RunStatus.WAITING or state.waiting is None:
-            raise ValueError(f"Run {run_id} is not waiting (status: {state.status.value})")
+            raise RunNotWaitingError(f"Run {run_id} is not waiting (status: {state.status.value})", run_id=run_id)
         return state, self.registry.get_or_raise(state.workflow_id)
 
     def resume_event(self, *, run_id: str, wait_key: Optional[str], payload: Dict[str, Any]) -> RunState:
@@ -262,7 +275,7 @@ class Scheduler:
     ) -> List[RunState]:
         """Deliver an event from outside any run (same semantics as EMIT_EVENT, wildcard listeners included)."""
         if not isinstance(name, str) or not name.strip():
-            raise ValueError("emit_event requires a non-empty name")
+            raise ValidationError("emit_event requires a non-empty name")
         from abstractruntime_events.emit import deliver_event
 
         wait_key = build_event_wait_key(scope=scope, name=name, session_id=session_id, workflow_id=workflow_id,
@@ -352,7 +365,7 @@ class ScheduledRuntime:
     def respond(self, run_id: str, payload: Dict[str, Any]) -> RunState:
         state, _spec = self.scheduler._waiting(run_id)
         if not state.waiting.wait_key:
-            raise ValueError(f"Run {run_id} has no wait key to respond to")
+            raise RunNotWaitingError(f"Run {run_id} has no wait key to respond to", run_id=run_id)
         return self.scheduler.resume_event(run_id=run_id, wait_key=state.waiting.wait_key, payload=payload)
 
     def resume_event(self, *, run_id: str, wait_key: Optional[str], payload: Dict[str, Any]) -> RunState:

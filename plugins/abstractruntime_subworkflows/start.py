@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Optional
 
-from abstractruntime import EffectCall, EffectOutcome, RunStatus, WaitReason, WaitState
+from abstractruntime import Capability, EffectCall, EffectOutcome, RunStatus, WaitReason, WaitState
+from abstractruntime_compat.storage.base import QueryableRunStore
 
 WORKSPACE_KEYS = ("workspace_root", "workspace_access_mode", "workspace_allowed_paths", "workspace_ignored_paths")
 SYNC_MAX_STEPS = 100
@@ -42,10 +43,9 @@ def wrap_child_result(
 
 def _existing_child(runtime: Any, parent_run_id: str, marker: str) -> Optional[str]:
     """The child this very step started before a crash (same idempotency key), if any."""
-    finder = getattr(runtime.run_store, "list_children", None)
-    if finder is None:
+    if not (runtime.backend.supports(Capability.RUN_QUERIES) or isinstance(runtime.run_store, QueryableRunStore)):
         return None
-    for child in finder(parent_run_id=parent_run_id):
+    for child in runtime.run_store.list_children(parent_run_id=parent_run_id):
         runtime_ns = child.vars.get("_runtime") if isinstance(child.vars, dict) else None
         if isinstance(runtime_ns, dict) and runtime_ns.get("started_by_step") == marker:
             return child.run_id

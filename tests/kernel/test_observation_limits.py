@@ -13,7 +13,8 @@ import pytest
 
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec
 from abstractruntime.identity import ActorFingerprint
-from abstractruntime.models import LimitWarning, RuntimeConfig
+from abstractruntime.models import RuntimeConfig
+from abstractruntime_observation import LimitWarning
 from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_inmemory.store import MemoryBackend
 

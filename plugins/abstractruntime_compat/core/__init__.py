@@ -3,7 +3,6 @@
 from abstractruntime.models import (
     Effect,
     EffectType,
-    LimitWarning,
     RunState,
     RunStatus,
     RuntimeConfig,
@@ -13,6 +12,7 @@ from abstractruntime.models import (
     WorkflowSpec,
 )
 from abstractruntime.runtime import Runtime
+from abstractruntime_observation import LimitWarning
 from abstractruntime_vars.namespaces import LIMITS, ensure_limits, get_limits
 
 __all__ = [

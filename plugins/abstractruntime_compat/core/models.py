@@ -3,7 +3,6 @@
 from abstractruntime.models import (
     Effect,
     EffectType,
-    LimitWarning,
     RunState,
     RunStatus,
     StepPlan,
@@ -12,6 +11,7 @@ from abstractruntime.models import (
     WaitReason,
     WaitState,
 )
+from abstractruntime_observation import LimitWarning
 
 __all__ = ["Effect", "EffectType", "RunState", "RunStatus", "StepPlan", "StepRecord", "StepStatus", "WaitReason",
            "WaitState", "LimitWarning"]
