@@ -43,16 +43,7 @@ from .storage.base import Capability, LedgerStore, RunStore, StoreBackend
 
 __version__ = "0.5.0.dev0"
 
-_OWN = [
-    "Effect", "EffectType", "EffectOutcome", "RunState", "RunStatus", "StepPlan", "StepRecord", "StepStatus",
-    "WaitReason", "WaitState", "WorkflowSpec", "RuntimeConfig", "Runtime", "DefaultRunContext",
-    "EffectPolicy", "DefaultEffectPolicy",
-    "compute_idempotency_key", "RunStore", "LedgerStore", "StoreBackend", "Capability",
-    "EffectCall", "EffectHandlerDescriptor", "StoreDescriptor", "StoreLocation", "Settings", "load_settings",
-    "Stash", "StashKey", "hookimpl", "AbstractRuntimeError", "ConcurrentModificationError", "ConfigurationError",
-    "JsonInvariantError", "RunNotWaitingError", "RunPausedError", "UnknownRunError", "UnknownStoreError",
-    "WaitKeyMismatchError",
-]
+_OWN = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, type(_namespace))]
 
 _namespace.install()
 __getattr__, __dir__ = _namespace.package_getattr(__name__, _OWN)

@@ -290,19 +290,7 @@ def decode_record(text: Union[str, bytes]) -> Dict[str, Any]:
 
 
 __all__ = [
-    "converter",
-    "check_json",
-    "find_json_violation",
-    "to_json_bytes",
-    "to_json_text",
-    "from_json_text",
-    "check_run",
-    "encode_run",
-    "encode_record",
-    "decode_run",
-    "decode_record",
-    "run_to_dict",
-    "run_from_dict",
-    "record_to_dict",
+    "converter", "check_json", "find_json_violation", "to_json_bytes", "to_json_text", "from_json_text", "check_run",
+    "encode_run", "encode_record", "decode_run", "decode_record", "run_to_dict", "run_from_dict", "record_to_dict",
     "record_from_dict",
 ]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from attrs import field, frozen
 
-from .models import Effect, EffectOutcome, EffectType, RunState, effect_type_value
+from .models import Effect, EffectOutcome, RunState, effect_type_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import Runtime
@@ -112,25 +112,9 @@ def legacy_handler(fn: Callable[..., EffectOutcome]) -> EffectHandlerFn:
 
     try:
         params = list(inspect.signature(fn).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-        three = True
-    else:
-        positional = [
-            p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        three = len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
-
-    if three:
-        def call3(call: EffectCall) -> EffectOutcome:
-            return fn(call.run, call.effect, call.default_next_node)
-
-        return call3
-
-    def call2(call: EffectCall) -> EffectOutcome:
-        return fn(call.run, call.effect)
-
-    return call2
-
-
-EffectTypeLike = Union[EffectType, str]
+    except (TypeError, ValueError):  # no signature: assume the full form
+        return lambda call: fn(call.run, call.effect, call.default_next_node)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params):
+        return lambda call: fn(call.run, call.effect, call.default_next_node)
+    return lambda call: fn(call.run, call.effect)

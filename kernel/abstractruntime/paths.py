@@ -106,19 +106,23 @@ def get_path(container: Any, path: Union[str, Sequence[Segment]], default: Any =
     return cur
 
 
+def dict_at(target: Dict[str, Any], dotted: str) -> Dict[str, Any]:
+    """The dict at a dotted path of ``target``, created (with its missing or non-dict parents) if needed."""
+    cur = target
+    for part in [p for p in dotted.split(".") if p]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = cur[part] = {}
+        cur = nxt
+    return cur
+
+
 def set_path(target: Dict[str, Any], dotted: str, value: Any) -> None:
     """Write ``value`` at a dotted path in ``target``; missing or non-dict intermediates become new dicts."""
     parts = [p for p in dotted.split(".") if p] if isinstance(dotted, str) else []
     if not parts:
         raise PathError(f"Cannot write at an empty path ({dotted!r})")
-    cur = target
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
+    dict_at(target, ".".join(parts[:-1]))[parts[-1]] = value
 
 
-__all__ = ["PathError", "Segment", "parse_path", "format_path", "get_path", "set_path"]
+__all__ = ["PathError", "Segment", "parse_path", "format_path", "get_path", "set_path", "dict_at"]

@@ -51,7 +51,7 @@ from .models import (
     utc_now_iso,
 )
 from .observation import LedgerSubscriptions
-from .paths import set_path
+from .paths import dict_at, set_path
 from .plugins import Hooks, PluginInfo, build_plugin_manager, open_store, select_effect_handlers
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .settings import Settings, load_settings
@@ -484,14 +484,7 @@ class Runtime:
             expected = run.revision
             node_id = run.current_node
             payload = self._hooks.prepare_resume_payload(run=run, wait=wait, payload=payload, runtime=self)
-            if wait.result_key:
-                set_path(run.vars, wait.result_key, payload)
-            else:
-                temp = run.vars.get("_temp")
-                if not isinstance(temp, dict):
-                    temp = {}
-                    run.vars["_temp"] = temp
-                temp["resume_payload"] = payload
+            set_path(run.vars, wait.result_key or "_temp.resume_payload", payload)
             records = [
                 _row(run, node_id or "unknown", StepStatus.COMPLETED,
                      effect={"type": "resume",
@@ -527,7 +520,7 @@ class Runtime:
                 return None
             if run.status is RunStatus.WAITING and run.waiting is not None and run.waiting.reason is WaitReason.USER:
                 return None  # already waiting for a person
-            control = self._control(run)
+            control = dict_at(run.vars, "_runtime.control")
             control["paused"] = True
             control["paused_at"] = utc_now_iso()
             if isinstance(reason, str) and reason.strip():
@@ -546,7 +539,7 @@ class Runtime:
         def mutate(run: RunState) -> Optional[List[StepRecord]]:
             if run.status.is_terminal or not run.is_paused:
                 return None
-            control = self._control(run)
+            control = dict_at(run.vars, "_runtime.control")
             control.pop("paused", None)
             control.pop("pause_reason", None)
             control["resumed_at"] = utc_now_iso()
@@ -568,25 +561,11 @@ class Runtime:
             run.status = RunStatus.CANCELLED
             run.error = reason or "Cancelled"
             run.waiting = None
-            runtime_ns = run.vars.get("_runtime")
-            control = runtime_ns.get("control") if isinstance(runtime_ns, dict) else None
-            if isinstance(control, dict):
-                control.pop("paused", None)
+            if run.is_paused:
+                dict_at(run.vars, "_runtime.control").pop("paused", None)
             return [_status_row(run, RunStatus.CANCELLED.value)]
 
         return self._writer.update(run_id, mutate)
-
-    @staticmethod
-    def _control(run: RunState) -> Dict[str, Any]:
-        runtime_ns = run.vars.get("_runtime")
-        if not isinstance(runtime_ns, dict):
-            runtime_ns = {}
-            run.vars["_runtime"] = runtime_ns
-        control = runtime_ns.get("control")
-        if not isinstance(control, dict):
-            control = {}
-            runtime_ns["control"] = control
-        return control
 
 
 __all__ = ["Runtime", "DefaultRunContext", "EffectOutcome"]

@@ -15,6 +15,7 @@ from .manifest import (
     WorkflowBundleEntrypoint,
     WorkflowBundleError,
     WorkflowBundleManifest,
+    WorkflowBundleNotFoundError,
     workflow_bundle_manifest_from_dict,
     workflow_bundle_manifest_to_dict,
 )
@@ -49,7 +50,7 @@ def abstractruntime_register_cli_commands() -> List[Any]:
 
 __all__ = [
     "WORKFLOW_BUNDLE_FORMAT_VERSION_V1", "WorkflowBundleError", "WorkflowBundleRegistryError",
-    "WorkflowBundleEntrypoint", "WorkflowBundleManifest", "workflow_bundle_manifest_from_dict",
+    "WorkflowBundleNotFoundError", "WorkflowBundleEntrypoint", "WorkflowBundleManifest", "workflow_bundle_manifest_from_dict",
     "workflow_bundle_manifest_to_dict", "WorkflowBundle", "open_workflow_bundle", "InstalledWorkflowBundle",
     "WorkflowBundleRegistry", "WorkflowEntrypointRef", "default_workflow_bundles_dir", "sanitize_bundle_id",
     "sanitize_bundle_version", "PackedWorkflowBundle", "pack_workflow_bundle", "inspect_workflow_bundle",

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from abstractruntime.errors import ValidationError
 from abstractruntime.models import RunStatus, WaitReason
 from abstractruntime.registry import WorkflowRegistry
 
@@ -221,9 +222,9 @@ def _run(args: Any, runtime: Any) -> int:
     try:
         inputs = json.loads(args.input)
     except ValueError as exc:
-        raise ValueError(f"--input is not valid JSON: {exc}") from None
+        raise ValidationError(f"--input is not valid JSON: {exc}") from None
     if not isinstance(inputs, dict):
-        raise ValueError("--input must be a JSON object, e.g. '{\"numbers\": [1, 2]}'")
+        raise ValidationError("--input must be a JSON object, e.g. '{\"numbers\": [1, 2]}'")
     bundle_path = str(Path(args.bundle).resolve())
     root, specs, bundle = _prepare(runtime, bundle_path, args.entry)
     digest = hashlib.sha256(Path(bundle_path).read_bytes()).hexdigest() if Path(bundle_path).is_file() else None
@@ -250,7 +251,7 @@ def _resume(args: Any, runtime: Any) -> int:
     meta = root.vars.get(META_KEY) if isinstance(root.vars.get(META_KEY), dict) else {}
     bundle_path = args.flow or meta.get("bundle")
     if not bundle_path:
-        raise ValueError(f"run {root.run_id} was not started by `flow run`; pass --flow NAME.flow")
+        raise ValidationError(f"run {root.run_id} was not started by `flow run`; pass --flow NAME.flow")
     if not args.flow and meta.get("sha256") and Path(bundle_path).is_file():
         if hashlib.sha256(Path(bundle_path).read_bytes()).hexdigest() != meta["sha256"]:
             print(f"warning: {bundle_path} changed since the run started", file=sys.stderr)
@@ -262,15 +263,15 @@ def _resume(args: Any, runtime: Any) -> int:
             try:
                 payload = json.loads(args.payload)
             except ValueError as exc:
-                raise ValueError(f"--payload is not valid JSON: {exc}") from None
+                raise ValidationError(f"--payload is not valid JSON: {exc}") from None
             if not isinstance(payload, dict):
-                raise ValueError("--payload must be a JSON object")
+                raise ValidationError("--payload must be a JSON object")
         elif args.response is not None:
             payload = {"response": args.response}
         elif state.waiting.reason is WaitReason.UNTIL:
             payload = None
         else:
-            raise ValueError("the run waits for an answer: pass --response TEXT or --payload JSON")
+            raise ValidationError("the run waits for an answer: pass --response TEXT or --payload JSON")
         if payload is not None:
             spec = registry.get_or_raise(state.workflow_id)
             runtime.resume(workflow=spec, run_id=state.run_id, wait_key=state.waiting.wait_key, payload=payload,
@@ -281,13 +282,14 @@ def _resume(args: Any, runtime: Any) -> int:
 
 
 def _friendly(fn: Any) -> Any:
-    """Missing files are user errors: report them like the CLI reports ValueErrors (exit code 2)."""
+    """Missing files are user errors: report them like the CLI reports other usage errors (a ``ValidationError``,
+    exit code 2)."""
 
     def run(args: Any, runtime: Any) -> int:
         try:
             return fn(args, runtime)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
-            raise ValueError(str(exc)) from None
+            raise ValidationError(str(exc)) from None
 
     return run
 

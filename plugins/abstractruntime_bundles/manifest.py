@@ -8,11 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from abstractruntime.errors import AbstractRuntimeError
+
 WORKFLOW_BUNDLE_FORMAT_VERSION_V1 = "1"
 
 
-class WorkflowBundleError(ValueError):
+class WorkflowBundleError(AbstractRuntimeError, ValueError):
     """A bundle (zip, directory or manifest) is invalid or unsafe."""
+
+
+class WorkflowBundleNotFoundError(AbstractRuntimeError, FileNotFoundError):
+    """A bundle, its ``manifest.json``, a file it names, or a flow file to pack does not exist (a
+    ``FileNotFoundError``, as the reference raised)."""
 
 
 def check_relpath(path: Any, where: str) -> str:
@@ -188,6 +195,6 @@ def workflow_bundle_manifest_to_dict(m: WorkflowBundleManifest) -> Dict[str, Any
 
 
 __all__ = [
-    "WORKFLOW_BUNDLE_FORMAT_VERSION_V1", "WorkflowBundleError", "WorkflowBundleEntrypoint", "WorkflowBundleManifest",
-    "workflow_bundle_manifest_from_dict", "workflow_bundle_manifest_to_dict", "check_relpath",
+    "WORKFLOW_BUNDLE_FORMAT_VERSION_V1", "WorkflowBundleError", "WorkflowBundleNotFoundError",
+    "WorkflowBundleEntrypoint", "WorkflowBundleManifest", "workflow_bundle_manifest_from_dict", "workflow_bundle_manifest_to_dict", "check_relpath",
 ]

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
+from abstractruntime_storekit import write_atomic
+
 from .manifest import (
     WorkflowBundleEntrypoint,
     WorkflowBundleError,
     WorkflowBundleManifest,
+    WorkflowBundleNotFoundError,
     workflow_bundle_manifest_to_dict,
 )
 
@@ -111,14 +113,15 @@ def pack_workflow_bundle(
 ) -> PackedWorkflowBundle:
     """Pack ``root_flow_json`` and every subflow it reaches (``<flows_dir>/<id>.json``) into ``out_path``.
 
-    The zip is written to a temporary file next to ``out_path`` and renamed into place.
+    The zip is written atomically (``abstractruntime_storekit.write_atomic``: a temporary file next to ``out_path``,
+    fsynced and renamed into place).
     """
     root_path = Path(root_flow_json)
     if not root_path.is_file():
-        raise FileNotFoundError(f"root flow not found: {root_path}")
+        raise WorkflowBundleNotFoundError(f"root flow not found: {root_path}")
     fdir = Path(flows_dir) if flows_dir is not None else root_path.parent
     if not fdir.is_dir():
-        raise FileNotFoundError(f"flows directory not found: {fdir}")
+        raise WorkflowBundleNotFoundError(f"flows directory not found: {fdir}")
     root = _load(root_path)
     root_id = _flow_id(root, root_path)
     collected: Dict[str, Dict[str, Any]] = {root_id: {"path": root_path, "data": root}}
@@ -160,24 +163,14 @@ def pack_workflow_bundle(
         flows={fid: f"flows/{fid}.json" for fid in collected}, metadata=dict(metadata or {}),
     )
     manifest_json = json.dumps(workflow_bundle_manifest_to_dict(manifest), indent=2, ensure_ascii=False)
+    buf = io.BytesIO()  # flows are small JSON files: build the zip in memory, then write it in one atomic step
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", manifest_json)
+        for fid, item in collected.items():
+            zf.writestr(f"flows/{fid}.json", item["path"].read_bytes())
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr("manifest.json", manifest_json)
-                for fid, item in collected.items():
-                    zf.writestr(f"flows/{fid}.json", item["path"].read_bytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, out)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except OSError:
-            pass
-        raise
+    write_atomic(out, buf.getvalue())
     return PackedWorkflowBundle(path=out, manifest=manifest)
 
 

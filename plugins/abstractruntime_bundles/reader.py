@@ -23,6 +23,7 @@ from typing import Any, Dict, Union
 from .manifest import (
     WorkflowBundleError,
     WorkflowBundleManifest,
+    WorkflowBundleNotFoundError,
     check_relpath,
     workflow_bundle_manifest_from_dict,
 )
@@ -118,7 +119,7 @@ class WorkflowBundle:
             if target != root and root not in target.parents:
                 raise WorkflowBundleError(f"path {relpath!r} resolves outside the bundle")
             if not target.is_file():
-                raise FileNotFoundError(f"{relpath} not found in bundle {self.source}")
+                raise WorkflowBundleNotFoundError(f"{relpath} not found in bundle {self.source}")
             if target.stat().st_size > self.limits.max_member_bytes:
                 raise WorkflowBundleError(f"{relpath}: larger than the member limit of {self.limits.max_member_bytes}")
             return target.read_bytes()
@@ -126,7 +127,7 @@ class WorkflowBundle:
             members = check_zip(zf, self.limits)
             info = members.get(relpath.replace("\\", "/"))
             if info is None:
-                raise FileNotFoundError(f"{relpath} not found in bundle {self.source}")
+                raise WorkflowBundleNotFoundError(f"{relpath} not found in bundle {self.source}")
             return _read_member(zf, info, self.limits)
 
     def read_text(self, relpath: str, *, encoding: str = "utf-8") -> str:
@@ -160,18 +161,18 @@ def open_workflow_bundle(source: Union[str, Path], *, limits: BundleLimits = DEF
     if path.is_dir():
         mpath = path / MANIFEST
         if not mpath.is_file():
-            raise FileNotFoundError(f"{path}: no manifest.json")
+            raise WorkflowBundleNotFoundError(f"{path}: no manifest.json")
         if mpath.stat().st_size > limits.max_manifest_bytes:
             raise WorkflowBundleError(f"{mpath}: manifest larger than {limits.max_manifest_bytes} bytes")
         return WorkflowBundle(path, _manifest_from_bytes(mpath.read_bytes(), mpath), limits=limits)
     if not path.is_file():
-        raise FileNotFoundError(f"workflow bundle not found: {path}")
+        raise WorkflowBundleNotFoundError(f"workflow bundle not found: {path}")
     try:
         with zipfile.ZipFile(path) as zf:
             members = check_zip(zf, limits)
             info = members.get(MANIFEST)
             if info is None:
-                raise FileNotFoundError(f"{path}: no manifest.json in bundle")
+                raise WorkflowBundleNotFoundError(f"{path}: no manifest.json in bundle")
             if info.file_size > limits.max_manifest_bytes:
                 raise WorkflowBundleError(f"{path}: manifest larger than {limits.max_manifest_bytes} bytes")
             data = _read_member(zf, info, limits)
@@ -189,7 +190,7 @@ def unpack_workflow_bundle(*, bundle_path: Union[str, Path], out_dir: Union[str,
     """Extract a ``.flow`` file into ``out_dir`` (created; must not exist or be empty), all or nothing."""
     src = Path(bundle_path)
     if not src.is_file():
-        raise FileNotFoundError(f"workflow bundle file not found: {src}")
+        raise WorkflowBundleNotFoundError(f"workflow bundle file not found: {src}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise WorkflowBundleError(f"{out}: exists and is not an empty directory")
@@ -203,7 +204,7 @@ def unpack_workflow_bundle(*, bundle_path: Union[str, Path], out_dir: Union[str,
         with zf:
             members = check_zip(zf, limits)
             if MANIFEST not in members:
-                raise FileNotFoundError(f"{src}: no manifest.json in bundle")
+                raise WorkflowBundleNotFoundError(f"{src}: no manifest.json in bundle")
             _manifest_from_bytes(_read_member(zf, members[MANIFEST], limits), src)
             root = tmp.resolve()
             for name, info in members.items():

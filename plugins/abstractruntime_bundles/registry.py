@@ -1,7 +1,8 @@
 """A directory of installed bundles, ``<bundle_id>@<bundle_version>.flow`` (spec Part 1.4).
 
-Installs are all-or-nothing: the bundle is validated, written to a temporary file in the directory, flushed and
-renamed into place (a crash leaves at most a hidden ``.*.tmp`` file, which ``scan`` ignores).
+Installs are all-or-nothing: the bundle is written to a hidden temporary file in the directory and fsynced, then
+validated (its name comes from its manifest), renamed into place and the directory fsynced, with the helpers of
+:mod:`abstractruntime_storekit.files` (a crash leaves at most a hidden ``.*.tmp`` file, which ``scan`` ignores).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import hashlib
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import IO, Callable, Dict, List, Optional, Tuple, Union
 
+from abstractruntime.errors import AbstractRuntimeError
 from abstractruntime.logs import get_logger
+from abstractruntime_storekit.files import fsync_dir, temp_path
 
 from .manifest import WorkflowBundleManifest
 from .reader import bundle_from_bytes, open_workflow_bundle, verify_bundle_contents
@@ -23,7 +25,7 @@ from .reader import bundle_from_bytes, open_workflow_bundle, verify_bundle_conte
 log = get_logger("abstractruntime.bundles")
 
 
-class WorkflowBundleRegistryError(ValueError):
+class WorkflowBundleRegistryError(AbstractRuntimeError, ValueError):
     """A registry operation failed (unknown bundle/version/entrypoint, invalid id, existing target...)."""
 
 
@@ -230,21 +232,17 @@ class WorkflowBundleRegistry:
                                               f"pass overwrite=True to replace it")
         digest = _sha256(tmp)
         os.replace(tmp, target)
+        fsync_dir(self.bundles_dir)
         return InstalledWorkflowBundle(manifest.bundle_id, manifest.bundle_version, target, manifest, digest)
 
-    def _temp(self) -> Tuple[int, Path]:
+    def _install_via_temp(self, write: Callable[[IO[bytes]], None], overwrite: bool) -> InstalledWorkflowBundle:
+        """``write`` the bundle to a hidden temporary file in the directory (fsynced), validate the bytes written,
+        and rename it to its installed name; on any failure the temporary file is removed."""
         self.ensure_dir()
-        fd, name = tempfile.mkstemp(prefix=".install-", suffix=".tmp", dir=self.bundles_dir)
-        return fd, Path(name)
-
-    def install(self, source: Union[str, Path], *, overwrite: bool = False) -> InstalledWorkflowBundle:
-        src = Path(source)
-        if not src.is_file():
-            raise WorkflowBundleRegistryError(f"bundle file not found: {src}")
-        fd, tmp = self._temp()
+        tmp = temp_path(self.bundles_dir / "install.flow")
         try:
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
-                shutil.copyfileobj(fh, out)
+            with open(tmp, "xb") as out:
+                write(out)
                 out.flush()
                 os.fsync(out.fileno())
             bundle = open_workflow_bundle(tmp)  # validate the bytes we are about to install
@@ -254,23 +252,23 @@ class WorkflowBundleRegistry:
             tmp.unlink(missing_ok=True)
             raise
 
+    def install(self, source: Union[str, Path], *, overwrite: bool = False) -> InstalledWorkflowBundle:
+        src = Path(source)
+        if not src.is_file():
+            raise WorkflowBundleRegistryError(f"bundle file not found: {src}")
+
+        def copy(out: IO[bytes]) -> None:
+            with open(src, "rb") as fh:
+                shutil.copyfileobj(fh, out)
+
+        return self._install_via_temp(copy, overwrite)
+
     def install_bytes(self, content: bytes, *, filename_hint: str = "upload.flow", overwrite: bool = False
                       ) -> InstalledWorkflowBundle:
         if not content:
             raise WorkflowBundleRegistryError(f"empty bundle content ({filename_hint})")
         bundle_from_bytes(bytes(content))  # fail fast before touching the directory
-        fd, tmp = self._temp()
-        try:
-            with os.fdopen(fd, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-            bundle = open_workflow_bundle(tmp)
-            verify_bundle_contents(bundle)
-            return self._commit(tmp, bundle.manifest, overwrite)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        return self._install_via_temp(lambda out: out.write(content), overwrite)
 
     def remove(self, ref: str) -> int:
         text = (ref or "").strip()

@@ -27,15 +27,21 @@ from .drive import blocking_run, drive, start_listeners
 from .errors import (
     CodeExecutionError,
     DataCycleError,
+    NodeDependencyError,
+    NodeOutputError,
+    NodeTypeDefinitionError,
     NodeTypeRegistrationError,
     UnknownNodeTypeError,
     VisualFlowCompileError,
     VisualFlowError,
+    VisualFlowTypeError,
+    VisualNodeError,
 )
 from .executor import NodeContext, visual_to_flow
 from .flow import Flow, FlowEdge, FlowNode
 from .models import VisualEdge, VisualFlow, VisualNode, load_visualflow_json
 from .nodetypes import EffectMapping, Pin, VisualNodeType
+from .options import VisualFlowOptions, visualflow_options
 
 
 abstractruntime_requires = ("workspace",)  # the read_file / write_file nodes
@@ -45,6 +51,12 @@ abstractruntime_requires = ("workspace",)  # the read_file / write_file nodes
 def abstractruntime_add_hookspecs(pluginmanager: Any) -> None:
     """The node-type extension point is this plugin's: ``abstractruntime_register_visual_node_types``."""
     pluginmanager.add_hookspecs(hookspecs)
+
+
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """A bad ``[abstractruntime.plugin_options.visualflow]`` fails ``Runtime(...)``."""
+    visualflow_options(runtime=runtime)
 
 
 @hookimpl
@@ -59,5 +71,6 @@ __all__ = [
     "compile_visualflow_listeners", "listener_workflow_id", "VisualNodeType", "EffectMapping", "Pin",
     "NodeContext", "load_node_types", "builtin_node_types", "drive", "blocking_run", "start_listeners",
     "VisualFlowError", "VisualFlowCompileError", "UnknownNodeTypeError", "DataCycleError", "CodeExecutionError",
-    "NodeTypeRegistrationError",
+    "NodeTypeRegistrationError", "NodeTypeDefinitionError", "VisualFlowTypeError", "VisualNodeError",
+    "NodeOutputError", "NodeDependencyError", "VisualFlowOptions",
 ]

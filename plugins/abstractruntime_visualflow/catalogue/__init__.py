@@ -16,13 +16,13 @@ from abstractruntime.logs import get_logger
 from ..builtins import BUILTINS, NOT_PURE_WHEN_PINLESS
 from ..errors import NodeTypeRegistrationError
 from ..nodetypes import VisualNodeType
+from ..options import PLUGIN_NAME, visualflow_options
 from .code import code_node_types
 from .core import core_node_types
 from .longtail import longtail_node_types
 
 log = get_logger("abstractruntime.visualflow")
 HOOK = "abstractruntime_register_visual_node_types"
-PLUGIN_NAME = "visualflow"
 
 
 def builtin_node_types() -> List[VisualNodeType]:
@@ -43,8 +43,8 @@ def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), setting
 
     Without ``runtime`` a plugin manager is built like the kernel's (``build_plugin_manager`` with the configured
     ``[abstractruntime.plugins]`` settings) plus ``plugins``. Two plugins providing the same type name is an error
-    unless ``choices`` (or ``[abstractruntime.plugin_options.visualflow] node_types = {type = "plugin"}``) names the
-    provider to use.
+    unless ``choices`` (or ``[abstractruntime.plugin_options.visualflow] node_types = {type = "plugin"}``, see
+    :class:`~abstractruntime_visualflow.options.VisualFlowOptions`) names the provider to use.
     """
     from abstractruntime.plugins import Hooks, build_plugin_manager
     from abstractruntime.settings import load_settings
@@ -60,7 +60,7 @@ def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), setting
     if not hooks.plugin_manager.is_registered(own) and PLUGIN_NAME not in set(cfg.plugins.block):
         # the builtin catalogue, when this plugin is not (yet) registered through its entry point
         provided = [(PLUGIN_NAME, t) for t in builtin_node_types()] + provided
-    chosen = dict((cfg.options_for(PLUGIN_NAME).get("node_types") or {}) if hasattr(cfg, "options_for") else {})
+    chosen = dict(visualflow_options(runtime=runtime, settings=cfg).node_types)
     chosen.update(choices or {})
     by_name: Dict[str, List[Tuple[str, VisualNodeType]]] = {}
     for provider, item in provided:

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from abstractruntime_storekit import write_atomic
 from abstractruntime_workspace import WorkspacePolicy
 
 from ..agent_ids import visual_react_workflow_id
+from ..errors import NodeDependencyError
 from ..nodetypes import PURE_BASE, EffectMapping, VisualNodeType
-
-
-def _blank(v: Any) -> bool:
-    return v is None or (isinstance(v, str) and not v.strip())
-
-
-def _first(*values: Any) -> Any:
-    for v in values:
-        if not _blank(v):
-            return v
-    return None
+from .common import blank as _blank, first as _first
 
 
 # --- LLM -----------------------------------------------------------------------------------------------------------
@@ -48,10 +39,10 @@ def _schema(inputs: Dict[str, Any]) -> Optional[Dict[str, Any]]:
         try:
             import abstractsemantics  # type: ignore  # noqa: F401
         except ImportError:
-            raise RuntimeError(f"llm_call: schema {ref!r} needs the abstractsemantics package") from None
+            raise NodeDependencyError(f"llm_call: schema {ref!r} needs the abstractsemantics package") from None
         resolver = getattr(abstractsemantics, "resolve_schema", None)
         if resolver is None:
-            raise RuntimeError(f"llm_call: cannot resolve schema {ref!r}")
+            raise NodeDependencyError(f"llm_call: cannot resolve schema {ref!r}")
         schema = resolver(ref)
     return schema
 
@@ -323,9 +314,7 @@ def _write_file(inputs: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
                                                                                                ensure_ascii=False)
     data = text.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)  # a reader never sees half a file
+    write_atomic(path, data)  # a reader never sees half a file, and the file survives a crash once written
     return {"bytes": len(data), "file_path": str(path)}
 
 
