@@ -18,17 +18,15 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
-from abstractruntime.run_tree import ancestors
+from abstractruntime_pluginkit.run_tree import ancestors
+
+from .errors import AttachmentError
 
 NAME = "open_attachment"
 DEFAULT_MAX_CHARS = 20000
 _TEXT_TYPES = {"application/json", "application/xml", "application/javascript", "application/x-javascript",
                "application/yaml", "application/x-yaml", "application/toml", "application/x-ndjson",
                "application/sql", "application/x-sh", "application/csv"}
-
-
-class AttachmentError(Exception):
-    """An ``open_attachment`` call that cannot be answered: becomes the call's error result."""
 
 
 def artifact_store_of(runtime: Any) -> Any:

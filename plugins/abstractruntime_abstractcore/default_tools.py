@@ -13,6 +13,7 @@ import os
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from ._isolation import import_abstractcore
+from .errors import ToolNotFoundError, UnknownToolsetError
 from .llm_client import json_schema_parameters, tool_spec
 
 TOOLSETS: Dict[str, Sequence[str]] = {
@@ -68,7 +69,7 @@ def _lookup(name: str) -> Callable[..., Any]:
         fn = getattr(module, name, None)
         if callable(fn):
             return fn
-    raise LookupError(f"AbstractCore has no tool named {name!r}")
+    raise ToolNotFoundError(f"AbstractCore has no tool named {name!r}")
 
 
 def get_default_toolsets(environ: Optional[Mapping[str, str]] = None) -> Dict[str, List[Callable[..., Any]]]:
@@ -86,7 +87,7 @@ def _select(toolsets: Optional[Iterable[str]], available: Mapping[str, Any]) -> 
     names = [str(t).strip().lower() for t in toolsets if str(t).strip()]
     unknown = [t for t in names if t not in TOOLSETS and t != "comms"]
     if unknown:
-        raise ValueError(f"Unknown toolset(s) {unknown}; known: {[*TOOLSETS, 'comms']}")
+        raise UnknownToolsetError(f"Unknown toolset(s) {unknown}; known: {[*TOOLSETS, 'comms']}")
     return [t for t in names if t in available]
 
 

@@ -32,6 +32,10 @@ class ResponseSchemaError(ValidationError):
     """``response_schema`` of an LLM call is not a JSON Schema (or a field map) the runtime understands."""
 
 
+class MediaError(ValidationError):
+    """A ``media`` entry of an LLM call that cannot be given to the model (e.g. a missing artifact)."""
+
+
 class ToolSpecError(ValidationError):
     """A tool spec could not be made from the object given."""
 
@@ -70,7 +74,7 @@ class EmbeddingsError(AbstractRuntimeError, RuntimeError):
 
 
 __all__ = [
-    "AbstractCoreNotInstalledError", "LLMServerError", "ResponseSchemaError", "ToolSpecError", "UnknownToolsetError",
-    "ToolNotFoundError", "ToolExecutorError", "ToolTimeoutError", "McpError", "ToolApprovalError", "AttachmentError",
-    "EmbeddingsError",
+    "AbstractCoreNotInstalledError", "LLMServerError", "ResponseSchemaError", "MediaError", "ToolSpecError",
+    "UnknownToolsetError", "ToolNotFoundError", "ToolExecutorError", "ToolTimeoutError", "McpError",
+    "ToolApprovalError", "AttachmentError", "EmbeddingsError",
 ]

@@ -30,6 +30,8 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
+from abstractruntime.errors import AbstractRuntimeError
+
 DEFAULT_PROTOCOL_VERSION = "2025-11-25"
 DEFAULT_TOKEN_ENV = "ABSTRACT_WORKER_TOKEN"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -113,11 +115,12 @@ class ToolServer:
         raise _RpcError(METHOD_NOT_FOUND, f"Method not found: {method}")
 
 
-class _RpcError(Exception):
+class _RpcError(AbstractRuntimeError):
+    """A JSON-RPC error answer (``code``, ``message``) for the current request."""
+
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
 
 
 # --- stdio ---------------------------------------------------------------------------------------------------------

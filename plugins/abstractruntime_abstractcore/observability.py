@@ -7,7 +7,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from attrs import field, frozen
 
+from abstractruntime.errors import InvalidTypeError
+
 from ._isolation import import_abstractcore
+from .errors import EmbeddingsError
 
 _EVENT_BY_STATUS = {"started": "WORKFLOW_STEP_STARTED", "completed": "WORKFLOW_STEP_COMPLETED",
                     "waiting": "WORKFLOW_STEP_WAITING", "failed": "WORKFLOW_STEP_FAILED"}
@@ -19,7 +22,7 @@ def _record_dict(record: Any) -> Dict[str, Any]:
     to_dict = getattr(record, "to_dict", None)
     if callable(to_dict):
         return dict(to_dict())
-    raise TypeError(f"expected a StepRecord or its dict, got {type(record).__name__}")
+    raise InvalidTypeError(f"expected a StepRecord or its dict, got {type(record).__name__}")
 
 
 def emit_step_record(record: Any, *, source: str = "abstractruntime") -> None:
@@ -40,7 +43,7 @@ def attach_global_event_bus_bridge(runtime: Any, *, run_id: Optional[str] = None
     event bus. Returns the function that stops it. ``runtime`` may also be a ledger store with ``subscribe``."""
     subscribe = getattr(runtime, "subscribe_ledger", None) or getattr(runtime, "subscribe", None)
     if subscribe is None:
-        raise TypeError("attach_global_event_bus_bridge needs a Runtime (or a ledger store with subscribe)")
+        raise InvalidTypeError("attach_global_event_bus_bridge needs a Runtime (or a ledger store with subscribe)")
     import_abstractcore("abstractcore.events")  # fail now, not inside a subscriber, if AbstractCore is missing
     return subscribe(lambda record: emit_step_record(record, source=source), run_id=run_id)
 
@@ -78,6 +81,6 @@ class AbstractCoreEmbeddingsClient:
         data = sorted(out.get("data") or [], key=lambda d: d.get("index", 0))
         vectors = [[float(x) for x in d.get("embedding") or []] for d in data]
         if len(vectors) != len(texts):
-            raise RuntimeError(f"embedding provider returned {len(vectors)} vectors for {len(texts)} texts")
+            raise EmbeddingsError(f"embedding provider returned {len(vectors)} vectors for {len(texts)} texts")
         return EmbeddingsResult(self.provider, self.model, vectors, len(vectors[0]) if vectors else 0,
                                 out.get("usage") if isinstance(out.get("usage"), dict) else None)

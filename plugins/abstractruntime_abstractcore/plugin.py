@@ -3,8 +3,9 @@
 A runtime's LLM client and tool executor come from, in this order:
 
 1. :func:`attach` (what the factories do): ``attach(runtime, llm=..., tools=...)``;
-2. the options ``[abstractruntime.plugin_options.abstractcore]`` (resolved at the first LLM/tool effect, so
-   building a runtime never imports AbstractCore):
+2. the options ``[abstractruntime.plugin_options.abstractcore]``, declared by :class:`AbstractCoreOptions` and read
+   with ``abstractruntime_pluginkit.plugin_options`` (checked when the runtime is built; the integration is built
+   at the first LLM/tool effect, so building a runtime never imports AbstractCore):
 
    ==================  =============================================================================================
    ``provider``        AbstractCore provider for in-process calls (``openai-compatible``, ``ollama``, ...)
@@ -23,27 +24,58 @@ A runtime's LLM client and tool executor come from, in this order:
    ``tool_timeout_s``  per-call tool timeout
    ``grounding``       prefix prompts with the local date/time (default true)
    ==================  =============================================================================================
+
+Both live in ``runtime.stash`` (keys ``_ATTACHED`` and ``_FROM_SETTINGS``): they go away with the runtime.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import weakref
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
-from attrs import define
+from attrs import define, field, frozen
 
-from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, hookimpl
+from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, StashKey, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import ConfigurationError, ValidationError
+from abstractruntime_pluginkit import plugin_options, structure_options
 
 from . import handlers
 
 PLUGIN_NAME = "abstractcore"
-OPTION_KEYS = ("provider", "model", "base_url", "api_key_env", "llm_kwargs", "timeout_s", "server_base_url",
-               "headers", "tools", "toolsets", "auto_approve", "tool_timeout_s", "grounding")
 TOOL_MODES = ("passthrough", "abstractcore", "approval", "none")
+
+
+def _toolsets(value: Any) -> Optional[Tuple[str, ...]]:
+    """``toolsets``: one name or a list of names."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ValidationError(f"toolsets must be a toolset name or a list of them, got {value!r}")
+
+
+@frozen
+class AbstractCoreOptions:
+    """``[abstractruntime.plugin_options.abstractcore]`` (see the module doc); the cross-field rules are in
+    :func:`check_options`."""
+
+    provider: Optional[str] = None
+    model: Optional[str] = None
+    base_url: Optional[str] = None
+    api_key_env: Optional[str] = None
+    llm_kwargs: Dict[str, Any] = field(factory=dict)
+    timeout_s: Optional[float] = None
+    server_base_url: Optional[str] = None
+    headers: Dict[str, Any] = field(factory=dict)
+    tools: Optional[str] = None
+    #: one toolset name or a list of them
+    toolsets: Union[str, List[str], None] = field(default=None, converter=_toolsets)
+    auto_approve: Tuple[str, ...] = ()
+    tool_timeout_s: Optional[float] = None
+    grounding: bool = True
 
 
 @define
@@ -56,83 +88,79 @@ class Integration:
     grounding: bool = True
 
 
-_ATTACHED: "weakref.WeakKeyDictionary[Any, Integration]" = weakref.WeakKeyDictionary()
-_FROM_SETTINGS: "weakref.WeakKeyDictionary[Any, Integration]" = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
+#: what :func:`attach` gave the runtime; it wins over the options
+_ATTACHED: "StashKey[Integration]" = StashKey()
+#: the integration built from the runtime's options (at the first LLM/tool effect)
+_FROM_SETTINGS: "StashKey[Integration]" = StashKey()
 
 
 def attach(runtime: Any, *, llm: Any = None, tools: Any = None, journal: Any = None,
            grounding: bool = True) -> Integration:
     """Give ``runtime`` its LLM client and tool executor (replacing any earlier ones)."""
     integration = Integration(llm=llm, tools=tools, journal=journal, grounding=grounding)
-    with _LOCK:
-        _ATTACHED[runtime] = integration
+    runtime.stash[_ATTACHED] = integration
     return integration
 
 
-def _options(runtime: Any) -> Dict[str, Any]:
-    settings = getattr(runtime, "settings", None)
-    opts = settings.options_for(PLUGIN_NAME) if settings is not None else {}
-    unknown = sorted(set(opts) - set(OPTION_KEYS))
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown plugin_options.abstractcore key(s) {unknown}; valid keys: {list(OPTION_KEYS)}")
-    return opts
+def _options(runtime: Any) -> AbstractCoreOptions:
+    return plugin_options(runtime, PLUGIN_NAME, AbstractCoreOptions)
 
 
-def check_options(opts: Dict[str, Any]) -> str:
+def _as_options(opts: Union[AbstractCoreOptions, Mapping[str, Any]]) -> AbstractCoreOptions:
+    if isinstance(opts, AbstractCoreOptions):
+        return opts
+    return structure_options(AbstractCoreOptions, opts, where=f"plugin_options.{PLUGIN_NAME}")
+
+
+def check_options(opts: Union[AbstractCoreOptions, Mapping[str, Any]]) -> str:
     """Check the options that need no AbstractCore import; return the tool mode."""
-    model, provider, server = opts.get("model"), opts.get("provider"), opts.get("server_base_url")
+    opts = _as_options(opts)
+    model, provider, server = opts.model, opts.provider, opts.server_base_url
     if server and not model:
         raise ConfigurationError("plugin_options.abstractcore.server_base_url needs 'model'")
     if provider and not server and not model:
         raise ConfigurationError("plugin_options.abstractcore.provider needs 'model'")
-    mode = opts.get("tools") or ("passthrough" if server else "abstractcore" if provider else "none")
+    mode = opts.tools or ("passthrough" if server else "abstractcore" if provider else "none")
     if mode not in TOOL_MODES:
         raise ConfigurationError(f"plugin_options.abstractcore.tools must be one of {list(TOOL_MODES)}, got {mode!r}")
     return mode
 
 
-def integration_from_options(opts: Dict[str, Any]) -> Integration:
+def integration_from_options(opts: Union[AbstractCoreOptions, Mapping[str, Any]]) -> Integration:
     from .llm_client import MultiLocalAbstractCoreLLMClient, RemoteAbstractCoreLLMClient, default_timeout_s
     from .tool_executor import AbstractCoreToolExecutor, ApprovalToolExecutor, PassthroughToolExecutor
 
+    opts = _as_options(opts)
     mode = check_options(opts)
-    model = opts.get("model")
-    provider = opts.get("provider")
-    server = opts.get("server_base_url")
-    timeout = opts.get("timeout_s")
+    model, provider, server, timeout = opts.model, opts.provider, opts.server_base_url, opts.timeout_s
     llm = None
     if server:
-        llm = RemoteAbstractCoreLLMClient(server_base_url=str(server), model=str(model),
-                                          headers=dict(opts.get("headers") or {}),
+        llm = RemoteAbstractCoreLLMClient(server_base_url=str(server), model=str(model), headers=dict(opts.headers),
                                           timeout_s=float(timeout) if timeout is not None else None)
     elif provider:
-        kwargs = dict(opts.get("llm_kwargs") or {})
-        if opts.get("base_url"):
-            kwargs["base_url"] = str(opts["base_url"])
-        if opts.get("api_key_env"):
-            key = os.environ.get(str(opts["api_key_env"]))
+        kwargs = dict(opts.llm_kwargs)
+        if opts.base_url:
+            kwargs["base_url"] = str(opts.base_url)
+        if opts.api_key_env:
+            key = os.environ.get(str(opts.api_key_env))
             if key:
                 kwargs["api_key"] = key
         kwargs.setdefault("timeout", float(timeout) if timeout is not None else default_timeout_s())
         llm = MultiLocalAbstractCoreLLMClient(provider=str(provider), model=str(model), llm_kwargs=kwargs)
-    tool_timeout = opts.get("tool_timeout_s")
+    tool_timeout = opts.tool_timeout_s
     tools: Any = None
     if mode == "passthrough":
         tools = PassthroughToolExecutor()
     elif mode in ("abstractcore", "approval"):
-        toolsets = opts.get("toolsets")
         selected = None
-        if toolsets:
+        if opts.toolsets:
             from .default_tools import get_default_tools
 
-            names = [toolsets] if isinstance(toolsets, str) else list(toolsets)
-            selected = get_default_tools(toolsets=names)
+            selected = get_default_tools(toolsets=list(opts.toolsets))
         tools = AbstractCoreToolExecutor(timeout_s=float(tool_timeout) if tool_timeout else None, tools=selected)
         if mode == "approval":
-            tools = ApprovalToolExecutor(tools, auto_approve=list(opts.get("auto_approve") or []))
-    return Integration(llm=llm, tools=tools, grounding=opts.get("grounding", True) is not False)
+            tools = ApprovalToolExecutor(tools, auto_approve=list(opts.auto_approve))
+    return Integration(llm=llm, tools=tools, grounding=opts.grounding)
 
 
 @hookimpl
@@ -142,18 +170,11 @@ def abstractruntime_runtime_created(runtime: Any) -> None:
 
 
 def integration_for(runtime: Any) -> Integration:
-    """The runtime's attached integration, else the one built from its options (cached)."""
-    attached = _ATTACHED.get(runtime)
+    """The runtime's attached integration, else the one built from its options (cached in ``runtime.stash``)."""
+    attached = runtime.stash.get(_ATTACHED)
     if attached is not None:
         return attached
-    cached = _FROM_SETTINGS.get(runtime)
-    if cached is None:
-        with _LOCK:
-            cached = _FROM_SETTINGS.get(runtime)
-            if cached is None:
-                cached = integration_from_options(_options(runtime))
-                _FROM_SETTINGS[runtime] = cached
-    return cached
+    return runtime.stash.setdefault_factory(_FROM_SETTINGS, lambda: integration_from_options(_options(runtime)))
 
 
 def llm_call_handler(call: EffectCall) -> EffectOutcome:

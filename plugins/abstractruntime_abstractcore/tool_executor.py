@@ -24,11 +24,13 @@ import json
 import re
 import threading
 import uuid
-import weakref
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
+from abstractruntime import StashKey
+from abstractruntime.errors import ValidationError
 from abstractruntime.logs import get_logger
 
+from .errors import McpError, ToolTimeoutError
 from .llm_client import json_safe, parse_arguments, tool_spec
 
 log = get_logger("abstractruntime.abstractcore.tools")
@@ -124,7 +126,7 @@ def _call_with_timeout(fn: Callable[[], Any], timeout_s: Optional[float]) -> Any
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        raise TimeoutError(f"timed out after {timeout_s:g}s (the call keeps running in the background)")
+        raise ToolTimeoutError(f"timed out after {timeout_s:g}s (the call keeps running in the background)")
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -151,7 +153,7 @@ class MappingToolExecutor:
             if not callable(fn):
                 fn = getattr(fn, "function", None)
             if not callable(fn):
-                raise ValueError(f"Tool {name!r} is not callable")
+                raise ValidationError(f"Tool {name!r} is not callable")
             self.tool_map[str(name)] = fn
         self.timeout_s = timeout_s
 
@@ -162,9 +164,9 @@ class MappingToolExecutor:
             fn = tool if callable(tool) else getattr(tool, "function", None)
             name = _tool_name(tool)
             if not name or fn is None:
-                raise ValueError(f"Cannot determine the name of tool {tool!r}")
+                raise ValidationError(f"Cannot determine the name of tool {tool!r}")
             if name in mapping:
-                raise ValueError(f"Duplicate tool name {name!r}")
+                raise ValidationError(f"Duplicate tool name {name!r}")
             mapping[name] = fn
         return cls(mapping, timeout_s=timeout_s)
 
@@ -258,7 +260,7 @@ class ApprovalToolExecutor:
 
     def __init__(self, inner: Any, *, auto_approve: Iterable[str] = ()) -> None:
         if not hasattr(inner, "execute"):
-            raise ValueError("ApprovalToolExecutor needs an executing tool executor (e.g. MappingToolExecutor)")
+            raise ValidationError("ApprovalToolExecutor needs an executing tool executor (e.g. MappingToolExecutor)")
         self.inner = inner
         self.auto_approve = frozenset(str(n) for n in auto_approve)
 
@@ -293,10 +295,10 @@ class McpHttpClient:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - host-chosen URL
                 data = json.loads(resp.read() or b"{}")
         except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"MCP server returned HTTP {exc.code}") from None
+            raise McpError(f"MCP server returned HTTP {exc.code}") from None
         if isinstance(data, dict) and data.get("error"):
             err = data["error"]
-            raise RuntimeError(f"MCP error {err.get('code')}: {err.get('message')}")
+            raise McpError(f"MCP error {err.get('code')}: {err.get('message')}")
         return data.get("result") if isinstance(data, dict) else None
 
     def call_tool(self, name: str, arguments: Dict[str, Any]) -> Dict[str, Any]:
@@ -313,9 +315,9 @@ class McpToolExecutor:
 
     def __init__(self, *, server_id: str, mcp_url: str, timeout_s: float = 30.0, mcp_client: Any = None) -> None:
         if not isinstance(server_id, str) or not server_id.strip():
-            raise ValueError("McpToolExecutor requires a non-blank server_id")
+            raise ValidationError("McpToolExecutor requires a non-blank server_id")
         if not isinstance(mcp_url, str) or not mcp_url.strip():
-            raise ValueError("McpToolExecutor requires a non-blank mcp_url")
+            raise ValidationError("McpToolExecutor requires a non-blank mcp_url")
         self.server_id = server_id.strip()
         self.mcp_url = mcp_url.strip()
         self.client = mcp_client or McpHttpClient(self.mcp_url, timeout_s=timeout_s)
@@ -418,8 +420,8 @@ class ArtifactToolResultJournal:
                          artifact_id=journal_entry_id(key, runtime_call_id))
 
 
-_MEMORY_JOURNALS: "weakref.WeakKeyDictionary[Any, MemoryToolResultJournal]" = weakref.WeakKeyDictionary()
-_JOURNAL_LOCK = threading.Lock()
+#: the process-local journal of a runtime without an artifact store
+_MEMORY_JOURNAL: "StashKey[MemoryToolResultJournal]" = StashKey()
 
 
 def journal_for(runtime: Any) -> ToolResultJournal:
@@ -438,12 +440,7 @@ def journal_for(runtime: Any) -> ToolResultJournal:
                 store = None
     if store is not None:
         return ArtifactToolResultJournal(store)
-    with _JOURNAL_LOCK:
-        journal = _MEMORY_JOURNALS.get(runtime)
-        if journal is None:
-            journal = MemoryToolResultJournal()
-            _MEMORY_JOURNALS[runtime] = journal
-        return journal
+    return runtime.stash.setdefault_factory(_MEMORY_JOURNAL, MemoryToolResultJournal)
 
 
 def tool_specs_of(executor: Any) -> List[Dict[str, Any]]:

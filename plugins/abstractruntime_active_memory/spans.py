@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from attrs import define
 
+from abstractruntime.errors import ValidationError
 from abstractruntime.timeutil import parse_instant
 
 SCOPES = ("run", "session", "global")
@@ -87,7 +88,7 @@ class TimeRange:
         for name in ("start", "end"):
             value = getattr(self, name)
             if value is not None and _instant(value) is None:
-                raise ValueError(f"TimeRange.{name}: {value!r} is not an ISO 8601 timestamp "
+                raise ValidationError(f"TimeRange.{name}: {value!r} is not an ISO 8601 timestamp "
                                  f"(e.g. 2026-11-26T10:00:00Z)")
 
     def overlaps(self, start: Optional[str], end: Optional[str] = None) -> bool:

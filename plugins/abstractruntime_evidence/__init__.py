@@ -5,24 +5,42 @@ code): after a completed tool-calls effect, results of the configured tools get 
 artifact store, ``meta.evidence_id`` on the result, and a span in ``vars._runtime.memory_spans``. A recorder that
 fails adds a warning to ``vars._runtime.evidence_warnings``; it never fails the run.
 
-Options (``[abstractruntime.plugin_options.evidence]``): ``tool_names`` (default web_search, fetch_url,
-execute_command). Runtime methods: ``list_evidence(run_id)``, ``load_evidence(evidence_id)``.
+Options (``[abstractruntime.plugin_options.evidence]``, :class:`EvidenceOptions`): ``tool_names`` (default
+web_search, fetch_url, execute_command). Runtime methods: ``list_evidence(run_id)``, ``load_evidence(evidence_id)``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
+
+from attrs import field, frozen
 
 from abstractruntime import EffectCall, EffectOutcome, EffectType, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import ConfigurationError, InvalidStateError, ValidationError
+from abstractruntime_pluginkit import plugin_options
 
 from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder, list_evidence, warn
 
 #: evidence is stored as artifacts
 abstractruntime_requires = ('artifacts',)
 
-__all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES"]
+__all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES", "EvidenceOptions"]
+
+PLUGIN_NAME = "evidence"
+
+
+def _tool_names_valid(_instance: Any, _attribute: Any, value: Optional[Tuple[str, ...]]) -> None:
+    if value is not None and not all(n.strip() for n in value):
+        raise ValidationError(f"tool_names must be a list of tool names, got {list(value)!r}")
+
+
+@frozen
+class EvidenceOptions:
+    """``[abstractruntime.plugin_options.evidence]``."""
+
+    #: the tools whose results get evidence; None: :data:`DEFAULT_EVIDENCE_TOOL_NAMES`
+    tool_names: Optional[Tuple[str, ...]] = field(default=None, validator=_tool_names_valid)
 
 
 def _artifact_store(runtime: Any) -> Optional[Any]:
@@ -35,13 +53,13 @@ def _artifact_store(runtime: Any) -> Optional[Any]:
     return artifact_store_for(runtime)
 
 
+def _options(runtime: Any) -> EvidenceOptions:
+    return plugin_options(runtime, PLUGIN_NAME, EvidenceOptions)
+
+
 def _tool_names(runtime: Any) -> List[str]:
-    names = runtime.settings.options_for("evidence").get("tool_names")
-    if names is None:
-        return list(DEFAULT_EVIDENCE_TOOL_NAMES)
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n.strip() for n in names):
-        raise ConfigurationError(f"plugin_options.evidence.tool_names must be a list of tool names, got {names!r}")
-    return list(names)
+    names = _options(runtime).tool_names
+    return list(DEFAULT_EVIDENCE_TOOL_NAMES) if names is None else list(names)
 
 
 @hookimpl
@@ -75,7 +93,7 @@ def _list_evidence(runtime: Any, run_id: str) -> List[Dict[str, Any]]:
 def _load_evidence(runtime: Any, evidence_id: str) -> Optional[Dict[str, Any]]:
     store = _artifact_store(runtime)
     if store is None:
-        raise RuntimeError("load_evidence needs an artifact store (pass artifact_store= or use a persistent store)")
+        raise InvalidStateError("load_evidence needs an artifact store (pass artifact_store= or use a persistent store)")
     return store.load_json(evidence_id)
 
 

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 import attrs
 
 from abstractruntime import StashKey
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import ConfigurationError, ValidationError
 
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -34,7 +34,9 @@ _FALSE_WORDS = {"0", "false", "no", "off"}
 
 
 def _options_converter() -> Any:
-    """The codec's converter, plus the coercions configuration text needs (``"false"`` is False, ``"8"`` is 8)."""
+    """The codec's converter, plus the coercions configuration text needs (``"false"`` is False, ``"8"`` is 8) and
+    the checks free-form JSON fields skip there: a sequence field takes a list (never a string, whose letters would
+    pass), a mapping field a table, and a union its first member that accepts the value."""
     from abstractruntime.codec import converter
 
     conv = converter.copy()
@@ -45,20 +47,58 @@ def _options_converter() -> Any:
         text = str(value).strip().lower()
         if text in _TRUE_WORDS or text in _FALSE_WORDS:
             return text in _TRUE_WORDS
-        raise ValueError("expected true or false")
+        raise ValidationError("expected true or false")
 
     def to_number(kind: type) -> Any:
         def structure(value: Any, _t: Any) -> Any:
             if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-                raise ValueError(f"expected {'an integer' if kind is int else 'a number'}")
+                raise ValidationError(f"expected {'an integer' if kind is int else 'a number'}")
             return kind(value.strip() if isinstance(value, str) else value)
         return structure
+
+    def to_text(value: Any, _t: Any) -> str:
+        if isinstance(value, (str, os.PathLike)):
+            return os.fspath(value)
+        raise ValidationError("expected text")
 
     conv.register_structure_hook(bool, to_bool)
     conv.register_structure_hook(int, to_number(int))
     conv.register_structure_hook(float, to_number(float))
-    conv.register_structure_hook(str, lambda v, _t: v if isinstance(v, str) else os.fspath(v) if isinstance(
-        v, os.PathLike) else _raise(ValueError("expected text")))
+    conv.register_structure_hook(str, to_text)
+    inner = conv.copy()  # the scalar coercions, for the members of containers
+
+    def origin(t: Any) -> Any:
+        return typing.get_origin(t) or t
+
+    def to_sequence(value: Any, t: Any) -> Any:
+        if not isinstance(value, (list, tuple, set, frozenset)):
+            raise ValidationError("expected a list")
+        args = [a for a in typing.get_args(t) if a is not Ellipsis]
+        items = [inner.structure(v, args[0]) if args and args[0] is not Any else v for v in value]
+        return origin(t)(items) if origin(t) in (list, tuple, set, frozenset) else items
+
+    def to_mapping(value: Any, t: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValidationError("expected a table")
+        args = typing.get_args(t)
+        if len(args) == 2 and args[1] is not Any:
+            return {str(k): inner.structure(v, args[1]) for k, v in value.items()}
+        return {str(k): v for k, v in value.items()}
+
+    def to_union(value: Any, t: Any) -> Any:
+        members = typing.get_args(t)
+        if value is None and type(None) in members:
+            return None
+        for member in (m for m in members if m is not type(None)):
+            try:
+                return conv.structure(value, member)
+            except Exception:
+                continue
+        raise ValidationError("matches none of the accepted types")
+
+    conv.register_structure_hook_func(lambda t: origin(t) in (list, tuple, set, frozenset), to_sequence)
+    conv.register_structure_hook_func(lambda t: origin(t) is dict, to_mapping)
+    conv.register_structure_hook_func(lambda t: origin(t) is Union, to_union)
     return conv
 
 

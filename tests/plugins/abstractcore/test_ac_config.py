@@ -100,7 +100,8 @@ def test_unconfigured_and_misconfigured_plugin_fail_clearly():
     state = rt.tick(workflow=FLOW, run_id=rt.start(workflow=FLOW))
     assert state.status is RunStatus.FAILED and "llm_call has no LLM client" in state.error
     # a typo in the options fails the runtime's construction (abstractruntime_runtime_created), not a step later
-    with pytest.raises(ConfigurationError, match=r"Unknown plugin_options.abstractcore key\(s\) \['modle'\]"):
+    with pytest.raises(ConfigurationError, match=r"Unknown option\(s\) 'modle' in plugin_options.abstractcore; "
+                                                 r"valid options: .*\bmodel\b"):
         Runtime.from_config({"store": "memory://", "plugin_options": {"abstractcore": {"modle": "x"}}},
                             plugins=[plugin])
 

@@ -1,4 +1,5 @@
-"""abstractruntime.workspace: the run's workspace path policy (resolution, modes, ignored paths, bad policies)."""
+"""The `workspace` plugin (abstractruntime_workspace): the run's workspace path policy (resolution, modes, ignored
+paths, bad policies)."""
 
 from __future__ import annotations
 
