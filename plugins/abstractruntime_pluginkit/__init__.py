@@ -2,6 +2,8 @@
 hook). The builtin plugins are built on it, and so can a third-party one:
 
 * :mod:`.options` -- :func:`plugin_options` / :func:`structure_options`, one way to declare, read and check options;
+* :mod:`.paths` -- :func:`get_path` / :func:`parse_path` / :func:`set_path`, the one implementation of paths into
+  run variables (dotted, bracketed, JSON pointer);
 * :mod:`.registry` -- :class:`WorkflowRegistry`, workflow specs by id (the reference's registry);
 * :mod:`.run_tree` -- a run's ancestors, root and the runs an effect may address (``target_run_id``);
 * :mod:`.event_keys` -- :func:`build_event_wait_key`, the reference's event wait-key format.

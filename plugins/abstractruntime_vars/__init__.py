@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 
 from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, hookimpl
 from abstractruntime_pluginkit.run_tree import find_in_run_tree
-from abstractruntime.paths import get_path as resolve_vars_path
+from abstractruntime_pluginkit.paths import get_path as resolve_vars_path
 
 
 def _type_name(value: Any) -> str:

@@ -1,5 +1,5 @@
 """Run-variable namespaces and limits helpers (the reference's ``core.vars``), plus the VARS_QUERY path language
-under its reference names (the one path implementation is :mod:`abstractruntime.paths`)."""
+under its reference names (the one path implementation is :mod:`abstractruntime_pluginkit.paths`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import copy
 from typing import Any, Dict, Optional
 
 from abstractruntime.models import DEFAULT_MAX_TOKENS, RuntimeConfig
-from abstractruntime.paths import PathError, get_path, parse_path
+from abstractruntime_pluginkit.paths import PathError, get_path, parse_path
 
 CONTEXT = "context"
 SCRATCHPAD = "scratchpad"

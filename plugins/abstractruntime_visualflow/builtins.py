@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Callable, Dict, List, Optional
 
-from abstractruntime.paths import set_path
+from abstractruntime_pluginkit.paths import set_path
 
 from .context import get_path
 from .errors import VisualNodeError

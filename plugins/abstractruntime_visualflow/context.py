@@ -4,7 +4,7 @@ A context reads and writes only ``run.vars`` (node outputs, effect results, cont
 see :mod:`.executor` for the layout), resolves a node's inputs (base input, connected pins evaluated on demand,
 ``pinDefaults``, type defaults) with a memo local to the step, and builds the step's ``StepPlan`` (next node,
 completion, failure). Also the dotted-path helpers node types use on variables (:func:`get_path`,
-:func:`set_path`: the kernel's :mod:`abstractruntime.paths`).
+:func:`set_path`: :mod:`abstractruntime_pluginkit.paths`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Dict, List, Optional, Set
 
-from abstractruntime import codec, paths
+from abstractruntime import codec
+from abstractruntime_pluginkit import paths
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, StepPlan, utc_now_iso
 
@@ -30,7 +31,7 @@ set_path = paths.set_path
 
 def get_path(container: Any, path: Any, default: Any = None) -> Any:
     """Read ``path`` (``a.b.0``, ``a.b[0]``, ``a["x.y"]`` or a JSON pointer ``/a/b/0``) with the kernel's reader
-    (:func:`abstractruntime.paths.get_path`). A miss, a malformed path, or a path that is empty or not a string gives
+    (:func:`abstractruntime_pluginkit.paths.get_path`). A miss, a malformed path, or a path that is empty or not a string gives
     ``default`` (``None``): node types read optional values with it."""
     if not isinstance(path, str) or not path.strip():
         return default
