@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import attrs
 import orjson
 
-from abstractruntime import codec
+from abstractruntime import StashKey, codec
+from abstractruntime.errors import InvalidStateError, ValidationError
 from abstractruntime.models import RunState, StepRecord
 from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, StoreBackend
 
@@ -124,7 +125,7 @@ def offload_large_values(
         if not is_dict and not isinstance(cur, (list, tuple)):
             return cur, False
         if id(cur) in on_path:
-            raise ValueError(f"Cycle detected while offloading at {path or '<root>'}")
+            raise ValidationError(f"Cycle detected while offloading at {path or '<root>'}")
         on_path.add(id(cur))
         try:
             changed = False
@@ -243,7 +244,7 @@ class _OffloadingBackend(StoreBackend):
     def inner(self) -> Any:
         inner = self._inner()
         if inner is None:  # pragma: no cover - the stores keep their backend alive
-            raise RuntimeError("The store behind this offloading decorator is gone")
+            raise InvalidStateError("The store behind this offloading decorator is gone")
         return inner
 
     def commit_step(self, commit: StepCommit) -> None:
@@ -266,8 +267,9 @@ class _OffloadingBackend(StoreBackend):
         pass
 
 
-_BACKENDS: "weakref.WeakKeyDictionary[Any, Dict[Tuple[int, int], _OffloadingBackend]]" = weakref.WeakKeyDictionary()
-_BACKENDS_LOCK = threading.Lock()
+#: per inner backend (in its ``stash``): the offloading backends wrapping it, by (artifact store id, threshold)
+_WRAPPERS = StashKey[Dict[Tuple[int, int], _OffloadingBackend]]()
+_WRAPPERS_LOCK = threading.Lock()
 
 
 def _shared_backend(inner_store: Any, artifact_store: ArtifactStore, max_inline_bytes: int) -> Optional[Any]:
@@ -275,11 +277,8 @@ def _shared_backend(inner_store: Any, artifact_store: ArtifactStore, max_inline_
     if not isinstance(inner, StoreBackend):
         return None
     key = (id(artifact_store), int(max_inline_bytes))
-    with _BACKENDS_LOCK:
-        try:
-            per_backend = _BACKENDS.setdefault(inner, {})
-        except TypeError:  # not weakly referenceable: decorators commit through the kernel's split committer
-            return None
+    per_backend = inner.stash.setdefault_factory(_WRAPPERS, dict)
+    with _WRAPPERS_LOCK:
         wrapper = per_backend.get(key)
         if wrapper is None or wrapper.artifact_store() is not artifact_store:
             wrapper = _OffloadingBackend(inner, artifact_store, max_inline_bytes)
@@ -375,7 +374,7 @@ class OffloadingLedgerStore(_Passthrough, LedgerStore):
     def subscribe(self, callback: Callable[[Dict[str, Any]], None], *, run_id: Optional[str] = None):
         fn = getattr(self._inner, "subscribe", None)
         if not callable(fn):
-            raise RuntimeError("Inner LedgerStore does not support subscribe()")
+            raise InvalidStateError("Inner LedgerStore does not support subscribe()")
         return fn(callback, run_id=run_id)
 
     def count(self, run_id: str) -> int:

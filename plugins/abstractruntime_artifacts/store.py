@@ -23,7 +23,6 @@ import json
 import os
 import re
 import threading
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
@@ -32,7 +31,9 @@ from attrs import define, field
 
 from abstractruntime import codec
 from abstractruntime.logs import get_logger
+from abstractruntime.errors import ValidationError
 from abstractruntime.models import utc_now_iso
+from abstractruntime_storekit.files import write_atomic  # re-exported: the one atomic file write
 
 log = get_logger("abstractruntime.artifacts")
 
@@ -57,9 +58,10 @@ def compute_artifact_id(content: bytes, *, run_id: Optional[str] = None) -> str:
 
 
 def validate_artifact_id(artifact_id: Any) -> str:
-    """Return ``artifact_id`` if it matches ``^[A-Za-z0-9_-]+$``; else raise ``ValueError`` (blocks traversal)."""
+    """Return ``artifact_id`` if it matches ``^[A-Za-z0-9_-]+$``; else raise a ``ValueError``
+    (:class:`~abstractruntime.errors.ValidationError`; blocks traversal)."""
     if not isinstance(artifact_id, str) or not _ID_RE.match(artifact_id):
-        raise ValueError(
+        raise ValidationError(
             f"Invalid artifact id {artifact_id!r}: use only letters, digits, '_' and '-' (1 or more characters)"
         )
     return artifact_id
@@ -273,39 +275,6 @@ class InMemoryArtifactStore(ArtifactStore):
 
 
 # --- files --------------------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomic(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if fsync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    if fsync:
-        _fsync_dir(path.parent)
-
-
 class FileArtifactStore(ArtifactStore):
     """Artifacts as files under ``base_dir/artifacts`` (blobs deduplicated by sha256; see the module docstring)."""
 

@@ -19,7 +19,6 @@ import json
 import os
 import threading
 import uuid
-import weakref
 from bisect import bisect_right
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +26,11 @@ from typing import Any, Dict, Iterator, List, Optional, Protocol, Tuple, Union, 
 
 from attrs import frozen
 
-from abstractruntime import codec
-from abstractruntime.errors import JsonInvariantError
+from abstractruntime import StashKey, codec
+from abstractruntime.errors import JsonInvariantError, ValidationError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
+from abstractruntime_storekit.files import fsync_dir, write_atomic
 
 try:  # POSIX: serialise appends of several processes sharing one JSONL file
     import fcntl
@@ -98,15 +98,15 @@ def _normalise(record: CommandRecord, *, validate: bool) -> CommandRecord:
     client = record.client_id.strip() if isinstance(record.client_id, str) and record.client_id.strip() else None
     if validate:
         if not run_id:
-            raise ValueError("CommandRecord.run_id must be non-empty")
+            raise ValidationError("CommandRecord.run_id must be non-empty")
         if not typ:
-            raise ValueError("CommandRecord.type must be non-empty")
+            raise ValidationError("CommandRecord.type must be non-empty")
         if not isinstance(payload, dict):
-            raise ValueError(f"CommandRecord.payload must be a JSON object (dict), got {type(payload).__name__}")
+            raise ValidationError(f"CommandRecord.payload must be a JSON object (dict), got {type(payload).__name__}")
         try:
             codec.check_json(payload, "payload")
         except JsonInvariantError as exc:
-            raise ValueError(f"CommandRecord.payload must be plain JSON: {exc.path}: {exc.problem}") from None
+            raise ValidationError(f"CommandRecord.payload must be plain JSON: {exc.path}: {exc.problem}") from None
     payload = _clone(dict(payload) if isinstance(payload, dict) else payload)
     return CommandRecord(command_id=cid, run_id=run_id, type=typ, payload=payload,
                          ts=str(record.ts or "").strip() or utc_now_iso(), client_id=client, seq=0)
@@ -181,19 +181,6 @@ class InMemoryCommandCursorStore:
 
 
 # --- files --------------------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 class JsonlCommandStore:
     """Commands as JSON lines in ``base_dir/filename`` (one record per line, with its ``seq``).
 
@@ -207,7 +194,7 @@ class JsonlCommandStore:
                  fsync: bool = True) -> None:
         name = str(filename or "commands.jsonl")
         if name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-            raise ValueError(f"filename must be a plain file name, got {filename!r}")
+            raise ValidationError(f"filename must be a plain file name, got {filename!r}")
         self._dir = Path(base_dir).expanduser()
         self._dir.mkdir(parents=True, exist_ok=True)
         self._path = self._dir / name
@@ -297,7 +284,7 @@ class JsonlCommandStore:
             if self._fsync:
                 os.fsync(fd)
                 if size == 0:
-                    _fsync_dir(self._dir)
+                    fsync_dir(self._dir)
             offset = size + len(prefix)
             if prefix:
                 self._bad_lines += 1
@@ -353,21 +340,8 @@ class JsonFileCommandCursorStore:
 
     def save(self, cursor: int) -> None:
         data = json.dumps({"cursor": int(cursor or 0), "updated_at": utc_now_iso()}, indent=2).encode("utf-8")
-        tmp = self._path.with_name(f".{self._path.name}.{uuid.uuid4().hex}.tmp")
         with self._lock:
-            try:
-                with open(tmp, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self._path)
-            except BaseException:
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
-                raise
-            _fsync_dir(self._path.parent)
+            write_atomic(self._path, data)
 
 
 # --- SQLite -------------------------------------------------------------------------------------------------------
@@ -389,24 +363,24 @@ _SCHEMA = (
         updated_at TEXT NOT NULL
     )""",
 )
-_READY: "weakref.WeakSet[Any]" = weakref.WeakSet()
-_READY_LOCK = threading.Lock()
+#: in the ``stash`` of a ``SqliteDatabase`` once its command tables exist
+_TABLES_READY = StashKey[bool]()
 
 
 def ensure_command_tables(db: Any) -> None:
     """Create the ``commands`` / ``command_cursors`` tables in a ``SqliteDatabase`` if missing (once per object)."""
-    with _READY_LOCK:
-        if db in _READY:
-            return
 
-        def create(conn: Any) -> None:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('commands_schema_version', ?)",
-                         (str(COMMANDS_SCHEMA_VERSION),))
+    def create(conn: Any) -> None:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('commands_schema_version', ?)",
+                     (str(COMMANDS_SCHEMA_VERSION),))
 
+    def create_tables() -> bool:
         db.write(create)
-        _READY.add(db)
+        return True
+
+    db.stash.setdefault_factory(_TABLES_READY, create_tables)
 
 
 class SqliteCommandStore:
@@ -456,7 +430,7 @@ class SqliteCommandCursorStore:
 
     def __init__(self, db: Any, *, consumer_id: str = "gateway_runner") -> None:
         if not isinstance(consumer_id, str) or not consumer_id.strip():
-            raise ValueError("consumer_id must be a non-empty string")
+            raise ValidationError("consumer_id must be a non-empty string")
         self.db = db
         self.consumer_id = consumer_id.strip()
         ensure_command_tables(db)

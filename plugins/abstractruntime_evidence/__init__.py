@@ -17,7 +17,7 @@ from attrs import field, frozen
 
 from abstractruntime import EffectCall, EffectOutcome, EffectType, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
-from abstractruntime.errors import ConfigurationError, InvalidStateError, ValidationError
+from abstractruntime.errors import InvalidStateError, ValidationError
 from abstractruntime_pluginkit import plugin_options
 
 from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder, list_evidence, warn

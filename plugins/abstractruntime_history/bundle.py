@@ -10,7 +10,7 @@ from collections import deque
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from abstractruntime import codec
-from abstractruntime.errors import UnknownRunError
+from abstractruntime.errors import UnknownRunError, ValidationError
 from abstractruntime.models import RunState, utc_now_iso
 from abstractruntime.storage.base import Capability, declared_capabilities
 from abstractruntime.timeutil import parse_instant
@@ -24,7 +24,7 @@ LEDGER_MODES = ("tail", "full")
 def _require_id(value: Any, what: str) -> str:
     text = str(value or "").strip()
     if not text:
-        raise ValueError(f"{what} is required (a non-blank string)")
+        raise ValidationError(f"{what} is required (a non-blank string)")
     return text
 
 
@@ -61,7 +61,7 @@ def persist_workflow_snapshot(
     wid = _require_id(workflow_id, "workflow_id")
     fmt = str(format or "").strip() or "unknown"
     if not isinstance(snapshot, dict):
-        raise ValueError(f"snapshot must be a dict, got {type(snapshot).__name__}")
+        raise ValidationError(f"snapshot must be a dict, got {type(snapshot).__name__}")
     run = _load(run_store, rid)
     runtime_ns = run.vars.get("_runtime")
     if not isinstance(runtime_ns, dict):
@@ -319,7 +319,7 @@ def export_run_history_bundle(
     rid = _require_id(run_id, "run_id")
     mode = str(ledger_mode or "tail").strip().lower()
     if mode not in LEDGER_MODES:
-        raise ValueError(f"ledger_mode must be 'tail' or 'full', got {ledger_mode!r}")
+        raise ValidationError(f"ledger_mode must be 'tail' or 'full', got {ledger_mode!r}")
     max_items = int(ledger_max_items)
     if max_items <= 0:
         mode = "full"

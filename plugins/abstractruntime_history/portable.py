@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import uuid
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Set, Tuple, Union
@@ -30,6 +29,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime.storage.base import Capability, StepCommit, committer_for
 from abstractruntime_artifacts.store import ArtifactMetadata, is_artifact_ref, validate_artifact_id
+from abstractruntime_storekit.files import fsync_dir, temp_path
 
 from .bundle import RUN_HISTORY_BUNDLE_VERSION_V1
 
@@ -45,19 +45,6 @@ _NAME = re.compile(r"^(?:bundle\.json|manifest\.json|artifacts/([A-Za-z0-9_-]+)\
 
 class HistoryBundleError(AbstractRuntimeError, ValueError):
     """A history bundle file is malformed, too large, or cannot be imported here. Nothing was imported."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(str(path), os.O_RDONLY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # --- writing ------------------------------------------------------------------------------------------------------
@@ -106,7 +93,7 @@ def write_history_bundle(
     target.parent.mkdir(parents=True, exist_ok=True)
     included: List[str] = []
     missing: List[str] = []
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+    tmp = temp_path(target)
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("bundle.json", codec.to_json_bytes(bundle))
@@ -136,7 +123,7 @@ def write_history_bundle(
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except BaseException:
         try:
             tmp.unlink()

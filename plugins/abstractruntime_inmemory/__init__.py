@@ -1,4 +1,8 @@
-"""Builtin plugin ``memory``: the in-memory store (URL ``memory://``)."""
+"""Builtin plugin ``memory``: the in-memory store (URL ``memory://``).
+
+It takes no options: ``[abstractruntime.store_options]`` and URL query parameters are ignored (documented in
+``docs/configuration.md``), so one configuration can switch between ``memory://`` and a persistent store.
+"""
 
 from __future__ import annotations
 

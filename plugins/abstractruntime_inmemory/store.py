@@ -10,7 +10,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from abstractruntime import codec
-from abstractruntime.errors import ConcurrentModificationError
+from abstractruntime.errors import ConcurrentModificationError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
 from abstractruntime_storekit import IndexedRunQueries, SortedRunIndex, index_entries
@@ -128,7 +128,7 @@ class InMemoryLedgerStore(LedgerStore):
 
     def append(self, record: StepRecord) -> None:
         if not record.run_id:
-            raise ValueError("StepRecord.run_id must be a non-empty string")
+            raise ValidationError("StepRecord.run_id must be a non-empty string")
         self.backend.commit_step(StepCommit(run=None, run_json=None, records=(record,),
                                             record_jsons=(codec.encode_record(record),)))
 

@@ -3,7 +3,7 @@
 One directory holds ``run_<run_id>.json`` (the checkpoint, pretty JSON) and ``ledger_<run_id>.jsonl`` (one ledger
 record per line) per run -- the layout of the reference's ``JsonFileRunStore`` / ``JsonlLedgerStore``, which are
 importable from :mod:`abstractruntime_jsonfiles.store` (and ``abstractruntime.storage``). Every step is one commit
-across the two files; see the module docstring of :mod:`abstractruntime_jsonfiles.store`.
+across the two files; see the module docstring of :mod:`abstractruntime_jsonfiles.backend`.
 
 Options (URL query or ``[abstractruntime.store_options]``): ``fsync`` (default true: fsync files and the directory
 on every commit; ``sync`` is accepted as an alias, as for the other stores). A bare ``jsonfiles`` (no path) uses
@@ -12,46 +12,40 @@ on every commit; ``sync`` is accepted as an alias, as for the other stores). A b
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping
+from typing import List, Optional
+
+from attrs import frozen
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
-from abstractruntime.errors import ConfigurationError
-
-_OPTIONS = {"fsync", "sync"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+from abstractruntime.errors import ValidationError
+from abstractruntime.settings import structure_options
 
 
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"jsonfiles store option {name!r} must be true or false, got {value!r}")
+@frozen
+class JsonFilesOptions:
+    """The jsonfiles store's options: ``fsync`` (default true) and its alias ``sync`` (give only one)."""
 
+    fsync: Optional[bool] = None
+    sync: Optional[bool] = None
 
-def _fsync(options: Mapping[str, Any]) -> bool:
-    chosen = {name: _bool(name, options[name]) for name in ("fsync", "sync") if name in options}
-    if len(set(chosen.values())) > 1:
-        raise ConfigurationError("jsonfiles store options 'fsync' and 'sync' disagree; give only one ('fsync')")
-    return next(iter(chosen.values()), True)
+    def __attrs_post_init__(self) -> None:
+        if None not in (self.fsync, self.sync) and self.fsync != self.sync:
+            raise ValidationError("'fsync' and 'sync' disagree; give only one ('fsync')")
+
+    @property
+    def effective_fsync(self) -> bool:
+        """``fsync``, else ``sync``, else true."""
+        return next((v for v in (self.fsync, self.sync) if v is not None), True)
 
 
 def open_jsonfiles(location: StoreLocation):
     from abstractruntime.settings import default_home
 
-    from .store import JsonFilesBackend
+    from .backend import JsonFilesBackend
 
-    unknown = set(location.options) - _OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown jsonfiles store option(s) {sorted(unknown)} in {location.url!r}; valid: {sorted(_OPTIONS)}"
-        )
+    options = structure_options(JsonFilesOptions, location.options, where="jsonfiles store options")
     path = location.path or str(default_home() / "jsonfiles")
-    return JsonFilesBackend(path, fsync=_fsync(location.options))
+    return JsonFilesBackend(path, fsync=options.effective_fsync)
 
 
 @hookimpl

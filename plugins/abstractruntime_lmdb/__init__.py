@@ -12,36 +12,40 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any, List
+from typing import Any, List, Optional
+
+from attrs import field, frozen
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
-from abstractruntime.errors import ConfigurationError
-from abstractruntime.settings import default_home
+from abstractruntime.errors import ConfigurationError, ValidationError
+from abstractruntime.settings import default_home, structure_options
 
-_OPTIONS = {"sync", "metasync", "map_size", "max_readers"}
+#: initial map size in bytes (the map grows automatically)
+DEFAULT_MAP_SIZE = 64 * 1024 * 1024
+DEFAULT_MAX_READERS = 256
+
 _OPEN: "weakref.WeakValueDictionary[str, Any]" = weakref.WeakValueDictionary()
 _OPEN_LOCK = threading.Lock()
 
 
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigurationError(f"lmdb store option {name!r} must be true or false, got {value!r}")
+def _positive(_instance: Any, attribute: Any, value: int) -> None:
+    if value <= 0:
+        raise ValidationError(f"{attribute.name!r} must be positive, got {value}")
 
 
-def _int(name: str, value: Any) -> int:
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"lmdb store option {name!r} must be an integer, got {value!r}") from None
-    if number <= 0:
-        raise ConfigurationError(f"lmdb store option {name!r} must be positive, got {number}")
-    return number
+@frozen
+class LmdbOptions:
+    """The lmdb store's options: ``sync`` (default true: fsync on every commit), ``metasync`` (default: as
+    ``sync``), ``map_size`` (initial map size in bytes) and ``max_readers``."""
+
+    sync: bool = True
+    metasync: Optional[bool] = None
+    map_size: int = field(default=DEFAULT_MAP_SIZE, validator=_positive)
+    max_readers: int = field(default=DEFAULT_MAX_READERS, validator=_positive)
+
+    @property
+    def effective_metasync(self) -> bool:
+        return self.sync if self.metasync is None else self.metasync
 
 
 def default_url() -> str:
@@ -50,19 +54,12 @@ def default_url() -> str:
 
 
 def open_lmdb(location: StoreLocation):
-    from .store import DEFAULT_MAP_SIZE, LmdbBackend
+    from .store import LmdbBackend
 
-    unknown = set(location.options) - _OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown lmdb store option(s) {sorted(unknown)} in {location.url!r}; valid: {sorted(_OPTIONS)}"
-        )
+    options = structure_options(LmdbOptions, location.options, where="lmdb store options")
     path = location.path or str(default_home() / "store")
-    opts = location.options
-    sync = _bool("sync", opts.get("sync", True))
-    metasync = _bool("metasync", opts.get("metasync", sync))
-    map_size = _int("map_size", opts.get("map_size", DEFAULT_MAP_SIZE))
-    max_readers = _int("max_readers", opts.get("max_readers", 256))
+    sync, metasync = options.sync, options.effective_metasync
+    map_size, max_readers = options.map_size, options.max_readers
     key = os.path.realpath(os.path.expanduser(path))
     # LMDB must not open one environment twice in a process (closing one copy breaks the other's locks): every
     # runtime of this process on this directory shares one backend, which closes when the last one closes.

@@ -37,14 +37,15 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import lmdb
 
 from abstractruntime import codec
-from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
+from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
 from abstractruntime_storekit import IndexedRunQueries, RunLocks, check_contiguous, index_entries
 
+from . import DEFAULT_MAP_SIZE
+
 SCHEMA_VERSION = 1
 FAULT_POINT = "commit:after-checkpoint"
-DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 _U64 = struct.Struct(">Q")
 _HEADER = struct.Struct(">QI")  # revision, length of the index-entries JSON
 _SEP = b"\x00"
@@ -75,7 +76,7 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 
 def _rid(run_id: str) -> bytes:
     if not isinstance(run_id, str) or not run_id or _CONTROL.search(run_id):
-        raise ValueError(f"run_id must be a non-empty string without control characters, got {run_id!r}")
+        raise ValidationError(f"run_id must be a non-empty string without control characters, got {run_id!r}")
     return run_id.encode("utf-8")
 
 
@@ -474,7 +475,7 @@ class LmdbLedgerStore(LedgerStore):
 
     def append(self, record: StepRecord) -> None:
         if not record.run_id:
-            raise ValueError("StepRecord.run_id must be a non-empty string")
+            raise ValidationError("StepRecord.run_id must be a non-empty string")
         self.backend.commit_step(
             StepCommit(run=None, run_json=None, records=(record,), record_jsons=(codec.encode_record(record),))
         )

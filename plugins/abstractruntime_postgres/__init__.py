@@ -19,17 +19,17 @@ is opened. See ``docs/postgres.md`` for the schema, leases and fencing, and runn
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Tuple
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from attrs import field, fields, frozen, validators
+
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import ConfigurationError, ValidationError
+from abstractruntime.settings import structure_options
 
 from .errors import LeaseLostError, RunLeasedError
 
-_OPTIONS = {"pool_min", "pool_max", "pool_timeout", "schema", "notify"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 #: libpq connection parameters (used when libpq cannot be asked, e.g. to report an error before importing psycopg)
 _LIBPQ_FALLBACK = frozenset({
     "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "channel_binding", "connect_timeout",
@@ -52,29 +52,27 @@ def _libpq_keywords() -> frozenset:
         return _LIBPQ_FALLBACK
 
 
-def _int(options: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
-    raw = options.get(key, default)
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"postgres store option {key!r} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"postgres store option {key!r} must be >= {minimum}, got {value}")
-    return value
+def _check_pool_timeout(_instance: Any, _attribute: Any, value: float) -> None:
+    if not value > 0:
+        raise ValidationError(f"'pool_timeout' must be a positive number of seconds, got {value!r}")
 
 
-def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
-    raw = options.get(key, default)
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigurationError(f"postgres store option {key!r} must be true or false, got {raw!r}")
+@frozen
+class PostgresOptions:
+    """The postgres store's own options (libpq connection parameters pass through to the connection string)."""
+
+    pool_min: int = field(default=1, validator=validators.ge(0))
+    pool_max: int = field(default=8, validator=validators.ge(1))
+    pool_timeout: float = field(default=30.0, validator=_check_pool_timeout)
+    schema: str = "abstractruntime"
+    notify: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.pool_min > self.pool_max:
+            raise ValidationError(f"'pool_min' ({self.pool_min}) is larger than 'pool_max' ({self.pool_max})")
+
+
+_OPTIONS = frozenset(f.name for f in fields(PostgresOptions))
 
 
 def parse_location(location: StoreLocation, libpq: frozenset = _LIBPQ_FALLBACK) -> Tuple[str, Dict[str, Any]]:
@@ -103,29 +101,13 @@ def parse_location(location: StoreLocation, libpq: frozenset = _LIBPQ_FALLBACK) 
         from psycopg.conninfo import make_conninfo
 
         dsn = make_conninfo(dsn, **{k: str(v) for k, v in extra.items()})
-    opts = location.options
-    kwargs: Dict[str, Any] = {
-        "min_size": _int(opts, "pool_min", 1, 0),
-        "max_size": _int(opts, "pool_max", 8, 1),
-        "schema": str(opts.get("schema", "abstractruntime")),
-        "notify": _bool(opts, "notify", True),
-    }
-    if kwargs["min_size"] > kwargs["max_size"]:
-        raise ConfigurationError(
-            f"postgres store option 'pool_min' ({kwargs['min_size']}) is larger than 'pool_max' "
-            f"({kwargs['max_size']})")
-    raw_timeout = opts.get("pool_timeout", 30.0)
-    try:
-        kwargs["pool_timeout"] = float(raw_timeout)
-        if kwargs["pool_timeout"] <= 0 or isinstance(raw_timeout, bool):
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"postgres store option 'pool_timeout' must be a positive number of seconds, got {raw_timeout!r}"
-        ) from None
+    ours = {k: v for k, v in location.options.items() if k in _OPTIONS}
+    options = structure_options(PostgresOptions, ours, where="postgres store options")
     from .schema import check_schema_name
 
-    check_schema_name(kwargs["schema"])
+    check_schema_name(options.schema)
+    kwargs: Dict[str, Any] = {"min_size": options.pool_min, "max_size": options.pool_max, "schema": options.schema,
+                              "notify": options.notify, "pool_timeout": options.pool_timeout}
     return dsn, kwargs
 
 

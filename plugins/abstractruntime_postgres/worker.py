@@ -30,7 +30,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from attrs import define, field
 
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import ConfigurationError, InvalidStateError, NotFoundError, ValidationError
 from abstractruntime.logs import get_logger
 from abstractruntime.storage.base import Capability
 from abstractruntime.models import RunState, RunStatus, WaitReason, utc_now_iso
@@ -67,7 +67,7 @@ class PostgresWorker:
             raise ConfigurationError("PostgresWorker needs a runtime on a store with leases: the postgres store "
                                      "(store URL postgresql://...)")
         if float(lease_s) <= 0:
-            raise ValueError(f"lease_s must be positive, got {lease_s!r}")
+            raise ValidationError(f"lease_s must be positive, got {lease_s!r}")
         self.runtime = runtime
         self.backend = backend
         self.registry = registry
@@ -101,7 +101,7 @@ class PostgresWorker:
     def start(self) -> None:
         """Run :meth:`run_forever` in a background thread."""
         if self.is_running:
-            raise RuntimeError("Worker is already running")
+            raise InvalidStateError("Worker is already running")
         self._stop.clear()
         self._thread = threading.Thread(target=self.run_forever, name=f"abstractruntime-pg-{self.worker_id}",
                                         daemon=True)
@@ -229,7 +229,7 @@ class PostgresWorker:
     def _workflow(self, state: RunState) -> Any:
         registry = self.registry if self.registry is not None else getattr(self.runtime, "workflow_registry", None)
         if registry is None:
-            raise LookupError("PostgresWorker has no workflow registry (pass registry= or set the runtime's)")
+            raise NotFoundError("PostgresWorker has no workflow registry (pass registry= or set the runtime's)")
         return registry.get_or_raise(state.workflow_id)
 
     # --- heartbeats -------------------------------------------------------------------------------------------

@@ -30,7 +30,9 @@ from .hashing import (
     split_record_hash,
 )
 from .plugin import (
+    LedgerHeadMovedError,
     ProvenanceConfig,
+    extends_head,
     abstractruntime_prepare_ledger_records,
     abstractruntime_register_cli_commands,
     abstractruntime_register_runtime_methods,
@@ -40,6 +42,8 @@ from .plugin import (
 from .signing import SIGNING_KEY_ENV, load_public_key, load_signing_key
 
 __all__ = [
+    "LedgerHeadMovedError",
+    "extends_head",
     "ChainVerifier",
     "DEFAULT_ALGORITHM",
     "HASHERS",

@@ -28,7 +28,7 @@ from attrs import frozen
 
 from abstractruntime import Capability, StashKey, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
-from abstractruntime.errors import AbstractRuntimeError
+from abstractruntime.errors import AbstractRuntimeError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus, utc_now_iso
 from abstractruntime.settings import plugin_options
 
@@ -127,7 +127,7 @@ def restore_snapshot(runtime: Any, snapshot_id: str, *, snapshot_store: Optional
     def mutate(run: RunState) -> List[StepRecord]:
         saved = snap.to_run_state()  # a fresh copy per attempt (_update retries after a concurrent commit)
         if saved.workflow_id != run.workflow_id:
-            raise ValueError(f"Snapshot {snapshot_id} is of workflow {saved.workflow_id!r} but run {run.run_id} "
+            raise ValidationError(f"Snapshot {snapshot_id} is of workflow {saved.workflow_id!r} but run {run.run_id} "
                              f"now runs {run.workflow_id!r}; use fork_run to start a new run from it")
         run.status = saved.status
         run.current_node = saved.current_node

@@ -19,7 +19,9 @@ from attrs import define, field
 
 from abstractruntime import codec
 from abstractruntime.logs import get_logger
+from abstractruntime.errors import ValidationError
 from abstractruntime.models import RunState, utc_now_iso
+from abstractruntime_storekit.files import write_atomic
 
 log = get_logger("abstractruntime.snapshots")
 
@@ -29,7 +31,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 def validate_snapshot_id(snapshot_id: Any) -> str:
     """Snapshot ids name files: only letters, digits, ``_`` and ``-`` (``ValueError`` otherwise)."""
     if not isinstance(snapshot_id, str) or not _ID_RE.match(snapshot_id):
-        raise ValueError(f"Invalid snapshot id {snapshot_id!r}: use only letters, digits, '_' and '-'")
+        raise ValidationError(f"Invalid snapshot id {snapshot_id!r}: use only letters, digits, '_' and '-'")
     return snapshot_id
 
 
@@ -148,30 +150,6 @@ class InMemorySnapshotStore(SnapshotStore):
                                 run_id=run_id, tag=tag, query=query, limit=limit)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    try:
-        fd = os.open(str(path.parent), os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:  # pragma: no cover
-        pass
-
-
 class JsonSnapshotStore(SnapshotStore):
     """One ``snapshot_<id>.json`` file per snapshot in ``base_dir`` (created). Writes are atomic; unreadable
     files are skipped (and logged) by ``list`` and read as missing by ``load``."""
@@ -203,7 +181,7 @@ class JsonSnapshotStore(SnapshotStore):
     def save(self, snapshot: Snapshot) -> None:
         path = self._path(snapshot.snapshot_id)
         snapshot.updated_at = utc_now_iso()
-        _write_atomic(path, json.dumps(snapshot.to_dict(), ensure_ascii=False, indent=2).encode("utf-8"))
+        write_atomic(path, json.dumps(snapshot.to_dict(), ensure_ascii=False, indent=2).encode("utf-8"))
 
     def load(self, snapshot_id: str) -> Optional[Snapshot]:
         return self._read(self._path(snapshot_id))

@@ -8,38 +8,47 @@ The reference API is available too: ``SqliteDatabase(path)``, ``SqliteRunStore(d
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping
+from typing import Any, List, Optional
+
+from attrs import field, frozen
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
-from abstractruntime.errors import ConfigurationError
+from abstractruntime.errors import ConfigurationError, ValidationError
+from abstractruntime.settings import structure_options
 
-_OPTIONS = {"durability", "sync"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+_DURABILITIES = ("normal", "full")
 
 
-def _durability(options: Mapping[str, Any]) -> str:
-    chosen = []
-    if "durability" in options:
-        value = str(options["durability"]).strip().lower()
-        if value not in {"normal", "full"}:
-            raise ConfigurationError(
-                f"sqlite store option 'durability' must be 'normal' or 'full', got {options['durability']!r}")
-        chosen.append(value)
-    if "sync" in options:
-        raw = options["sync"]
-        text = str(raw).strip().lower() if not isinstance(raw, bool) else ("true" if raw else "false")
-        if text in _TRUE:
-            chosen.append("full")
-        elif text in _FALSE:
-            chosen.append("normal")
-        else:
-            raise ConfigurationError(f"sqlite store option 'sync' must be true or false, got {raw!r}")
-    if len(set(chosen)) > 1:
-        raise ConfigurationError(
-            "sqlite store options 'durability' and 'sync' disagree (sync=true means durability=full, "
-            "sync=false means durability=normal); give only one")
-    return chosen[0] if chosen else "normal"
+def _durability_text(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _check_durability(_instance: Any, _attribute: Any, value: Optional[str]) -> None:
+    if value is not None and value not in _DURABILITIES:
+        raise ValidationError(f"'durability' must be 'normal' or 'full', got {value!r}")
+
+
+@frozen
+class SqliteOptions:
+    """The sqlite store's options: ``durability`` (``normal``, the default, or ``full``) and its alias ``sync``
+    (true means ``full``, false ``normal``; give only one)."""
+
+    durability: Optional[str] = field(default=None, converter=_durability_text, validator=_check_durability)
+    sync: Optional[bool] = None
+
+    def __attrs_post_init__(self) -> None:
+        if self.durability is not None and self.sync is not None and self.durability != self.sync_durability:
+            raise ValidationError("'durability' and 'sync' disagree (sync=true means durability=full, "
+                                  "sync=false means durability=normal); give only one")
+
+    @property
+    def sync_durability(self) -> Optional[str]:
+        return None if self.sync is None else ("full" if self.sync else "normal")
+
+    @property
+    def effective_durability(self) -> str:
+        """``durability``, else what ``sync`` means, else ``normal``."""
+        return self.durability or self.sync_durability or "normal"
 
 
 def open_sqlite(location: StoreLocation):
@@ -47,16 +56,12 @@ def open_sqlite(location: StoreLocation):
 
     from .store import SqliteDatabase
 
-    unknown = set(location.options) - _OPTIONS
-    if unknown:
-        raise ConfigurationError(
-            f"Unknown sqlite store option(s) {sorted(unknown)} in {location.url!r}; valid: {sorted(_OPTIONS)}"
-        )
+    options = structure_options(SqliteOptions, location.options, where="sqlite store options")
     path = location.path or str(default_home() / "runtime.sqlite")
     if path == ":memory:" or path.startswith("file::memory:"):
         raise ConfigurationError(
             f"Store URL {location.url!r}: the sqlite store needs a file (use 'memory://' for an in-process store)")
-    return SqliteDatabase(path, durability=_durability(location.options))
+    return SqliteDatabase(path, durability=options.effective_durability)
 
 
 @hookimpl

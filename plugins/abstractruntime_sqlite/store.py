@@ -19,81 +19,37 @@ per-thread (WAL, ``busy_timeout=5000``, ``foreign_keys=ON``); ``durability="full
 (fsync on every commit), ``"normal"`` (default) ``synchronous=NORMAL`` (in WAL mode a commit survives a process
 crash, and the last commits may be lost on a power failure). Several threads and several processes may share one
 file; a process that forks opens fresh connections in the child.
+
+This module holds the reference API (:class:`SqliteDatabase`, the backend and its step commit, and the facades
+:class:`SqliteRunStore` / :class:`SqliteLedgerStore`); connection handling is in
+:mod:`abstractruntime_sqlite.connection`, the schema and row SQL in :mod:`abstractruntime_sqlite.schema`.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import threading
-import time
-import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from abstractruntime import codec
-from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError
+from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import RunLocks, check_contiguous, index_entries, run_index_row, timer_index_value
+from abstractruntime_storekit import RunLocks, check_contiguous, run_index_row, timer_index_value
 
-SCHEMA_VERSION = 1
+from .connection import BUSY_TIMEOUT_MS, CONNECT_TIMEOUT, DURABILITY, SqliteConnections
+from .schema import _INSERT_RUN, _UPDATE_RUN, _UPDATE_RUN_AT_REVISION, SCHEMA_VERSION, _run_columns
+
 FAULT_POINT = "commit:after-checkpoint"
-CONNECT_TIMEOUT = 30.0
-BUSY_TIMEOUT_MS = 5000
-DURABILITY = {"normal": "NORMAL", "full": "FULL"}
 _COMPLETED = StepStatus.COMPLETED.value
 _IN_CHUNK = 500  # host parameters per IN (...) list; stays below SQLite's historic 999 limit
 _NO_PARAM = object()  # a WHERE condition without a parameter
-_FORK_LEFTOVERS: list = []  # connections inherited across fork(): kept referenced so they are never closed
-
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        run_id TEXT PRIMARY KEY,
-        revision INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        workflow_id TEXT NOT NULL,
-        parent_run_id TEXT,
-        session_id TEXT,
-        wait_reason TEXT,
-        wait_key TEXT,
-        wait_until TEXT,
-        created_at TEXT,
-        updated_at TEXT,
-        data TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at)",
-    "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, updated_at)",
-    "CREATE INDEX IF NOT EXISTS runs_workflow ON runs (workflow_id, updated_at)",
-    "CREATE INDEX IF NOT EXISTS runs_session ON runs (session_id, updated_at) WHERE session_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS runs_parent ON runs (parent_run_id, created_at) WHERE parent_run_id IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS runs_wait_reason ON runs (wait_reason, updated_at) WHERE wait_reason IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS runs_wait_key ON runs (wait_key, run_id) WHERE wait_key IS NOT NULL",
-    "CREATE INDEX IF NOT EXISTS runs_wait_until ON runs (wait_until, run_id) WHERE wait_until IS NOT NULL",
-    "CREATE TABLE IF NOT EXISTS ledger_heads (run_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS ledger (
-        run_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        idempotency_key TEXT,
-        effect_type TEXT,
-        data TEXT NOT NULL,
-        PRIMARY KEY (run_id, seq)
-    )""",
-    "CREATE INDEX IF NOT EXISTS ledger_idem ON ledger (run_id, idempotency_key) WHERE idempotency_key IS NOT NULL",
-)
-
-_RUN_COLUMNS = ("revision", "status", "workflow_id", "parent_run_id", "session_id", "wait_reason", "wait_key",
-                "wait_until", "created_at", "updated_at", "data")
-_UPDATE_RUN = f"UPDATE runs SET {', '.join(c + ' = ?' for c in _RUN_COLUMNS)} WHERE run_id = ?"
-_UPDATE_RUN_AT_REVISION = _UPDATE_RUN + " AND revision = ?"
-_INSERT_RUN = f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}, run_id) VALUES ({', '.join('?' * (len(_RUN_COLUMNS) + 1))})"
 
 
 def _check_run_id(run_id: Any) -> str:
     if not isinstance(run_id, str) or not run_id:
-        raise ValueError(f"run_id must be a non-empty string, got {run_id!r}")
+        raise ValidationError(f"run_id must be a non-empty string, got {run_id!r}")
     return run_id
 
 
@@ -102,54 +58,12 @@ def _text(data: Optional[bytes], fallback: Callable[[], bytes]) -> str:
     return raw.decode("utf-8") if isinstance(raw, (bytes, bytearray)) else str(raw)
 
 
-def _run_columns(run: RunState, text: str) -> Tuple[Any, ...]:
-    """The indexed column values of a checkpoint (same rules as :func:`index_entries`)."""
-    entries = dict(index_entries(run))
-    waiting = run.waiting
-    return (
-        run.revision,
-        run.status.value,
-        run.workflow_id,
-        run.parent_run_id or None,
-        run.session_id,
-        waiting.reason.value if waiting is not None else None,
-        entries.get("event"),
-        entries.get("timer"),
-        run.created_at,
-        run.updated_at,
-        text,
-    )
-
-
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[str]]:
     for i in range(0, len(items), size):
         yield items[i: i + size]
 
 
-def _error(message: str, exc: sqlite3.Error) -> StoreError:
-    """A StoreError for a sqlite3 error; CorruptStoreError when the file itself is unreadable/malformed."""
-    if type(exc) is sqlite3.DatabaseError:  # "file is not a database", "database disk image is malformed"
-        return CorruptStoreError(f"{message}: {exc}")
-    return StoreError(f"{message}: {exc}")
-
-
-class _Conn:
-    """Holds one thread's connection (``sqlite3.Connection`` cannot be weakly referenced; this wrapper can)."""
-
-    __slots__ = ("conn", "pid", "__weakref__")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.pid = os.getpid()
-
-    def close(self) -> None:
-        try:
-            self.conn.close()
-        except sqlite3.Error:  # pragma: no cover - closing is best effort
-            pass
-
-
-class SqliteDatabase(StoreBackend):
+class SqliteDatabase(SqliteConnections, StoreBackend):
     """A SQLite database file holding runs and ledger; it is also the store backend (``commit_step``)."""
 
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
@@ -158,17 +72,12 @@ class SqliteDatabase(StoreBackend):
     def __init__(self, path: os.PathLike | str, *, durability: str = "normal") -> None:
         text = os.fspath(path)
         if not text or text == ":memory:" or text.startswith("file::memory:"):
-            raise ValueError("SqliteDatabase needs a file path (per-thread connections cannot share ':memory:'); "
-                             "use the 'memory' store for an in-process store")
+            raise ValidationError("SqliteDatabase needs a file path (per-thread connections cannot share "
+                                  "':memory:'); use the 'memory' store for an in-process store")
         mode = str(durability).strip().lower()
         if mode not in DURABILITY:
-            raise ValueError(f"durability must be one of {sorted(DURABILITY)}, got {durability!r}")
-        self._path = Path(text).expanduser()
-        self._durability = mode
-        self._local = threading.local()
-        self._conns: "weakref.WeakSet[_Conn]" = weakref.WeakSet()
-        self._conns_lock = threading.Lock()
-        self._closed = False
+            raise ValidationError(f"durability must be one of {sorted(DURABILITY)}, got {durability!r}")
+        self._init_connections(Path(text).expanduser(), mode)
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
         try:
@@ -185,164 +94,20 @@ class SqliteDatabase(StoreBackend):
         self.run_store = SqliteRunStore(self)
         self.ledger_store = SqliteLedgerStore(self)
 
-    # --- connections ------------------------------------------------------------------------------------------
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    @property
-    def durability(self) -> str:
-        return self._durability
-
     def __repr__(self) -> str:
         return f"SqliteDatabase({str(self._path)!r}, durability={self._durability!r})"
 
-    def connection(self) -> sqlite3.Connection:
-        """This thread's connection (opened on first use; a forked child opens its own)."""
-        if self._closed:
-            raise StoreError(f"SQLite store at {self._path} is closed")
-        holder: Optional[_Conn] = getattr(self._local, "holder", None)
-        if holder is not None and holder.pid == os.getpid():
-            return holder.conn
-        if holder is not None:  # inherited across fork(): abandon it, never close it (that is the parent's state)
-            _FORK_LEFTOVERS.append(holder)
-        try:
-            conn = sqlite3.connect(str(self._path), timeout=CONNECT_TIMEOUT, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute(f"PRAGMA synchronous = {DURABILITY[self._durability]}")
-        except sqlite3.Error as exc:
-            conn.close()
-            raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
-        holder = _Conn(conn)
-        with self._conns_lock:
-            if self._closed:
-                conn.close()
-                raise StoreError(f"SQLite store at {self._path} is closed")
-            self._conns.add(holder)
-        self._local.holder = holder
-        return conn
-
     def close(self) -> None:
-        """Close every connection this object opened (idempotent)."""
+        """Close the run locks and every connection this object opened (idempotent)."""
         if getattr(self, "run_locks", None) is not None:
             self.run_locks.close()
-        with self._conns_lock:
-            self._closed = True
-            holders = list(self._conns)
-            self._conns = weakref.WeakSet()
-        for holder in holders:
-            if holder.pid == os.getpid():
-                holder.close()
-            else:
-                _FORK_LEFTOVERS.append(holder)
-        self._local = threading.local()
+        self._close_connections()
 
     def __enter__(self) -> "SqliteDatabase":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-    # --- transactions -----------------------------------------------------------------------------------------
-    def _begin(self, conn: sqlite3.Connection, mode: str) -> None:
-        # busy_timeout makes each attempt wait up to 5 s for another writer; keep trying up to CONNECT_TIMEOUT.
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        while True:
-            try:
-                conn.execute(f"BEGIN {mode}")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) and "busy" not in str(exc):
-                    raise
-                if time.monotonic() >= deadline:
-                    raise
-
-    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls everything back."""
-        conn = self.connection()
-        try:
-            self._begin(conn, "IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise _error(f"SQLite store at {self._path}: cannot start a write transaction", exc) from exc
-        try:
-            result = fn(conn)
-            conn.execute("COMMIT")
-            return result
-        except BaseException as exc:
-            try:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-            except sqlite3.Error:  # pragma: no cover - the transaction is gone with the connection
-                pass
-            if isinstance(exc, sqlite3.Error):
-                raise _error(f"SQLite store at {self._path}: write failed, nothing written", exc) from exc
-            raise
-
-    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
-        conn = self.connection()
-        if conn.in_transaction:  # a read from inside this thread's write transaction sees that transaction
-            return fn(conn)
-        try:
-            self._begin(conn, "DEFERRED")
-        except sqlite3.Error as exc:
-            raise _error(f"SQLite store at {self._path}: cannot start a read", exc) from exc
-        try:
-            return fn(conn)
-        except sqlite3.Error as exc:
-            raise _error(f"SQLite store at {self._path}: read failed", exc) from exc
-        finally:
-            try:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
-            except sqlite3.Error:  # pragma: no cover
-                pass
-
-    def _init_schema(self) -> None:
-        conn = self.connection()
-
-        def check(conn: sqlite3.Connection) -> bool:
-            has_meta = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
-            if row is not None:
-                try:
-                    version = int(row[0])
-                except (TypeError, ValueError):
-                    raise CorruptStoreError(
-                        f"SQLite store at {self._path}: unreadable schema version {row[0]!r}") from None
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"SQLite store at {self._path} has schema version {version}, newer than this "
-                        f"AbstractRuntime supports ({SCHEMA_VERSION}); upgrade abstractruntime to open it. "
-                        f"Nothing was changed."
-                    )
-                if version == SCHEMA_VERSION:
-                    return False
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
-                         (str(SCHEMA_VERSION),))
-            return True
-
-        self.write(check)
-        deadline = time.monotonic() + CONNECT_TIMEOUT
-        while True:
-            try:
-                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                raise _error(f"SQLite store at {self._path}: cannot switch to WAL mode", exc) from exc
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:
@@ -451,6 +216,7 @@ class SqliteDatabase(StoreBackend):
         """Decode the ``(run_id, data)`` rows of a query, in query order."""
         rows = self.read(lambda conn: conn.execute(sql, tuple(params)).fetchall())
         return [self.decode_run(run_id, data) for run_id, data in rows]
+
 
 
 class SqliteRunStore(RunStore):
@@ -568,7 +334,7 @@ class SqliteLedgerStore(LedgerStore):
 
     def append(self, record: StepRecord) -> None:
         if not record.run_id:
-            raise ValueError("StepRecord.run_id must be a non-empty string")
+            raise ValidationError("StepRecord.run_id must be a non-empty string")
         self.db.commit_step(
             StepCommit(run=None, run_json=None, records=(record,), record_jsons=(codec.encode_record(record),)))
 
@@ -659,4 +425,5 @@ class SqliteLedgerStore(LedgerStore):
         return out
 
 
-__all__ = ["SqliteDatabase", "SqliteRunStore", "SqliteLedgerStore", "SCHEMA_VERSION", "FAULT_POINT"]
+__all__ = ["SqliteDatabase", "SqliteRunStore", "SqliteLedgerStore", "SCHEMA_VERSION", "FAULT_POINT", "CONNECT_TIMEOUT",
+           "BUSY_TIMEOUT_MS", "DURABILITY"]

@@ -760,7 +760,7 @@ def test_artifacts_and_snapshots_live_in_tables(pg_dsn):
     from abstractruntime_snapshots.store import Snapshot
 
     with PostgresBackend(pg_dsn) as b:
-        arts = b.artifact_store
+        arts = b.artifact_store()
         meta = arts.store(b"\x00binary", content_type="application/octet-stream", run_id="r1", tags={"k": "v"})
         arts.store_json({"a": 1}, run_id="r1")
         arts.store_text("other", run_id="r2")
@@ -771,17 +771,72 @@ def test_artifacts_and_snapshots_live_in_tables(pg_dsn):
         assert arts.delete(meta.artifact_id) and not arts.exists(meta.artifact_id) and arts.load("nope") is None
         assert arts.delete_by_run("r1") == 1
         run = _run(vars={"x": 1})
-        snaps = b.snapshot_store
+        snaps = b.snapshot_store()
         snap = Snapshot.from_run(run=run, name="Before deploy", tags=["Prod"])
         snaps.save(snap)
         snaps.save(Snapshot.from_run(run=_run(), name="other"))
     with PostgresBackend(pg_dsn) as b:  # another worker sees them
-        snaps = b.snapshot_store
+        snaps = b.snapshot_store()
         assert snaps.load(snap.snapshot_id).to_run_state() == run
         assert [s.snapshot_id for s in snaps.list(run_id=run.run_id)] == [snap.snapshot_id]
         assert [s.snapshot_id for s in snaps.list(tag="prod")] == [snap.snapshot_id]
         assert [s.snapshot_id for s in snaps.list(query="deploy")] == [snap.snapshot_id]
         assert len(snaps.list()) == 2 and snaps.delete(snap.snapshot_id) and snaps.load(snap.snapshot_id) is None
+
+
+_SERVICES_SCRIPT = """
+import json, sys
+from importlib.metadata import entry_points
+import abstractruntime_postgres
+from abstractruntime import Runtime
+dsn, action = sys.argv[1], sys.argv[2]
+plugins = [] if "postgres" in {ep.name for ep in entry_points(group="abstractruntime")} else [abstractruntime_postgres]
+with Runtime.from_config({"store": dsn}, plugins=plugins) as rt:
+    if action == "snapshot":
+        snap = rt.create_snapshot(sys.argv[3], name="before the answer")
+        meta = rt.backend.artifact_store().store(b"\\x00from process A", content_type="application/octet-stream",
+                                                 run_id=sys.argv[3])
+        print(json.dumps({"snapshot_id": snap.snapshot_id, "artifact_id": meta.artifact_id}))
+    else:
+        state = rt.restore_snapshot(sys.argv[3])
+        artifact = rt.backend.artifact_store().load(sys.argv[4])
+        print(json.dumps({"run_id": state.run_id, "status": state.status.value, "content": artifact.content.hex()}))
+"""
+
+
+def _in_another_process(dsn: str, *args: str) -> dict:
+    import json
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ABSTRACTRUNTIME_")}
+    done = subprocess.run([sys.executable, "-c", _SERVICES_SCRIPT, dsn, *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_snapshots_and_artifacts_are_shared_by_processes_through_the_database(pg_dsn):
+    """On PostgreSQL the snapshots plugin uses ``backend.snapshot_store()``: a snapshot taken in one process is
+    restored in another; an artifact stored through ``backend.artifact_store()`` in one process loads in another."""
+    wf = _flow()
+    with _runtime(pg_dsn) as rt:
+        run_id = rt.start(workflow=wf, vars={"kept": [1, 2]})
+        before = rt.tick(workflow=wf, run_id=run_id)
+        assert before.status is RunStatus.WAITING
+    made = _in_another_process(pg_dsn, "snapshot", run_id)  # process A: snapshot + artifact
+    with _runtime(pg_dsn) as rt:  # the run moves on after the snapshot
+        done = rt.resume(workflow=wf, run_id=run_id, wait_key=before.waiting.wait_key, payload={"text": "Ada"})
+        assert done.status is RunStatus.COMPLETED and done.output == {"greeted": "Ada"}
+        assert rt.backend.artifact_store().load(made["artifact_id"]).content == b"\x00from process A"
+    restored = _in_another_process(pg_dsn, "restore", made["snapshot_id"], made["artifact_id"])  # process B
+    assert restored == {"run_id": run_id, "status": "waiting", "content": b"\x00from process A".hex()}
+    with _runtime(pg_dsn) as rt:
+        state = rt.get_state(run_id)
+        assert (state.status, state.current_node, state.vars, state.waiting, state.output, state.error) == (
+            before.status, before.current_node, before.vars, before.waiting, before.output, before.error)
+        assert state.revision > done.revision
+        assert rt.get_ledger(run_id)[-1]["effect"]["type"] == "snapshot_restore"
+        again = rt.resume(workflow=wf, run_id=run_id, wait_key=state.waiting.wait_key, payload={"text": "Bob"})
+        assert again.status is RunStatus.COMPLETED and again.output == {"greeted": "Bob"}
 
 
 def test_worker_command_drives_runs_from_a_separate_process(pg_dsn):

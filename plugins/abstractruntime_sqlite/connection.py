@@ -1,0 +1,212 @@
+"""Connections of the SQLite store: per-thread ``sqlite3`` connections (WAL, ``busy_timeout``, ``foreign_keys``,
+``synchronous`` from the durability), read and write transactions, and creating or checking the schema on open
+(:class:`SqliteConnections`, the base of :class:`~abstractruntime_sqlite.store.SqliteDatabase`)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from abstractruntime.errors import CorruptStoreError, StoreError
+
+from .schema import _SCHEMA, SCHEMA_VERSION
+
+CONNECT_TIMEOUT = 30.0
+BUSY_TIMEOUT_MS = 5000
+DURABILITY = {"normal": "NORMAL", "full": "FULL"}
+_FORK_LEFTOVERS: list = []  # connections inherited across fork(): kept referenced so they are never closed
+
+
+def _error(message: str, exc: sqlite3.Error) -> StoreError:
+    """A StoreError for a sqlite3 error; CorruptStoreError when the file itself is unreadable/malformed."""
+    if type(exc) is sqlite3.DatabaseError:  # "file is not a database", "database disk image is malformed"
+        return CorruptStoreError(f"{message}: {exc}")
+    return StoreError(f"{message}: {exc}")
+
+
+class _Conn:
+    """Holds one thread's connection (``sqlite3.Connection`` cannot be weakly referenced; this wrapper can)."""
+
+    __slots__ = ("conn", "pid", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:  # pragma: no cover - closing is best effort
+            pass
+
+
+class SqliteConnections:
+    """Connection handling of a :class:`~abstractruntime_sqlite.store.SqliteDatabase`: one connection per thread
+    (a forked child opens its own), transactions that wait for other writers, and the schema check on open."""
+
+    _path: Path
+    _durability: str
+
+    def _init_connections(self, path: Path, durability: str) -> None:
+        self._path = path
+        self._durability = durability
+        self._local = threading.local()
+        self._conns: "weakref.WeakSet[_Conn]" = weakref.WeakSet()
+        self._conns_lock = threading.Lock()
+        self._closed = False
+
+    # --- connections ------------------------------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def durability(self) -> str:
+        return self._durability
+
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use; a forked child opens its own)."""
+        if self._closed:
+            raise StoreError(f"SQLite store at {self._path} is closed")
+        holder: Optional[_Conn] = getattr(self._local, "holder", None)
+        if holder is not None and holder.pid == os.getpid():
+            return holder.conn
+        if holder is not None:  # inherited across fork(): abandon it, never close it (that is the parent's state)
+            _FORK_LEFTOVERS.append(holder)
+        try:
+            conn = sqlite3.connect(str(self._path), timeout=CONNECT_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {DURABILITY[self._durability]}")
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
+        holder = _Conn(conn)
+        with self._conns_lock:
+            if self._closed:
+                conn.close()
+                raise StoreError(f"SQLite store at {self._path} is closed")
+            self._conns.add(holder)
+        self._local.holder = holder
+        return conn
+
+    def _close_connections(self) -> None:
+        """Close every connection this object opened (idempotent)."""
+        with self._conns_lock:
+            self._closed = True
+            holders = list(self._conns)
+            self._conns = weakref.WeakSet()
+        for holder in holders:
+            if holder.pid == os.getpid():
+                holder.close()
+            else:
+                _FORK_LEFTOVERS.append(holder)
+        self._local = threading.local()
+
+    # --- transactions -----------------------------------------------------------------------------------------
+    def _begin(self, conn: sqlite3.Connection, mode: str) -> None:
+        # busy_timeout makes each attempt wait up to 5 s for another writer; keep trying up to CONNECT_TIMEOUT.
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            try:
+                conn.execute(f"BEGIN {mode}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise
+
+    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls everything back."""
+        conn = self.connection()
+        try:
+            self._begin(conn, "IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _error(f"SQLite store at {self._path}: cannot start a write transaction", exc) from exc
+        try:
+            result = fn(conn)
+            conn.execute("COMMIT")
+            return result
+        except BaseException as exc:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:  # pragma: no cover - the transaction is gone with the connection
+                pass
+            if isinstance(exc, sqlite3.Error):
+                raise _error(f"SQLite store at {self._path}: write failed, nothing written", exc) from exc
+            raise
+
+    def read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``fn(conn)`` in one read transaction (a consistent snapshot)."""
+        conn = self.connection()
+        if conn.in_transaction:  # a read from inside this thread's write transaction sees that transaction
+            return fn(conn)
+        try:
+            self._begin(conn, "DEFERRED")
+        except sqlite3.Error as exc:
+            raise _error(f"SQLite store at {self._path}: cannot start a read", exc) from exc
+        try:
+            return fn(conn)
+        except sqlite3.Error as exc:
+            raise _error(f"SQLite store at {self._path}: read failed", exc) from exc
+        finally:
+            try:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+            except sqlite3.Error:  # pragma: no cover
+                pass
+
+    def _init_schema(self) -> None:
+        conn = self.connection()
+
+        def check(conn: sqlite3.Connection) -> bool:
+            has_meta = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is not None
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() if has_meta else None
+            if row is not None:
+                try:
+                    version = int(row[0])
+                except (TypeError, ValueError):
+                    raise CorruptStoreError(
+                        f"SQLite store at {self._path}: unreadable schema version {row[0]!r}") from None
+                if version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"SQLite store at {self._path} has schema version {version}, newer than this "
+                        f"AbstractRuntime supports ({SCHEMA_VERSION}); upgrade abstractruntime to open it. "
+                        f"Nothing was changed."
+                    )
+                if version == SCHEMA_VERSION:
+                    return False
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                         (str(SCHEMA_VERSION),))
+            return True
+
+        self.write(check)
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" in str(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                raise _error(f"SQLite store at {self._path}: cannot switch to WAL mode", exc) from exc
+
+
+__all__ = ["SqliteConnections", "CONNECT_TIMEOUT", "BUSY_TIMEOUT_MS", "DURABILITY"]
