@@ -35,7 +35,8 @@ def _plugin_packages() -> List[str]:
 
 
 def test_the_kernel_never_references_a_plugin_package():
-    """Neither an import statement nor an import string (lazy maps, importlib calls) names a package under plugins/."""
+    """Neither an import statement nor any string (an import string in a lazy map or an importlib call, or a
+    docstring) names a package under plugins/."""
     packages = _plugin_packages()
     offenders = []
     for path in _py_files(KERNEL):
@@ -50,8 +51,7 @@ def test_the_kernel_never_references_a_plugin_package():
                 names = [node.value]
             for name in names:
                 for package in packages:
-                    if name == package or name.startswith(package + ".") or name.startswith(package + ":") \
-                            or f"{package}." in name or f"{package}:" in name:
+                    if package in name:
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name[:80]!r}")
     assert offenders == [], "the kernel references plugin packages:\n" + "\n".join(offenders)
 
@@ -75,6 +75,9 @@ LIBRARIES = set(PYPROJECT["tool"]["abstractruntime"]["libraries"]) | set(
 #: the classes of the plugin that asks for them (and only that plugin calls them); the reference's metrics_many
 #: uses the abstractcore plugin's pure call-metrics helper.
 EXEMPT_FUNCTIONS = {"artifact_store", "snapshot_store", "command_store", "metrics_many"}
+#: modules imported only by such functions: the PostgreSQL implementations of the artifacts and snapshots
+#: interfaces (PostgresBackend.artifact_store() / snapshot_store(); the package re-exports them lazily)
+EXEMPT_MODULES = {"plugins/abstractruntime_postgres/blobs.py"}
 
 
 def _entry_point_of() -> Dict[str, str]:
@@ -85,6 +88,8 @@ def _imports_of_other_plugins(package: str) -> Set[Tuple[str, str]]:
     """``(imported plugin package, where)`` for every import of another plugin package in ``package``."""
     found = set()
     for path in _py_files(PLUGINS / package):
+        if str(path.relative_to(ROOT)) in EXEMPT_MODULES:
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for func in [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]:
             if func.name in EXEMPT_FUNCTIONS or func.name.startswith("_cli") or func.name == "cli_commands":

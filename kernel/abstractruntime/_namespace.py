@@ -2,7 +2,7 @@
 
 The kernel never imports a plugin. The 0.4.2 import paths that name plugin code (``abstractruntime.storage.sqlite``,
 ``abstractruntime.InMemoryRunStore``, ...) are served by an overlay package a distribution declares under the
-entry-point group ``abstractruntime.namespace`` (ours: ``compat = "abstractruntime_compat"``). Lazily, and only
+entry-point group ``abstractruntime.namespace`` (ours is the compatibility package). Lazily, and only
 for what the kernel lacks: a module ``abstractruntime.<path>`` is ``<overlay>.<path>`` (the same module object
 under both names, so nothing is duplicated), and a name missing from a kernel module ``abstractruntime[.<path>]``
 is that name of ``<overlay>[.<path>]``; ``__all__`` is the kernel's names plus the overlay's.
@@ -93,8 +93,8 @@ class _OverlayFinder(importlib.abc.MetaPathFinder):
             found = importlib.util.find_spec(target)
             if found is None:
                 return None
-        return importlib.util.spec_from_loader(
-            fullname, _AliasLoader(target), is_package=found.submodule_search_locations is not None)
+        return importlib.util.spec_from_loader(fullname, _AliasLoader(target), origin=found.origin,
+                                               is_package=found.submodule_search_locations is not None)
 
 
 def install() -> None:

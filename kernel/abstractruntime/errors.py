@@ -120,22 +120,6 @@ class EffectAlreadyStartedError(ConcurrentModificationError):
         self.status = status
 
 
-class LedgerHeadMovedError(ConcurrentModificationError):
-    """Hash-chained records were computed against a ledger head that is no longer the run's last record: another
-    writer (e.g. a ``cancel_run`` from another process during a step) appended first. Nothing was written, so the
-    chain never forks; reload and retry (the kernel does)."""
-
-    def __init__(self, *, run_id: str, expected_prev_hash: Optional[str], head_hash: Optional[str]) -> None:
-        super().__init__(
-            run_id=run_id, expected=None, actual=None,
-            message=f"The ledger of run {run_id} moved on while this writer was committing: its records chain to "
-                    f"{expected_prev_hash!r}, the last stored record is {head_hash!r}. Nothing was written; reload "
-                    f"and retry.",
-        )
-        self.expected_prev_hash = expected_prev_hash
-        self.head_hash = head_hash
-
-
 class ConfigurationError(AbstractRuntimeError, ValueError):
     """Configuration could not be understood."""
 

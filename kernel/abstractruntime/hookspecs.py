@@ -13,13 +13,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .descriptors import (
-        CliCommandDescriptor,
-        EffectCall,
-        EffectHandlerDescriptor,
-        RuntimeMethodDescriptor,
-        StoreDescriptor,
-    )
+    from .descriptors import CliCommandDescriptor, EffectCall, EffectHandlerDescriptor, RuntimeMethodDescriptor
+    from .descriptors import StoreDescriptor
     from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, WaitState
     from .runtime import Runtime
     from .storage.base import Precondition

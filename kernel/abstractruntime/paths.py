@@ -1,5 +1,5 @@
 """Writing into run variables at a dotted path (``result_key`` is one): :func:`set_path` and :func:`dict_at`.
-Reading paths (brackets, JSON pointers, :func:`get_path`) is ``abstractruntime_pluginkit.paths``'s."""
+Reading paths (brackets, JSON pointers, ``get_path``) is the plugin kit's (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -128,18 +128,13 @@ def build_plugin_manager(
             if not settings.autoload:
                 infos.append(info("not-autoloaded"))
                 continue
-        if pm.has_plugin(ep.name):
-            error = f"another plugin is already registered under the name {ep.name!r}"
-            if builtin or settings.strict:
-                raise PluginError(f"Plugin {ep.name!r} ({dist_name}): {error}")
-            infos.append(info("failed", error))
-            log.warning("plugin_failed", plugin=ep.name, distribution=dist_name, error=error)
-            continue
         try:
+            if pm.has_plugin(ep.name):
+                raise PluginError(f"another plugin is already registered under the name {ep.name!r}")
             plugin = ep.load()
             pm.register(plugin, name=ep.name)
         except Exception as exc:  # a broken third-party plugin must not take the host down
-            error = f"{type(exc).__name__}: {exc}"
+            error = str(exc) if isinstance(exc, PluginError) else f"{type(exc).__name__}: {exc}"
             if builtin or settings.strict:
                 raise PluginError(
                     f"Plugin {ep.name!r} from distribution {dist_name} {version} failed to load: {error}"
@@ -261,28 +256,25 @@ class Hooks:
     def cli_commands(self) -> List[Tuple[str, CliCommandDescriptor]]:
         return self.collect("abstractruntime_register_cli_commands", CliCommandDescriptor)
 
+    def _call(self, hook_name: str, default: Any = None, **kwargs: Any) -> Any:
+        """Call a work hook; ``default`` when no plugin implements it (per-step hooks cost nothing then)."""
+        hook = getattr(self._hook, hook_name)
+        return hook(**kwargs) if hook.get_hookimpls() else default
+
     def fault_point(self, *, point: str, run_id: str) -> None:
-        hook = self._hook.abstractruntime_fault_point
-        if hook.get_hookimpls():
-            hook(point=point, run_id=run_id)
+        self._call("abstractruntime_fault_point", point=point, run_id=run_id)
 
     def poll_wait(self, *, runtime: Any, run: RunState) -> Optional[Dict[str, Any]]:
-        hook = self._hook.abstractruntime_poll_wait
-        if not hook.get_hookimpls():
-            return None
-        return hook(runtime=runtime, run=run)
+        return self._call("abstractruntime_poll_wait", runtime=runtime, run=run)
 
     def prepare_ledger_records(self, *, runtime: Any, run_id: str, records: List[StepRecord]) -> List[Any]:
         """The commit preconditions the implementations return (see the hookspec)."""
-        hook = self._hook.abstractruntime_prepare_ledger_records
-        if not hook.get_hookimpls():
-            return []
-        return [p for p in hook(runtime=runtime, run_id=run_id, records=records) if p is not None]
+        found = self._call("abstractruntime_prepare_ledger_records", [], runtime=runtime, run_id=run_id,
+                           records=records)
+        return [p for p in found if p is not None]
 
     def prepare_new_run(self, *, runtime: Any, run: RunState) -> None:
-        hook = self._hook.abstractruntime_prepare_new_run
-        if hook.get_hookimpls():
-            hook(runtime=runtime, run=run)
+        self._call("abstractruntime_prepare_new_run", runtime=runtime, run=run)
 
     # --- work -------------------------------------------------------------------------------------------------
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:
@@ -291,10 +283,8 @@ class Hooks:
     def prepare_resume_payload(
         self, *, run: RunState, wait: Any, payload: Dict[str, Any], runtime: Any
     ) -> Dict[str, Any]:
-        hook = self._hook.abstractruntime_prepare_resume_payload
-        if not hook.get_hookimpls():
-            return payload
-        replaced = hook(run=run, wait=wait, payload=payload, runtime=runtime)
+        replaced = self._call("abstractruntime_prepare_resume_payload", run=run, wait=wait, payload=payload,
+                              runtime=runtime)
         return payload if replaced is None else replaced
 
     def runtime_created(self, *, runtime: Any) -> None:

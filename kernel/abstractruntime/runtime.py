@@ -1,15 +1,13 @@
-"""The kernel: the tick loop (start / tick / resume / pause / cancel) and its durability contract.
-
-One step is one store commit: the checkpoint and the step's ledger records are written together, after the
-kernel has checked that everything is plain JSON. Effects that talk to the outside world (handlers registered with
-``side_effects=True``) additionally commit a ``started`` reservation before they run, so that a crash in the
-middle is visible in the ledger and a retry of the step reuses the reservation instead of recording the step
-twice. The kernel contains no effect handler and no store: both come from plugins.
+"""The kernel: the tick loop (start / tick / resume / pause / cancel). One step is one store commit (checkpoint and
+ledger records together, checked as plain JSON first); a side-effecting handler's ``started`` reservation is
+committed before it runs, so a crash in the middle is visible and a retry reuses it. Handlers and stores are
+plugins'.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import time
 import weakref
@@ -71,17 +69,13 @@ class DefaultRunContext:
 
 
 class Runtime:
-    """A durable workflow runtime.
+    """A durable workflow runtime: ``Runtime(run_store=..., ledger_store=...)`` as in 0.4.2, or without stores the
+    store from configuration (``Runtime.from_config``), else the one a store plugin offers as the default.
 
-    Reference-compatible construction: ``Runtime(run_store=..., ledger_store=...)``. Without stores, the store
-    comes from configuration (``settings`` / ``Runtime.from_config``), else the store plugin that offers a default
-    (LMDB in :func:`abstractruntime.settings.default_home`).
-
-    It is composed of a :class:`~abstractruntime.commit.RunWriter` (every write), an
-    :class:`~abstractruntime.effect_execution.EffectExecutor` (a step's effect) and
-    :class:`~abstractruntime.observation.LedgerSubscriptions`. Plugins keep per-runtime
-    state in :attr:`stash`; the methods they add (``abstractruntime_register_runtime_methods``) are bound on the
-    instance, with their own signature and docstring (``dir()``, ``help()``, :meth:`plugin_methods`).
+    Composed of a :class:`~abstractruntime.commit.RunWriter` (every write), an
+    :class:`~abstractruntime.effect_execution.EffectExecutor` and :class:`~abstractruntime.observation.
+    LedgerSubscriptions`. Plugins keep per-runtime state in :attr:`stash`; the methods they add are bound on the
+    instance with their own signature and docstring (``dir()``, ``help()``, :meth:`plugin_methods`).
     """
 
     def __init__(
@@ -158,8 +152,10 @@ class Runtime:
             if desc.name in self._methods or hasattr(type(self), desc.name):
                 raise DuplicateProviderError(kind="runtime method", name=desc.name, providers=[provider],
                                              hint="It is already defined by the kernel or another plugin.")
-            method = functools.update_wrapper(functools.partial(desc.function, self), desc.function)
-            method.__name__ = desc.name  # type: ignore[attr-defined]
+            method: Any = functools.update_wrapper(functools.partial(desc.function, self), desc.function)
+            signature = inspect.signature(desc.function)
+            method.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+            method.__name__ = desc.name
             self._methods[desc.name] = desc.function
             setattr(self, desc.name, method)
 

@@ -96,28 +96,21 @@ def _merge(base: Dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Dic
         )
     out = dict(base)
     for key, value in overlay.items():
-        if key in ("plugins", "store_options", "effects", "plugin_options"):
-            if not isinstance(value, Mapping):
-                raise ConfigurationError(f"'{key}' in {origin} must be a table/dict, got {type(value).__name__}")
-            if key == "plugins":
-                bad = set(value) - _PLUGIN_KEYS
-                if bad:
-                    raise ConfigurationError(
-                        f"Unknown plugins key(s) {sorted(bad)} in {origin}; valid keys: {sorted(_PLUGIN_KEYS)}"
-                    )
-            merged = dict(out.get(key) or {})
-            if key == "plugin_options":
-                for name, opts in value.items():
-                    if not isinstance(opts, Mapping):
-                        raise ConfigurationError(
-                            f"plugin_options.{name} in {origin} must be a table/dict, got {type(opts).__name__}"
-                        )
-                    merged[name] = {**dict(merged.get(name) or {}), **dict(opts)}
-            else:
-                merged.update(value)
-            out[key] = merged
-        else:
+        if key == "store":
             out[key] = value
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(f"'{key}' in {origin} must be a table/dict, got {type(value).__name__}")
+        if key == "plugins" and set(value) - _PLUGIN_KEYS:
+            raise ConfigurationError(f"Unknown plugins key(s) {sorted(set(value) - _PLUGIN_KEYS)} in {origin}; "
+                                     f"valid keys: {sorted(_PLUGIN_KEYS)}")
+        merged = dict(out.get(key) or {})
+        for name, opts in value.items():
+            if key == "plugin_options" and not isinstance(opts, Mapping):
+                raise ConfigurationError(
+                    f"plugin_options.{name} in {origin} must be a table/dict, got {type(opts).__name__}")
+            merged[name] = {**dict(merged.get(name) or {}), **dict(opts)} if key == "plugin_options" else opts
+        out[key] = merged
     return out
 
 
@@ -137,19 +130,12 @@ def read_toml(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def _from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    if environ.get("ABSTRACTRUNTIME_STORE"):
-        out["store"] = environ["ABSTRACTRUNTIME_STORE"]
+    out: Dict[str, Any] = {"store": environ["ABSTRACTRUNTIME_STORE"]} if environ.get("ABSTRACTRUNTIME_STORE") else {}
     plugins: Dict[str, Any] = {}
-    for env_key, key in (
-        ("ABSTRACTRUNTIME_PLUGINS_AUTOLOAD", "autoload"),
-        ("ABSTRACTRUNTIME_PLUGINS_STRICT", "strict"),
-    ):
-        if env_key in environ:
-            plugins[key] = _bool(environ[env_key], env_key)
-    for env_key, key in (("ABSTRACTRUNTIME_PLUGINS_ALLOW", "allow"), ("ABSTRACTRUNTIME_PLUGINS_BLOCK", "block")):
-        if env_key in environ:
-            plugins[key] = environ[env_key]
+    for key in sorted(_PLUGIN_KEYS):  # ABSTRACTRUNTIME_PLUGINS_AUTOLOAD / _STRICT / _ALLOW / _BLOCK
+        name = f"ABSTRACTRUNTIME_PLUGINS_{key.upper()}"
+        if name in environ:
+            plugins[key] = _bool(environ[name], name) if key in ("autoload", "strict") else environ[name]
     if plugins:
         out["plugins"] = plugins
     return out
@@ -219,13 +205,3 @@ def parse_store_url(url: str, options: Optional[Mapping[str, Any]] = None) -> St
     merged = dict(options or {})
     merged.update(dict(parse_qsl(parts.query)))
     return StoreLocation(url=text, scheme=scheme, path=path, options=merged)
-
-
-def plugin_options(*args: Any, **kwargs: Any) -> Any:  # TEMPORARY-SHIM: removed when every plugin imports pluginkit
-    from abstractruntime_pluginkit.options import plugin_options as impl
-    return impl(*args, **kwargs)
-
-
-def structure_options(*args: Any, **kwargs: Any) -> Any:  # TEMPORARY-SHIM
-    from abstractruntime_pluginkit.options import structure_options as impl
-    return impl(*args, **kwargs)

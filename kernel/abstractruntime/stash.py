@@ -54,11 +54,5 @@ class Stash:
     def __contains__(self, key: object) -> bool:
         return key in self._data
 
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def values(self) -> Any:
-        return list(self._data.values())
-
 
 __all__ = ["Stash", "StashKey"]

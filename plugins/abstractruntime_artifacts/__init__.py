@@ -24,7 +24,7 @@ from attrs import field, frozen
 
 from abstractruntime import StashKey, hookimpl
 from abstractruntime.models import StepRecord
-from abstractruntime.settings import plugin_options
+from abstractruntime_pluginkit import plugin_options
 
 from .offloading import (
     DEFAULT_MAX_INLINE_BYTES,

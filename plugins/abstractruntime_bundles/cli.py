@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from abstractruntime.errors import ValidationError
 from abstractruntime.models import RunStatus, WaitReason
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit import WorkflowRegistry
 
 from .manifest import WorkflowBundleError, workflow_bundle_manifest_to_dict
 from .packer import pack_workflow_bundle, reachable_subflow_ids

@@ -18,7 +18,7 @@ from attrs import frozen
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ValidationError
-from abstractruntime.settings import structure_options
+from abstractruntime_pluginkit import structure_options
 
 
 @frozen

@@ -18,7 +18,8 @@ from attrs import field, frozen
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError, ValidationError
-from abstractruntime.settings import default_home, structure_options
+from abstractruntime.settings import default_home
+from abstractruntime_pluginkit import structure_options
 
 #: initial map size in bytes (the map grows automatically)
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024

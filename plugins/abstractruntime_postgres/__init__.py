@@ -26,7 +26,7 @@ from attrs import field, fields, frozen, validators
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError, ValidationError
-from abstractruntime.settings import structure_options
+from abstractruntime_pluginkit import structure_options
 
 from .errors import LeaseLostError, RunLeasedError
 

@@ -15,7 +15,7 @@ from typing import Any, List
 from abstractruntime.errors import ConfigurationError
 from abstractruntime.storage.base import Capability
 from abstractruntime.models import WorkflowSpec
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit import WorkflowRegistry
 
 
 def load_workflows(paths: List[str]) -> WorkflowRegistry:

@@ -30,7 +30,7 @@ from abstractruntime import Capability, StashKey, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
 from abstractruntime.errors import AbstractRuntimeError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus, utc_now_iso
-from abstractruntime.settings import plugin_options
+from abstractruntime_pluginkit import plugin_options
 
 from .store import InMemorySnapshotStore, JsonSnapshotStore, Snapshot, SnapshotStore, validate_snapshot_id
 

@@ -14,7 +14,7 @@ from attrs import field, frozen
 
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError, ValidationError
-from abstractruntime.settings import structure_options
+from abstractruntime_pluginkit import structure_options
 
 _DURABILITIES = ("normal", "full")
 

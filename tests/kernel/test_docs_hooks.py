@@ -17,16 +17,20 @@ HOOK_HEADING = re.compile(r"^## `(abstractruntime_\w+)`[ \t]*$", re.M)
 PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 
 
-def _hookspecs() -> dict:
+#: hookspecs that plugins own (added through abstractruntime_add_hookspecs), and the page documenting them
+PLUGIN_HOOKSPECS = {"abstractruntime_visualflow.hookspecs": "visualflow.md"}
+
+
+def _hookspecs(module=hookspecs) -> dict:
     return {
         name: fn
-        for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-        if name.startswith("abstractruntime_") and fn.__module__ == hookspecs.__name__
+        for name, fn in inspect.getmembers(module, inspect.isfunction)
+        if name.startswith("abstractruntime_") and fn.__module__ == module.__name__
     }
 
 
-def _hook_sections() -> dict:
-    text = (DOCS / "hooks.md").read_text(encoding="utf-8")
+def _hook_sections(page: str = "hooks.md") -> dict:
+    text = (DOCS / page).read_text(encoding="utf-8")
     headings = list(HOOK_HEADING.finditer(text))
     sections = {}
     for i, match in enumerate(headings):
@@ -105,3 +109,17 @@ def test_getting_started_snippets_run(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "{'greeting': 'Hello, Ada!'}" in out
     assert (tmp_path / "store").is_dir()  # the default LMDB store went to $ABSTRACTRUNTIME_HOME/store
+
+
+@pytest.mark.parametrize("module_name, page", sorted(PLUGIN_HOOKSPECS.items()))
+def test_plugin_owned_hookspecs_are_documented_on_their_page(module_name, page):
+    import importlib
+
+    specs = _hookspecs(importlib.import_module(module_name))
+    sections = _hook_sections(page)
+    assert specs and set(specs) <= set(sections), f"{page} must document {sorted(specs)}"
+    for name, fn in specs.items():
+        params, returns = _documented_signature(name, sections[name])
+        sig = inspect.signature(fn)
+        assert [p for p, _ in params] == [p for p in sig.parameters]
+        assert returns == _unquote(str(sig.return_annotation))

@@ -49,10 +49,13 @@ def test_plugins_lists_every_plugin_as_a_table_and_as_json(store):
     url, *_ = store
     out = cli("--store", url, "plugins")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines()[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "ERROR"]
+    assert out.stdout.splitlines()[0].split() == ["NAME", "DISTRIBUTION", "VERSION", "STATUS", "REQUIRES", "ERROR"]
+    evidence = next(line for line in out.stdout.splitlines() if line.startswith("evidence "))
+    assert evidence.split()[3:5] == ["loaded", "artifacts"]
     rows = json.loads(cli("--store", url, "--json", "plugins").stdout)
     assert {"lmdb", "waits", "cli"} <= {r["name"] for r in rows}
-    assert all(set(r) >= {"name", "distribution", "version", "status", "error"} for r in rows)
+    assert all(set(r) >= {"name", "distribution", "version", "status", "requires", "error"} for r in rows)
+    assert {r["name"]: r["requires"] for r in rows}["scheduler"] == ["events", "memory"]
 
 
 def test_runs_list_filters_and_runs_show(store):

@@ -18,7 +18,7 @@ from abstractruntime import Effect, EffectOutcome, EffectType, Runtime, RunStatu
 from abstractruntime.descriptors import StoreLocation
 from abstractruntime.errors import ConcurrentModificationError, ConfigurationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, StepRecord, StepStatus, WaitReason, WaitState
-from abstractruntime.registry import WorkflowRegistry
+from abstractruntime_pluginkit import WorkflowRegistry
 from abstractruntime.storage.base import StepCommit, committer_for
 from abstractruntime.testing import StoreConformance
 from abstractruntime_postgres import LeaseLostError, RunLeasedError, parse_location

@@ -6,7 +6,7 @@ declares (optional abilities, never probed with ``getattr``) and its sibling ser
 command inbox). The kernel commits every step through ``commit_step``: checkpoint and ledger records in one
 transaction. Run and ledger stores that share no backend (a host mixing store classes, as the reference allowed)
 are committed by :class:`SplitBackend`: records first, then the checkpoint -- two writes, so such a pairing does
-not get the one-commit guarantee. Helpers for writing a store are in ``abstractruntime_storekit``.
+not get the one-commit guarantee. Helpers for writing a store: the store kit (docs/writing-a-store.md).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class Capability(str, Enum):
     #: ``run_store.list_waiting_for_event(*, wait_key, limit)`` from an index, never a scan of all runs.
     EVENT_INDEX = "event_index"
     #: ``backend.run_locks``: ``acquire(run_id) -> bool`` (non-blocking), ``release(run_id)``, ``close()`` -- which
-    #: process drives a run of an embedded store (``abstractruntime_storekit.RunLocks``).
+    #: process drives a run of an embedded store (the store kit's ``RunLocks``).
     RUN_LOCKS = "run_locks"
     #: ``backend.claim_runnable`` / ``fenced`` / ``heartbeat`` / ``release``: leased runs for many workers on many
     #: machines (the PostgreSQL store; see its worker).

@@ -34,7 +34,7 @@ from typing import Any, List, Optional
 import pytest
 
 from .. import codec
-from ..errors import ConcurrentModificationError, EffectAlreadyStartedError, LedgerHeadMovedError
+from ..errors import AbstractRuntimeError, ConcurrentModificationError, EffectAlreadyStartedError
 from ..models import (
     Effect,
     EffectType,
@@ -51,8 +51,11 @@ from .marks import capability
 from .store_queries import QueryConformance
 
 
-class InjectedFault(Exception):
-    pass
+class InjectedFault(AbstractRuntimeError):
+    """What the conformance suite's fault injector raises inside a commit."""
+
+    def __init__(self, message: str = "injected fault") -> None:
+        super().__init__(message)
 
 
 #: what each capability promises, checked on every backend that declares it
@@ -87,6 +90,14 @@ def capability_report(cls: type) -> dict:
     return report
 
 
+class HeadMoved(ConcurrentModificationError):
+    """What :func:`precondition_like_provenance` raises (the provenance plugin has its own LedgerHeadMovedError)."""
+
+    def __init__(self, *, run_id: str, head_hash: Optional[str]) -> None:
+        super().__init__(run_id=run_id, expected=None, actual=None, message=f"head moved to {head_hash!r}")
+        self.head_hash = head_hash
+
+
 def precondition_like_provenance(run_id: str, prev_hash: Optional[str]) -> Precondition:
     """A commit precondition of the kind the provenance plugin supplies: the run's last stored record must have
     ``record_hash == prev_hash``."""
@@ -95,7 +106,7 @@ def precondition_like_provenance(run_id: str, prev_hash: Optional[str]) -> Preco
         last = view.last_record(run_id)
         head = last.get("record_hash") if last is not None else None
         if head != prev_hash:
-            raise LedgerHeadMovedError(run_id=run_id, expected_prev_hash=prev_hash, head_hash=head)
+            raise HeadMoved(run_id=run_id, head_hash=head)
 
     return check
 
@@ -396,12 +407,12 @@ class StoreConformance(QueryConformance):
         self.commit(backend, None, [chained("h2", "h3")], preconditions=[peek, precondition_like_provenance(
             run.run_id, "h2")])
         assert seen[1][0]["record_hash"] == "h2" and seen[1][1] == "completed"
-        with pytest.raises(LedgerHeadMovedError) as info:  # a writer that read a stale head
+        with pytest.raises(HeadMoved) as info:  # a writer that read a stale head
             self.commit(backend, None, [chained("h1", "h9")],
                         preconditions=[precondition_like_provenance(run.run_id, "h1")])
         assert isinstance(info.value, ConcurrentModificationError) and info.value.head_hash == "h3"
         stale_run = backend.run_store.load(run.run_id)
-        with pytest.raises(LedgerHeadMovedError):  # also with a checkpoint: the whole commit is refused
+        with pytest.raises(HeadMoved):  # also with a checkpoint: the whole commit is refused
             self.commit(backend, stale_run, [chained("h1", "h9")], expected=stale_run.revision,
                         preconditions=[precondition_like_provenance(run.run_id, "h1")])
         assert len(backend.ledger_store.list(run.run_id)) == 3
