@@ -19,7 +19,8 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from abstractruntime import Runtime, RuntimeConfig
 from abstractruntime.logs import get_logger
-from abstractruntime.storage.observable import ObservableLedgerStore
+from abstractruntime.storage.base import SplitBackend, backend_for
+from abstractruntime_compat.storage.observable import ObservableLedgerStore, ObservableLedgerStoreProtocol
 
 from .llm_client import (
     MultiLocalAbstractCoreLLMClient,
@@ -53,9 +54,8 @@ def _stores(run_store: Any, ledger_store: Any) -> Tuple[Any, Any]:
         from abstractruntime_inmemory.store import InMemoryLedgerStore
 
         ledger_store = InMemoryLedgerStore()
-    shared = getattr(run_store, "backend", None)
-    if not hasattr(ledger_store, "subscribe") and (shared is None or shared is not getattr(ledger_store, "backend",
-                                                                                            None)):
+    if not isinstance(ledger_store, ObservableLedgerStoreProtocol) and isinstance(
+            backend_for(run_store, ledger_store), SplitBackend):
         ledger_store = ObservableLedgerStore(ledger_store)
     return run_store, ledger_store
 

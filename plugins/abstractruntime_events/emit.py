@@ -8,8 +8,7 @@ from abstractruntime import EffectCall, EffectOutcome, RunState, RunStatus, Wait
 from abstractruntime_pluginkit.event_keys import build_event_wait_key
 from abstractruntime.errors import ConfigurationError
 from abstractruntime.models import utc_now_iso
-from abstractruntime.storage.base import Capability, declared_capabilities
-from abstractruntime_compat.storage.base import QueryableRunStore
+from abstractruntime_pluginkit.queries import answers_run_queries, has_event_index
 
 MAX_LISTENERS = 10_000
 
@@ -19,9 +18,8 @@ class NoWorkflowRegistryError(ConfigurationError, LookupError):
 
 
 def _queryable(run_store: Any) -> bool:
-    """Can listeners be found: an event index or run queries declared, else the reference's query protocol."""
-    declared = declared_capabilities(run_store)
-    return bool(declared & {Capability.EVENT_INDEX, Capability.RUN_QUERIES}) or isinstance(run_store, QueryableRunStore)
+    """Can listeners be found: an event index, or run queries."""
+    return has_event_index(run_store) or answers_run_queries(run_store)
 
 
 def _non_blank(value: Any) -> Optional[str]:
@@ -30,7 +28,7 @@ def _non_blank(value: Any) -> Optional[str]:
 
 def waiting_for(run_store: Any, wait_key: str, limit: int = MAX_LISTENERS) -> List[RunState]:
     """Unpaused runs waiting for ``wait_key`` (through the store's event index when it has one)."""
-    if Capability.EVENT_INDEX in declared_capabilities(run_store):
+    if has_event_index(run_store):
         runs = run_store.list_waiting_for_event(wait_key=wait_key, limit=limit)
     else:
         runs = [r for r in run_store.list_runs(status=RunStatus.WAITING, wait_reason=WaitReason.EVENT, limit=limit)

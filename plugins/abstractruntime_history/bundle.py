@@ -13,6 +13,7 @@ from abstractruntime import codec
 from abstractruntime.errors import UnknownRunError, ValidationError
 from abstractruntime.models import RunState, utc_now_iso
 from abstractruntime.storage.base import Capability, declared_capabilities
+from abstractruntime_pluginkit.queries import answers_run_index, answers_run_queries
 from abstractruntime.timeutil import parse_instant
 from abstractruntime_artifacts.offloading import DEFAULT_MAX_INLINE_BYTES, offload_large_values
 
@@ -85,9 +86,9 @@ def persist_workflow_snapshot(
 # --- run tree and ledgers -----------------------------------------------------------------------------------------
 def descendant_run_ids(run_store: Any, root_run_id: str, limit: int = MAX_SUBRUNS) -> List[str]:
     """Descendants of a run, breadth-first through ``list_children`` (empty if the store cannot list them)."""
-    list_children = getattr(run_store, "list_children", None)
-    if not callable(list_children):
+    if not answers_run_queries(run_store):
         return []
+    list_children = run_store.list_children
     out: List[str] = []
     seen = {root_run_id}
     queue = deque([root_run_id])
@@ -256,13 +257,12 @@ def session_turns(*, run_store: Any, ledger_store: Any, session_id: str, limit: 
                   until: Optional[str] = None) -> List[Dict[str, Any]]:
     """The root runs of a session (created no later than ``until``), oldest first, the last ``limit`` of them."""
     roots: List[RunState] = []
-    index = getattr(run_store, "list_run_index", None)
-    if callable(index):
-        for row in index(session_id=session_id, root_only=True, limit=max(1000, limit * 5)) or []:
+    if answers_run_index(run_store):
+        for row in run_store.list_run_index(session_id=session_id, root_only=True, limit=max(1000, limit * 5)) or []:
             run = run_store.load(row["run_id"]) if isinstance(row, dict) and row.get("run_id") else None
             if run is not None:
                 roots.append(run)
-    elif callable(getattr(run_store, "list_runs", None)):
+    elif answers_run_queries(run_store):
         roots = [r for r in run_store.list_runs(limit=max(1000, limit * 5))
                  if r.session_id == session_id and not r.parent_run_id]
     if until is not None:

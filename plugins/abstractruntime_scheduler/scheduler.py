@@ -36,7 +36,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime_pluginkit import plugin_options
 from abstractruntime_pluginkit.registry import WorkflowRegistry
-from abstractruntime_compat.storage.base import QueryableRunStore
+from abstractruntime_pluginkit.queries import answers_run_queries
 
 log = get_logger("abstractruntime.scheduler")
 
@@ -83,7 +83,7 @@ class Scheduler:
         workers: Optional[int] = None,
         batch_size: int = 500,
     ) -> None:
-        if not isinstance(runtime.run_store, QueryableRunStore):
+        if not answers_run_queries(runtime.run_store):
             raise InvalidTypeError(
                 f"Scheduler needs a QueryableRunStore (list_runs, list_due_wait_until, list_children); "
                 f"{type(runtime.run_store).__name__} is not one"

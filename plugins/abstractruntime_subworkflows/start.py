@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Optional
 
-from abstractruntime import Capability, EffectCall, EffectOutcome, RunStatus, WaitReason, WaitState
-from abstractruntime_compat.storage.base import QueryableRunStore
+from abstractruntime import EffectCall, EffectOutcome, RunStatus, WaitReason, WaitState
+from abstractruntime_pluginkit.queries import answers_run_queries
 
 WORKSPACE_KEYS = ("workspace_root", "workspace_access_mode", "workspace_allowed_paths", "workspace_ignored_paths")
 SYNC_MAX_STEPS = 100
@@ -43,7 +43,7 @@ def wrap_child_result(
 
 def _existing_child(runtime: Any, parent_run_id: str, marker: str) -> Optional[str]:
     """The child this very step started before a crash (same idempotency key), if any."""
-    if not (runtime.backend.supports(Capability.RUN_QUERIES) or isinstance(runtime.run_store, QueryableRunStore)):
+    if not answers_run_queries(runtime.run_store):
         return None
     for child in runtime.run_store.list_children(parent_run_id=parent_run_id):
         runtime_ns = child.vars.get("_runtime") if isinstance(child.vars, dict) else None
