@@ -156,6 +156,13 @@ class _SharedExclusiveLock:
                 self._cond.notify_all()
 
 
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 class LmdbBackend(StoreBackend):
     """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit: the
     data pages, then the meta page (``metasync``, default ``sync``). ``metasync=False`` saves the second fsync; an
@@ -179,13 +186,19 @@ class LmdbBackend(StoreBackend):
         self.sync = sync
         self.metasync = sync if metasync is None else bool(metasync)
         self._users = 1  # runtimes sharing this backend (open_lmdb hands one backend per path to a process)
-        try:
-            self.env = lmdb.open(
-                str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync, metasync=self.metasync,
-                lock=True, max_readers=int(max_readers), readahead=False,
-            )
-        except lmdb.Error as exc:
-            raise StoreError(f"Cannot open LMDB store at {self.path}: {exc}") from exc
+        for _ in range(8):
+            try:
+                self.env = lmdb.open(
+                    str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync,
+                    metasync=self.metasync, lock=True, max_readers=int(max_readers), readahead=False,
+                )
+                break
+            except lmdb.MapResizedError:  # another process grew the map while we opened it: take its size
+                map_size = max(int(map_size) * 2, _file_size(self.path / "data.mdb"))
+            except lmdb.Error as exc:
+                raise StoreError(f"Cannot open LMDB store at {self.path}: {exc}") from exc
+        else:
+            raise StoreError(f"Cannot open LMDB store at {self.path}: its map kept growing while it was opened")
         self._rw = _SharedExclusiveLock()
         self._closed = False
         self.run_locks = RunLocks(self.path / "runs.lock")
