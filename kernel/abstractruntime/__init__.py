@@ -43,7 +43,8 @@ from .storage.base import Capability, LedgerStore, RunStore, StoreBackend
 
 __version__ = "0.5.0.dev0"
 
-_OWN = [name for name, value in dict(globals()).items() if not name.startswith("_") and not isinstance(value, type(_namespace))]
+_OWN = [name for name, value in dict(globals()).items()  # the kernel's public names (not its submodules)
+        if not name.startswith("_") and not isinstance(value, type(_namespace))]
 
 _namespace.install()
 __getattr__, __dir__ = _namespace.package_getattr(__name__, _OWN)

@@ -28,8 +28,6 @@ import attrs
 import pluggy
 from attrs import frozen
 
-from .logs import get_logger
-
 from . import hookspecs
 from .descriptors import (
     CliCommandDescriptor,
@@ -39,6 +37,7 @@ from .descriptors import (
     StoreDescriptor,
 )
 from .errors import ConfigurationError, DuplicateProviderError, InvalidTypeError, PluginError, UnknownStoreError
+from .logs import get_logger
 from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
 from .settings import PluginSettings, parse_store_url
 from .storage.base import StoreBackend

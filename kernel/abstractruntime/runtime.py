@@ -107,42 +107,43 @@ class Runtime:
             raise ConfigurationError(
                 "Pass both run_store and ledger_store, or neither (the store then comes from configuration)"
             )
-        self._run_store = run_store
-        self._ledger_store = ledger_store
-        self._backend = backend_for(run_store, ledger_store)
-        self._run_locks = self._backend.run_locks if self._backend.supports(Capability.RUN_LOCKS) else None
+        try:  # anything refusing the runtime from here on closes the store it opened
+            self._run_store = run_store
+            self._ledger_store = ledger_store
+            self._backend = backend_for(run_store, ledger_store)
+            self._run_locks = self._backend.run_locks if self._backend.supports(Capability.RUN_LOCKS) else None
 
-        selected = select_effect_handlers(self._hooks.effect_handlers(), self._settings.effects)
-        self._handlers: Dict[str, EffectHandlerDescriptor] = {t: desc for t, (_p, desc) in selected.items()}
-        self._handler_providers: Dict[str, str] = {t: provider for t, (provider, _d) in selected.items()}
-        for etype, fn in (effect_handlers or {}).items():
-            key = effect_type_value(etype)
-            self._handlers[key] = EffectHandlerDescriptor(effect_type=key, handler=legacy_handler(fn))
-            self._handler_providers[key] = "host"
-        pm.register(EffectDispatch(self._handlers), name="abstractruntime.kernel")
-        self._methods: Dict[str, Callable[..., Any]] = {}
-        self._bind_plugin_methods()
+            selected = select_effect_handlers(self._hooks.effect_handlers(), self._settings.effects)
+            self._handlers: Dict[str, EffectHandlerDescriptor] = {t: desc for t, (_p, desc) in selected.items()}
+            self._handler_providers: Dict[str, str] = {t: provider for t, (provider, _d) in selected.items()}
+            for etype, fn in (effect_handlers or {}).items():
+                key = effect_type_value(etype)
+                self._handlers[key] = EffectHandlerDescriptor(effect_type=key, handler=legacy_handler(fn))
+                self._handler_providers[key] = "host"
+            pm.register(EffectDispatch(self._handlers), name="abstractruntime.kernel")
+            self._methods: Dict[str, Callable[..., Any]] = {}
+            self._bind_plugin_methods()
 
-        self._context = context if context is not None else DefaultRunContext()
-        self._workflow_registry = workflow_registry
-        self._artifact_store = artifact_store
-        self._config = config if config is not None else RuntimeConfig()
-        self._chat_summarizer = chat_summarizer
-        self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
-        self._locks_guard = threading.Lock()
-        self._subscriptions = LedgerSubscriptions()
-        self._writer = RunWriter(runtime=self, backend=self._backend, run_store=run_store,
-                                 ledger_store=ledger_store, hooks=self._hooks, publish=self._subscriptions.publish)
-        self._effects = EffectExecutor(
-            runtime=self, hooks=self._hooks, handlers=self._handlers,
-            policy=effect_policy if effect_policy is not None else DefaultEffectPolicy(),
-            commit=self._writer.commit, find_prior=self._writer.find_prior,
-            sleep=sleep if sleep is not None else (lambda seconds: time.sleep(seconds)),  # looked up at call time
-        )
-        try:
+            self._context = context if context is not None else DefaultRunContext()
+            self._workflow_registry = workflow_registry
+            self._artifact_store = artifact_store
+            self._config = config if config is not None else RuntimeConfig()
+            self._chat_summarizer = chat_summarizer
+            self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
+            self._locks_guard = threading.Lock()
+            self._subscriptions = LedgerSubscriptions()
+            self._writer = RunWriter(runtime=self, backend=self._backend, run_store=run_store,
+                                     ledger_store=ledger_store, hooks=self._hooks,
+                                     publish=self._subscriptions.publish)
+            self._effects = EffectExecutor(
+                runtime=self, hooks=self._hooks, handlers=self._handlers,
+                policy=effect_policy if effect_policy is not None else DefaultEffectPolicy(),
+                commit=self._writer.commit, find_prior=self._writer.find_prior,
+                sleep=sleep if sleep is not None else (lambda seconds: time.sleep(seconds)),  # looked up per call
+            )
             self._hooks.runtime_created(runtime=self)
         except BaseException:
-            self.close()  # the store this runtime opened, if any
+            self.close()
             raise
 
     def _bind_plugin_methods(self) -> None:

@@ -37,7 +37,9 @@ _ROOT_NAMES = {
         "WorkflowBundleRegistry", "WorkflowEntrypointRef", "default_workflow_bundles_dir", "sanitize_bundle_id",
         "sanitize_bundle_version",
     ],
-    "abstractruntime_scheduler.scheduler": ["Scheduler", "SchedulerStats", "ScheduledRuntime", "create_scheduled_runtime"],
+    "abstractruntime_scheduler.scheduler": [
+        "Scheduler", "SchedulerStats", "ScheduledRuntime", "create_scheduled_runtime",
+    ],
     "abstractruntime_compat.identity": ["ActorFingerprint"],
     "abstractruntime_pluginkit.registry": ["WorkflowRegistry"],
     "abstractruntime_observation": ["LimitWarning"],

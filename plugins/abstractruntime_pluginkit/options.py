@@ -13,7 +13,8 @@ parsed once per runtime) or :func:`structure_options` (any raw dict, e.g. a stor
 
 Types are converted with the codec's cattrs converter (plus the coercions configuration text needs: ``"true"``,
 ``"8"``); unknown keys, wrong types and failed validators are :class:`~abstractruntime.errors.ConfigurationError`
-with one wording everywhere (``plugin_options.scheduler.workers must be an integer, got 'many'``;
+with one wording everywhere (``plugin_options.scheduler.workers must be an integer, got 'many'``, or with a
+phrase as ``where``: ``lmdb store options: 'map_size' must be an integer, got 'big'``;
 ``Unknown option(s) 'wrkers' in plugin_options.scheduler; valid options: poll_interval_s, workers``).
 """
 
@@ -131,7 +132,8 @@ def structure_options(cls: Any, raw: Optional[Mapping[str, Any]], *, where: str)
         try:
             values[name] = _CONVERTER.structure(value, fields[name].type)
         except Exception as exc:
-            raise ConfigurationError(f"{where}.{name} must be {_expected(fields[name].type)}, got {value!r}") from None
+            key = f"{where}.{name}" if " " not in where else f"{where}: {name!r}"  # a dotted path, or a phrase
+            raise ConfigurationError(f"{key} must be {_expected(fields[name].type)}, got {value!r}") from None
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
