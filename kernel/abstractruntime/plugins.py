@@ -260,8 +260,10 @@ class Hooks:
         hook = getattr(self._hook, hook_name)
         return hook(**kwargs) if hook.get_hookimpls() else default
 
-    def fault_point(self, *, point: str, run_id: str) -> None:
-        self._call("abstractruntime_fault_point", point=point, run_id=run_id)
+    def fault_point(self, *, point: str, run_id: str) -> None:  # twice per commit: the cheapest check
+        hook = self._hook.abstractruntime_fault_point
+        if hook.get_hookimpls():
+            hook(point=point, run_id=run_id)
 
     def poll_wait(self, *, runtime: Any, run: RunState) -> Optional[Dict[str, Any]]:
         return self._call("abstractruntime_poll_wait", runtime=runtime, run=run)

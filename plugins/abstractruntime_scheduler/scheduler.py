@@ -402,7 +402,19 @@ class ScheduledRuntime:
             self.scheduler.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        """Stop the scheduler after the steps in flight; the runtime stays usable (``start_scheduler()`` again)."""
         self.scheduler.stop(timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the scheduler and close the store the runtime opened from configuration (``store=``, ...)."""
+        self.scheduler.stop(timeout)
+        self.runtime.close()
+
+    def __enter__(self) -> "ScheduledRuntime":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def create_scheduled_runtime(
@@ -413,7 +425,7 @@ def create_scheduled_runtime(
     effect_policy: Any = None,
     workflows: Optional[Sequence[WorkflowSpec]] = None,
     effect_handlers: Optional[Dict[Any, Callable[..., Any]]] = None,
-    poll_interval_s: float = 1.0,
+    poll_interval_s: Optional[float] = None,
     auto_start: bool = True,
     on_run_resumed: Optional[Callable[[RunState], None]] = None,
     on_run_failed: Optional[Callable[[str, BaseException], None]] = None,
@@ -422,24 +434,45 @@ def create_scheduled_runtime(
     chat_summarizer: Any = None,
     settings: Any = None,
     workers: Optional[int] = None,
+    store: Optional[str] = None,
 ) -> ScheduledRuntime:
-    """Reference factory. Missing stores default to in-memory ones (one shared backend when both are missing)."""
+    """Reference factory, with the configuration the rest of the runtime takes.
+
+    The stores are the ones given; else the store the configuration names -- ``store=`` (a URL such as
+    ``"lmdb:///var/lib/app/runs"``), ``settings=`` (anything ``Runtime.from_config`` takes: a dict, a TOML file path,
+    ``Settings``) or the environment (``ABSTRACTRUNTIME_STORE``, ``ABSTRACTRUNTIME_CONFIG``) -- which the runtime
+    opens and ``close()`` closes; else, as in 0.4.2, in-memory stores sharing one backend, and one warning says that
+    nothing will survive the process. ``poll_interval_s`` and ``workers`` default to the ``scheduler`` plugin options.
+    """
     from abstractruntime import Runtime
+    from abstractruntime.settings import load_settings
     from abstractruntime_inmemory.store import InMemoryLedgerStore, InMemoryRunStore, MemoryBackend
 
-    if run_store is None and ledger_store is None:
+    resolved = load_settings(settings)
+    if store is not None:
+        resolved = attrs.evolve(resolved, store=store)
+    if run_store is None and ledger_store is None and resolved.store is None:
+        log.warning("scheduler_store_in_memory",
+                    hint="create_scheduled_runtime() was given no store and no configuration names one, so its runs "
+                         "live in memory and are lost when the process ends (the 0.4.2 default); pass "
+                         "store='lmdb:///path/to/runs' (or settings=..., or set ABSTRACTRUNTIME_STORE) to keep them")
         backend = MemoryBackend()
         run_store, ledger_store = backend.run_store, backend.ledger_store
-    run_store = run_store if run_store is not None else InMemoryRunStore()
-    ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
+    elif (run_store is None) != (ledger_store is None):
+        run_store = run_store if run_store is not None else InMemoryRunStore()
+        ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore()
     registry = WorkflowRegistry()
     for spec in workflows or ():
         registry.register(spec)
     runtime = Runtime(run_store=run_store, ledger_store=ledger_store, effect_handlers=effect_handlers,
                       workflow_registry=registry, artifact_store=artifact_store, effect_policy=effect_policy,
-                      config=config, context=context, chat_summarizer=chat_summarizer, settings=settings)
-    scheduler = Scheduler(runtime=runtime, registry=registry, poll_interval_s=poll_interval_s,
-                          on_run_resumed=on_run_resumed, on_run_failed=on_run_failed, workers=workers)
+                      config=config, context=context, chat_summarizer=chat_summarizer, settings=resolved)
+    try:
+        scheduler = Scheduler(runtime=runtime, registry=registry, poll_interval_s=poll_interval_s,
+                              on_run_resumed=on_run_resumed, on_run_failed=on_run_failed, workers=workers)
+    except BaseException:
+        runtime.close()
+        raise
     if auto_start:
         scheduler.start()
     return ScheduledRuntime(runtime=runtime, scheduler=scheduler, registry=registry)
