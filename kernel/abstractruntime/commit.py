@@ -126,6 +126,12 @@ class RunWriter:
                 latest = row
         return latest
 
+    def resumed(self, run_id: str, wait_key: str) -> bool:
+        """Was a wait with this key of the run resumed already (a ``resume`` row in its ledger)?"""
+        return any((row.get("effect") or {}).get("type") == "resume"
+                   and ((row["effect"].get("payload") or {}).get("wait_key") == wait_key)
+                   for row in reversed(self._ledger_store.list(run_id)))
+
     def changed_elsewhere(self, run: RunState) -> bool:
         """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did?"""
         if self._backend.supports(Capability.REVISION_PROBE):

@@ -67,12 +67,7 @@ def compute_idempotency_key(*, run_id: str, node_id: str, effect: Effect, step: 
     effect_type = effect_type_value(effect.type)
     if effect_type == EffectType.TOOL_CALLS.value:
         payload = _normalize_tool_calls_payload(payload)
-    data: Dict[str, Any] = {
-        "run_id": run_id,
-        "node_id": node_id,
-        "effect_type": effect_type,
-        "effect_payload": payload,
-    }
+    data: Dict[str, Any] = {"run_id": run_id, "node_id": node_id, "effect_type": effect_type, "effect_payload": payload}
     if step is not None:
         data["step"] = step
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -468,14 +468,18 @@ class Runtime:
         payload: Dict[str, Any],
         max_steps: int = 100,
     ) -> RunState:
-        """Deliver ``payload`` to a waiting run and continue it (the waiting node is not executed again)."""
+        """Deliver ``payload`` to a waiting run and continue it (the waiting node is not executed again). If the
+        wait ``wait_key`` names was already resumed (by a driver, say), the run's current state is returned."""
         with self._lock(run_id):
             run = self._load(run_id)
+            wait = run.waiting
+            if wait_key is not None and (wait is None or wait.wait_key != wait_key) and self._writer.resumed(
+                    run_id, wait_key):
+                return run  # the transition the caller asks for was made already
             if run.is_paused:
                 raise RunPausedError("Run is paused (call resume_run first)", run_id=run_id)
-            if run.status is not RunStatus.WAITING or run.waiting is None:
+            if run.status is not RunStatus.WAITING or wait is None:
                 raise RunNotWaitingError(f"Run is not waiting (status: {run.status.value})", run_id=run_id)
-            wait = run.waiting
             if wait_key is not None and wait.wait_key is not None and wait_key != wait.wait_key:
                 raise WaitKeyMismatchError(run_id=run_id, expected=wait.wait_key, got=wait_key)
             expected = run.revision

@@ -27,7 +27,7 @@ from abstractruntime import codec
 from abstractruntime.errors import AbstractRuntimeError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
-from abstractruntime.storage.base import Capability, StepCommit, committer_for
+from abstractruntime.storage.base import Capability, StepCommit, backend_for
 from abstractruntime_artifacts.store import ArtifactMetadata, is_artifact_ref, validate_artifact_id
 from abstractruntime_storekit.files import fsync_dir, temp_path
 
@@ -300,7 +300,7 @@ def import_history_bundle(
     for meta, content in to_store:
         target.store(content, content_type=meta.content_type, run_id=meta.run_id, tags=dict(meta.tags),
                      artifact_id=meta.artifact_id)
-    commit = committer_for(runtime.run_store, runtime.ledger_store)
+    commit = backend_for(runtime.run_store, runtime.ledger_store).commit_step
     n_records = 0
     for run, records in _parents_first(runs):
         commit(StepCommit(run=run, run_json=codec.encode_run(run), records=records,

@@ -5,12 +5,14 @@ hook). The builtin plugins are built on it, and so can a third-party one:
 * :mod:`.paths` -- :func:`get_path` / :func:`parse_path` / :func:`set_path`, the one implementation of paths into
   run variables (dotted, bracketed, JSON pointer);
 * :mod:`.registry` -- :class:`WorkflowRegistry`, workflow specs by id (the reference's registry);
+* :mod:`.drivers` -- :func:`attach_driver` / :func:`is_driven`: which runtimes a scheduler or worker drives;
 * :mod:`.run_tree` -- a run's ancestors, root and the runs an effect may address (``target_run_id``);
 * :mod:`.event_keys` -- :func:`build_event_wait_key`, the reference's event wait-key format.
 
 Store authors have ``abstractruntime_storekit`` as well.
 """
 
+from .drivers import attach_driver, is_driven
 from .event_keys import SCOPES, build_event_wait_key
 from .options import plugin_options, structure_options
 from .registry import WorkflowRegistry
@@ -18,5 +20,5 @@ from .run_tree import ancestors, find_in_run_tree, root_of
 
 __all__ = [
     "plugin_options", "structure_options", "WorkflowRegistry", "ancestors", "root_of", "find_in_run_tree",
-    "build_event_wait_key", "SCOPES",
+    "build_event_wait_key", "SCOPES", "attach_driver", "is_driven",
 ]

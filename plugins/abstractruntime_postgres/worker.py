@@ -32,8 +32,9 @@ from attrs import define, field
 
 from abstractruntime.errors import ConfigurationError, InvalidStateError, NotFoundError, ValidationError
 from abstractruntime.logs import get_logger
-from abstractruntime.storage.base import Capability
 from abstractruntime.models import RunState, RunStatus, WaitReason, utc_now_iso
+from abstractruntime.storage.base import Capability
+from abstractruntime_pluginkit import attach_driver
 
 log = get_logger("abstractruntime.postgres.worker")
 
@@ -70,6 +71,7 @@ class PostgresWorker:
             raise ValidationError(f"lease_s must be positive, got {lease_s!r}")
         self.runtime = runtime
         self.backend = backend
+        attach_driver(runtime, self)  # finished children wake their parents (the subworkflows plugin)
         self.registry = registry
         self.worker_id = worker_id or default_worker_id()
         self.lease_s = float(lease_s)

@@ -34,7 +34,7 @@ from abstractruntime.errors import (
 )
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
-from abstractruntime_pluginkit import plugin_options
+from abstractruntime_pluginkit import attach_driver, plugin_options
 from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_pluginkit.queries import answers_run_queries
 
@@ -110,6 +110,7 @@ class Scheduler:
         if runtime.workflow_registry is None:
             runtime.set_workflow_registry(registry)  # effects (subworkflows, events) find workflows here
         runtime.stash.setdefault_factory(_ATTACHED, weakref.WeakSet).add(self)
+        attach_driver(runtime, self)  # finished children wake their parents now (the subworkflows plugin)
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     @property
@@ -300,6 +301,8 @@ class Scheduler:
                                                 workflow_id=workflow_id, limit=limit)
 
     def resume_subworkflow_parent(self, *, child_run_id: str, child_output: Any) -> Optional[RunState]:
+        """Resume the parent waiting for this child (reference API); the parent's current state if it was resumed
+        for this child already (by this scheduler's automatic wake-up, say); None if there is no such parent."""
         child = self.runtime.run_store.load(child_run_id)
         if child is None or not child.parent_run_id:
             return None
@@ -307,6 +310,9 @@ class Scheduler:
         wait = parent.waiting if parent is not None else None
         if (parent is None or parent.status is not RunStatus.WAITING or parent.is_paused or wait is None
                 or wait.reason is not WaitReason.SUBWORKFLOW or (wait.details or {}).get("sub_run_id") != child_run_id):
+            if parent is not None and _resumed(self.runtime, parent.run_id, lambda p: p.get("wait_key") ==
+                                               f"subworkflow:{child_run_id}"):
+                return parent
             return None
         spec = self.registry.get_or_raise(parent.workflow_id)
         return self.runtime.resume(workflow=spec, run_id=parent.run_id, wait_key=wait.wait_key,
@@ -330,6 +336,18 @@ class Scheduler:
                 if child.status in (RunStatus.RUNNING, RunStatus.WAITING):
                     queue.append(child.run_id)
         return out
+
+
+def _resumed(runtime: Any, run_id: str, match: Callable[[Dict[str, Any]], bool], last: bool = False) -> bool:
+    """Does the run's ledger have a ``resume`` row whose payload matches (only its last resume row, with ``last``)?"""
+    for row in reversed(runtime.get_ledger(run_id)):
+        effect = row.get("effect") or {}
+        if effect.get("type") == "resume":
+            if match(effect.get("payload") or {}):
+                return True
+            if last:
+                return False
+    return False
 
 
 @define
@@ -363,6 +381,12 @@ class ScheduledRuntime:
                                  max_steps=max_steps)
 
     def respond(self, run_id: str, payload: Dict[str, Any]) -> RunState:
+        """Deliver a person's answer to the run's wait. The same answer delivered again (a retried request) returns
+        the run's current state: the scheduler may have continued it already."""
+        current = self.runtime.get_state(run_id)
+        if current.status is not RunStatus.WAITING and _resumed(self.runtime, run_id,
+                                                                lambda p: p.get("payload") == payload, last=True):
+            return current
         state, _spec = self.scheduler._waiting(run_id)
         if not state.waiting.wait_key:
             raise RunNotWaitingError(f"Run {run_id} has no wait key to respond to", run_id=run_id)

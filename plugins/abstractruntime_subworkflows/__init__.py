@@ -1,18 +1,25 @@
-"""Builtin plugin ``subworkflows``: the START_SUBWORKFLOW effect and automatic parent wake-up.
+"""Builtin plugin ``subworkflows``: the START_SUBWORKFLOW effect and automatic parent wake-up under a driver.
 
 Children are started through ``Runtime.workflow_registry`` with ``parent_run_id`` set (``list_children`` finds
 them). Sync children are ticked inside the effect; async children are left to be driven. When a child reaches a
-terminal status and its parent waits for it (``wait_key == "subworkflow:<child_run_id>"``), the parent is
-resumed with ``{sub_run_id, output}`` -- no host code needed (the reference left this to the host).
+terminal status and its parent waits for it (``wait_key == "subworkflow:<child_run_id>"``), the parent is resumed
+with ``{sub_run_id, output}`` -- **when a driver drives the runtime** (the scheduler, the PostgreSQL worker:
+``abstractruntime_pluginkit.is_driven``) or ``[abstractruntime.plugin_options.subworkflows] drive_parents = true``.
+A bare ``Runtime`` leaves the parent waiting for its host, as 0.4.2 does (``resume`` or
+``Scheduler.resume_subworkflow_parent``); a parent the host ticks after its child finished resumes then
+(``abstractruntime_poll_wait``), which is also how a driver finds the parents whose wake-up it missed.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from attrs import frozen
+
 from abstractruntime import EffectHandlerDescriptor, EffectType, RunState, RunStatus, WaitReason, WaitState, hookimpl
 from abstractruntime.errors import ConcurrentModificationError, RunNotWaitingError, WaitKeyMismatchError
 from abstractruntime.logs import get_logger
+from abstractruntime_pluginkit import is_driven, plugin_options
 
 from .start import start_subworkflow, wrap_child_result
 
@@ -20,6 +27,19 @@ from .start import start_subworkflow, wrap_child_result
 abstractruntime_requires = ("observation",)
 
 log = get_logger("abstractruntime.subworkflows")
+
+
+@frozen
+class SubworkflowsOptions:
+    """``[abstractruntime.plugin_options.subworkflows]``: ``drive_parents`` -- resume (and tick) the waiting parent of
+    a finished child inside the child's commit even without a driver (default: only under a driver)."""
+
+    drive_parents: bool = False
+
+
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    plugin_options(runtime, "subworkflows", SubworkflowsOptions)
 
 
 @hookimpl
@@ -67,8 +87,11 @@ def abstractruntime_poll_wait(runtime: Any, run: RunState) -> Optional[Dict[str,
 
 @hookimpl
 def abstractruntime_run_status_changed(run: RunState, runtime: Any) -> None:
-    """Wake the parent that waits for this child, once the child is finished."""
+    """Wake the parent that waits for this child, once the child is finished -- under a driver (or with
+    ``drive_parents``); a bare runtime leaves that transition to its host, as 0.4.2 does."""
     if not run.parent_run_id or not run.status.is_terminal:
+        return
+    if not (is_driven(runtime) or plugin_options(runtime, "subworkflows", SubworkflowsOptions).drive_parents):
         return
     parent = runtime.run_store.load(run.parent_run_id)
     wait = parent.waiting if parent is not None else None

@@ -173,12 +173,20 @@ def test_resume_of_an_event_wait_continues_to_completion():
     assert rt.get_ledger(run_id)[2]["effect"]["payload"]["wait_reason"] == "event"
 
 
-def test_resume_twice_raises_not_waiting():
+def test_resuming_a_wait_that_was_resumed_already_returns_the_state_and_writes_nothing():
+    """A host call for a transition that was made already (by a driver, or a retried request) is harmless: the
+    current state comes back. Resuming a wait the run never had is still refused."""
     rt = runtime_on()
     wf, run_id, key, _ = waiting_run(rt)
-    rt.resume(workflow=wf, run_id=run_id, wait_key=key, payload={})
+    first = rt.resume(workflow=wf, run_id=run_id, wait_key=key, payload={})
+    rows = len(rt.get_ledger(run_id))
+    again = rt.resume(workflow=wf, run_id=run_id, wait_key=key, payload={})
+    assert again.status is first.status and again.revision == first.revision
+    assert len(rt.get_ledger(run_id)) == rows
     with pytest.raises(RunNotWaitingError):
-        rt.resume(workflow=wf, run_id=run_id, wait_key=key, payload={})
+        rt.resume(workflow=wf, run_id=run_id, wait_key="never-waited-for", payload={})
+    with pytest.raises(RunNotWaitingError):
+        rt.resume(workflow=wf, run_id=run_id, wait_key=None, payload={})
 
 
 # --- pause / resume_run ---------------------------------------------------------------------------------------------

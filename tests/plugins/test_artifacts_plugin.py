@@ -13,7 +13,7 @@ import pytest
 import abstractruntime_artifacts
 from abstractruntime import Effect, EffectType, Runtime, RunState, RunStatus, StepPlan, StepRecord, WorkflowSpec
 from abstractruntime.errors import ConfigurationError
-from abstractruntime.storage.base import committer_for
+from abstractruntime.storage.base import backend_for
 from abstractruntime.storage.artifacts import (
     Artifact,
     ArtifactMetadata,
@@ -328,7 +328,7 @@ def test_decorated_lmdb_stores_still_commit_each_step_once(tmp_path):
     assert isinstance(run_store.backend, _OffloadingBackend) and run_store.backend is ledger_store.backend
     assert run_store.backend.inner is backend and run_store.backend.capabilities == backend.capabilities
     assert run_store.backend.artifact_store() is artifacts and run_store.backend.run_locks is backend.run_locks
-    assert committer_for(run_store, ledger_store).__self__ is run_store.backend  # one transaction per step
+    assert backend_for(run_store, ledger_store) is run_store.backend  # one transaction per step
     try:
         rt = Runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifacts,
                      plugins=_plugins())

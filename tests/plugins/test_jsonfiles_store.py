@@ -14,7 +14,7 @@ import abstractruntime_jsonfiles
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec, codec
 from abstractruntime.errors import ConcurrentModificationError, ConfigurationError, CorruptStoreError
 from abstractruntime.models import RunState, StepRecord, StepStatus, WaitReason, WaitState
-from abstractruntime.storage.base import StepCommit, committer_for
+from abstractruntime.storage.base import StepCommit, backend_for
 from abstractruntime.testing import InjectedFault, StoreConformance
 from abstractruntime_jsonfiles.store import COMMITTED_KEY, JsonFilesBackend, JsonFileRunStore, JsonlLedgerStore
 
@@ -102,7 +102,7 @@ def test_reference_construction_shares_one_backend_and_commits_atomically(tmp_pa
     runs = JsonFileRunStore(d)
     ledger = JsonlLedgerStore(str(tmp_path / "ref" / ".." / "ref"))
     assert runs.backend is ledger.backend
-    assert committer_for(runs, ledger) == runs.backend.commit_step
+    assert backend_for(runs, ledger) is runs.backend
     rt = Runtime(run_store=runs, ledger_store=ledger)
     run_id = rt.start(workflow=WF, vars={"k": "v"})
     before = rt.get_state(run_id)

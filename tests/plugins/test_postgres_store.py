@@ -19,7 +19,7 @@ from abstractruntime.descriptors import StoreLocation
 from abstractruntime.errors import ConcurrentModificationError, ConfigurationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, StepRecord, StepStatus, WaitReason, WaitState
 from abstractruntime_pluginkit import WorkflowRegistry
-from abstractruntime.storage.base import StepCommit, committer_for
+from abstractruntime.storage.base import StepCommit, backend_for
 from abstractruntime.testing import StoreConformance
 from abstractruntime_postgres import LeaseLostError, RunLeasedError, parse_location
 from abstractruntime_postgres.schema import SCHEMA_VERSION
@@ -155,7 +155,7 @@ def test_runtime_from_config_url_options_and_schemes(pg_dsn):
         with b.pool.connection() as conn:
             assert conn.execute("SHOW application_name").fetchone()[0] == "ar-test"
             assert conn.execute("SELECT count(*) FROM custom.runs").fetchone()[0] == 0
-        assert committer_for(rt.run_store, rt.ledger_store) == b.commit_step
+        assert backend_for(rt.run_store, rt.ledger_store) is b
     with _runtime(pg_dsn, config={"store_options": {"pool_min": 0, "notify": False}}) as rt:
         assert rt.run_store.backend.schema == "abstractruntime"
 

@@ -11,7 +11,7 @@ import abstractruntime_sqlite
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec, codec
 from abstractruntime.errors import ConcurrentModificationError, ConfigurationError, CorruptStoreError, StoreError
 from abstractruntime.models import RunState, StepRecord, StepStatus, WaitReason, WaitState
-from abstractruntime.storage.base import StepCommit, committer_for
+from abstractruntime.storage.base import StepCommit, backend_for
 from abstractruntime.testing import InjectedFault, StoreConformance
 from abstractruntime_sqlite.store import SCHEMA_VERSION, SqliteDatabase, SqliteLedgerStore, SqliteRunStore
 
@@ -143,7 +143,7 @@ def test_reference_style_stores_share_the_database_and_commit_atomically(tmp_pat
     db = SqliteDatabase(tmp_path / "ref.db")
     runs, ledger = SqliteRunStore(db), SqliteLedgerStore(db)
     assert runs.backend is db and ledger.backend is db
-    assert committer_for(runs, ledger) == db.commit_step
+    assert backend_for(runs, ledger) is db
     run = _run(vars={"v": "before"})
     _commit(db, run, [_record(run, node="first")])
 
@@ -153,7 +153,7 @@ def test_reference_style_stores_share_the_database_and_commit_atomically(tmp_pat
     db.fault_injector = fail
     run.vars["v"] = "after"
     with pytest.raises(InjectedFault, match="commit:after-checkpoint"):
-        committer_for(runs, ledger)(StepCommit(
+        backend_for(runs, ledger).commit_step(StepCommit(
             run=run, run_json=codec.encode_run(run), records=(_record(run, node="second"),),
             record_jsons=(codec.encode_record(_record(run, node="second")),), expected_revision=1))
     db.fault_injector = None

@@ -1,5 +1,7 @@
 """START_SUBWORKFLOW (builtin ``subworkflows`` plugin): reference §8, §3.5 (wrap_as_tool_result) and §17 #13
-(parents are woken automatically when their child finishes). Real stores, real registry, no mocks."""
+(parents are woken automatically when their child finishes -- under a driver, or with ``drive_parents``, as most
+tests here configure; a bare runtime keeps 0.4.2's semantics: tests/plugins/test_own_runner.py). Real stores, real
+registry, no mocks."""
 
 from __future__ import annotations
 
@@ -75,8 +77,12 @@ def parent_wf(sub_payload: Dict[str, Any], workflow_id: str = "parent") -> Workf
 CHILDREN = (child_done_wf(), child_fail_wf(), child_ask_wf())
 
 
+#: automatic parent wake-up without a scheduler: asked for by configuration (a bare runtime does not do it)
+DRIVE_PARENTS = {"plugin_options": {"subworkflows": {"drive_parents": True}}}
+
+
 def make_runtime(*specs: WorkflowSpec, registry: bool = True, backend: Optional[MemoryBackend] = None,
-                 plugins=()) -> Runtime:
+                 plugins=(), drive_parents: bool = True) -> Runtime:
     b = backend if backend is not None else MemoryBackend()
     reg = None
     if registry:
@@ -84,7 +90,8 @@ def make_runtime(*specs: WorkflowSpec, registry: bool = True, backend: Optional[
         for spec in specs + CHILDREN:
             if spec.workflow_id not in reg:
                 reg.register(spec)
-    return Runtime(run_store=b.run_store, ledger_store=b.ledger_store, workflow_registry=reg, plugins=plugins)
+    return Runtime(run_store=b.run_store, ledger_store=b.ledger_store, workflow_registry=reg, plugins=plugins,
+                   settings=DRIVE_PARENTS if drive_parents else None)
 
 
 def run_parent(rt: Runtime, parent: WorkflowSpec, **start_kw: Any):
@@ -512,7 +519,7 @@ def test_waiting_child_wakes_parent_on_lmdb(tmp_path):
     reg = WorkflowRegistry()
     for spec in (parent,) + CHILDREN:
         reg.register(spec)
-    rt = Runtime.from_config({"store": f"lmdb://{tmp_path}/db"}, workflow_registry=reg)
+    rt = Runtime.from_config({"store": f"lmdb://{tmp_path}/db", **DRIVE_PARENTS}, workflow_registry=reg)
     try:
         pid, state = run_parent(rt, parent, session_id="s1")
         assert state.status is RunStatus.WAITING
@@ -553,7 +560,7 @@ def test_a_retried_step_waits_for_a_running_child_instead_of_driving_it_a_second
     reg.register(child)
     reg.register(parent)
     rt = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store, workflow_registry=reg,
-                 plugins=[Work()])
+                 plugins=[Work()], settings=DRIVE_PARENTS)
     pid = rt.start(workflow=parent)
     state = rt.get_state(pid)
     step_effect = parent.nodes[state.current_node](state, rt.context).effect

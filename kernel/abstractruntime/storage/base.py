@@ -272,14 +272,9 @@ def backend_for(run_store: Any, ledger_store: Any) -> StoreBackend:
     return SplitBackend(run_store, ledger_store)
 
 
-def committer_for(run_store: Any, ledger_store: Any) -> Callable[[StepCommit], None]:
-    """``backend_for(run_store, ledger_store).commit_step``."""
-    return backend_for(run_store, ledger_store).commit_step
-
-
 __all__ = [
     "RunStore", "LedgerStore", "Capability",
-    "CommitView", "Precondition", "StepCommit", "StoreBackend", "SplitBackend", "backend_for", "committer_for",
+    "CommitView", "Precondition", "StepCommit", "StoreBackend", "SplitBackend", "backend_for",
     "check_reservations", "declared_capabilities",
 ]
 

@@ -53,8 +53,7 @@ def _tree():
                                                                 "double": load("example_c_double")})
 
 
-def test_example_c_subflow_host_ticks_the_child_and_the_parent_wakes_up():
-    rt = memory_runtime()
+def _example_c_child_done(rt):
     specs = _tree()
     assert set(specs) == {"main", "double"}
     for spec in specs.values():
@@ -72,6 +71,25 @@ def test_example_c_subflow_host_ticks_the_child_and_the_parent_wakes_up():
     assert child.vars["x"] == 21 and child.parent_run_id == run_id
     child = rt.tick(workflow=specs["double"], run_id=child_id)
     assert child.status is RunStatus.COMPLETED and child.output == {"y": 42.0, "success": True}
+    return specs, run_id, child
+
+
+def test_example_c_subflow_host_ticks_the_child_and_resumes_the_parent():
+    """The spec's host, on a bare runtime (0.4.2 semantics): the parent waits until the host resumes it."""
+    from abstractruntime_scheduler import Scheduler
+
+    rt = memory_runtime()
+    specs, run_id, child = _example_c_child_done(rt)
+    assert rt.get_state(run_id).status is RunStatus.WAITING  # a bare runtime does not drive the parent
+    scheduler = Scheduler(runtime=rt, registry=rt.workflow_registry)  # not started: the host drives
+    parent = scheduler.resume_subworkflow_parent(child_run_id=child.run_id, child_output=child.output)
+    assert parent.status is RunStatus.COMPLETED
+    assert parent.output == {"answer": 42.0, "success": True}
+
+
+def test_example_c_subflow_parent_wakes_up_under_drive_parents():
+    rt = memory_runtime(settings={"plugin_options": {"subworkflows": {"drive_parents": True}}})
+    _specs, run_id, _child = _example_c_child_done(rt)
     parent = rt.get_state(run_id)  # woken automatically when the child finished
     assert parent.status is RunStatus.COMPLETED
     assert parent.output == {"answer": 42.0, "success": True}
