@@ -207,7 +207,7 @@ def test_install_is_all_or_nothing_even_when_interrupted(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert list((tmp_path / "reg").iterdir()) == []
     # a temp file left by a killed process is ignored by scan
-    (tmp_path / "reg" / ".install-abc.tmp").write_bytes(b"partial")
+    (tmp_path / "reg" / ".install.flow.0123abcd.tmp").write_bytes(b"partial")
     assert reg.scan() == []
     assert reg.install(src).bundle_version == "3.0.0"
 
