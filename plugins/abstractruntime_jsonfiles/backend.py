@@ -92,7 +92,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, StepRecord
 from abstractruntime.storage.base import Capability, CommitView, StepCommit, StoreBackend
 from abstractruntime_storekit import RunLocks, SortedRunIndex
-from abstractruntime_storekit.files import fsync_dir, write_atomic
+from abstractruntime_storekit.files import FileSiblings, fsync_dir, write_atomic
 
 from .fileio import (
     COMMITTED_KEY,
@@ -128,7 +128,7 @@ class _Plan:
 
 
 # --- the backend ------------------------------------------------------------------------------------------------
-class JsonFilesBackend(LedgerReads, RunFileIndex, StoreBackend):
+class JsonFilesBackend(LedgerReads, RunFileIndex, FileSiblings, StoreBackend):
     """A directory of ``run_<id>.json`` / ``ledger_<id>.jsonl`` files. ``fsync=True`` (default) fsyncs commits."""
 
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
@@ -278,21 +278,10 @@ class JsonFilesBackend(LedgerReads, RunFileIndex, StoreBackend):
             )
         return revision
 
-    # --- sibling services: files in the same directory --------------------------------------------------------
-    def artifact_store(self) -> Any:
-        from abstractruntime_artifacts.store import FileArtifactStore
-
-        return FileArtifactStore(self.path)
-
-    def snapshot_store(self) -> Any:
-        from abstractruntime_snapshots.store import JsonSnapshotStore
-
-        return JsonSnapshotStore(self.path / "snapshots")
-
-    def command_store(self) -> Any:
-        from abstractruntime_commands.store import JsonlCommandStore
-
-        return JsonlCommandStore(self.path)
+    # --- sibling services (FileSiblings): files in the same directory ----------------------------------------
+    @property
+    def sibling_dir(self) -> Path:
+        return self.path
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def _latest_status(self, run_id: str, led: "_Ledger", fd: int, key: str) -> Optional[str]:

@@ -41,6 +41,7 @@ from abstractruntime.errors import ConcurrentModificationError, CorruptStoreErro
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
 from abstractruntime_storekit import IndexedRunQueries, RunLocks, check_contiguous, index_entries
+from abstractruntime_storekit.files import FileSiblings
 
 from . import DEFAULT_MAP_SIZE
 
@@ -163,7 +164,7 @@ def _file_size(path: Path) -> int:
         return 0
 
 
-class LmdbBackend(StoreBackend):
+class LmdbBackend(FileSiblings, StoreBackend):
     """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit: the
     data pages, then the meta page (``metasync``, default ``sync``). ``metasync=False`` saves the second fsync; an
     OS crash or power loss may then undo the last commit (never corrupt the store, per LMDB's documentation)."""
@@ -346,21 +347,10 @@ class LmdbBackend(StoreBackend):
         key = _ledger_prefix(rid) + _U64.pack(seq)
         return self.ledger_store._decode(run_id, key, txn.get(key))
 
-    # --- sibling services: files beside the environment ---------------------------------------------------------
-    def artifact_store(self) -> Any:
-        from abstractruntime_artifacts.store import FileArtifactStore
-
-        return FileArtifactStore(self.path)
-
-    def snapshot_store(self) -> Any:
-        from abstractruntime_snapshots.store import JsonSnapshotStore
-
-        return JsonSnapshotStore(self.path / "snapshots")
-
-    def command_store(self) -> Any:
-        from abstractruntime_commands.store import JsonlCommandStore
-
-        return JsonlCommandStore(self.path)
+    # --- sibling services (FileSiblings): files beside the environment -------------------------------------------
+    @property
+    def sibling_dir(self) -> Path:
+        return self.path
 
     @staticmethod
     def last_seq(txn: Any, rid: bytes) -> int:

@@ -37,6 +37,7 @@ from abstractruntime.errors import ConcurrentModificationError, CorruptStoreErro
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
 from abstractruntime_storekit import RunLocks, check_contiguous, run_index_row, timer_index_value
+from abstractruntime_storekit.files import FileSiblings
 
 from .connection import BUSY_TIMEOUT_MS, CONNECT_TIMEOUT, DURABILITY, SqliteConnections
 from .schema import _INSERT_RUN, _UPDATE_RUN, _UPDATE_RUN_AT_REVISION, SCHEMA_VERSION, _run_columns
@@ -63,7 +64,7 @@ def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterator[Sequence[st
         yield items[i: i + size]
 
 
-class SqliteDatabase(SqliteConnections, StoreBackend):
+class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
     """A SQLite database file holding runs and ledger; it is also the store backend (``commit_step``)."""
 
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
@@ -181,16 +182,10 @@ class SqliteDatabase(SqliteConnections, StoreBackend):
                            (run_id,)).fetchone()
         return self.decode_record(run_id, row[0], row[1]) if row is not None else None
 
-    # --- sibling services: files beside the database, the command inbox in it --------------------------------
-    def artifact_store(self) -> Any:
-        from abstractruntime_artifacts.store import FileArtifactStore
-
-        return FileArtifactStore(self._path.parent)
-
-    def snapshot_store(self) -> Any:
-        from abstractruntime_snapshots.store import JsonSnapshotStore
-
-        return JsonSnapshotStore(self._path.parent / "snapshots")
+    # --- sibling services (FileSiblings): files beside the database, the command inbox in it ------------------
+    @property
+    def sibling_dir(self) -> Path:
+        return self._path.parent
 
     def command_store(self) -> Any:
         from abstractruntime_commands.store import SqliteCommandStore

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -65,3 +65,28 @@ def write_atomic(path: PathLike, data: bytes, *, fsync: bool = True, mode: int =
 
 
 __all__ = ["write_atomic", "fsync_dir", "temp_path"]
+
+
+class FileSiblings:
+    """A file-based store's sibling services (``StoreBackend.artifact_store()`` / ``snapshot_store()`` /
+    ``command_store()``) as files in one directory, :attr:`sibling_dir`: artifacts in it, snapshots in its
+    ``snapshots/``, the command inbox as a JSONL file. Mix in before ``StoreBackend``."""
+
+    @property
+    def sibling_dir(self) -> Path:  # pragma: no cover - every user defines it
+        raise NotImplementedError
+
+    def artifact_store(self) -> Any:
+        from abstractruntime_artifacts.store import FileArtifactStore
+
+        return FileArtifactStore(self.sibling_dir)
+
+    def snapshot_store(self) -> Any:
+        from abstractruntime_snapshots.store import JsonSnapshotStore
+
+        return JsonSnapshotStore(self.sibling_dir / "snapshots")
+
+    def command_store(self) -> Any:
+        from abstractruntime_commands.store import JsonlCommandStore
+
+        return JsonlCommandStore(self.sibling_dir)
