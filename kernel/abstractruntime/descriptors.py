@@ -60,6 +60,8 @@ class StoreLocation:
     scheme: str
     path: str
     options: Dict[str, Any] = field(factory=dict)
+    #: option ``read_only``: open what exists, create nothing (no store, lock or index file), refuse every write
+    read_only: bool = False
 
 
 @frozen
@@ -93,13 +95,15 @@ class CliCommandDescriptor:
     """A subcommand of the ``abstractruntime`` CLI.
 
     ``configure(parser)`` adds arguments to an ``argparse`` sub-parser; ``run(args, runtime) -> int`` executes it
-    with a runtime built from ``--store`` / the configuration and returns the exit code.
+    with a runtime built from ``--store`` / the configuration and returns the exit code. ``store`` says what the
+    command does with the store: ``"write"``, ``"read"`` (opened ``read_only``: nothing is created) or ``"none"``.
     """
 
     name: str
     help: str
     configure: Callable[[Any], None]
     run: Callable[[Any, "Any"], int]
+    store: str = "write"
 
 
 def legacy_handler(fn: Callable[..., EffectOutcome]) -> EffectHandlerFn:

@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 log = get_logger("abstractruntime")
 
 
+def _attempts(n: int) -> str:
+    return f"{n} attempt" + ("s" if n != 1 else "")  # the reference wrote "1 attempts" (docs/compatibility.md)
+
+
 class EffectDispatch:
     """The kernel's own ``abstractruntime_execute_effect``: run the handler registered for the effect type."""
 
@@ -130,7 +134,7 @@ class EffectExecutor:
             attempt = int(prior.get("attempt") or 1) + 1
             if attempt > max_attempts:
                 return EffectOutcome.failed(
-                    f"Effect failed after {attempt - 1} attempts: {prior.get('error') or 'unknown error'}"
+                    f"Effect failed after {_attempts(attempt - 1)}: {prior.get('error') or 'unknown error'}"
                 )
         while True:
             if in_doubt is not None:
@@ -178,7 +182,7 @@ class EffectExecutor:
             error = outcome.error or "unknown error"
             records.append(started.finish_failure(error))
             if attempt >= max_attempts:
-                return EffectOutcome.failed(f"Effect failed after {attempt} attempts: {error}")
+                return EffectOutcome.failed(f"Effect failed after {_attempts(attempt)}: {error}")
             delay = self.policy.backoff_seconds(effect=effect, attempt=attempt)
             if delay > 0:
                 self._sleep(delay)

@@ -28,41 +28,27 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 @hookspec
 def abstractruntime_register_effect_handlers() -> "List[EffectHandlerDescriptor]":
-    """Collector. Return the effect handlers this plugin provides.
-
-    Called once when a ``Runtime`` is built. Two plugins providing the same effect type is an error unless the
-    configuration's ``[effects]`` table names the plugin to use for that type.
-    """
+    """Collector. The effect handlers this plugin provides (called once per ``Runtime``). Two plugins providing one
+    effect type is an error unless the configuration's ``[effects]`` table names the plugin to use."""
 
 
 @hookspec
 def abstractruntime_register_stores() -> "List[StoreDescriptor]":
-    """Collector. Return the store backends this plugin provides.
-
-    Called when a ``Runtime`` resolves its store from configuration. Store names and URL schemes must be unique.
-    Import heavy dependencies inside the descriptor's factory, not at module import.
-    """
+    """Collector. The store backends this plugin provides; names and URL schemes must be unique. Import heavy
+    dependencies inside the descriptor's factory, not at module import."""
 
 
 @hookspec
 def abstractruntime_register_runtime_methods() -> "List[RuntimeMethodDescriptor]":
-    """Collector. Return methods this plugin adds to ``Runtime`` (e.g. ``list_evidence``).
-
-    ``runtime.<name>(*args, **kwargs)`` calls ``descriptor.function(runtime, *args, **kwargs)``. Names must be
-    unique and must not shadow a kernel attribute.
-    """
+    """Collector. Methods this plugin adds to ``Runtime``: ``runtime.<name>(...)`` calls
+    ``descriptor.function(runtime, ...)``. Names must be unique and must not shadow a kernel attribute."""
 
 
 @hookspec(historic=True)
 def abstractruntime_add_hookspecs(pluginmanager: "pluggy.PluginManager") -> None:
-    """Work. Add the hookspecs of an extension point this plugin owns: ``pluginmanager.add_hookspecs(module)``.
-
-    Called once for each plugin as it is registered (a historic hook), before any other hook of a runtime is
-    called, so plugins registered earlier or later may implement the new hooks. The ``visualflow`` plugin adds
-    ``abstractruntime_register_visual_node_types`` this way.
-
-    .. versionadded:: 0.5
-    """
+    """Work. Add the hookspecs of an extension point this plugin owns (``pluginmanager.add_hookspecs(module)``).
+    Historic: called for each plugin as it is registered, before any other hook, so plugins registered earlier or
+    later may implement the new hooks (the ``visualflow`` plugin adds its node-type hook this way)."""
 
 
 @hookspec
@@ -77,23 +63,16 @@ def abstractruntime_prepare_ledger_records(
     """Work. Ledger records of ``run_id`` are about to be committed, in this order; implementations may set
     fields on them (the provenance plugin sets ``prev_hash``, ``record_hash`` and ``signature``).
 
-    Called inside the run's single-writer section just before the records are encoded, once per run per commit,
-    for every store. Raising aborts the commit: nothing is written. An implementation may return a
-    *precondition* (``precondition(view) -> None``, see ``StepCommit.preconditions``) that the store checks inside
-    its write transaction; the provenance plugin's refuses records chained to a stale head.
-
-    .. versionchanged:: 0.5 may return a commit precondition.
-    """
+    Called inside the run's single-writer section just before the records are encoded, once per run per commit.
+    Raising aborts the commit: nothing is written. It may return a *precondition* (``precondition(view)``, see
+    ``StepCommit.preconditions``) that the store checks inside its write transaction."""
 
 
 @hookspec
 def abstractruntime_prepare_new_run(runtime: "Runtime", run: "RunState") -> None:
     """Work. ``start`` built a new run that is about to be checkpointed for the first time; implementations may
     fill in ``run.vars`` (the abstractcore plugin records the configured provider and model in ``vars._runtime``).
-    Raising aborts ``start``: nothing is written.
-
-    .. versionadded:: 0.5
-    """
+    Raising aborts ``start``: nothing is written."""
 
 
 @hookspec(firstresult=True)
@@ -160,27 +139,19 @@ def abstractruntime_before_step(run: "RunState", node_id: str) -> None:
 def abstractruntime_after_step(
     run: "RunState", node_id: str, plan: "Optional[StepPlan]", records: "Sequence[StepRecord]"
 ) -> None:
-    """Observer. A step was committed: ``run`` is the new checkpoint, ``records`` the ledger rows it wrote.
-
-    ``plan`` is None when the step did not produce a plan (the node failed).
-    """
+    """Observer. A step was committed: ``run`` is the new checkpoint, ``records`` the ledger rows it wrote;
+    ``plan`` is None when the step did not produce a plan (the node failed)."""
 
 
 @hookspec
 def abstractruntime_step_error(run: "RunState", node_id: str, error: BaseException) -> None:
-    """Observer. A node raised, was unknown, or returned something other than a ``StepPlan``.
-
-    Called before the run is marked FAILED and committed.
-    """
+    """Observer. A node raised, was unknown, or returned no valid ``StepPlan`` (before the run is marked FAILED)."""
 
 
 @hookspec
 def abstractruntime_run_status_changed(run: "RunState", previous_status: "RunStatus", runtime: "Runtime") -> None:
-    """Observer. A committed checkpoint changed the run's status (e.g. running -> waiting).
-
-    ``runtime`` is the runtime that committed it, so a plugin can act on other runs (the subworkflows plugin
-    wakes a waiting parent when its child finishes). Implementations may omit parameters they do not use.
-    """
+    """Observer. A committed checkpoint changed the run's status (e.g. running -> waiting). ``runtime`` committed
+    it, so a plugin can act on other runs. Implementations may omit parameters they do not use."""
 
 
 @hookspec

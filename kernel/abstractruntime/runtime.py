@@ -13,7 +13,7 @@ import time
 import weakref
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-from attrs import define
+import attrs
 
 from .commit import Mutate, RunWriter
 from .descriptors import EffectHandlerDescriptor, legacy_handler
@@ -60,7 +60,14 @@ from .timeutil import now_utc, parse_instant
 log = get_logger("abstractruntime")
 
 
-@define
+def _check_workflow(workflow: WorkflowSpec, run: RunState) -> None:
+    if workflow is not None and workflow.workflow_id != run.workflow_id:  # None: a resume that does not tick
+        raise ValidationError(f"run {run.run_id} belongs to workflow '{run.workflow_id}', not "
+                              f"'{workflow.workflow_id}': pass the run's own workflow (the run is unchanged)",
+                              run_id=run.run_id)
+
+
+@attrs.define
 class DefaultRunContext:
     """The context passed to node handlers: a clock (UTC)."""
 
@@ -170,11 +177,12 @@ class Runtime:
 
     # --- construction helpers ---------------------------------------------------------------------------------
     @classmethod
-    def from_config(
-        cls, config: Union[None, Settings, Mapping[str, Any], str, Any] = None, **kwargs: Any
-    ) -> "Runtime":
-        """Build a runtime from a dict, a TOML file path, or (``None``) the environment; see ``settings``."""
-        return cls(settings=load_settings(config), **kwargs)
+    def from_config(cls, config: Union[None, Settings, Mapping[str, Any], str, Any] = None, *,
+                    store: Optional[str] = None, **kwargs: Any) -> "Runtime":
+        """Build a runtime from a dict, a TOML file path, or (``None``) the environment; see ``settings``.
+        ``store`` (a URL) overrides the configured store."""
+        settings = load_settings(config)
+        return cls(settings=settings if store is None else attrs.evolve(settings, store=store), **kwargs)
 
     def open_store(self, url: Optional[str] = None) -> StoreBackend:
         """Open a store backend by URL (``lmdb:///path``, ``memory://``) through the store plugins; without a URL,
@@ -352,6 +360,7 @@ class Runtime:
 
     def _tick(self, workflow: WorkflowSpec, run_id: str, max_steps: int) -> RunState:
         run = self._load(run_id)
+        _check_workflow(workflow, run)
         if run.status.is_terminal or run.is_paused:
             return run
         previous_status = run.status
@@ -410,6 +419,10 @@ class Runtime:
                 raise InvalidTypeError(f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan")
             if plan.complete_output is None and plan.effect is None and not plan.next_node:
                 raise ValidationError(f"Node '{node_id}' returned no effect and no next_node")
+            if plan.complete_output is not None and (plan.effect is not None or plan.next_node):
+                other = "effect" if plan.effect is not None else "next_node"
+                raise ValidationError(f"Node '{node_id}' returned a StepPlan with both complete_output and {other}: "
+                                      f"a plan has one outcome (return complete_output alone to finish the run)")
         except Exception as exc:  # the node's fault: the run fails, the kernel does not
             return self._fail_node(run, node_id, exc)
 
@@ -476,6 +489,7 @@ class Runtime:
             if wait_key is not None and (wait is None or wait.wait_key != wait_key) and self._writer.resumed(
                     run_id, wait_key):
                 return run  # the transition the caller asks for was made already
+            _check_workflow(workflow, run)
             if run.is_paused:
                 raise RunPausedError("Run is paused (call resume_run first)", run_id=run_id)
             if run.status is not RunStatus.WAITING or wait is None:

@@ -47,9 +47,15 @@ class PluginSettings:
     block: Tuple[str, ...] = field(default=(), converter=_names)
 
 
+def _store_url(store: Any) -> Optional[str]:
+    if store is not None and (not isinstance(store, str) or not store.strip()):
+        raise ConfigurationError(f"'store' must be a non-empty string such as 'lmdb:///path', got {store!r}")
+    return store.strip() if isinstance(store, str) else None
+
+
 @frozen
 class Settings:
-    store: Optional[str] = None
+    store: Optional[str] = field(default=None, converter=_store_url)
     store_options: Dict[str, Any] = field(factory=dict)
     plugins: PluginSettings = field(factory=PluginSettings)
     effects: Dict[str, str] = field(factory=dict)
@@ -121,6 +127,8 @@ def read_toml(path: Union[str, Path]) -> Dict[str, Any]:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigurationError(f"Configuration file not found: {p}") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigurationError(f"Configuration file {p} cannot be read ({exc.strerror}); give a TOML file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"Configuration file {p} is not valid TOML: {exc}") from None
     section = data.get("abstractruntime", data)
@@ -169,12 +177,9 @@ def load_settings(
     for key in ("autoload", "strict"):
         if key in plugins:
             plugins[key] = _bool(plugins[key], f"plugins.{key}")
-    store = merged.get("store")
-    if store is not None and (not isinstance(store, str) or not store.strip()):
-        raise ConfigurationError(f"'store' must be a non-empty string such as 'lmdb:///path', got {store!r}")
     effects = merged.get("effects") or {}
     return Settings(
-        store=store.strip() if isinstance(store, str) else None,
+        store=merged.get("store"),
         store_options=dict(merged.get("store_options") or {}),
         plugins=PluginSettings(**plugins),
         effects={str(k): str(v) for k, v in effects.items()},
@@ -191,10 +196,10 @@ def parse_store_url(url: str, options: Optional[Mapping[str, Any]] = None) -> St
     text = url.strip()
     if "://" not in text:
         if not text or any(c in text for c in "/\\:?"):
+            scheme = text.split(":")[0] if ":" in text else "lmdb"
             raise ConfigurationError(
-                f"Store URL {url!r} is not valid: expected 'scheme://path' (e.g. 'lmdb:///var/lib/app') "
-                f"or a bare store name (e.g. 'memory')"
-            )
+                f"Store URL {url!r} is not valid: expected '{scheme}:///absolute/path', '{scheme}://relative/path' "
+                f"(three slashes before an absolute path) or a bare store name (e.g. 'memory')")
         merged = dict(options or {})
         return StoreLocation(url=text, scheme=text.lower(), path="", options=merged)
     parts = urlsplit(text)
@@ -204,4 +209,5 @@ def parse_store_url(url: str, options: Optional[Mapping[str, Any]] = None) -> St
     path = unquote(parts.netloc + parts.path)
     merged = dict(options or {})
     merged.update(dict(parse_qsl(parts.query)))
-    return StoreLocation(url=text, scheme=scheme, path=path, options=merged)
+    read_only = _bool(merged.pop("read_only", False), "store option read_only")
+    return StoreLocation(url=text, scheme=scheme, path=path, options=merged, read_only=read_only)

@@ -293,7 +293,7 @@ def test_execute_effect_wrapper_that_raises_fails_the_attempt():
     run_id = rt.start(workflow=wf)
     state = rt.tick(workflow=wf, run_id=run_id)
     assert state.status is RunStatus.FAILED
-    assert state.error == "Effect failed after 1 attempts: Effect handler raised exception: provenance store offline"
+    assert state.error == "Effect failed after 1 attempt: Effect handler raised exception: provenance store offline"
 
 
 def test_register_effect_handlers_is_collected_once_and_handler_gets_an_effect_call():

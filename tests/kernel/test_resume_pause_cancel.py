@@ -62,6 +62,33 @@ def test_resume_with_wrong_wait_key_raises_and_changes_nothing():
     assert calls == ["ask"]
 
 
+def test_a_workflow_other_than_the_runs_is_refused_by_tick_and_resume_and_changes_nothing():
+    """Issue 14 #6: B's code never runs on a run of A (same node names or not), and the run is not failed."""
+    from abstractruntime.errors import ValidationError as WorkflowMismatchError
+
+    rt = runtime_on()
+    wf, run_id, key, calls = waiting_run(rt)
+    other_calls = []
+    other = workflow({"ask": lambda run, ctx: other_calls.append(1) or StepPlan(node_id="ask", complete_output={}),
+                      "after": lambda run, ctx: other_calls.append(2) or StepPlan(node_id="after",
+                                                                                  complete_output={})},
+                     workflow_id="other")
+    before = snapshot(rt, run_id)
+    for attempt in (lambda: rt.resume(workflow=other, run_id=run_id, wait_key=key, payload={"x": 1}),
+                    lambda: rt.tick(workflow=other, run_id=run_id)):
+        with pytest.raises(WorkflowMismatchError, match="belongs to workflow 'wf', not 'other'") as exc_info:
+            attempt()
+        assert isinstance(exc_info.value, ValueError) and exc_info.value.run_id == run_id
+    assert snapshot(rt, run_id) == before and other_calls == []
+    # a RUNNING run too
+    running = rt.start(workflow=wf)
+    before = snapshot(rt, running)
+    with pytest.raises(WorkflowMismatchError):
+        rt.tick(workflow=other, run_id=running)
+    assert snapshot(rt, running) == before and other_calls == []
+    assert rt.resume(workflow=wf, run_id=run_id, wait_key=key, payload={"x": 1}).status is RunStatus.COMPLETED
+
+
 def test_resume_with_none_wait_key_skips_the_check():
     rt = runtime_on()
     wf, run_id, key, calls = waiting_run(rt)

@@ -139,19 +139,25 @@ def test_complete_output_writes_completion_row_then_terminal_status_row():
     assert ledger[-1]["idempotency_key"] == "system:terminal_status:completed"
 
 
-def test_complete_output_takes_precedence_over_an_effect_in_the_same_plan():
+@pytest.mark.parametrize("extra,named", [({"effect": Effect("greet")}, "effect"),
+                                         ({"effect": Effect("greet"), "next_node": "n"}, "effect"),
+                                         ({"next_node": "n"}, "next_node")])
+def test_a_plan_with_complete_output_and_another_outcome_fails_the_node_naming_both(extra, named):
+    """Reference §2 let complete_output win silently (the effect was dropped); a plan has exactly one outcome."""
     calls = []
     rt = runtime_on(effect_handlers={"greet": lambda run, effect: calls.append(1) or EffectOutcome.completed({})})
 
     def node(run, ctx):
-        return StepPlan(node_id="n", effect=Effect("greet"), next_node="n", complete_output={"done": 1})
+        run.vars["touched"] = True
+        return StepPlan(node_id="n", complete_output={"done": 1}, **extra)
 
     wf = workflow({"n": node})
-    run_id = rt.start(workflow=wf)
+    run_id = rt.start(workflow=wf, vars={"x": 1})
     state = rt.tick(workflow=wf, run_id=run_id)
-    assert state.status is RunStatus.COMPLETED and state.output == {"done": 1}
-    assert calls == []
-    assert [r["status"] for r in rt.get_ledger(run_id)] == ["completed", "completed"]
+    assert state.status is RunStatus.FAILED and state.output is None and calls == []
+    assert "complete_output" in state.error and named in state.error
+    assert "touched" not in state.vars and state.vars["x"] == 1  # the last good vars are kept
+    assert [r["status"] for r in rt.get_ledger(run_id)] == ["failed", "completed"]
 
 
 def test_terminal_effect_node_completes_with_success_result():
@@ -269,8 +275,8 @@ def test_unknown_effect_type_fails_naming_the_type_and_installed_handlers():
     run_id = rt.start(workflow=wf)
     rt.tick(workflow=wf, run_id=run_id)
     state, ledger = assert_failed(rt, run_id, "a", "No effect handler registered for no_such_effect", "ask_user",
-                                  "Effect failed after 1 attempts: ")
-    assert state.error.startswith("Effect failed after 1 attempts: No effect handler registered for no_such_effect")
+                                  "Effect failed after 1 attempt: ")
+    assert state.error.startswith("Effect failed after 1 attempt: No effect handler registered for no_such_effect")
 
 
 def test_raising_handler_fails_with_reference_message():
@@ -282,7 +288,7 @@ def test_raising_handler_fails_with_reference_message():
     run_id = rt.start(workflow=wf)
     rt.tick(workflow=wf, run_id=run_id)
     state, ledger = assert_failed(rt, run_id, "a")
-    assert state.error == "Effect failed after 1 attempts: Effect handler raised exception: kaput"
+    assert state.error == "Effect failed after 1 attempt: Effect handler raised exception: kaput"
     assert [r["status"] for r in ledger] == ["started", "failed", "completed"]
     assert ledger[1]["error"] == "Effect handler raised exception: kaput"
     assert ledger[0]["step_id"] == ledger[1]["step_id"]
@@ -294,7 +300,7 @@ def test_handler_returning_failed_outcome_fails_the_run():
     run_id = rt.start(workflow=wf)
     rt.tick(workflow=wf, run_id=run_id)
     state, _ = assert_failed(rt, run_id, "a")
-    assert state.error == "Effect failed after 1 attempts: said no"
+    assert state.error == "Effect failed after 1 attempt: said no"
 
 
 def test_handler_returning_something_else_than_an_outcome_fails_clearly():

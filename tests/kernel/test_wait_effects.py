@@ -145,7 +145,7 @@ def test_wait_until_with_garbage_fails_clearly():
     assert state.status is RunStatus.FAILED
     assert "next tuesday-ish" in state.error
     assert "ISO" in state.error
-    assert state.error.startswith("Effect failed after 1 attempts: wait_until")
+    assert state.error.startswith("Effect failed after 1 attempt: wait_until")
 
 
 # --- ASK_USER -------------------------------------------------------------------------------------------------------

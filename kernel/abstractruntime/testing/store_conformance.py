@@ -245,6 +245,29 @@ class StoreConformance(QueryConformance):
     def test_load_unknown_returns_none(self, backend: Any) -> None:
         assert backend.run_store.load("no-such-run") is None
 
+    @pytest.mark.parametrize("bad", ["../x", "a/b", "a\\b", "x\x00y", "", ".", "..", "caf\u00e9", "r" * 201])
+    def test_run_ids_are_validated(self, backend: Any, bad: str) -> None:
+        """The run-id rule of every store (the storekit library has it: ``validate_run_id``): letters, digits and
+        ``_ . : -``, not ``.``/``..``, at most 200 characters. A refused id writes nothing; reading one raises
+        ``ValueError`` or finds nothing."""
+        run = self.new_run()
+        run.run_id = bad
+        with pytest.raises(ValueError):
+            self.commit(backend, run)
+        record = StepRecord(run_id=bad, step_id="s", node_id="a", status=StepStatus.COMPLETED,
+                            started_at=utc_now_iso())
+        with pytest.raises(ValueError):
+            backend.commit_step(StepCommit(run=None, run_json=None, records=(record,),
+                                           record_jsons=(codec.encode_record(record),)))
+        try:
+            assert backend.run_store.load(bad) is None and backend.ledger_store.list(bad) == []
+        except ValueError:
+            pass
+        good = self.new_run()
+        good.run_id = "Run:1.a_b-" + "c" * 190
+        self.commit(backend, good)
+        assert backend.run_store.load(good.run_id).run_id == good.run_id
+
     def test_loaded_runs_are_copies(self, backend: Any) -> None:
         run = self.new_run(vars={"items": [1]})
         self.commit(backend, run)
