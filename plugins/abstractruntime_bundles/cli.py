@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from abstractruntime.errors import ValidationError
 from abstractruntime.models import RunStatus, WaitReason
 from abstractruntime_pluginkit import WorkflowRegistry
+from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
 
 from .manifest import WorkflowBundleError, workflow_bundle_manifest_to_dict
 from .packer import pack_workflow_bundle, reachable_subflow_ids
@@ -45,7 +46,9 @@ def _pick_root(directory: Path) -> Path:
     flows: Dict[str, Tuple[Path, Dict[str, Any]]] = {}
     for p in files:
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
+            data = loads_bounded(p.read_text(encoding="utf-8"), what=str(p))
+        except JsonTooDeepError:
+            raise
         except ValueError:
             continue
         if isinstance(data, dict) and isinstance(data.get("id"), str) and isinstance(data.get("nodes"), list):
@@ -220,7 +223,9 @@ def _run(args: Any, runtime: Any) -> int:
     from abstractruntime_visualflow.drive import drive
 
     try:
-        inputs = json.loads(args.input)
+        inputs = loads_bounded(args.input, what="--input")
+    except JsonTooDeepError:
+        raise
     except ValueError as exc:
         raise ValidationError(f"--input is not valid JSON: {exc}") from None
     if not isinstance(inputs, dict):
@@ -261,7 +266,9 @@ def _resume(args: Any, runtime: Any) -> int:
             state.waiting.reason is not WaitReason.SUBWORKFLOW:
         if args.payload is not None:
             try:
-                payload = json.loads(args.payload)
+                payload = loads_bounded(args.payload, what="--payload")
+            except JsonTooDeepError:
+                raise
             except ValueError as exc:
                 raise ValidationError(f"--payload is not valid JSON: {exc}") from None
             if not isinstance(payload, dict):
@@ -299,10 +306,11 @@ def cli_commands() -> List[Any]:
 
     return [
         CliCommandDescriptor("flow pack", "pack VisualFlow JSON files into a .flow bundle", _pack_args,
-                             _friendly(_pack)),
-        CliCommandDescriptor("flow inspect", "show a .flow bundle's manifest", _bundle_arg, _friendly(_inspect)),
+                             _friendly(_pack), store="none"),
+        CliCommandDescriptor("flow inspect", "show a .flow bundle's manifest", _bundle_arg, _friendly(_inspect),
+                             store="none"),
         CliCommandDescriptor("flow validate", "check a .flow bundle: manifest, files, every flow compiles",
-                             _validate_args, _friendly(_validate)),
+                             _validate_args, _friendly(_validate), store="none"),
         CliCommandDescriptor("flow run", "run a .flow bundle on the configured store", _run_args, _friendly(_run)),
         CliCommandDescriptor("flow resume", "answer a waiting flow run and continue it", _resume_args,
                              _friendly(_resume)),

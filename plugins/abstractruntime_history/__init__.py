@@ -97,6 +97,6 @@ def abstractruntime_register_cli_commands() -> List[Any]:
 
     return [
         CliCommandDescriptor("export", "export a run (state, ledger, artifacts, subruns) to one portable file",
-                             _cli_export_args, _cli_export),
+                             _cli_export_args, _cli_export, store="read"),
         CliCommandDescriptor("import", "import a run history file into this store", _cli_import_args, _cli_import),
     ]

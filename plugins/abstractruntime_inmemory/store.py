@@ -7,13 +7,13 @@ persistent stores (one commit per step, revision check, indexes for due timers a
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import IndexedRunQueries, SortedRunIndex, index_entries
+from abstractruntime_storekit import IndexedRunQueries, SortedRunIndex, index_entries, validate_run_id
 
 FAULT_POINT = "commit:after-checkpoint"
 
@@ -46,6 +46,8 @@ class MemoryBackend(StoreBackend):
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:
+        for run_id in {r.run_id for r in commit.records} | ({commit.run.run_id} if commit.run is not None else set()):
+            validate_run_id(run_id, store="the memory store")
         with self._lock:
             run = commit.run
             if run is not None and commit.expected_revision is not None:
@@ -84,6 +86,16 @@ class MemoryBackend(StoreBackend):
 
     def _load_many(self, run_ids: List[str]) -> List[RunState]:
         return [codec.decode_run(self._runs[r]) for r in run_ids if r in self._runs]
+
+    def iter_corrupt(self, stats: Optional[Dict[str, int]] = None) -> Iterator[Any]:
+        """The records that cannot be decoded (``abstractruntime store check``; none unless memory failed)."""
+        from abstractruntime_storekit.integrity import check_rows
+
+        with self._lock:
+            runs = list(self._runs.items())
+            ledger = [(rid, i + 1, text) for rid, rows in self._ledger.items() for i, text in enumerate(rows)]
+        return check_rows("memory store", runs, ledger, lambda _rid, text: codec.decode_run(text),
+                          lambda _rid, _seq, text: codec.decode_record(text), stats if stats is not None else {})
 
     def close(self) -> None:
         pass

@@ -19,6 +19,7 @@ from attrs import frozen
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ValidationError
 from abstractruntime_pluginkit import structure_options
+from abstractruntime_storekit.opening import store_path
 
 
 @frozen
@@ -44,8 +45,8 @@ def open_jsonfiles(location: StoreLocation):
     from .backend import JsonFilesBackend
 
     options = structure_options(JsonFilesOptions, location.options, where="jsonfiles store options")
-    path = location.path or str(default_home() / "jsonfiles")
-    return JsonFilesBackend(path, fsync=options.effective_fsync)
+    path = store_path(location, default_home() / "jsonfiles")
+    return JsonFilesBackend(path, fsync=options.effective_fsync, read_only=location.read_only)
 
 
 @hookimpl

@@ -93,6 +93,7 @@ from abstractruntime.models import RunState, StepRecord
 from abstractruntime.storage.base import Capability, CommitView, StepCommit, StoreBackend
 from abstractruntime_storekit import RunLocks, SortedRunIndex
 from abstractruntime_storekit.files import FileSiblings, fsync_dir, write_atomic
+from abstractruntime_storekit.opening import os_error, store_directory
 
 from .fileio import (
     COMMITTED_KEY,
@@ -134,17 +135,25 @@ class JsonFilesBackend(LedgerReads, RunFileIndex, FileSiblings, StoreBackend):
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
                               Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
 
-    def __init__(self, path: os.PathLike | str, *, fsync: bool = True) -> None:
-        p = Path(path).expanduser()
+    def __init__(self, path: os.PathLike | str, *, fsync: bool = True, read_only: bool = False) -> None:
+        p = store_directory(Path(path).expanduser(), store="jsonfiles", read_only=read_only,
+                            markers=(".lock", "run_*.json", "ledger_*.jsonl"))
+        self.read_only = read_only
+        self.run_locks: Optional[RunLocks] = None
+        self._lock_file: Any = None
         try:
-            p.mkdir(parents=True, exist_ok=True)
             self.path = p.resolve()
             self._dir = str(self.path)
-            # a file object, so that a backend dropped without close() (reference-style stores) frees it
-            self._lock_file = open(os.path.join(self._dir, ".lock"), "ab")
-            self.run_locks = RunLocks(os.path.join(self._dir, ".runs.lock"))
+            if not read_only:  # read-only: no lock files (it never commits nor ticks a run)
+                # a file object, so that a backend dropped without close() (reference-style stores) frees it
+                self._lock_file = open(os.path.join(self._dir, ".lock"), "ab")
+                self.run_locks = RunLocks(os.path.join(self._dir, ".runs.lock"))
         except OSError as exc:
-            raise StoreError(f"Cannot open the jsonfiles store directory {p}: {exc}") from exc
+            if self._lock_file is not None:
+                self._lock_file.close()
+            raise os_error(exc, p, "jsonfiles") from exc
+        if read_only:
+            self.capabilities = type(self).capabilities - {Capability.RUN_LOCKS}
         self.fsync = bool(fsync)
         self._lock = threading.RLock()
         self._closed = False
@@ -173,8 +182,10 @@ class JsonFilesBackend(LedgerReads, RunFileIndex, FileSiblings, StoreBackend):
             if self._closed:
                 return
             self._closed = True
-            self._lock_file.close()
-            self.run_locks.close()
+            if self._lock_file is not None:
+                self._lock_file.close()
+            if self.run_locks is not None:
+                self.run_locks.close()
             self._ledgers.clear()
             self._index, self._file_sigs, self._corrupt_runs = SortedRunIndex(), {}, {}
             self._scanned = False
@@ -309,6 +320,8 @@ class JsonFilesBackend(LedgerReads, RunFileIndex, FileSiblings, StoreBackend):
         )
 
     def commit_step(self, commit: StepCommit) -> None:
+        if self.read_only:
+            raise StoreError(f"jsonfiles store at {self._dir} is open read-only: nothing was written")
         run = commit.run
         groups: Dict[str, List[Tuple[StepRecord, bytes]]] = {}
         body: Optional[bytes] = None
@@ -353,7 +366,8 @@ class JsonFilesBackend(LedgerReads, RunFileIndex, FileSiblings, StoreBackend):
                         raise
                     log.warning("run_file_replaced", run_id=run_id, error=exc.message)
             if is_main and commit.expected_revision is not None:
-                actual = doc.get("revision") if doc is not None else None
+                # a run file the reference wrote has no revision: it is revision 0, as load_revision says
+                actual = doc.get("revision", 0) if doc is not None else None
                 if actual != commit.expected_revision:
                     raise ConcurrentModificationError(run_id=run_id, expected=commit.expected_revision,
                                                       actual=actual)

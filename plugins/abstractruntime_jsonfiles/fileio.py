@@ -12,30 +12,21 @@ from typing import Any, Dict, Optional, Tuple
 import orjson
 
 from abstractruntime.errors import ValidationError
+from abstractruntime_storekit import MAX_RUN_ID_LENGTH
+from abstractruntime_storekit import validate_run_id as _validate_run_id
 
 FAULT_POINT = "commit:after-checkpoint"
 COMMITTED_KEY = "_ledger_committed"
-MAX_RUN_ID_LENGTH = 200
 
-_RUN_ID = re.compile(r"[A-Za-z0-9_.:-]+")
 _COUNT_HEAD = re.compile(rb'\A\s*\{\s*"_ledger_committed"\s*:\s*(\d+)\s*,')
 _HEAD_BYTES = 128
 _PRETTY_OPEN = b"{\n  "
 
 
 def validate_run_id(run_id: Any) -> str:
-    """Return ``run_id`` if it can be used in a file name, else raise a ``ValueError``
-    (:class:`~abstractruntime.errors.ValidationError`)."""
-    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or run_id in (".", ".."):
-        raise ValidationError(
-            f"run_id {run_id!r} cannot be used in a file name: the jsonfiles store accepts run ids made of "
-            f"letters, digits and '_', '.', ':', '-' only (and not '.' or '..')"
-        )
-    if len(run_id) > MAX_RUN_ID_LENGTH:
-        raise ValidationError(
-            f"run_id of {len(run_id)} characters is too long for the jsonfiles store (at most {MAX_RUN_ID_LENGTH})"
-        )
-    return run_id
+    """``run_id`` if it can be used in a file name (the rule of every builtin store,
+    :func:`abstractruntime_storekit.validate_run_id`), else a ``ValueError`` (``ValidationError``)."""
+    return _validate_run_id(run_id, store="the jsonfiles store")
 
 
 def _is_valid_id(run_id: str) -> bool:

@@ -7,12 +7,13 @@ per run file (see the "Queries" section of :mod:`abstractruntime_jsonfiles.backe
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from abstractruntime.errors import CorruptStoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState
 from abstractruntime_storekit import SortedRunIndex, index_entries
+from abstractruntime_storekit.integrity import CHECKPOINT, LEDGER, CorruptRecord, load_skipping, skip_corrupt
 
 from .fileio import _is_valid_id, _sig
 
@@ -109,16 +110,38 @@ class RunFileIndex:
         return [r for r in self._file_sigs if r not in self._corrupt_runs]
 
     def load_many(self, run_ids: Sequence[str]) -> List[RunState]:
-        out = []
-        for run_id in run_ids:
-            try:
-                run = self.load_run(run_id)
-            except CorruptStoreError as exc:  # changed since the index pass
-                log.warning("run_file_corrupt", run_id=run_id, error=exc.message)
-                continue
-            if run is not None:
-                out.append(run)
-        return out
+        """The runs that exist; one whose file became corrupt since the index pass is left out and reported."""
+        return load_skipping(f"jsonfiles store at {self._dir}", run_ids, self.load_run)
+
+    def report_corrupt(self) -> None:
+        """Report the run files the index skips (after a query that reads every run: nothing is left out silently)."""
+        with self._lock:
+            corrupt = dict(self._corrupt_runs)
+        for run_id, message in sorted(corrupt.items()):
+            skip_corrupt(f"jsonfiles store at {self._dir}", run_id, CorruptStoreError(message, run_id=run_id))
+
+    def iter_corrupt(self, stats: Optional[Dict[str, int]] = None) -> Iterator[CorruptRecord]:
+        """The damaged records (``abstractruntime store check``): run files that cannot be decoded, and ledger
+        lines that cannot (the committed lines only; one ledger file is parsed at a time)."""
+        where = f"jsonfiles store at {self._dir}"
+        stats = stats if stats is not None else {}
+        with self._lock:
+            self.refresh_index()
+            stats["runs"] = len(self._file_sigs)
+            corrupt = sorted(self._corrupt_runs.items())
+        for run_id, message in corrupt:
+            yield CorruptRecord(where, CHECKPOINT, run_id, message)
+        stats["ledger_records"] = 0
+        with os.scandir(self._dir) as entries:
+            ledgers = sorted(e.name[7:-6] for e in entries
+                             if e.name.startswith("ledger_") and e.name.endswith(".jsonl"))
+        for run_id in (r for r in ledgers if _is_valid_id(r)):
+            valid, bad = self.read_ledger(run_id, lambda led, fd: (len(led.valid), list(led.corrupt)))
+            stats["ledger_records"] += valid + len(bad)
+            for line in bad:
+                yield CorruptRecord(where, LEDGER, run_id, seq=line, error=(
+                    f"{where}: line {line} of ledger file {self.ledger_file(run_id)} cannot be decoded (skipped "
+                    f"by every read)"))
 
     def corrupt_run_files(self) -> List[str]:
         with self._lock:

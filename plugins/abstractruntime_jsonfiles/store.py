@@ -80,7 +80,9 @@ class JsonFileRunStore(IndexedRunQueries, RunStore):
 
     def _all_runs(self) -> List[RunState]:
         b = self.backend
-        return b.load_many(b.query(lambda: b.all_run_ids()))
+        runs = b.load_many(b.query(lambda: b.all_run_ids()))
+        b.report_corrupt()  # the run files the index skipped
+        return runs
 
 
 class JsonlLedgerStore(LedgerStore):

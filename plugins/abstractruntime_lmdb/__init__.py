@@ -20,6 +20,7 @@ from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError, ValidationError
 from abstractruntime.settings import default_home
 from abstractruntime_pluginkit import structure_options
+from abstractruntime_storekit.opening import store_path
 
 #: initial map size in bytes (the map grows automatically)
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
@@ -58,7 +59,7 @@ def open_lmdb(location: StoreLocation):
     from .store import LmdbBackend
 
     options = structure_options(LmdbOptions, location.options, where="lmdb store options")
-    path = location.path or str(default_home() / "store")
+    path = str(store_path(location, default_home() / "store"))
     sync, metasync = options.sync, options.effective_metasync
     map_size, max_readers = options.map_size, options.max_readers
     key = os.path.realpath(os.path.expanduser(path))
@@ -67,13 +68,17 @@ def open_lmdb(location: StoreLocation):
     with _OPEN_LOCK:
         backend = _OPEN.get(key)
         if backend is not None and not backend.closed:
+            if backend.read_only and not location.read_only:
+                raise ConfigurationError(f"The LMDB store at {key} is open read-only in this process; close that "
+                                         f"runtime before opening the store for writing")
             if (backend.sync, backend.metasync) != (sync, metasync):
                 raise ConfigurationError(
                     f"The LMDB store at {key} is already open in this process with sync={backend.sync}, "
                     f"metasync={backend.metasync}; open it with the same options (got sync={sync}, "
                     f"metasync={metasync}) or close the other runtime first")
             return backend.retain()
-        backend = LmdbBackend(path, sync=sync, metasync=metasync, map_size=map_size, max_readers=max_readers)
+        backend = LmdbBackend(path, sync=sync, metasync=metasync, map_size=map_size, max_readers=max_readers,
+                              read_only=location.read_only)
         _OPEN[key] = backend
         return backend
 

@@ -6,7 +6,7 @@ ledger records' -- which is what an fsync-per-commit costs.
 
 ======================================  ============================================================
 ``m:schema_version``                    ``1``
-``d:`` run_id ``\\x00``                    revision (u64) + index length (u32) + index entries (JSON) +
+``d:`` run_id ``\\x00``                    magic + CRC-32 + revision (u64) + index length (u32) + index entries (JSON) +
                                         checkpoint JSON
 ``d:`` run_id ``\\x01`` seq                step record JSON (seq is 1-based, per run)
 ``d:`` run_id ``\\x02`` idempotency key    status byte + seq of the answering record
@@ -40,15 +40,17 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import IndexedRunQueries, RunLocks, check_contiguous, index_entries
+from abstractruntime_storekit import IndexedRunQueries, RunLocks, check_contiguous, index_entries, validate_run_id
+from abstractruntime_storekit.opening import os_error, store_directory
 from abstractruntime_storekit.files import FileSiblings
+from abstractruntime_storekit.integrity import load_skipping
 
-from . import DEFAULT_MAP_SIZE
+from . import DEFAULT_MAP_SIZE, check
+from .values import driver_error, old_entries, pack_value, purge_index, revision_of, split_value
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: checkpoints carry a checksum (values.py); version-1 values are read without one
 FAULT_POINT = "commit:after-checkpoint"
 _U64 = struct.Struct(">Q")
-_HEADER = struct.Struct(">QI")  # revision, length of the index-entries JSON
 _SEP = b"\x00"
 _META = b"m:schema_version"
 _DATA = b"d:"  # d: run_id, then \x00 checkpoint | \x01 seq ledger record | \x02 key idempotency entry
@@ -72,13 +74,10 @@ _COMPLETED = _STATUS_BYTE[StepStatus.COMPLETED.value]
 _STATUS_NAME = {b: name for name, b in _STATUS_BYTE.items()}
 
 
-_CONTROL = re.compile(r"[\x00-\x1f]")
 
 
 def _rid(run_id: str) -> bytes:
-    if not isinstance(run_id, str) or not run_id or _CONTROL.search(run_id):
-        raise ValidationError(f"run_id must be a non-empty string without control characters, got {run_id!r}")
-    return run_id.encode("utf-8")
+    return validate_run_id(run_id, store="the lmdb store").encode("utf-8")
 
 
 def _index_key(kind: str, value: str, run_id: str) -> bytes:
@@ -180,34 +179,50 @@ class LmdbBackend(FileSiblings, StoreBackend):
         metasync: Optional[bool] = None,
         map_size: int = DEFAULT_MAP_SIZE,
         max_readers: int = 256,
+        read_only: bool = False,
     ) -> None:
-        self.path = Path(path).expanduser()
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = store_directory(Path(path).expanduser(), store="lmdb", read_only=read_only, markers=("data.mdb",))
         _check_data_file(self.path / "data.mdb")
         self.sync = sync
         self.metasync = sync if metasync is None else bool(metasync)
+        self.read_only = read_only
+        # Read-only, LMDB still takes reader slots in lock.mdb; without write access to it (another user's store,
+        # read-only media) it reads without them: safe when no process writes meanwhile (docs/stores.md).
+        lock = not read_only or os.access(self.path / "lock.mdb", os.W_OK)
         self._users = 1  # runtimes sharing this backend (open_lmdb hands one backend per path to a process)
         for _ in range(8):
             try:
                 self.env = lmdb.open(
                     str(self.path), map_size=int(map_size), max_dbs=0, subdir=True, sync=sync,
-                    metasync=self.metasync, lock=True, max_readers=int(max_readers), readahead=False,
+                    metasync=self.metasync, lock=lock, max_readers=int(max_readers), readahead=False,
+                    readonly=read_only, create=not read_only,
                 )
                 break
             except lmdb.MapResizedError:  # another process grew the map while we opened it: take its size
                 map_size = max(int(map_size) * 2, _file_size(self.path / "data.mdb"))
             except lmdb.Error as exc:
-                raise StoreError(f"Cannot open LMDB store at {self.path}: {exc}") from exc
+                reason = ("permission denied: run as a user who may write it (read-only commands such as `runs "
+                          "list` need no write access), or fix its permissions"
+                          if "Permission denied" in str(exc) else str(exc))
+                raise StoreError(f"Cannot open LMDB store at {self.path}: {reason}") from exc
         else:
             raise StoreError(f"Cannot open LMDB store at {self.path}: its map kept growing while it was opened")
         self._rw = _SharedExclusiveLock()
         self._closed = False
-        self.run_locks = RunLocks(self.path / "runs.lock")
+        try:
+            # a read-only backend takes no run locks (it never ticks a run): no lock file is created
+            self.run_locks = RunLocks(self.path / "runs.lock") if not read_only else None
+        except OSError as exc:
+            self.env.close()
+            raise os_error(exc, self.path, "lmdb") from exc
+        if read_only:
+            self.capabilities = type(self).capabilities - {Capability.RUN_LOCKS}
         try:
             self._check_schema()
         except BaseException:
             self.env.close()  # one process must never hold an environment twice; leave nothing open
-            self.run_locks.close()
+            if self.run_locks is not None:
+                self.run_locks.close()
             raise
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
@@ -219,7 +234,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
         def check(txn: Any) -> None:
             raw = txn.get(_META)
             if raw is None:
-                txn.put(_META, str(SCHEMA_VERSION).encode())
+                if not self.read_only:
+                    txn.put(_META, str(SCHEMA_VERSION).encode())
                 return
             try:
                 version = int(raw)
@@ -230,8 +246,10 @@ class LmdbBackend(FileSiblings, StoreBackend):
                     f"LMDB store at {self.path} has schema version {version}, newer than this AbstractRuntime "
                     f"supports ({SCHEMA_VERSION}); upgrade abstractruntime to open it. Nothing was changed."
                 )
+            if version < SCHEMA_VERSION and not self.read_only:  # older values stay readable as they are
+                txn.put(_META, str(SCHEMA_VERSION).encode())
 
-        self.write(check)
+        (self.read if self.read_only else self.write)(check)
 
     def _grow(self) -> None:
         with self._rw.exclusive():
@@ -245,6 +263,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
     def write(self, fn: Callable[[Any], Any]) -> Any:
         """Run ``fn(txn)`` in one write transaction, growing the map and retrying if it is full."""
         self._ensure_open()
+        if self.read_only:
+            raise StoreError(f"LMDB store at {self.path} is open read-only: nothing was written")
         for _ in range(64):
             try:
                 with self._rw.shared():
@@ -254,6 +274,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
                 self._grow()
             except lmdb.MapResizedError:
                 self._adopt_resize()
+            except lmdb.Error as exc:
+                raise driver_error(f"LMDB store at {self.path}", exc) from exc
         raise StoreError(f"LMDB store at {self.path}: could not complete a write after growing the map")
 
     def read(self, fn: Callable[[Any], Any]) -> Any:
@@ -265,6 +287,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
                         return fn(txn)
             except lmdb.MapResizedError:
                 self._adopt_resize()
+            except lmdb.Error as exc:
+                raise driver_error(f"LMDB store at {self.path}", exc) from exc
         raise StoreError(f"LMDB store at {self.path}: map kept being resized by another process")
 
     def _ensure_open(self) -> None:
@@ -291,7 +315,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
             if self._users > 0:
                 return
             self._closed = True
-            self.run_locks.close()
+            if self.run_locks is not None:
+                self.run_locks.close()
             self.env.close()
 
     # --- the step commit ----------------------------------------------------------------------------------------
@@ -309,29 +334,31 @@ class LmdbBackend(FileSiblings, StoreBackend):
             key = _run_key(_rid(run.run_id))
             old = txn.get(key)
             if commit.expected_revision is not None:
-                actual = _HEADER.unpack_from(old)[0] if old is not None else None
+                actual = revision_of(old, self.where, run.run_id) if old is not None else None
                 if actual != commit.expected_revision:
                     raise ConcurrentModificationError(
                         run_id=run.run_id, expected=commit.expected_revision, actual=actual
                     )
-            index_json = self._reindex(txn, run, old)
-            txn.put(key, _HEADER.pack(run.revision, len(index_json)) + index_json
-                    + (commit.run_json or codec.encode_run(run)))
+            index_json = self._reindex(txn, run, old, replace=commit.expected_revision is None)
+            txn.put(key, pack_value(run.revision, index_json, commit.run_json or codec.encode_run(run)))
         if self.fault_injector is not None:
             self.fault_injector(FAULT_POINT)
         self._append_records(txn, commit.records, commit.record_jsons)
 
-    def _reindex(self, txn: Any, run: RunState, old_value: Optional[bytes]) -> bytes:
-        """Update the ``x:`` entries of a run; return the JSON of its new entries (stored with the checkpoint)."""
+    def _reindex(self, txn: Any, run: RunState, old_value: Optional[bytes], replace: bool) -> bytes:
+        """Update the ``x:`` entries of a run; return the JSON of its new entries (stored with the checkpoint).
+        A corrupt old checkpoint is refused, unless ``replace`` (a plain save): then its entries are found by a scan."""
         new = sorted(set(index_entries(run)))
         new_json = json.dumps(new, separators=(",", ":")).encode("utf-8")
-        old: List[Tuple[str, str]] = []
-        if old_value is not None:
-            _rev, n = _HEADER.unpack_from(old_value)
-            old_json = bytes(old_value[_HEADER.size:_HEADER.size + n])
-            if old_json == new_json:
-                return new_json
-            old = [tuple(e) for e in json.loads(old_json)]
+        try:
+            old: Optional[List[Tuple[str, str]]] = old_entries(old_value, self.where, run.run_id, new_json)
+        except CorruptStoreError as exc:
+            if not replace:
+                raise
+            purge_index(txn, _INDEX, run.run_id, self.where, exc)
+            old = []
+        if old is None:  # the same entries
+            return new_json
         for kind, value in set(old) - set(new):
             txn.delete(_index_key(kind, value, run.run_id))
         for kind, value in set(new) - set(old):
@@ -403,13 +430,17 @@ class LmdbBackend(FileSiblings, StoreBackend):
                 break
         return out
 
+    @property
+    def where(self) -> str:
+        return f"LMDB store at {self.path}"
+
     def load_in(self, txn: Any, run_id: str) -> Optional[RunState]:
         raw = txn.get(_run_key(_rid(run_id)))
         if raw is None:
             return None
+        checkpoint = split_value(raw, self.where, run_id)[2]
         try:
-            _rev, n = _HEADER.unpack_from(raw)
-            return codec.decode_run(raw[_HEADER.size + n:])
+            return codec.decode_run(checkpoint)
         except Exception as exc:
             raise CorruptStoreError(
                 f"LMDB store at {self.path}: checkpoint of run {run_id} cannot be decoded ({exc})",
@@ -417,12 +448,10 @@ class LmdbBackend(FileSiblings, StoreBackend):
             ) from exc
 
     def load_many_in(self, txn: Any, run_ids: List[str]) -> List[RunState]:
-        out = []
-        for run_id in run_ids:
-            run = self.load_in(txn, run_id)
-            if run is not None:
-                out.append(run)
-        return out
+        """The runs (in order) that exist; a corrupt one is left out and reported (storekit.integrity)."""
+        return load_skipping(self.where, run_ids, lambda run_id: self.load_in(txn, run_id))
+
+    iter_corrupt = check.iter_corrupt  # the damaged records (``abstractruntime store check``)
 
     def all_run_ids(self, txn: Any) -> List[str]:
         out: List[str] = []
@@ -456,7 +485,7 @@ class LmdbRunStore(IndexedRunQueries, RunStore):
             cur = txn.cursor()
             if not cur.set_key(key):
                 return None
-            return _HEADER.unpack_from(cur.value())[0]
+            return revision_of(cur.value(), self.backend.where, run_id)
 
         return self.backend.read(tx)
 

@@ -133,7 +133,7 @@ def open_postgres(location: StoreLocation):
     dsn, kwargs = parse_location(location, _libpq_keywords())
     from .store import PostgresBackend
 
-    return PostgresBackend(dsn, **kwargs)
+    return PostgresBackend(dsn, read_only=location.read_only, **kwargs)
 
 
 @hookimpl

@@ -132,7 +132,8 @@ class Leases:
 
     # --- leases -----------------------------------------------------------------------------------------------
     def claim_runnable(self, worker_id: str, *, limit: int = 10, lease_s: float = 30.0,
-                       wait_reasons: Iterable[Union[str, WaitReason]] = ()) -> List[Tuple[str, int]]:
+                       wait_reasons: Iterable[Union[str, WaitReason]] = (),
+                       exclude: Iterable[Tuple[str, int]] = ()) -> List[Tuple[str, int]]:
         """Claim up to ``limit`` runs that can make progress and are not leased (or whose lease expired).
 
         Runnable: RUNNING runs (oldest ``updated_at`` first) and WAITING runs whose ``UNTIL`` deadline is due
@@ -141,6 +142,8 @@ class Leases:
         Rows locked by another claimer are skipped (``FOR UPDATE SKIP LOCKED``), so concurrent workers claim
         disjoint sets. Each claimed run's ``fencing_epoch`` is incremented and its lease set to ``lease_s``
         seconds from now (server clock). Returns ``[(run_id, epoch), ...]``: pass them to :meth:`fenced`.
+        ``exclude`` lists ``(run_id, revision)`` pairs not to claim while the run still has that revision (a worker
+        passes the runs whose checkpoint it found corrupt, so they never take the places of healthy runs).
         """
         worker_id = _check_worker(worker_id)
         limit = int(limit)
@@ -149,15 +152,21 @@ class Leases:
         reasons = [WaitReason(r).value for r in wait_reasons]
         s = self._sql.s
         free = "NOT paused AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())"
+        skip = [(str(r), int(v)) for r, v in exclude]
+        excluded: Tuple[Any, ...] = ()
+        if skip:
+            free += " AND (run_id, revision) <> ALL (SELECT x.r, x.v FROM unnest(%s::text[], %s::bigint[]) AS x(r, v))"
+            excluded = ([r for r, _ in skip], [v for _, v in skip])
         picks = [
             (f"SELECT run_id FROM {s}.runs WHERE wait_until <= clock_timestamp() AND {free} "
-             f"ORDER BY wait_until, run_id LIMIT %s FOR UPDATE SKIP LOCKED", ()),
+             f"ORDER BY wait_until, run_id LIMIT %s FOR UPDATE SKIP LOCKED", excluded),
             (f"SELECT run_id FROM {s}.runs WHERE status = '{_RUNNING}' AND {free} "
-             f"ORDER BY updated_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED", ()),
+             f"ORDER BY updated_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED", excluded),
         ]
         if reasons:
             picks.append((f"SELECT run_id FROM {s}.runs WHERE status = '{_WAITING}' AND wait_reason = ANY(%s) "
-                          f"AND {free} ORDER BY updated_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED", (reasons,)))
+                          f"AND {free} ORDER BY updated_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED",
+                          (reasons,) + excluded))
 
         def tx(cur: psycopg.Cursor) -> List[Tuple[str, int]]:
             picked: List[str] = []

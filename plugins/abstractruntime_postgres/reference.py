@@ -13,7 +13,7 @@ from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit
 from abstractruntime.timeutil import parse_instant
 from abstractruntime_storekit import check_contiguous, run_index_row
 
-from .sql import _COMPLETED
+from .sql import _COMPLETED, _check_run_id
 
 if TYPE_CHECKING:  # pragma: no cover
     from .store import PostgresBackend
@@ -30,6 +30,7 @@ class PostgresRunStore(RunStore):
         self.backend.commit_step(StepCommit(run=run, run_json=codec.encode_run(run)))
 
     def load(self, run_id: str) -> Optional[RunState]:
+        _check_run_id(run_id)
         row = self.backend.fetchone(f"SELECT data FROM {self._s}.runs WHERE run_id = %s", (run_id,))
         return self.backend.decode_run(run_id, row[0]) if row is not None else None
 
@@ -116,6 +117,7 @@ class PostgresLedgerStore(LedgerStore):
                                 store=f"PostgreSQL store {self.backend._where}")
 
     def list(self, run_id: str) -> List[Dict[str, Any]]:
+        _check_run_id(run_id)
         return self._decode(run_id, self.backend.fetchall(
             f"SELECT seq, data FROM {self._s}.ledger WHERE run_id = %s ORDER BY seq", (run_id,)), 0)
 
@@ -129,13 +131,14 @@ class PostgresLedgerStore(LedgerStore):
         return self.backend.decode_record(run_id, row[0], row[1]) if row is not None else None
 
     def count_many(self, run_ids: Iterable[str]) -> Dict[str, int]:
+        """``{run_id: count}`` of the given runs that have ledger records (others are omitted, as in 0.4.2)."""
         ids = list(dict.fromkeys(run_ids))
-        out = {rid: 0 for rid in ids}
+        found: Dict[str, int] = {}
         if ids:
             for rid, last in self.backend.fetchall(
                     f"SELECT run_id, last_seq FROM {self._s}.ledger_heads WHERE run_id = ANY(%s)", (ids,)):
-                out[rid] = int(last)
-        return out
+                found[rid] = int(last)
+        return {rid: found[rid] for rid in ids if found.get(rid)}
 
     def list_after(self, *, run_id: str, after: int, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
         """Records with 1-based ``seq`` > ``after``; returns ``(records, last seq returned or after)``."""
@@ -157,7 +160,7 @@ class PostgresLedgerStore(LedgerStore):
 
     def metrics_many(self, run_ids: Iterable[str]) -> Dict[str, Dict[str, int]]:
         """``{run_id: {steps, llm_calls, tool_calls, tokens_total}}`` over completed rows (same rules as the
-        SQLite store: only LLM_CALL and TOOL_CALLS rows are decoded)."""
+        SQLite store: only LLM_CALL and TOOL_CALLS rows are decoded; a run without completed rows is omitted)."""
         from abstractruntime_abstractcore.metrics import add_call_metrics
 
         ids = list(dict.fromkeys(run_ids))
@@ -174,7 +177,7 @@ class PostgresLedgerStore(LedgerStore):
         for rid, seq, effect_type, data in detail:
             row = self.backend.decode_record(rid, seq, data)
             add_call_metrics(out[rid], effect_type, row)
-        return out
+        return {rid: metrics for rid, metrics in out.items() if metrics["steps"]}
 
 
 __all__ = ["PostgresRunStore", "PostgresLedgerStore"]

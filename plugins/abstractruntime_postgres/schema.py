@@ -162,4 +162,14 @@ def migrate(conn: Any, schema: str, *, where: str = "") -> List[int]:
     return applied
 
 
-__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "advisory_key", "check_schema_name"]
+def check_current(conn: Any, schema: str, *, where: str = "") -> None:
+    """Read-only opening: refuse a database whose ``schema`` is missing or not at :data:`SCHEMA_VERSION`."""
+    version = _current_version(conn, schema)
+    _refuse_newer(version, schema, where)
+    if version != SCHEMA_VERSION:
+        raise StoreError(f"PostgreSQL store {where}: schema {schema!r} is at version {version}, not "
+                         f"{SCHEMA_VERSION} ({'no store there' if version == 0 else 'not upgraded'}). Nothing was "
+                         f"created: this command only reads; open it once with a command that writes")
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate", "check_current", "advisory_key", "check_schema_name"]

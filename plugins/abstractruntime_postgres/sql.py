@@ -9,6 +9,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 from abstractruntime.errors import ValidationError
 from abstractruntime.models import RunState, RunStatus, StepStatus, WaitReason
 from abstractruntime.timeutil import parse_instant
+from abstractruntime_storekit import validate_run_id
 
 _COMPLETED = StepStatus.COMPLETED.value
 _RUNNING = RunStatus.RUNNING.value
@@ -16,9 +17,7 @@ _WAITING = RunStatus.WAITING.value
 
 
 def _check_run_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not run_id:
-        raise ValidationError(f"run_id must be a non-empty string, got {run_id!r}")
-    return run_id
+    return validate_run_id(run_id, store="the postgres store")
 
 
 def _bytes(data: Optional[bytes], fallback: Callable[[], bytes]) -> bytes:

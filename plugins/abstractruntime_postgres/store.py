@@ -40,11 +40,12 @@ from abstractruntime.errors import ConcurrentModificationError, CorruptStoreErro
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, StepRecord
 from abstractruntime.storage.base import Capability, CommitView, StepCommit, StoreBackend
+from abstractruntime_storekit.integrity import decode_skipping
 
 from .errors import LeaseLostError, RunLeasedError
 from .leases import _FENCES, Fence, Leases
 from .reference import PostgresLedgerStore, PostgresRunStore
-from .schema import SCHEMA_VERSION, check_schema_name, migrate
+from .schema import SCHEMA_VERSION, check_current, check_schema_name, migrate
 from .sql import _COMPLETED, _RUNNING, _bytes, _check_run_id, _reason, _run_params, _Sql, describe
 
 log = get_logger("abstractruntime.postgres")
@@ -66,7 +67,7 @@ class PostgresBackend(Leases, StoreBackend):
                               Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.LEASES})
 
     def __init__(self, dsn: str = "", *, min_size: int = 1, max_size: int = 8, schema: str = "abstractruntime",
-                 notify: bool = True, pool_timeout: float = 30.0) -> None:
+                 notify: bool = True, pool_timeout: float = 30.0, read_only: bool = False) -> None:
         self._schema = check_schema_name(schema)
         min_size, max_size = int(min_size), int(max_size)
         if min_size < 0 or max_size < 1 or min_size > max_size:
@@ -81,6 +82,9 @@ class PostgresBackend(Leases, StoreBackend):
             extra["connect_timeout"] = DEFAULT_CONNECT_TIMEOUT
         if "client_encoding" not in params:
             extra["client_encoding"] = "UTF8"
+        self.read_only = bool(read_only)
+        if self.read_only:  # every transaction of every connection is read-only: PostgreSQL refuses any write
+            extra["options"] = (params.get("options", "") + " -c default_transaction_read_only=on").strip()
         self._conninfo = psycopg.conninfo.make_conninfo(dsn, **extra)
         self._where = describe(params)
         self._sql = _Sql(self._schema)
@@ -97,7 +101,10 @@ class PostgresBackend(Leases, StoreBackend):
         self.applied_migrations: List[int] = []
         try:
             with self._connect() as conn:
-                self.applied_migrations = migrate(conn, self._schema, where=self._where)
+                if self.read_only:  # create nothing: the schema must be there, at this version
+                    check_current(conn, self._schema, where=self._where)
+                else:
+                    self.applied_migrations = migrate(conn, self._schema, where=self._where)
         except psycopg.Error as exc:
             raise StoreError(f"Cannot open PostgreSQL store {self._where}: {_reason(exc)}") from None
         if self.applied_migrations:
@@ -321,8 +328,14 @@ class PostgresBackend(Leases, StoreBackend):
         return row
 
     def query_runs(self, sql: str, params: Sequence[Any] = ()) -> List[RunState]:
-        """Decode the ``(run_id, data)`` rows of a query, in query order."""
-        return [self.decode_run(rid, data) for rid, data in self.fetchall(sql, params)]
+        """Decode the ``(run_id, data)`` rows of a query, in query order; a corrupt run is left out and reported."""
+        return decode_skipping(f"PostgreSQL store {self._where}", self.fetchall(sql, params), self.decode_run)
+
+    def iter_corrupt(self, stats: Optional[Dict[str, int]] = None) -> Iterator[Any]:
+        """The damaged records of the store (``abstractruntime store check``; see :mod:`.check`)."""
+        from .check import iter_corrupt
+
+        return iter_corrupt(self, stats)
 
 
 __all__ = ["PostgresBackend", "PostgresRunStore", "PostgresLedgerStore", "Fence", "FAULT_POINT", "SCHEMA_VERSION",

@@ -30,7 +30,13 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from attrs import define, field
 
-from abstractruntime.errors import ConfigurationError, InvalidStateError, NotFoundError, ValidationError
+from abstractruntime.errors import (
+    ConfigurationError,
+    CorruptStoreError,
+    InvalidStateError,
+    NotFoundError,
+    ValidationError,
+)
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, RunStatus, WaitReason, utc_now_iso
 from abstractruntime.storage.base import Capability
@@ -53,6 +59,10 @@ class WorkerStats:
     steps: int = 0
     leases_lost: int = 0
     errors: List[str] = field(factory=list)
+    #: runs whose stored checkpoint (or ledger) cannot be decoded: not claimed again until their revision changes
+    corrupt_runs: List[str] = field(factory=list)
+    #: how many times a claimed run was found corrupt and skipped
+    corrupt_runs_skipped: int = 0
 
 
 class PostgresWorker:
@@ -88,6 +98,7 @@ class PostgresWorker:
         self._held: Dict[str, Any] = {}  # run_id -> Fence
         self._held_lock = threading.Lock()
         self._skip: Dict[str, int] = {}  # run_id -> revision that failed (dropped until the run changes)
+        self._corrupt: Dict[str, int] = {}  # run_id -> revision found corrupt (not claimed until it changes)
         self._last_pollable = 0.0
         self._stop = threading.Event()
         self._hb_stop = threading.Event()
@@ -166,7 +177,7 @@ class PostgresWorker:
             reasons = self.wait_reasons
             self._last_pollable = now
         claims = self.backend.claim_runnable(self.worker_id, limit=self.batch_size, lease_s=self.lease_s,
-                                             wait_reasons=reasons)
+                                             wait_reasons=reasons, exclude=list(self._corrupt.items()))
         if not claims:
             return 0
         with self._stats_lock:
@@ -189,6 +200,8 @@ class PostgresWorker:
                 self._held[run_id] = fence
             try:
                 state: Optional[RunState] = self.runtime.run_store.load(run_id)
+                if self._corrupt.pop(run_id, None) is not None:  # it loads again: rewritten since
+                    self._note_corrupt()
                 if state is None or self._skip.get(run_id) == state.revision:
                     return False
                 spec = self._workflow(state)
@@ -213,6 +226,9 @@ class PostgresWorker:
                 current = self.runtime.run_store.load_revision(run_id) if not fence.lost else None
                 if current is not None:
                     self._skip[run_id] = current
+                    if isinstance(exc, CorruptStoreError):
+                        self._corrupt[run_id] = current
+                        self._note_corrupt(skipped=1)
                 self._record_error(f"run {run_id}: {type(exc).__name__}: {exc}")
             finally:
                 with self._held_lock:
@@ -267,6 +283,11 @@ class PostgresWorker:
                 self.heartbeat_now()
             except Exception as exc:  # the next beat retries; a lease that runs out is taken over
                 self._record_error(f"heartbeat failed: {type(exc).__name__}: {exc}")
+
+    def _note_corrupt(self, skipped: int = 0) -> None:
+        with self._stats_lock:
+            self.stats.corrupt_runs = sorted(self._corrupt)
+            self.stats.corrupt_runs_skipped += skipped
 
     def _record_error(self, message: str) -> None:
         log.warning("postgres_worker_error", worker=self.worker_id, error=message)

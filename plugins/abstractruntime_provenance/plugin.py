@@ -14,7 +14,7 @@ from abstractruntime.models import StepRecord
 from abstractruntime_pluginkit import plugin_options
 from abstractruntime.storage.base import CommitView, Precondition
 
-from .chain import chain_records, current_head, verify_run
+from .chain import chain_records, current_head, verify_records, verify_run
 from .hashing import DEFAULT_ALGORITHM, get_hasher
 from .signing import configured_signing_key, key_fingerprint, load_public_key, signer_for
 
@@ -130,7 +130,12 @@ def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
         RuntimeMethodDescriptor(
             "verify_ledger", _verify_ledger,
             "Verify a run's ledger hash chain (and Ed25519 signatures with a public key); returns a report",
-        )
+        ),
+        RuntimeMethodDescriptor(
+            "verify_ledger_records", verify_records,
+            "Verify the hash chain of one run's ledger records given in order (not read from the store), as "
+            "verify_ledger would once they are stored; returns the same report",
+        ),
     ]
 
 
@@ -146,14 +151,19 @@ def _cli_verify(args: Any, runtime: Any) -> int:
     runtime.get_state(args.run_id)  # unknown run -> clear error, exit 2
     public_key = load_public_key(args.public_key) if args.public_key else None
     report = _verify_ledger(runtime, args.run_id, public_key)
+    # Records are numbered from 1 as `ledger show` numbers them ("record"); "index" stays the 0-based position of
+    # the reference's report.
+    for err in report["errors"]:
+        err["record"] = err["index"] + 1
+    report["first_bad_record"] = None if report["first_bad_index"] is None else report["first_bad_index"] + 1
     if args.json:
         print(json.dumps(report, indent=2, default=str))
     elif report["ok"]:
         print(f"ok: {report['count']} records, head {report['head_hash']}")
     else:
         first = next((e for e in report["errors"] if e.get("index") == report["first_bad_index"]), {})
-        print(f"TAMPERED: first bad record #{report['first_bad_index']} ({first.get('type')}); "
-              f"{len(report['errors'])} error(s) in {report['count']} records")
+        print(f"TAMPERED: first bad record #{report['first_bad_record']} ({first.get('type')}; numbered as in "
+              f"`ledger show`); {len(report['errors'])} error(s) in {report['count']} records")
         for err in report["errors"]:
             print("  " + json.dumps(err, default=str))
     return 0 if report["ok"] else 1
@@ -162,4 +172,4 @@ def _cli_verify(args: Any, runtime: Any) -> int:
 @hookimpl
 def abstractruntime_register_cli_commands() -> List[CliCommandDescriptor]:
     return [CliCommandDescriptor("ledger verify", "verify a run's hash chain (exit 1 and the first bad record "
-                                 "if it was tampered with)", _cli_verify_args, _cli_verify)]
+                                 "if it was tampered with)", _cli_verify_args, _cli_verify, store="read")]

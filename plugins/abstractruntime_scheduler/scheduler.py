@@ -26,6 +26,7 @@ from attrs import define, field, frozen
 from abstractruntime import RunState, RunStatus, StashKey, WaitReason, WorkflowSpec
 from abstractruntime_pluginkit.event_keys import build_event_wait_key
 from abstractruntime.errors import (
+    CorruptStoreError,
     InvalidStateError,
     InvalidTypeError,
     RunNotWaitingError,
@@ -37,6 +38,7 @@ from abstractruntime.models import utc_now_iso
 from abstractruntime_pluginkit import attach_driver, plugin_options
 from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_pluginkit.queries import answers_run_queries
+from abstractruntime_storekit.integrity import CorruptRecord, collect_skipped
 
 log = get_logger("abstractruntime.scheduler")
 
@@ -66,6 +68,11 @@ class SchedulerStats:
     poll_cycles: int = 0
     last_poll_at: Optional[str] = None
     errors: List[str] = field(factory=list)
+    #: runs the last poll left out because their stored checkpoint cannot be decoded (CorruptStoreError); the
+    #: healthy runs are driven all the same. ``abstractruntime store check`` lists every damaged record.
+    corrupt_runs: List[str] = field(factory=list)
+    #: how many times a poll skipped a corrupt run (one per run per poll)
+    corrupt_runs_skipped: int = 0
 
 
 class Scheduler:
@@ -161,13 +168,24 @@ class Scheduler:
     def _candidates(self, limit: int) -> List[RunState]:
         store = self.runtime.run_store
         now = utc_now_iso()
-        due = store.list_due_wait_until(now_iso=now, limit=limit)
-        running = store.list_runs(status=RunStatus.RUNNING, limit=limit)
         # waits that a plugin may declare ready on tick (abstractruntime_poll_wait): a parent whose child finished
-        pollable = [r for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)
-                    for r in store.list_runs(status=RunStatus.WAITING, wait_reason=reason, limit=limit)]
+        queries = [lambda: store.list_due_wait_until(now_iso=now, limit=limit),
+                   lambda: store.list_runs(status=RunStatus.RUNNING, limit=limit)] + [
+            lambda reason=reason: store.list_runs(status=RunStatus.WAITING, wait_reason=reason, limit=limit)
+            for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)]
+        found: List[RunState] = []
+        with collect_skipped() as skipped:  # a corrupt run is left out by the store's queries, and counted here
+            for query in queries:
+                try:
+                    found.extend(query())
+                except CorruptStoreError as exc:  # a store that cannot skip it: the other queries still count
+                    self._record_error(f"poll query failed: {exc}")
+                    if exc.run_id:
+                        skipped.append(CorruptRecord(store="", kind="checkpoint", run_id=exc.run_id,
+                                                     error=exc.message))
+        self._note_corrupt(skipped)
         seen, out = set(), []
-        for run in list(due) + list(running) + pollable:
+        for run in found:
             if run.run_id in seen or run.is_paused:
                 continue
             seen.add(run.run_id)
@@ -175,6 +193,16 @@ class Scheduler:
                 continue  # failed at this revision already (e.g. workflow not registered): wait for a change
             out.append(run)
         return out
+
+    def _note_corrupt(self, skipped: List[CorruptRecord]) -> None:
+        corrupt = sorted({r.run_id for r in skipped if r.run_id})
+        with self._stats_lock:
+            new = [r for r in corrupt if r not in self._stats.corrupt_runs]
+            self._stats.corrupt_runs = corrupt
+            self._stats.corrupt_runs_skipped += len(corrupt)
+        for run_id in new:  # once, when it is first seen (the store's warning names the store and the error)
+            self._record_error(f"Run {run_id}: skipped, its stored checkpoint is corrupt "
+                               f"({next(r.error for r in skipped if r.run_id == run_id)})")
 
     def poll_once(self) -> int:
         """One cycle, synchronously: drive every runnable run; returns how many were driven."""

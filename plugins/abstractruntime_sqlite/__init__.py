@@ -15,6 +15,7 @@ from attrs import field, frozen
 from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError, ValidationError
 from abstractruntime_pluginkit import structure_options
+from abstractruntime_storekit.opening import store_path
 
 _DURABILITIES = ("normal", "full")
 
@@ -57,11 +58,11 @@ def open_sqlite(location: StoreLocation):
     from .store import SqliteDatabase
 
     options = structure_options(SqliteOptions, location.options, where="sqlite store options")
-    path = location.path or str(default_home() / "runtime.sqlite")
+    path = str(store_path(location, default_home() / "runtime.sqlite"))
     if path == ":memory:" or path.startswith("file::memory:"):
         raise ConfigurationError(
             f"Store URL {location.url!r}: the sqlite store needs a file (use 'memory://' for an in-process store)")
-    return SqliteDatabase(path, durability=options.effective_durability)
+    return SqliteDatabase(path, durability=options.effective_durability, read_only=location.read_only)
 
 
 @hookimpl

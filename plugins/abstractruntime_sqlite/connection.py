@@ -14,6 +14,8 @@ from typing import Any, Callable, Optional
 
 from abstractruntime.errors import CorruptStoreError, StoreError
 
+from .migrate import StoreUpgradeError, refuse_unwritable_reference, upgrade_reference_layout
+from .checksums import add_checksum_column
 from .schema import _SCHEMA, SCHEMA_VERSION
 
 CONNECT_TIMEOUT = 30.0
@@ -52,9 +54,10 @@ class SqliteConnections:
     _path: Path
     _durability: str
 
-    def _init_connections(self, path: Path, durability: str) -> None:
+    def _init_connections(self, path: Path, durability: str, *, read_only: bool = False) -> None:
         self._path = path
         self._durability = durability
+        self._read_only = read_only
         self._local = threading.local()
         self._conns: "weakref.WeakSet[_Conn]" = weakref.WeakSet()
         self._conns_lock = threading.Lock()
@@ -79,8 +82,8 @@ class SqliteConnections:
         if holder is not None:  # inherited across fork(): abandon it, never close it (that is the parent's state)
             _FORK_LEFTOVERS.append(holder)
         try:
-            conn = sqlite3.connect(str(self._path), timeout=CONNECT_TIMEOUT, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(self._connect_target(), timeout=CONNECT_TIMEOUT, isolation_level=None,
+                                   check_same_thread=False, uri=self._read_only)
         except sqlite3.Error as exc:
             raise _error(f"Cannot open SQLite store at {self._path}", exc) from exc
         try:
@@ -98,6 +101,16 @@ class SqliteConnections:
             self._conns.add(holder)
         self._local.holder = holder
         return conn
+
+    def _connect_target(self) -> str:
+        """The file, or read-only its ``mode=ro`` URI. When no process has the store open (no WAL index file) or
+        the index cannot be shared (another user's store, read-only media), the file is read ``immutable``, so
+        that nothing is created beside it (docs/stores.md)."""
+        if not self._read_only:
+            return str(self._path)
+        shm = Path(f"{self._path}-shm")
+        shared = shm.exists() and os.access(shm, os.W_OK)
+        return f"{self._path.resolve().as_uri()}?mode=ro" + ("" if shared else "&immutable=1")
 
     def _close_connections(self) -> None:
         """Close every connection this object opened (idempotent)."""
@@ -143,7 +156,7 @@ class SqliteConnections:
                     conn.execute("ROLLBACK")
             except sqlite3.Error:  # pragma: no cover - the transaction is gone with the connection
                 pass
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, StoreError):  # ours already say what failed
                 raise _error(f"SQLite store at {self._path}: write failed, nothing written", exc) from exc
             raise
 
@@ -167,8 +180,31 @@ class SqliteConnections:
             except sqlite3.Error:  # pragma: no cover
                 pass
 
+    def _check_schema_read_only(self) -> None:
+        """Read-only: the file must already have this version's schema (nothing is created or upgraded)."""
+        def version(conn: sqlite3.Connection) -> Optional[str]:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" not in tables:
+                return "reference" if "runs" in tables else None
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            return str(row[0]) if row is not None else None
+
+        found = self.read(version)
+        if found is None:
+            raise StoreError(f"{self._path} is not an AbstractRuntime SQLite store (no runs table). Nothing was "
+                             f"created: this command only reads; check the path")
+        if found == "reference":
+            raise StoreError(f"SQLite store at {self._path} was written by AbstractRuntime 0.4.2 and is not upgraded "
+                             f"yet; a read-only command changes nothing: open it once with a command that writes "
+                             f"(or a Runtime) to upgrade it in place (docs/upgrading.md)")
+        if found != str(SCHEMA_VERSION):
+            raise StoreError(f"SQLite store at {self._path} has schema version {found}, and this AbstractRuntime "
+                             f"reads version {SCHEMA_VERSION}: open it once with a command that writes to upgrade it "
+                             f"(docs/upgrading.md), or upgrade abstractruntime if it is newer")
+
     def _init_schema(self) -> None:
-        conn = self.connection()
+        if self._read_only:
+            return self._check_schema_read_only()
 
         def check(conn: sqlite3.Connection) -> bool:
             has_meta = conn.execute(
@@ -181,20 +217,27 @@ class SqliteConnections:
                     raise CorruptStoreError(
                         f"SQLite store at {self._path}: unreadable schema version {row[0]!r}") from None
                 if version > SCHEMA_VERSION:
-                    raise StoreError(
+                    raise StoreUpgradeError(
                         f"SQLite store at {self._path} has schema version {version}, newer than this "
                         f"AbstractRuntime supports ({SCHEMA_VERSION}); upgrade abstractruntime to open it. "
                         f"Nothing was changed."
                     )
                 if version == SCHEMA_VERSION:
                     return False
+            upgrade_reference_layout(conn, self._path)  # a 0.4.2 file: upgraded in this transaction
             for statement in _SCHEMA:
                 conn.execute(statement)
+            add_checksum_column(conn)  # schema version 1 -> 2
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
                          (str(SCHEMA_VERSION),))
             return True
 
-        self.write(check)
+        try:
+            conn = self.connection()
+            self.write(check)
+        except StoreError as exc:
+            refuse_unwritable_reference(self._path, exc)  # a read-only 0.4.2 file: say it needs upgrading
+            raise
         deadline = time.monotonic() + CONNECT_TIMEOUT
         while True:
             try:

@@ -9,7 +9,7 @@ from typing import Any, Tuple
 from abstractruntime.models import RunState
 from abstractruntime_storekit import index_entries
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.checksum (abstractruntime_sqlite.checksums)
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -25,7 +25,8 @@ _SCHEMA = (
         wait_until TEXT,
         created_at TEXT,
         updated_at TEXT,
-        data TEXT NOT NULL
+        data TEXT NOT NULL,
+        checksum INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS runs_updated ON runs (updated_at)",
     "CREATE INDEX IF NOT EXISTS runs_status ON runs (status, updated_at)",

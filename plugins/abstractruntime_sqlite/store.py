@@ -1,6 +1,6 @@
 """SQLite store: one database file, one ``BEGIN IMMEDIATE`` transaction per step.
 
-Tables (schema version 1, recorded in ``meta``):
+Tables (schema version 2, recorded in ``meta``):
 
 ================  ===============================================================================================
 ``meta``          ``key`` -> ``value`` (``schema_version``)
@@ -8,7 +8,8 @@ Tables (schema version 1, recorded in ``meta``):
                   every commit), ``status``, ``workflow_id``, ``parent_run_id``, ``session_id``, ``wait_reason``,
                   ``wait_key`` (waiting EVENT runs only), ``wait_until`` (waiting UNTIL runs only, as the fixed-width
                   sortable instant of :func:`~abstractruntime.storage.base.timer_index_value`), ``created_at``,
-                  ``updated_at``
+                  ``updated_at``; ``checksum`` (CRC-32 of ``data``, verified on load; NULL before version 2:
+                  :mod:`abstractruntime_sqlite.checksums`)
 ``ledger_heads``  ``run_id`` -> ``last_seq``: the per-run sequence counter
 ``ledger``        ``(run_id, seq)`` -> step record JSON (``data``), ``status``, ``idempotency_key``, ``effect_type``
 ================  ===============================================================================================
@@ -36,22 +37,28 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
 from abstractruntime.models import RunState, RunStatus, StepRecord, StepStatus, WaitReason
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import RunLocks, check_contiguous, run_index_row, timer_index_value
+from abstractruntime_storekit import RunLocks, check_contiguous, run_index_row, timer_index_value, validate_run_id
 from abstractruntime_storekit.files import FileSiblings
+from abstractruntime_storekit.integrity import decode_skipping
+from abstractruntime_storekit.opening import os_error, store_file
 
 from .connection import BUSY_TIMEOUT_MS, CONNECT_TIMEOUT, DURABILITY, SqliteConnections
-from .schema import _INSERT_RUN, _UPDATE_RUN, _UPDATE_RUN_AT_REVISION, SCHEMA_VERSION, _run_columns
+from .errors import LedgerSeqConflictError
+from .checksums import INSERT_RUN as _INSERT_RUN
+from .checksums import UPDATE_RUN as _UPDATE_RUN
+from .checksums import UPDATE_RUN_AT_REVISION as _UPDATE_RUN_AT_REVISION
+from .checksums import text_and_sum, verified
+from .schema import SCHEMA_VERSION, _run_columns
 
 FAULT_POINT = "commit:after-checkpoint"
 _COMPLETED = StepStatus.COMPLETED.value
 _IN_CHUNK = 500  # host parameters per IN (...) list; stays below SQLite's historic 999 limit
 _NO_PARAM = object()  # a WHERE condition without a parameter
+_SELECT_RUNS = "SELECT run_id, data, checksum FROM runs"  # the rows query_runs decodes
 
 
 def _check_run_id(run_id: Any) -> str:
-    if not isinstance(run_id, str) or not run_id:
-        raise ValidationError(f"run_id must be a non-empty string, got {run_id!r}")
-    return run_id
+    return validate_run_id(run_id, store="the sqlite store")
 
 
 def _text(data: Optional[bytes], fallback: Callable[[], bytes]) -> str:
@@ -70,7 +77,7 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
                               Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
 
-    def __init__(self, path: os.PathLike | str, *, durability: str = "normal") -> None:
+    def __init__(self, path: os.PathLike | str, *, durability: str = "normal", read_only: bool = False) -> None:
         text = os.fspath(path)
         if not text or text == ":memory:" or text.startswith("file::memory:"):
             raise ValidationError("SqliteDatabase needs a file path (per-thread connections cannot share "
@@ -78,17 +85,21 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
         mode = str(durability).strip().lower()
         if mode not in DURABILITY:
             raise ValidationError(f"durability must be one of {sorted(DURABILITY)}, got {durability!r}")
-        self._init_connections(Path(text).expanduser(), mode)
+        # only a missing file may become a new store, and only when writing (a zero-length file is refused)
+        self._init_connections(store_file(Path(text).expanduser(), store="sqlite", read_only=read_only), mode,
+                               read_only=read_only)
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
-        try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"Cannot create the directory of SQLite store {self._path}: {exc}") from exc
         self.run_locks: Optional[RunLocks] = None
+        if read_only:  # it never ticks a run: no run locks, no lock file
+            self.capabilities = type(self).capabilities - {Capability.RUN_LOCKS}
         try:
             self._init_schema()
-            self.run_locks = RunLocks(f"{self._path}.runlocks")
+            if not read_only:
+                self.run_locks = RunLocks(f"{self._path}.runlocks")
+        except OSError as exc:
+            self.close()
+            raise os_error(exc, f"{self._path}.runlocks", "sqlite") from exc
         except BaseException:
             self.close()
             raise
@@ -116,7 +127,8 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
         run_params: Optional[Tuple[Any, ...]] = None
         if run is not None:
             _check_run_id(run.run_id)
-            run_params = _run_columns(run, _text(commit.run_json, lambda: codec.encode_run(run)))
+            text, crc = text_and_sum(commit.run_json, lambda: codec.encode_run(run))
+            run_params = _run_columns(run, text) + (crc,)
         rows = []
         for i, record in enumerate(commit.records):
             _check_run_id(record.run_id)
@@ -149,10 +161,8 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
 
         self.write(tx)
 
-    @staticmethod
-    def _append_rows(conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
+    def _append_rows(self, conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
         heads: Dict[str, int] = {}
-        values = []
         for run_id, status, key, effect_type, text in rows:
             seq = heads.get(run_id)
             if seq is None:
@@ -160,15 +170,17 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
                 seq = found[0] if found is not None else 0
             seq += 1
             heads[run_id] = seq
-            values.append((run_id, seq, status, key, effect_type, text))
-        conn.executemany(
-            "INSERT INTO ledger (run_id, seq, status, idempotency_key, effect_type, data) VALUES (?, ?, ?, ?, ?, ?)",
-            values,
-        )
+            try:
+                conn.execute("INSERT INTO ledger (run_id, seq, status, idempotency_key, effect_type, data) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (run_id, seq, status, key, effect_type, text))
+            except sqlite3.IntegrityError as exc:  # the (run_id, seq) key exists: ledger_heads is behind
+                raise LedgerSeqConflictError(run_id=run_id, seq=seq, path=str(self._path), detail=str(exc)) from exc
         conn.executemany("INSERT OR REPLACE INTO ledger_heads (run_id, last_seq) VALUES (?, ?)", list(heads.items()))
 
     # --- decoding -----------------------------------------------------------------------------------------------
-    def decode_run(self, run_id: str, text: Any) -> RunState:
+    def decode_run(self, run_id: str, text: Any, checksum: Optional[int] = None) -> RunState:
+        """Decode a checkpoint, after checking it against its stored checksum (None: stored before checksums)."""
+        verified(f"SQLite store at {self._path}", run_id, text, checksum)
         try:
             return codec.decode_run(text)
         except Exception as exc:
@@ -210,7 +222,13 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
     def query_runs(self, sql: str, params: Iterable[Any] = ()) -> List[RunState]:
         """Decode the ``(run_id, data)`` rows of a query, in query order."""
         rows = self.read(lambda conn: conn.execute(sql, tuple(params)).fetchall())
-        return [self.decode_run(run_id, data) for run_id, data in rows]
+        return decode_skipping(f"SQLite store at {self._path}", rows, self.decode_run)  # a corrupt run is left out
+
+    def iter_corrupt(self, stats: Optional[Dict[str, int]] = None) -> Iterator[Any]:
+        """The damaged records of the store (``abstractruntime store check``; see :mod:`.checksums`)."""
+        from .checksums import iter_corrupt
+
+        return iter_corrupt(self, stats)
 
 
 
@@ -225,8 +243,9 @@ class SqliteRunStore(RunStore):
         self.db.commit_step(StepCommit(run=run, run_json=codec.encode_run(run)))
 
     def load(self, run_id: str) -> Optional[RunState]:
-        row = self.db.read(lambda c: c.execute("SELECT data FROM runs WHERE run_id = ?", (run_id,)).fetchone())
-        return self.db.decode_run(run_id, row[0]) if row is not None else None
+        row = self.db.read(lambda c: c.execute("SELECT data, checksum FROM runs WHERE run_id = ?",
+                                               (run_id,)).fetchone())
+        return self.db.decode_run(run_id, row[0], row[1]) if row is not None else None
 
     def load_revision(self, run_id: str) -> Optional[int]:
         row = self.db.read(lambda c: c.execute("SELECT revision FROM runs WHERE run_id = ?", (run_id,)).fetchone())
@@ -259,14 +278,14 @@ class SqliteRunStore(RunStore):
             conds.append(("workflow_id = ?", workflow_id))
         where, params = self._where(conds)
         return self.db.query_runs(
-            f"SELECT run_id, data FROM runs{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
+            f"{_SELECT_RUNS}{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
 
     def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
         """Waiting UNTIL runs whose deadline (compared as an instant) is at or before ``now_iso``, earliest first."""
         if limit <= 0:
             return []
         return self.db.query_runs(
-            "SELECT run_id, data FROM runs WHERE wait_until IS NOT NULL AND wait_until <= ? "
+            f"{_SELECT_RUNS} WHERE wait_until IS NOT NULL AND wait_until <= ? "
             "ORDER BY wait_until, run_id LIMIT ?",
             (timer_index_value(now_iso), int(limit)),
         )
@@ -275,14 +294,14 @@ class SqliteRunStore(RunStore):
         if limit <= 0:
             return []
         return self.db.query_runs(
-            "SELECT run_id, data FROM runs WHERE wait_key = ? ORDER BY run_id LIMIT ?", (wait_key, int(limit)))
+            f"{_SELECT_RUNS} WHERE wait_key = ? ORDER BY run_id LIMIT ?", (wait_key, int(limit)))
 
     def list_children(self, *, parent_run_id: str, status: Optional[RunStatus] = None) -> List[RunState]:
         if status is None:
             return self.db.query_runs(
-                "SELECT run_id, data FROM runs WHERE parent_run_id = ? ORDER BY created_at, run_id", (parent_run_id,))
+                f"{_SELECT_RUNS} WHERE parent_run_id = ? ORDER BY created_at, run_id", (parent_run_id,))
         return self.db.query_runs(
-            "SELECT run_id, data FROM runs WHERE parent_run_id = ? AND status = ? ORDER BY created_at, run_id",
+            f"{_SELECT_RUNS} WHERE parent_run_id = ? AND status = ? ORDER BY created_at, run_id",
             (parent_run_id, RunStatus(status).value),
         )
 
@@ -308,7 +327,7 @@ class SqliteRunStore(RunStore):
             conds.append(("parent_run_id IS NULL", _NO_PARAM))
         where, params = self._where(conds)
         runs = self.db.query_runs(
-            f"SELECT run_id, data FROM runs{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
+            f"{_SELECT_RUNS}{where} ORDER BY updated_at DESC, run_id LIMIT ?", params + [int(limit)])
         return [run_index_row(r) for r in runs]
 
 
@@ -352,18 +371,19 @@ class SqliteLedgerStore(LedgerStore):
         return int(row[0]) if row is not None else 0
 
     def count_many(self, run_ids: Iterable[str]) -> Dict[str, int]:
+        """``{run_id: count}`` of the given runs that have ledger records (others are omitted, as in 0.4.2)."""
         ids = list(dict.fromkeys(run_ids))
-        out = {rid: 0 for rid in ids}
+        found: Dict[str, int] = {}
 
         def tx(c: sqlite3.Connection) -> None:
             for chunk in _chunks(ids):
                 marks = ", ".join("?" * len(chunk))
                 for rid, last in c.execute(
                         f"SELECT run_id, last_seq FROM ledger_heads WHERE run_id IN ({marks})", tuple(chunk)):
-                    out[rid] = int(last)
+                    found[rid] = int(last)
 
         self.db.read(tx)
-        return out
+        return {rid: found[rid] for rid in ids if found.get(rid)}
 
     def list_after(self, *, run_id: str, after: int, limit: int = 1000) -> Tuple[List[Dict[str, Any]], int]:
         """Records with 1-based ``seq`` > ``after``; returns ``(records, last seq returned or after)``."""
@@ -390,7 +410,8 @@ class SqliteLedgerStore(LedgerStore):
         return self.db.decode_record(run_id, row[0], row[1]) if row is not None else None
 
     def metrics_many(self, run_ids: Iterable[str]) -> Dict[str, Dict[str, int]]:
-        """``{run_id: {steps, llm_calls, tool_calls, tokens_total}}`` over completed rows.
+        """``{run_id: {steps, llm_calls, tool_calls, tokens_total}}`` over completed rows (a run without completed
+        rows is omitted, as in 0.4.2).
 
         ``tool_calls`` counts the calls in TOOL_CALLS payloads, ``tokens_total`` sums LLM ``usage.total_tokens``.
         Only LLM_CALL and TOOL_CALLS rows are decoded; what they add is the abstractcore plugin's helper.
@@ -417,7 +438,7 @@ class SqliteLedgerStore(LedgerStore):
         for rid, seq, effect_type, data in self.db.read(tx):
             row = self.db.decode_record(rid, seq, data)
             add_call_metrics(out[rid], effect_type, row)
-        return out
+        return {rid: metrics for rid, metrics in out.items() if metrics["steps"]}
 
 
 __all__ = ["SqliteDatabase", "SqliteRunStore", "SqliteLedgerStore", "SCHEMA_VERSION", "FAULT_POINT", "CONNECT_TIMEOUT",

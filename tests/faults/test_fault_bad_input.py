@@ -401,7 +401,7 @@ def test_cli_ledger_show_prints_the_gap_error_and_verify_names_the_record(gap_st
     assert f"ledger of run {run_id} is missing record seq {GAP_SEQ}" in out.err
     assert main(["--store", url, "ledger", "show", other]) == 0
     assert main(["--store", url, "ledger", "verify", run_id]) == 1
-    assert f"first bad record #{GAP_SEQ - 1} (prev_hash_mismatch)" in capsys.readouterr().out
+    assert f"first bad record #{GAP_SEQ} (prev_hash_mismatch;" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("seqs, after, gap", [

@@ -126,9 +126,13 @@ def test_ledger_verify_exits_1_and_names_the_first_bad_record_after_tampering(st
         txn.put(key, txn.get(key).replace(b'"waiting"', b'"completed"', 1))
     env.close()
     out = cli("--store", url, "ledger", "verify", finished)
-    assert out.returncode == 1 and "first bad record #1" in out.stdout, out.stdout
+    # numbered as `ledger show` numbers rows (from 1): the second row; the reference's 0-based index stays
+    assert out.returncode == 1 and "first bad record #2 " in out.stdout, out.stdout
+    shown = cli("--store", url, "ledger", "show", finished).stdout.splitlines()
+    assert shown[2].split()[0] == "2"  # header, row 1, row 2
     report = json.loads(cli("--store", url, "--json", "ledger", "verify", finished).stdout)
-    assert report["ok"] is False and report["first_bad_index"] == 1
+    assert report["ok"] is False and report["first_bad_index"] == 1 and report["first_bad_record"] == 2
+    assert report["errors"][0]["record"] == 2
 
 
 def test_snapshots_create_list_restore_fork(store):

@@ -273,7 +273,7 @@ def test_ledger_helpers_and_unfenced_commit_rules(backend):
     run = _run(vars={"nul": "a\x00b", "uni": "☃"})
     _commit(backend, run, [_record(run, key="k"), _record(run, node="b")])
     assert backend.run_store.load(run.run_id).vars == {"nul": "a\x00b", "uni": "☃"}
-    assert backend.ledger_store.count_many([run.run_id, "nope"]) == {run.run_id: 2, "nope": 0}
+    assert backend.ledger_store.count_many([run.run_id, "nope"]) == {run.run_id: 2}  # unknown runs omitted
     metrics = backend.ledger_store.metrics_many([run.run_id])
     assert metrics[run.run_id]["steps"] == 2
     assert backend.run_store.load_revision(run.run_id) == 1 and backend.run_store.load_revision("x") is None
@@ -876,3 +876,22 @@ def test_worker_command_drives_runs_from_a_separate_process(pg_dsn):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, proc.stderr.read()
+
+
+def test_a_read_only_postgres_store_creates_no_schema_and_refuses_writes(pg_dsn):
+    """Issue 14 #12: a read-only open (the CLI's read-only commands) creates nothing in an empty database, reads a
+    store, and every write is refused by PostgreSQL itself."""
+    ro = {"store": pg_dsn, "store_options": {"read_only": True}}
+    with pytest.raises(StoreError, match="Nothing was created"):
+        Runtime.from_config(ro)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = 'abstractruntime'").fetchone() is None
+    flow = WorkflowSpec(workflow_id="ro", entry_node="a",
+                        nodes={"a": lambda run, ctx: StepPlan(node_id="a", complete_output={"ok": 1})})
+    with Runtime.from_config(store=pg_dsn) as rt:
+        run_id = rt.start(workflow=flow)
+    with Runtime.from_config(ro) as rt:
+        assert rt.get_state(run_id).status is RunStatus.RUNNING
+        with pytest.raises(StoreError, match="read-only"):
+            rt.tick(workflow=flow, run_id=run_id)
+        assert rt.get_state(run_id).status is RunStatus.RUNNING
