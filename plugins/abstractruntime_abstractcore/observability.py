@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from attrs import field, frozen
@@ -18,29 +19,38 @@ _EVENT_BY_STATUS = {"started": "WORKFLOW_STEP_STARTED", "completed": "WORKFLOW_S
 
 def _record_dict(record: Any) -> Dict[str, Any]:
     if isinstance(record, dict):
-        return dict(record)
+        return record  # passed on as is, as the reference does
     to_dict = getattr(record, "to_dict", None)
     if callable(to_dict):
         return dict(to_dict())
     raise InvalidTypeError(f"expected a StepRecord or its dict, got {type(record).__name__}")
 
 
-def emit_step_record(record: Any, *, source: str = "abstractruntime") -> None:
-    """Emit one ledger record on AbstractCore's global event bus (``workflow_step_<status>`` events)."""
+def emit_step_record(record: Dict[str, Any], *, source: str = "abstractruntime") -> None:
+    """Emit one ledger record on AbstractCore's ``GlobalEventBus``.
+
+    Status ``started`` / ``completed`` / ``waiting`` / ``failed`` -> ``WORKFLOW_STEP_STARTED`` / ``_COMPLETED`` /
+    ``_WAITING`` / ``_FAILED`` with data ``{run_id, node_id, step_id, status, record}`` (``record`` is the dict
+    given); any other status emits nothing. ``record`` may also be a :class:`~abstractruntime.models.StepRecord`.
+    """
     data = _record_dict(record)
-    name = _EVENT_BY_STATUS.get(str(data.get("status") or ""))
+    status = data.get("status")
+    name = _EVENT_BY_STATUS.get(status.value if isinstance(status, Enum) else status)  # type: ignore[arg-type]
     if name is None:
         return
     events = import_abstractcore("abstractcore.events")
     event_type = getattr(events.EventType, name, None)
     if event_type is not None:
-        events.GlobalEventBus.emit(event_type, data, source=source)
+        events.GlobalEventBus.emit(event_type, {"run_id": data.get("run_id"), "node_id": data.get("node_id"),
+                                                "step_id": data.get("step_id"), "status": status, "record": data},
+                                   source=source)
 
 
-def attach_global_event_bus_bridge(runtime: Any, *, run_id: Optional[str] = None,
+def attach_global_event_bus_bridge(*, runtime: Any, run_id: Optional[str] = None,
                                    source: str = "abstractruntime") -> Callable[[], None]:
     """Forward every committed ledger record of ``runtime`` (of ``run_id`` only, if given) to AbstractCore's global
-    event bus. Returns the function that stops it. ``runtime`` may also be a ledger store with ``subscribe``."""
+    event bus through :func:`emit_step_record`. Returns the function that stops it. ``runtime`` may also be a
+    ledger store with ``subscribe`` (an ``ObservableLedgerStore``)."""
     subscribe = getattr(runtime, "subscribe_ledger", None) or getattr(runtime, "subscribe", None)
     if subscribe is None:
         raise InvalidTypeError("attach_global_event_bus_bridge needs a Runtime (or a ledger store with subscribe)")

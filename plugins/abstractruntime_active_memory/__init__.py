@@ -21,7 +21,8 @@ from typing import List
 from abstractruntime import EffectHandlerDescriptor, EffectType, hookimpl
 
 from .effects import memory_compact, memory_note, memory_query, memory_rehydrate, memory_tag
-from .spans import ActiveContextPolicy, TimeRange
+from .active_context import ActiveContextPolicy
+from .spans import TimeRange
 
 #: memory spans are artifacts
 abstractruntime_requires = ('artifacts',)

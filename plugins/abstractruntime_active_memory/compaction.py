@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from abstractruntime import Effect, EffectCall, EffectOutcome, EffectType
 
 from .memory_call import RECALL_LEVELS, Memory, Refused, envelope, int_option, log, text_of, tool_ids
-from .spans import ActiveContextPolicy, context_messages, run_spans, span_id_of
+from .spans import context_messages, run_spans, span_id_of, spans_of
 
 COMPRESSION = {
     "light": "Light compression: keep most details and drop only redundancy.",
@@ -80,7 +80,7 @@ def memory_compact(call: EffectCall) -> EffectOutcome:
         focus = m.payload.get("focus") if isinstance(m.payload.get("focus"), str) else None
         target = m.target()
         span_id = f"span_{m.key[:24]}"
-        if any(span_id_of(s) == span_id for s in ActiveContextPolicy.spans(target.vars)):
+        if any(span_id_of(s) == span_id for s in spans_of(target.vars)):
             return envelope(tool, call_id, output=f"Already compacted into {span_id}.", span_id=span_id)
         messages = [x for x in ((target.vars.get("context") or {}).get("messages") or []) if isinstance(x, dict)]
         conversation = [i for i, x in enumerate(messages) if x.get("role") != "system"]
@@ -107,7 +107,8 @@ def memory_compact(call: EffectCall) -> EffectOutcome:
         summary_message = {
             "role": "system", "timestamp": now,
             "content": f"[CONVERSATION HISTORY SUMMARY {span_id}: {len(archived)} earlier messages]\n{summary}",
-            "metadata": {"kind": "memory_summary", "span_id": span_id, "message_id": f"summary_{span_id}"},
+            "metadata": {"kind": "memory_summary", "span_id": span_id, "source_artifact_id": span_id,
+                         "message_id": f"summary_{span_id}"},
         }
         m.require_store().store(json.dumps({"span": span, "messages": archived}, ensure_ascii=False).encode("utf-8"),
                                 content_type="application/json", run_id=target.run_id,

@@ -16,7 +16,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime_artifacts import artifact_store_for
 from abstractruntime_pluginkit.run_tree import find_in_run_tree, root_of
 
-from .spans import GLOBAL_TAGS, SCOPES, ActiveContextPolicy, run_spans, span_id_of
+from .spans import GLOBAL_TAGS, SCOPES, run_spans, span_id_of, spans_of
 
 log = get_logger("abstractruntime.memory")
 
@@ -134,7 +134,7 @@ class Memory:
 
     def spans_in(self, scope: str, target: RunState) -> List[Dict[str, Any]]:
         owner = self.owner(scope, target)
-        spans = ActiveContextPolicy.spans(owner.vars) if owner is not None else self.global_spans()
+        spans = spans_of(owner.vars) if owner is not None else self.global_spans()
         return [dict(s, scope=s.get("scope") or scope) for s in spans]
 
     def find_span(self, span_id: str, target: RunState, scopes: Tuple[str, ...] = SCOPES

@@ -14,9 +14,9 @@ from .memory_call import RECALL_LEVELS, Memory, Refused, envelope, int_option, l
 from .spans import (
     GLOBAL_TAGS,
     SCOPES,
-    ActiveContextPolicy,
     TimeRange,
     context_messages,
+    filter_span_list,
     normalize_tags,
     run_spans,
     span_id_of,
@@ -158,7 +158,7 @@ def memory_query(call: EffectCall) -> EffectOutcome:
             for span in m.spans_in(s, target):
                 pool.setdefault(span_id_of(span), span)
         ordered = sorted(pool.values(), key=lambda s: str(s.get("created_at") or ""))
-        candidates = ActiveContextPolicy.filter_spans(
+        candidates = filter_span_list(
             ordered, time_range=window, tags=m.payload.get("tags"), tags_mode=tags_mode,
             authors=m.payload.get("authors", m.payload.get("usernames")), locations=m.payload.get("locations"))
         wanted_id = str(m.payload.get("span_id") or "").strip()

@@ -18,7 +18,7 @@ import re
 from datetime import datetime
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from attrs import define
+from attrs import frozen
 
 from abstractruntime.errors import ValidationError
 from abstractruntime.timeutil import parse_instant
@@ -77,9 +77,11 @@ def _instant(value: Any) -> Optional[datetime]:
         return None
 
 
-@define
+@frozen
 class TimeRange:
-    """A closed time interval; either end may be open (None). Ends are ISO 8601 instants (any offset, or ``Z``)."""
+    """A closed time interval; either end may be open (None). Ends are ISO 8601 instants (any offset, or ``Z``).
+
+    An invalid end raises at construction (the reference raised only in :meth:`contains`)."""
 
     start: Optional[str] = None
     end: Optional[str] = None
@@ -101,6 +103,19 @@ class TimeRange:
         if self.end is not None and lo > _instant(self.end):  # type: ignore[operator]
             return False
         return True
+
+
+    def contains(self, *, start: Optional[str], end: Optional[str]) -> bool:
+        """The reference's test of a span's ``[from_timestamp, to_timestamp]``: an unbounded range contains
+        everything; otherwise a missing end never matches, and an unparsable one raises ``ValueError``."""
+        if self.start is None and self.end is None:
+            return True
+        if start is None or end is None:
+            return False
+        lo, hi = parse_instant(str(start)), parse_instant(str(end))
+        if self.start is not None and hi < parse_instant(self.start):
+            return False
+        return not (self.end is not None and lo > parse_instant(self.end))
 
 
 def span_interval(span: Mapping[str, Any]) -> Tuple[Optional[str], Optional[str]]:
@@ -136,56 +151,40 @@ def _lower_set(values: Any) -> Optional[set]:
     return found or None
 
 
-class ActiveContextPolicy:
-    """The active context of a run and the filters over its memory spans (reference: ``abstractruntime.memory``).
-
-    The active context is ``vars.context.messages``: what the next LLM call sees. ``MEMORY_COMPACT`` moves older
-    messages out of it into a ``conversation_span``; ``MEMORY_REHYDRATE`` brings them back.
-    """
-
-    @staticmethod
-    def active_messages(vars: Mapping[str, Any], max_messages: int = -1) -> List[Dict[str, Any]]:
-        """The context messages, keeping the system messages and the newest ``max_messages`` others (-1: all)."""
-        messages = [m for m in ((vars.get("context") or {}).get("messages") or []) if isinstance(m, dict)]
-        if max_messages is None or max_messages < 0:
-            return list(messages)
-        others = [i for i, m in enumerate(messages) if m.get("role") != "system"]
-        drop = set(others[: max(0, len(others) - max_messages)])
-        return [m for i, m in enumerate(messages) if i not in drop]
-
-    @staticmethod
-    def spans(vars: Mapping[str, Any]) -> List[Dict[str, Any]]:
-        spans = ((vars.get("_runtime") or {}).get("memory_spans")) or []
-        return [s for s in spans if isinstance(s, dict)]
-
-    @staticmethod
-    def filter_spans(
-        spans: Iterable[Mapping[str, Any]],
-        *,
-        time_range: Optional[TimeRange] = None,
-        tags: Any = None,
-        tags_mode: str = "all",
-        authors: Any = None,
-        locations: Any = None,
-        kinds: Optional[Sequence[str]] = None,
-    ) -> List[Dict[str, Any]]:
-        wanted_tags = normalize_tags(tags)
-        wanted_authors, wanted_locations = _lower_set(authors), _lower_set(locations)
-        out = []
-        for span in spans:
-            if kinds and span.get("kind") not in kinds:
-                continue
-            if time_range is not None and not time_range.overlaps(*span_interval(span)):
-                continue
-            if not tags_match(span.get("tags") or {}, wanted_tags, tags_mode):
-                continue
-            if wanted_authors and str(span.get("author") or "").lower() not in wanted_authors:
-                continue
-            if wanted_locations and str(span.get("location") or "").lower() not in wanted_locations:
-                continue
-            out.append(dict(span))
-        return out
+def spans_of(vars: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """The dict entries of ``vars._runtime.memory_spans`` (read only; :func:`run_spans` for the mutable list)."""
+    spans = ((vars.get("_runtime") or {}).get("memory_spans")) or []
+    return [s for s in spans if isinstance(s, dict)]
 
 
-__all__ = ["ActiveContextPolicy", "TimeRange", "SCOPES", "GLOBAL_TAGS", "span_id_of", "run_spans",
+def filter_span_list(
+    spans: Iterable[Mapping[str, Any]],
+    *,
+    time_range: Optional[TimeRange] = None,
+    tags: Any = None,
+    tags_mode: str = "all",
+    authors: Any = None,
+    locations: Any = None,
+    kinds: Optional[Sequence[str]] = None,
+) -> List[Dict[str, Any]]:
+    """The spans (copies) that match every given filter: what ``MEMORY_QUERY`` filters by."""
+    wanted_tags = normalize_tags(tags)
+    wanted_authors, wanted_locations = _lower_set(authors), _lower_set(locations)
+    out = []
+    for span in spans:
+        if kinds and span.get("kind") not in kinds:
+            continue
+        if time_range is not None and not time_range.overlaps(*span_interval(span)):
+            continue
+        if not tags_match(span.get("tags") or {}, wanted_tags, tags_mode):
+            continue
+        if wanted_authors and str(span.get("author") or "").lower() not in wanted_authors:
+            continue
+        if wanted_locations and str(span.get("location") or "").lower() not in wanted_locations:
+            continue
+        out.append(dict(span))
+    return out
+
+
+__all__ = ["TimeRange", "SCOPES", "spans_of", "filter_span_list", "GLOBAL_TAGS", "span_id_of", "run_spans",
            "context_messages", "normalize_tags", "span_interval", "tags_match"]

@@ -12,7 +12,9 @@ Reference API (AbstractRuntime 0.4.2, ``abstractruntime.storage.artifacts``): :c
 
 Every file is written atomically (temporary file, fsync, rename, fsync of the directory), so a crash leaves either
 the old file or the new one. Deleting an artifact removes its metadata only; :meth:`FileArtifactStore.gc` removes
-blobs no metadata names any more.
+blobs no metadata names any more. ``store`` holds a shared lock on ``artifacts/.lock`` while it writes a blob and its
+metadata and ``gc`` an exclusive one (``flock``, across threads and processes), so a collection never removes the
+blob of a ``store`` in progress.
 """
 
 from __future__ import annotations
@@ -23,15 +25,22 @@ import json
 import os
 import re
 import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+
+try:  # POSIX: store/gc exclusion across processes
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: pass gc(grace_seconds=...) instead
+    fcntl = None  # type: ignore[assignment]
 
 import attrs
 from attrs import define, field
 
 from abstractruntime import codec
 from abstractruntime.logs import get_logger
-from abstractruntime.errors import ValidationError
+from abstractruntime.errors import InvalidTypeError, ValidationError
 from abstractruntime.models import utc_now_iso
 from abstractruntime_storekit.files import write_atomic  # re-exported: the one atomic file write
 
@@ -58,11 +67,16 @@ def compute_artifact_id(content: bytes, *, run_id: Optional[str] = None) -> str:
 
 
 def validate_artifact_id(artifact_id: Any) -> str:
-    """Return ``artifact_id`` if it matches ``^[A-Za-z0-9_-]+$``; else raise a ``ValueError``
-    (:class:`~abstractruntime.errors.ValidationError`; blocks traversal)."""
-    if not isinstance(artifact_id, str) or not _ID_RE.match(artifact_id):
+    """Return ``artifact_id`` if it matches ``^[A-Za-z0-9_-]+$`` (the whole string); else raise a ``ValueError``
+    (:class:`~abstractruntime.errors.ValidationError`, worded as the reference's; blocks traversal), or a
+    ``TypeError`` for a value that is not a string."""
+    if artifact_id is None or artifact_id == "":
+        raise ValidationError("artifact_id cannot be empty")
+    if not isinstance(artifact_id, str):
+        raise InvalidTypeError(f"artifact_id must be a string, got {type(artifact_id).__name__}")
+    if not _ID_RE.fullmatch(artifact_id):
         raise ValidationError(
-            f"Invalid artifact id {artifact_id!r}: use only letters, digits, '_' and '-' (1 or more characters)"
+            f"Invalid artifact_id {artifact_id!r}: must contain only alphanumeric characters, hyphens, and underscores"
         )
     return artifact_id
 
@@ -290,6 +304,23 @@ class FileArtifactStore(ArtifactStore):
     def __repr__(self) -> str:
         return f"FileArtifactStore({str(self._base)!r})"
 
+    @contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+        """``store`` (shared) and ``gc`` (exclusive) exclude each other, across threads and processes."""
+        if fcntl is None:
+            yield
+            return
+        try:
+            fd = os.open(str(self._dir / ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a read-only directory: nothing can be stored, nothing to guard
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
     @property
     def base_dir(self) -> Path:
         return self._base
@@ -390,21 +421,22 @@ class FileArtifactStore(ArtifactStore):
                                    else compute_artifact_id(content, run_id=run_id))
         blob_id = compute_blob_id(content)
         blob = self._blob_path(blob_id)
-        try:
-            have = blob.stat().st_size
-        except FileNotFoundError:
-            have = -1
-        if have != len(content):  # missing, or a foreign file: (re)write it
-            write_atomic(blob, content, fsync=self._fsync)
-        else:  # deduplicated: mark it as in use so that a concurrent gc() keeps it (see gc's grace period)
-            try:
-                os.utime(blob)
-            except OSError:
-                write_atomic(blob, content, fsync=self._fsync)
         meta = ArtifactMetadata(artifact_id=aid, content_type=content_type, size_bytes=len(content),
                                 created_at=utc_now_iso(), blob_id=blob_id, run_id=run_id, tags=_tags(tags))
-        write_atomic(self._ref_path(aid),
-                     json.dumps(meta.to_dict(), ensure_ascii=False, indent=2).encode("utf-8"), fsync=self._fsync)
+        with self._locked(exclusive=False):  # a gc() waits until the metadata names the blob
+            try:
+                have = blob.stat().st_size
+            except FileNotFoundError:
+                have = -1
+            if have != len(content):  # missing, or a foreign file: (re)write it
+                write_atomic(blob, content, fsync=self._fsync)
+            else:  # deduplicated: mark it as in use (for a gc() with grace_seconds where flock is missing)
+                try:
+                    os.utime(blob)
+                except OSError:
+                    write_atomic(blob, content, fsync=self._fsync)
+            write_atomic(self._ref_path(aid),
+                         json.dumps(meta.to_dict(), ensure_ascii=False, indent=2).encode("utf-8"), fsync=self._fsync)
         return meta
 
     def delete(self, artifact_id: str) -> bool:
@@ -418,17 +450,19 @@ class FileArtifactStore(ArtifactStore):
                 pass
         return removed
 
-    def gc(self, *, dry_run: bool = True, grace_seconds: float = 60.0) -> Dict[str, Any]:
+    def gc(self, *, dry_run: bool = True, grace_seconds: float = 0.0) -> Dict[str, Any]:
         """Delete blobs that no metadata names (``dry_run``: only report what would be deleted).
 
         Returns ``{dry_run, blobs_total, blobs_referenced, blobs_deleted, bytes_reclaimed, errors}``; in a dry run
-        ``blobs_deleted`` / ``bytes_reclaimed`` say what a real run would delete / free. Blobs written or reused
-        less than ``grace_seconds`` ago count as referenced: ``store`` writes (or touches) the blob before its
-        metadata, so a store in progress in another thread or process never loses its blob. Temporary files are
-        never touched.
+        ``blobs_deleted`` / ``bytes_reclaimed`` say what a real run would delete / free. It runs under the exclusive
+        store lock, so a ``store`` in progress in another thread or process never loses its blob. Our addition:
+        blobs written or reused less than ``grace_seconds`` ago count as referenced (for file systems without
+        ``flock``). Temporary files are never touched.
         """
-        import time
+        with self._locked(exclusive=True):
+            return self._collect(dry_run=dry_run, grace_seconds=grace_seconds)
 
+    def _collect(self, *, dry_run: bool, grace_seconds: float) -> Dict[str, Any]:
         try:
             names = sorted(os.listdir(self._blobs))
         except FileNotFoundError:

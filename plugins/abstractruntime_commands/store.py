@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - Windows
 log = get_logger("abstractruntime.commands")
 
 DEFAULT_LIST_LIMIT = 1000
+DEFAULT_CONSUMER_ID = "gateway_runner"
 
 
 @frozen
@@ -102,11 +103,13 @@ def _normalise(record: CommandRecord, *, validate: bool) -> CommandRecord:
         if not typ:
             raise ValidationError("CommandRecord.type must be non-empty")
         if not isinstance(payload, dict):
-            raise ValidationError(f"CommandRecord.payload must be a JSON object (dict), got {type(payload).__name__}")
+            raise ValidationError(
+                f"CommandRecord.payload must be a JSON-serializable dict, got {type(payload).__name__}")
         try:
             codec.check_json(payload, "payload")
         except JsonInvariantError as exc:
-            raise ValidationError(f"CommandRecord.payload must be plain JSON: {exc.path}: {exc.problem}") from None
+            raise ValidationError(f"CommandRecord.payload must be a JSON-serializable dict: {exc.path}: {exc.problem} "
+                                  f"(use plain JSON values: str, finite numbers, bool, None, lists, dicts)") from None
     payload = _clone(dict(payload) if isinstance(payload, dict) else payload)
     return CommandRecord(command_id=cid, run_id=run_id, type=typ, payload=payload,
                          ts=str(record.ts or "").strip() or utc_now_iso(), client_id=client, seq=0)
@@ -426,13 +429,14 @@ class SqliteCommandStore:
 
 
 class SqliteCommandCursorStore:
-    """One consumer's cursor in the ``command_cursors`` table (keyed by ``consumer_id``)."""
+    """One consumer's cursor in the ``command_cursors`` table (keyed by ``consumer_id``, stripped; a blank one is
+    the default ``gateway_runner``, as in the reference)."""
 
-    def __init__(self, db: Any, *, consumer_id: str = "gateway_runner") -> None:
-        if not isinstance(consumer_id, str) or not consumer_id.strip():
-            raise ValidationError("consumer_id must be a non-empty string")
+    def __init__(self, db: Any, *, consumer_id: str = DEFAULT_CONSUMER_ID) -> None:
+        if consumer_id is not None and not isinstance(consumer_id, str):
+            raise ValidationError(f"consumer_id must be a string, got {type(consumer_id).__name__}")
         self.db = db
-        self.consumer_id = consumer_id.strip()
+        self.consumer_id = (consumer_id or "").strip() or DEFAULT_CONSUMER_ID
         ensure_command_tables(db)
 
     def load(self) -> int:

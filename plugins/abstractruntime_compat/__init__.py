@@ -25,7 +25,8 @@ _ROOT_NAMES = {
         "is_artifact_ref", "get_artifact_id", "resolve_artifact", "compute_artifact_id",
     ],
     "abstractruntime_artifacts.offloading": ["OffloadingRunStore", "OffloadingLedgerStore", "offload_large_values"],
-    "abstractruntime_active_memory.spans": ["ActiveContextPolicy", "TimeRange"],
+    "abstractruntime_active_memory.active_context": ["ActiveContextPolicy"],
+    "abstractruntime_active_memory.spans": ["TimeRange"],
     "abstractruntime_snapshots.store": ["Snapshot", "SnapshotStore", "InMemorySnapshotStore", "JsonSnapshotStore"],
     "abstractruntime_history.bundle": [
         "RUN_HISTORY_BUNDLE_VERSION_V1", "export_run_history_bundle", "persist_workflow_snapshot",

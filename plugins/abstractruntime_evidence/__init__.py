@@ -20,12 +20,12 @@ from abstractruntime.descriptors import RuntimeMethodDescriptor
 from abstractruntime.errors import InvalidStateError, ValidationError
 from abstractruntime_pluginkit import plugin_options
 
-from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder, list_evidence, warn
+from .recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceCaptureStats, EvidenceRecorder, list_evidence, warn
 
 #: evidence is stored as artifacts
 abstractruntime_requires = ('artifacts',)
 
-__all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES", "EvidenceOptions"]
+__all__ = ["EvidenceRecorder", "EvidenceCaptureStats", "DEFAULT_EVIDENCE_TOOL_NAMES", "EvidenceOptions"]
 
 PLUGIN_NAME = "evidence"
 

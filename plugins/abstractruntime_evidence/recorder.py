@@ -5,9 +5,19 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Sequence, Tuple
 
+from attrs import frozen
+
 from abstractruntime.models import RunState, utc_now_iso
+from abstractruntime_pluginkit.jsonload import loads_bounded
 
 DEFAULT_EVIDENCE_TOOL_NAMES: Tuple[str, ...] = ("web_search", "fetch_url", "execute_command")
+
+
+@frozen
+class EvidenceCaptureStats:
+    """What :meth:`EvidenceRecorder.record_tool_calls` did: ``recorded`` evidence records were written."""
+
+    recorded: int = 0
 
 
 def _ref(artifact_id: str) -> Dict[str, str]:
@@ -55,8 +65,8 @@ class EvidenceRecorder:
             data = output
             if isinstance(output, str):
                 try:
-                    data = json.loads(output)
-                except ValueError:
+                    data = loads_bounded(output, what="web_search output")
+                except ValueError:  # not JSON, or nested too deep: kept as text
                     refs["results"] = self._text(output, run, tool, "results")
                     return refs, refs["results"]
             refs["results"] = self._json(data, run, tool, "results")
@@ -66,14 +76,15 @@ class EvidenceRecorder:
     def record_tool_calls(
         self, *, run: RunState, node_id: str, tool_calls: Sequence[Dict[str, Any]],
         tool_results: Dict[str, Any],
-    ) -> List[str]:
+    ) -> EvidenceCaptureStats:
         """Record evidence for each result of a configured tool; rewrite results in place to carry refs.
 
-        Returns the evidence ids. Appends a span ``{kind: "evidence", ...}`` to ``run.vars._runtime.memory_spans``.
+        Returns an :class:`EvidenceCaptureStats` (``recorded``: how many evidence records were written; each
+        rewritten result carries its id in ``meta.evidence_id``). Appends a span ``{kind: "evidence", ...}`` to ``run.vars._runtime.memory_spans``.
         """
         results = tool_results.get("results") if isinstance(tool_results, dict) else None
         if not isinstance(results, list):
-            return []
+            return EvidenceCaptureStats(recorded=0)
         calls_by_id = {str(c.get("call_id")): c for c in tool_calls if isinstance(c, dict)}
         evidence_ids: List[str] = []
         runtime_ns = run.vars.setdefault("_runtime", {})
@@ -106,7 +117,7 @@ class EvidenceRecorder:
             spans.append({"kind": "evidence", "evidence_id": evidence_id, "tool_name": tool,
                           "call_id": result.get("call_id"), "node_id": node_id, "created_at": record["created_at"],
                           "success": record["success"]})
-        return evidence_ids
+        return EvidenceCaptureStats(recorded=len(evidence_ids))
 
 
 def list_evidence(run: RunState) -> List[Dict[str, Any]]:
@@ -120,5 +131,5 @@ def warn(run: RunState, node_id: str, error: str) -> None:
     runtime_ns.setdefault("evidence_warnings", []).append({"ts": utc_now_iso(), "node_id": node_id, "error": error})
 
 
-__all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES", "list_evidence"]
+__all__ = ["EvidenceRecorder", "EvidenceCaptureStats", "DEFAULT_EVIDENCE_TOOL_NAMES", "list_evidence"]
 

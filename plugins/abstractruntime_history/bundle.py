@@ -10,7 +10,7 @@ from collections import deque
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from abstractruntime import codec
-from abstractruntime.errors import UnknownRunError, ValidationError
+from abstractruntime.errors import NotFoundError, UnknownRunError, ValidationError
 from abstractruntime.models import RunState, utc_now_iso
 from abstractruntime.storage.base import Capability, declared_capabilities
 from abstractruntime_pluginkit.queries import answers_run_index, answers_run_queries
@@ -19,7 +19,6 @@ from abstractruntime_artifacts.offloading import DEFAULT_MAX_INLINE_BYTES, offlo
 
 RUN_HISTORY_BUNDLE_VERSION_V1 = 1
 MAX_SUBRUNS = 5000
-LEDGER_MODES = ("tail", "full")
 
 
 def _require_id(value: Any, what: str) -> str:
@@ -29,10 +28,17 @@ def _require_id(value: Any, what: str) -> str:
     return text
 
 
+class HistoryRunNotFoundError(UnknownRunError):
+    """The run to export (or to snapshot the workflow of) is not in the run store (a ``KeyError``)."""
+
+    def __init__(self, run_id: str) -> None:
+        NotFoundError.__init__(self, f"Run '{run_id}' not found", run_id=run_id)  # the reference's wording
+
+
 def _load(run_store: Any, run_id: str) -> RunState:
     run = run_store.load(run_id)
     if run is None:
-        raise UnknownRunError(run_id)
+        raise HistoryRunNotFoundError(run_id)
     return run
 
 
@@ -277,15 +283,20 @@ def session_turns(*, run_store: Any, ledger_store: Any, session_id: str, limit: 
             tree.extend(r for r in ledger_store.list(child_id) if isinstance(r, dict))
         ctx = run.vars.get("context") if isinstance(run.vars.get("context"), dict) else {}
         attachments = [dict(a) for a in ctx.get("attachments") or [] if isinstance(a, dict)]
+        out = run.output if isinstance(run.output, dict) else {}
+        nested = out.get("result") if isinstance(out.get("result"), dict) else {}
+        meta = out.get("meta") if isinstance(out.get("meta"), dict) else nested.get("meta")
         turns.append({
             "run_id": run.run_id,
             "workflow_id": run.workflow_id,
+            "kind": "run",
             "status": run.status.value,
             "created_at": run.created_at,
             "updated_at": run.updated_at,
             "prompt": _prompt(run.vars),
             "attachments": attachments,
             "answer": _answer(run, ledger),
+            "answer_meta": dict(meta) if isinstance(meta, dict) else None,
             "stats": ledger_stats(tree),
         })
     return turns
@@ -317,9 +328,7 @@ def export_run_history_bundle(
     (what :func:`import_history_bundle` needs to recreate the runs elsewhere).
     """
     rid = _require_id(run_id, "run_id")
-    mode = str(ledger_mode or "tail").strip().lower()
-    if mode not in LEDGER_MODES:
-        raise ValidationError(f"ledger_mode must be 'tail' or 'full', got {ledger_mode!r}")
+    mode = "full" if str(ledger_mode or "").strip().lower() == "full" else "tail"  # anything else tails (0.4.2)
     max_items = int(ledger_max_items)
     if max_items <= 0:
         mode = "full"

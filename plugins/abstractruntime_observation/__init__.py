@@ -70,9 +70,22 @@ def _ms_between(start: Optional[str], end: Optional[str]) -> float:
         return 0.0
 
 
+def _attempt(row: Mapping[str, Any]) -> int:
+    try:
+        return int(row.get("attempt") or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
 def build_node_traces(rows: Sequence[Mapping[str, Any]], keep: int = 100) -> Dict[str, Any]:
-    """Node traces from ledger rows: one entry per finished effect attempt, newest ``keep`` per node."""
+    """Node traces from ledger rows: one entry per effect step, newest ``keep`` per node.
+
+    A step retried after a failed attempt is one entry, as in the reference: the retry (same idempotency key, a
+    higher ``attempt``) replaces the failed attempt's entry, and ``duration_ms`` runs from the first attempt's
+    start. A failed entry carries the run's error, ``Effect failed after <n> attempt(s): <last error>``.
+    """
     traces: Dict[str, Any] = {}
+    last_step: Dict[str, Any] = {}  # node -> (key, attempt, started_at of the step) of its last entry
     for row in rows:
         effect = row.get("effect")
         status = row.get("status")
@@ -81,22 +94,33 @@ def build_node_traces(rows: Sequence[Mapping[str, Any]], keep: int = 100) -> Dic
         if str(row.get("idempotency_key") or "").startswith("system:"):
             continue
         node_id = row.get("node_id")
+        key, attempt, started = row.get("idempotency_key"), _attempt(row), row.get("started_at")
+        trace = traces.setdefault(node_id, {"node_id": node_id, "steps": [], "updated_at": None})
+        last = trace["steps"][-1] if trace["steps"] else None
+        prior = last_step.get(node_id)
+        if (last is not None and last["status"] == StepStatus.FAILED.value and key and prior is not None
+                and prior[0] == key and attempt > prior[1]):
+            trace["steps"].pop()  # a retry of the same step: one entry per step
+            started = prior[2]
+        last_step[node_id] = (key, attempt, started)
         entry: Dict[str, Any] = {
             "ts": row.get("ended_at") or row.get("started_at"),
             "node_id": node_id,
             "status": status,
-            "idempotency_key": row.get("idempotency_key"),
+            "idempotency_key": key,
             "reused_prior_result": False,
             "effect": effect,
-            "duration_ms": _ms_between(row.get("started_at"), row.get("ended_at")),
+            "duration_ms": _ms_between(started, row.get("ended_at")),
         }
         if status == StepStatus.COMPLETED.value:
             entry["result"] = row.get("result")
         elif status == StepStatus.FAILED.value:
-            entry["error"] = row.get("error")
+            error = str(row.get("error") or "unknown error")
+            plural = "" if attempt == 1 else "s"  # the kernel's wording of the run error
+            entry["error"] = error if error.startswith("Effect failed after ") else \
+                f"Effect failed after {attempt} attempt{plural}: {error}"
         else:
             entry["wait"] = (row.get("result") or {}).get("wait")
-        trace = traces.setdefault(node_id, {"node_id": node_id, "steps": [], "updated_at": entry["ts"]})
         trace["steps"].append(entry)
         trace["updated_at"] = entry["ts"]
         if len(trace["steps"]) > keep:

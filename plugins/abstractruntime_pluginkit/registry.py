@@ -15,22 +15,24 @@ class WorkflowRegistry:
 
     def register(self, spec: WorkflowSpec) -> None:
         if spec.workflow_id in self._specs:
-            raise ValidationError(f"Workflow '{spec.workflow_id}' is already registered")
+            raise ValidationError(f"Workflow '{spec.workflow_id}' is already registered. "
+                                  f"Use unregister() first if you want to replace it.")
         self._specs[spec.workflow_id] = spec
 
     def unregister(self, workflow_id: str) -> None:
         if workflow_id not in self._specs:
-            raise NotFoundError(f"Workflow '{workflow_id}' is not registered")
+            raise NotFoundError(f"Workflow '{workflow_id}' is not registered.")
         del self._specs[workflow_id]
 
     def get(self, workflow_id: str) -> Optional[WorkflowSpec]:
         return self._specs.get(workflow_id)
 
     def get_or_raise(self, workflow_id: str) -> WorkflowSpec:
+        """The spec registered under ``workflow_id``; ``KeyError`` (worded as the reference's) if there is none."""
         spec = self._specs.get(workflow_id)
         if spec is None:
-            known = ", ".join(self._specs) or "none"
-            raise NotFoundError(f"Workflow '{workflow_id}' not found in registry (registered: {known})")
+            raise NotFoundError(f"Workflow '{workflow_id}' is not registered. Register it with "
+                                f"registry.register(workflow) before starting the scheduler.")
         return spec
 
     def list_ids(self) -> List[str]:

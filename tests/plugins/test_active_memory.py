@@ -271,6 +271,7 @@ def test_compact_replaces_older_messages_by_one_summary(runtime):
     messages = state.vars["context"]["messages"]
     assert [m["role"] for m in messages] == ["system", "system", "assistant", "user"]
     assert messages[1]["metadata"] == {"kind": "memory_summary", "span_id": state.vars["r0"]["span_id"],
+                                       "source_artifact_id": state.vars["r0"]["span_id"],
                                        "message_id": "summary_" + state.vars["r0"]["span_id"]}
     assert messages[1]["content"].startswith("[CONVERSATION HISTORY SUMMARY")
     assert [m["content"] for m in messages[2:]] == ["message 3 about topic", "message 4 about topic"]

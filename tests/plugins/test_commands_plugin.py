@@ -173,5 +173,6 @@ def test_cursor_stores(tmp_path, db):
     a.save(5)
     assert (a.load(), b.load()) == (5, 7)
     assert SqliteCommandCursorStore(db).load() == 5
-    with pytest.raises(ValueError):
-        SqliteCommandCursorStore(db, consumer_id=" ")
+    # a blank consumer id is the default consumer, as in the reference; ids are stripped
+    assert SqliteCommandCursorStore(db, consumer_id=" ").load() == 5
+    assert SqliteCommandCursorStore(db, consumer_id=" worker-2 ").load() == 7

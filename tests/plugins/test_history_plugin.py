@@ -124,9 +124,10 @@ def test_export_shape_cursors_and_subruns(tmp_path):
             export_run_history_bundle(run_id="  ", run_store=rt.run_store, ledger_store=rt.ledger_store)
         with pytest.raises(KeyError):
             export_run_history_bundle(run_id="nope", run_store=rt.run_store, ledger_store=rt.ledger_store)
-        with pytest.raises(ValueError):
-            export_run_history_bundle(run_id=parent, run_store=rt.run_store, ledger_store=rt.ledger_store,
-                                      ledger_mode="middle")
+        # any mode other than "full" tails, as in the reference
+        middle = export_run_history_bundle(run_id=parent, run_store=rt.run_store, ledger_store=rt.ledger_store,
+                                           include_subruns=False, ledger_mode="middle", ledger_max_items=2)
+        assert [it["cursor"] for it in middle["ledgers"][parent]["items"]] == [n - 1, n]
 
 
 def test_input_data_offload_and_session(tmp_path):

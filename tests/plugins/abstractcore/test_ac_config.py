@@ -125,7 +125,7 @@ def test_event_bus_bridge_and_embeddings(llm_server):
         rt = create_local_runtime(provider="openai-compatible", model=MODEL,
                                   llm_kwargs={"base_url": llm_server.base_url},
                                   tool_executor=MappingToolExecutor({"read_file": lambda file_path: "x"}))
-        stop = attach_global_event_bus_bridge(rt)
+        stop = attach_global_event_bus_bridge(runtime=rt)
         state = rt.tick(workflow=FLOW, run_id=rt.start(workflow=FLOW))
         stop()
         assert state.status is RunStatus.COMPLETED, state.error

@@ -1,5 +1,0 @@
-"""Reference path ``abstractruntime.evidence`` (the recorder lives in the ``evidence`` plugin)."""
-
-from abstractruntime_evidence.recorder import DEFAULT_EVIDENCE_TOOL_NAMES, EvidenceRecorder
-
-__all__ = ["EvidenceRecorder", "DEFAULT_EVIDENCE_TOOL_NAMES"]
