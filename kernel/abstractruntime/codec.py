@@ -151,10 +151,12 @@ def _fmt_key(path: str, key: str) -> str:
 def find_json_violation(value: Any, path: str) -> Optional[tuple]:
     """Return ``(path, problem)`` for the first value that is not plain JSON, or None if all is well."""
     # Iterative depth-first walk; ``on_path`` holds the ids of the containers on the current path (cycle check).
-    stack: list = [(value, path, False)]
+    stack: list = [(value, path, False, 0)]
     on_path: set = set()
     while stack:
-        item, where, leaving = stack.pop()
+        item, where, leaving, depth = stack.pop()
+        if depth > _MAX_DEPTH:  # before paths of every level pile up (a 100,000-deep value would take gigabytes)
+            return where, f"nested more than {_MAX_DEPTH} levels deep (JSON encoders keep at most 254)"
         if leaving:
             on_path.discard(id(item))
             continue
@@ -173,7 +175,7 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
             if id(item) in on_path:
                 return where, "cycle: this container contains itself"
             on_path.add(id(item))
-            stack.append((item, where, True))
+            stack.append((item, where, True, depth))
             if t is dict:
                 for k, v in item.items():
                     if type(k) is not str:
@@ -181,10 +183,10 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
                             f"{where}[{k!r}]",
                             f"key {k!r} is a {type(k).__name__}; JSON object keys must be strings",
                         )
-                    stack.append((v, _fmt_key(where, k), False))
+                    stack.append((v, _fmt_key(where, k), False, depth + 1))
             else:
                 for i, v in enumerate(item):
-                    stack.append((v, f"{where}[{i}]", False))
+                    stack.append((v, f"{where}[{i}]", False, depth + 1))
             continue
         if isinstance(item, (str, int)) and not isinstance(item, bool):
             continue  # str/int subclasses such as str-Enums encode as their value
@@ -197,6 +199,7 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
 
 
 _MAX_FAST_DEPTH = 100
+_MAX_DEPTH = 250
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what every reader (orjson, SQLite, most languages) keeps exactly

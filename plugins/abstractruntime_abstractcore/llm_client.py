@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, runtime_
 from abstractruntime.logs import get_logger
 
 from abstractruntime.errors import ValidationError
+from abstractruntime_pluginkit.jsonload import loads_bounded
 
 from ._isolation import guarded, import_abstractcore
 from .errors import LLMServerError, ResponseSchemaError, ToolSpecError
@@ -109,7 +110,7 @@ def parse_arguments(value: Any) -> Dict[str, Any]:
         if not text:
             return {}
         try:
-            parsed = json.loads(text)
+            parsed = loads_bounded(text, what="tool-call arguments")
         except ValueError:
             return {}
         return parsed if isinstance(parsed, dict) else {}
@@ -200,9 +201,9 @@ def normalize_response_schema(schema: Any) -> Optional[Dict[str, Any]]:
         if not text:
             return None
         try:
-            schema = json.loads(text)
-        except ValueError:
-            raise ResponseSchemaError("response_schema is a string that is not JSON") from None
+            schema = loads_bounded(text, what="response_schema")
+        except ValueError as exc:  # not JSON, or nested too deep
+            raise ResponseSchemaError(f"response_schema is a string that is not usable JSON: {exc}") from None
     if not isinstance(schema, dict):
         raise ResponseSchemaError(f"response_schema must be a JSON Schema object, got {type(schema).__name__}")
     for wrapper in ("json_schema", "schema"):  # {"type": "json_schema", "json_schema": {"schema": ...}}
@@ -340,7 +341,7 @@ class LocalAbstractCoreLLMClient:
         data = None
         if schema is not None and isinstance(response.content, str):
             try:
-                data = json.loads(response.content)
+                data = loads_bounded(response.content, what="the LLM output")
             except ValueError:
                 data = None
         return result_dict(
@@ -484,9 +485,9 @@ class RemoteAbstractCoreLLMClient:
             raise LLMServerError(f"LLM server request to {self.chat_url} failed: {reason}") from None
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         try:
-            data = json.loads(raw)
-        except ValueError:
-            raise LLMServerError("LLM server returned a body that is not JSON") from None
+            data = loads_bounded(raw, what="the LLM server's response")
+        except ValueError as exc:  # not JSON, or nested too deep
+            raise LLMServerError(f"LLM server returned a body that is not usable JSON: {exc}") from None
         choices = data.get("choices") or []
         if not choices:
             raise LLMServerError("LLM server returned no choices")
@@ -496,7 +497,7 @@ class RemoteAbstractCoreLLMClient:
         parsed = None
         if body.get("response_format"):
             try:
-                parsed = json.loads(content) if isinstance(content, str) else None
+                parsed = loads_bounded(content, what="the LLM output") if isinstance(content, str) else None
             except ValueError:
                 parsed = None
         return result_dict(

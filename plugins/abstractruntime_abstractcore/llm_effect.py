@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from abstractruntime import EffectOutcome
+from abstractruntime_pluginkit.jsonload import loads_bounded
 
 from .calls import idempotency_key as _idempotency_key
 from .errors import MediaError
@@ -182,7 +183,7 @@ def llm_call(call: Any, llm: Any, *, grounding: bool = True) -> EffectOutcome:
         parsed = None
         if isinstance(content, str):
             try:
-                parsed = json.loads(content)
+                parsed = loads_bounded(content, what="the LLM output")
             except ValueError:
                 parsed = None
         if parsed is None and not payload.get("structured_output_fallback", False):

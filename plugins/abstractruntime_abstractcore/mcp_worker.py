@@ -8,7 +8,14 @@ Usage::
 
 Methods: ``initialize``, ``tools/list``, ``tools/call``, ``ping``. A failing tool is a result with
 ``isError: true``. On stdio, responses are the only thing written to stdout (logs and anything the tools print
-go to stderr); notifications get no response.
+go to stderr); notifications get no response. A request that is not JSON, or is nested deeper than
+``MAX_JSON_DEPTH`` levels, gets a -32700 parse error and the worker goes on with the next one; a line longer than
+``MAX_BODY_BYTES`` characters gets -32600 (it is dropped as it is read).
+
+``--workspace DIR`` confines the path arguments of the file tools (and ``execute_command``'s working directory)
+to ``DIR`` (``WorkspacePolicy(root=DIR, mode="workspace_only")``): a path outside is a failed call
+(``isError: true``). It checks the paths a tool is given; it is not a sandbox (a command run by
+``execute_command`` can still reach outside).
 
 HTTP checks, in this order: an ``Origin`` header not in ``--http-allow-origin`` -> 403 (an empty allowlist
 rejects every request that has an Origin); with auth, a missing or wrong ``Authorization: Bearer <token>`` /
@@ -25,16 +32,20 @@ import contextlib
 import hmac
 import ipaddress
 import json
+import math
 import os
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO
 
 from abstractruntime.errors import AbstractRuntimeError
+from abstractruntime_pluginkit.jsonload import DEFAULT_MAX_DEPTH, loads_bounded
 
 DEFAULT_PROTOCOL_VERSION = "2025-11-25"
 DEFAULT_TOKEN_ENV = "ABSTRACT_WORKER_TOKEN"
 MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_JSON_DEPTH = DEFAULT_MAX_DEPTH  # deeper requests get -32700 before they are parsed
 SERVER_NAME = "abstractruntime-mcp-worker"
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS = -32700, -32600, -32601, -32602
@@ -43,6 +54,14 @@ SERVER_ERROR, UNAUTHORIZED = -32000, -32001
 
 def _err(id_: Any, code: int, message: str) -> Dict[str, Any]:
     return {"jsonrpc": "2.0", "id": id_, "error": {"code": code, "message": message}}
+
+
+def parse_request(raw: Any) -> Any:
+    """One request body or line, decoded; :class:`_RpcError` (-32700) if it is not JSON, or too deep."""
+    try:
+        return loads_bounded(raw, max_depth=MAX_JSON_DEPTH, what="the request")
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, JsonTooDeepError
+        raise _RpcError(PARSE_ERROR, f"Parse error: {exc}") from None
 
 
 def _version() -> str:
@@ -58,12 +77,14 @@ class ToolServer:
     """The JSON-RPC methods over a set of tools (transport-independent)."""
 
     def __init__(self, tools: Dict[str, Callable[..., Any]], specs: List[Dict[str, Any]], *,
-                 timeout_s: Optional[float] = None, output_guard: Optional[Callable[[], Any]] = None) -> None:
+                 timeout_s: Optional[float] = None, output_guard: Optional[Callable[[], Any]] = None,
+                 workspace: Any = None) -> None:
         from .tool_executor import MappingToolExecutor
 
         self.specs = [s for s in specs if s.get("name") in tools]
         self.executor = MappingToolExecutor(tools, timeout_s=timeout_s)
         self.output_guard = output_guard or contextlib.nullcontext
+        self.workspace = workspace  # a WorkspacePolicy for the tools' path arguments, or None
 
     def handle(self, message: Any) -> Optional[Dict[str, Any]]:
         """The response to one decoded message, or None for a notification."""
@@ -103,6 +124,15 @@ class ToolServer:
             if not isinstance(name, str) or not name.strip():
                 raise _RpcError(INVALID_PARAMS, "Invalid params: tools/call requires params.name")
             arguments = params.get("arguments") if isinstance(params.get("arguments"), dict) else {}
+            if self.workspace is not None:
+                from abstractruntime_workspace import WorkspaceError
+
+                from .tool_effect import apply_workspace
+
+                try:
+                    arguments = apply_workspace(self.workspace, name, arguments)
+                except WorkspaceError as exc:
+                    return {"content": [{"type": "text", "text": f"Tool '{name}' refused: {exc}"}], "isError": True}
             with self.output_guard():
                 out = self.executor.execute_one({"name": name, "arguments": arguments, "call_id": "mcp"})
             if not isinstance(out, dict) or "success" not in out:
@@ -124,14 +154,31 @@ class _RpcError(AbstractRuntimeError):
 
 
 # --- stdio ---------------------------------------------------------------------------------------------------------
+def _lines(stdin: TextIO, limit: int) -> Any:
+    """The lines of ``stdin``; None for a line longer than ``limit`` characters (read and dropped piecewise, never
+    held in memory whole)."""
+    while True:
+        line = stdin.readline(limit + 1)
+        if not line:
+            return
+        if len(line) <= limit or line.endswith("\n"):
+            yield line
+            continue
+        while line and not line.endswith("\n"):
+            line = stdin.readline(limit + 1)
+        yield None
+
+
 def serve_stdio(server: ToolServer, stdin: TextIO, stdout: TextIO) -> int:
-    for line in stdin:
-        if not line.strip():
+    for line in _lines(stdin, MAX_BODY_BYTES):
+        if line is not None and not line.strip():
             continue
         try:
-            message = json.loads(line)
-        except ValueError:
-            response: Optional[Dict[str, Any]] = _err(None, PARSE_ERROR, "Parse error")
+            if line is None:
+                raise _RpcError(INVALID_REQUEST, f"Request too large: a line is limited to {MAX_BODY_BYTES} characters")
+            message = parse_request(line)
+        except _RpcError as exc:
+            response: Optional[Dict[str, Any]] = _err(None, exc.code, exc.message)
         else:
             response = server.handle(message)
         if response is not None:
@@ -229,9 +276,9 @@ def make_http_server(server: ToolServer, policy: HttpPolicy, host: str, port: in
                 return
             raw = self.rfile.read(length) if length else b""
             try:
-                message = json.loads(raw.decode("utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                self._send(400, _err(None, PARSE_ERROR, "Parse error"))
+                message = parse_request(raw)
+            except _RpcError as exc:
+                self._send(400, _err(None, exc.code, exc.message))
                 return
             response = server.handle(message)
             if response is None:  # a notification: HTTP always answers
@@ -253,13 +300,40 @@ def is_loopback(host: str) -> bool:
 
 
 # --- CLI ------------------------------------------------------------------------------------------------------------
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be from 0 to 65535 (0: any free port), got {port}")
+    return port
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _directory(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not text.strip() or not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an existing directory")
+    return path.resolve()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="abstractruntime-mcp-worker",
                                 description="Serve AbstractRuntime's default toolsets over MCP (stdio or HTTP).")
     p.add_argument("--toolsets", required=True, help="comma-separated: files,web,system[,comms]")
     p.add_argument("--transport", choices=("stdio", "http"), default="stdio")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=_port, default=8765, help="TCP port, 0-65535 (0: any free port)")
     p.add_argument("--http-require-auth", action="store_true", help="require a bearer token on every request")
     p.add_argument("--http-auth-token", default=None,
                    help="the token (prefer --http-auth-token-env: command lines are visible to other users)")
@@ -267,7 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"environment variable holding the token (default {DEFAULT_TOKEN_ENV})")
     p.add_argument("--http-allow-origin", action="append", default=[],
                    help="allowed Origin (repeatable, comma-separated); requests with another Origin get 403")
-    p.add_argument("--tool-timeout-s", type=float, default=None, help="per-call tool timeout (best-effort)")
+    p.add_argument("--tool-timeout-s", type=_seconds, default=None, help="per-call tool timeout (best-effort)")
+    p.add_argument("--workspace", type=_directory, default=None, metavar="DIR",
+                   help="confine the file tools' paths (and execute_command's working directory) to DIR")
     return p
 
 
@@ -305,7 +381,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return _fail(f"the selected toolsets {toolsets} provide no tools (comms tools need "
                      f"ABSTRACT_ENABLE_COMMS_TOOLS or a per-family variable)")
     guard = (lambda: contextlib.redirect_stdout(sys.stderr)) if args.transport == "stdio" else None
-    server = ToolServer(tools, specs, timeout_s=args.tool_timeout_s, output_guard=guard)
+    workspace = None
+    if args.workspace is not None:
+        from abstractruntime_workspace import WorkspacePolicy
+
+        workspace = WorkspacePolicy(root=args.workspace, mode="workspace_only")
+        sys.stderr.write(f"{SERVER_NAME}: file tool paths are confined to {args.workspace}\n")
+    server = ToolServer(tools, specs, timeout_s=args.tool_timeout_s, output_guard=guard, workspace=workspace)
     origins = [o.strip() for value in args.http_allow_origin for o in value.split(",") if o.strip()]
     if args.transport == "stdio":
         sys.stderr.write(f"{SERVER_NAME}: serving {len(tools)} tool(s) from {','.join(toolsets)} on stdio\n")

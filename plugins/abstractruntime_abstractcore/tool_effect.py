@@ -10,13 +10,13 @@ execute (passthrough, approval, delegated MCP jobs) make the step wait durably f
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from abstractruntime import EffectOutcome, WaitReason, WaitState
 from abstractruntime.errors import ValidationError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
-from abstractruntime_workspace import WorkspaceError, WorkspacePolicy
+from abstractruntime_workspace import RunWorkspace, WorkspaceError, WorkspacePolicy, workspace_for_run
 
 from . import attachments
 from .calls import idempotency_key as _idempotency_key
@@ -49,7 +49,27 @@ PATH_ARGUMENTS = {
 _DEFAULT_TO_ROOT = {"list_files": "directory_path", "search_files": "path", "execute_command": "working_directory"}
 
 
-def apply_workspace(policy: WorkspacePolicy, name: str, arguments: Dict[str, Any]) -> Dict[str, Any]:
+def _path_list(value: Any) -> Any:
+    """A ``paths`` argument given as one string, split the way the skim tools split it (a JSON list, else on ``|``
+    and newlines, else on commas): each path must be checked, not the string as one path."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            return parsed
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "|" not in text and "\n" not in text and "," in text:
+        return [p.strip() for p in text.split(",") if p.strip()]
+    return [p.strip() for chunk in text.split("\n") for p in chunk.split("|") if p.strip()]
+
+
+def apply_workspace(policy: Union[RunWorkspace, WorkspacePolicy], name: str,
+                    arguments: Dict[str, Any]) -> Dict[str, Any]:
     """``arguments`` with the tool's path arguments resolved to absolute paths the policy allows; raises
     WorkspaceError for a refused path. Tools other than the default file/system tools are left as they are."""
     keys = PATH_ARGUMENTS.get(name)
@@ -60,8 +80,8 @@ def apply_workspace(policy: WorkspacePolicy, name: str, arguments: Dict[str, Any
     if default and policy.root is not None and out.get(default) in (None, "", "."):
         out[default] = str(policy.root)
     for key in keys:
-        value = out.get(key)
-        if isinstance(value, list):
+        value = _path_list(out.get(key)) if key == "paths" else out.get(key)
+        if isinstance(value, (list, tuple)):
             out[key] = [str(policy.resolve(v)) for v in value]
         elif value is not None:
             out[key] = str(policy.resolve(value))
@@ -78,8 +98,8 @@ def prepare_calls(call: Any) -> Tuple[List[Any], Dict[int, Dict[str, Any]], List
     key = _idempotency_key(call)
     allowed = _allowed_tools(payload)
     try:
-        policy: Any = WorkspacePolicy.from_vars(call.run.vars)
-    except WorkspaceError as exc:  # a bad policy refuses the path tools, not the whole step
+        policy: Any = workspace_for_run(call.run)  # sealed at start: the host's policy, never the flow's
+    except WorkspaceError as exc:  # a bad (or tampered) policy refuses the path tools, not the whole step
         policy = exc
     blocked: Dict[int, Dict[str, Any]] = {}
     prepared: List[Tuple[int, Dict[str, Any]]] = []

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Proto
 from abstractruntime import StashKey
 from abstractruntime.errors import ValidationError
 from abstractruntime.logs import get_logger
+from abstractruntime_pluginkit.jsonload import loads_bounded
 
 from .errors import McpError, ToolTimeoutError
 from .llm_client import json_safe, parse_arguments, tool_spec
@@ -293,9 +294,13 @@ class McpHttpClient:
                                      headers={"Content-Type": "application/json", **self.headers})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310 - host-chosen URL
-                data = json.loads(resp.read() or b"{}")
+                raw = resp.read() or b"{}"
         except urllib.error.HTTPError as exc:
             raise McpError(f"MCP server returned HTTP {exc.code}") from None
+        try:
+            data = loads_bounded(raw, what="the MCP server's response")
+        except ValueError as exc:  # not JSON, or nested too deep
+            raise McpError(f"MCP server {self.url} returned a body that is not usable JSON: {exc}") from None
         if isinstance(data, dict) and data.get("error"):
             err = data["error"]
             raise McpError(f"MCP error {err.get('code')}: {err.get('message')}")

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Union
 
+from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
 from abstractruntime_storekit import write_atomic
 
 from .manifest import (
@@ -85,7 +86,9 @@ def reachable_subflow_ids(flow: Dict[str, Any]) -> Dict[str, Optional[str]]:
 
 def _load(path: Path) -> Dict[str, Any]:
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
+        data = loads_bounded(path.read_bytes().decode("utf-8"), what=str(path))
+    except JsonTooDeepError as exc:
+        raise WorkflowBundleError(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise WorkflowBundleError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(data, dict):

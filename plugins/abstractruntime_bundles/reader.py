@@ -10,7 +10,6 @@ place: the output directory is never half-written, even if the process is killed
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import stat
@@ -19,6 +18,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Union
+
+from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
 
 from .manifest import (
     WorkflowBundleError,
@@ -135,7 +136,9 @@ class WorkflowBundle:
 
     def read_json(self, relpath: str) -> Any:
         try:
-            return json.loads(self.read_text(relpath))
+            return loads_bounded(self.read_text(relpath), what=f"{self.source}: {relpath}")
+        except JsonTooDeepError as exc:  # refused before parsing
+            raise WorkflowBundleError(str(exc)) from None
         except ValueError as exc:
             raise WorkflowBundleError(f"{relpath}: not valid JSON: {exc}") from None
 
@@ -149,7 +152,9 @@ class WorkflowBundle:
 
 def _manifest_from_bytes(data: bytes, source: Any) -> WorkflowBundleManifest:
     try:
-        raw = json.loads(data.decode("utf-8"))
+        raw = loads_bounded(data.decode("utf-8"), what=f"{source}: manifest.json")
+    except JsonTooDeepError as exc:
+        raise WorkflowBundleError(str(exc)) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise WorkflowBundleError(f"{source}: manifest.json is not valid JSON: {exc}") from None
     return workflow_bundle_manifest_from_dict(raw)

@@ -9,8 +9,9 @@ The file is a zip archive::
 
 Reading it is bounded (reference defect §17 #21): at most ``max_entries`` entries, ``max_entry_bytes`` per entry
 and ``max_total_bytes`` in all, measured while decompressing (sizes announced in the archive are not trusted);
-only the names above are accepted (no directories, absolute paths, ``..``, or other files); every artifact's size
-and sha256 are checked against its metadata.
+only the names above are accepted (no directories, absolute paths, ``..``, or other files); JSON nested more than
+``MAX_JSON_DEPTH`` levels is refused before it is parsed; every artifact's size and sha256 are checked against its
+metadata. Importing also verifies the hash chain of every ledger (see :func:`import_history_bundle`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime.storage.base import Capability, StepCommit, backend_for
 from abstractruntime_artifacts.store import ArtifactMetadata, is_artifact_ref, validate_artifact_id
+from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
 from abstractruntime_storekit.files import fsync_dir, temp_path
 
 from .bundle import RUN_HISTORY_BUNDLE_VERSION_V1
@@ -40,6 +42,9 @@ FILE_FORMAT_VERSION = 1
 MAX_ENTRIES = 20_000
 MAX_ENTRY_BYTES = 256 * 1024 * 1024
 MAX_TOTAL_BYTES = 1024 * 1024 * 1024
+#: bundle.json nesting limit: the exporter (orjson) writes at most 254 levels, so every exported file fits
+MAX_JSON_DEPTH = 256
+_CHAIN_FIELDS = ("record_hash", "prev_hash", "signature")
 _NAME = re.compile(r"^(?:bundle\.json|manifest\.json|artifacts/([A-Za-z0-9_-]+)\.(bin|meta))$")
 
 
@@ -90,6 +95,9 @@ def write_history_bundle(
         raise HistoryBundleError("write_history_bundle expects a version-1 bundle from export_run_history_bundle")
     codec.check_json(bundle, "bundle")
     target = Path(path).expanduser()
+    if target.is_dir():
+        raise HistoryBundleError(f"{target} is a directory; give the path of the file to write, e.g. "
+                                 f"{target / (str(bundle.get('root_run_id') or 'run') + '.history.zip')}")
     target.parent.mkdir(parents=True, exist_ok=True)
     included: List[str] = []
     missing: List[str] = []
@@ -191,7 +199,9 @@ def read_history_file(
             return data
 
         try:
-            bundle = json.loads(read("bundle.json"))
+            bundle = loads_bounded(read("bundle.json"), max_depth=MAX_JSON_DEPTH, what=f"{p}: bundle.json")
+        except JsonTooDeepError as exc:
+            raise HistoryBundleError(str(exc)) from None
         except (ValueError, zipfile.BadZipFile) as exc:
             raise HistoryBundleError(f"{p}: bundle.json is not valid JSON: {exc}") from None
         if not isinstance(bundle, dict) or bundle.get("version") != RUN_HISTORY_BUNDLE_VERSION_V1:
@@ -203,7 +213,8 @@ def read_history_file(
             if f"artifacts/{aid}.bin" not in seen or f"artifacts/{aid}.meta" not in seen:
                 raise HistoryBundleError(f"{p}: artifact {aid} needs both artifacts/{aid}.bin and .meta")
             try:
-                meta = ArtifactMetadata.from_dict(json.loads(read(f"artifacts/{aid}.meta")))
+                meta = ArtifactMetadata.from_dict(loads_bounded(read(f"artifacts/{aid}.meta"),
+                                                                what=f"artifacts/{aid}.meta"))
                 content = read(f"artifacts/{aid}.bin")
             except HistoryBundleError:
                 raise
@@ -246,6 +257,29 @@ def _runs_of(bundle: Dict[str, Any], source: Any) -> List[Tuple[Any, list]]:
     return out
 
 
+def _verify_chains(bundle: Dict[str, Any], runtime: Any, source: Any) -> None:
+    """Refuse a bundle whose ledgers carry a hash chain that does not verify (a record changed, deleted, inserted
+    or moved after export). Bundles without any chain field (provenance was off) pass; if any record has one, every
+    ledger of the bundle must verify, as ``runtime.verify_ledger`` would report it once imported."""
+    ledgers = {rid: [item["record"] for item in ledger["items"]] for rid, ledger in bundle["ledgers"].items()}
+    if not any(rec.get(f) is not None for rows in ledgers.values() for rec in rows if isinstance(rec, dict)
+               for f in _CHAIN_FIELDS):
+        return
+    verify = getattr(runtime, "verify_ledger_records", None)
+    if verify is None:
+        raise HistoryBundleError(f"Cannot import {source}: its ledgers are hash-chained but this runtime has no "
+                                 f"'provenance' plugin to verify them; nothing was imported (load the provenance "
+                                 f"plugin, or pass verify_chain=False to import without checking)")
+    for run_id, rows in ledgers.items():
+        report = verify(rows)
+        if not report["ok"]:
+            first = report["errors"][0]
+            raise HistoryBundleError(
+                f"Cannot import {source}: the ledger of run {run_id} fails its hash-chain check at record "
+                f"#{first['index'] + 1} of {report['count']} ({first['type']}; {len(report['errors'])} error(s)): "
+                f"it was changed, deleted from, reordered or damaged after export. Nothing was imported.")
+
+
 def import_history_bundle(
     path: Union[str, os.PathLike],
     *,
@@ -254,8 +288,14 @@ def import_history_bundle(
     max_entries: int = MAX_ENTRIES,
     max_entry_bytes: int = MAX_ENTRY_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
+    verify_chain: bool = True,
 ) -> Dict[str, Any]:
     """Import the runs (checkpoints + complete ledgers) and artifacts of a bundle file into ``runtime``'s stores.
+
+    First the ledgers' hash chains are verified (``verify_chain``; through the provenance plugin's
+    ``runtime.verify_ledger_records``, with the configured public key if there is one): a changed, deleted,
+    inserted or reordered record raises :class:`HistoryBundleError` and nothing is written. Bundles whose records
+    carry no chain (exported with provenance off) are imported as they are.
 
     Runs keep their ids; if any of them (or an artifact id with other content) already exists in the target,
     :class:`HistoryBundleError` is raised before anything is written. Artifacts go to ``artifact_store``, else
@@ -266,6 +306,8 @@ def import_history_bundle(
     bundle, artifacts = read_history_file(path, max_entries=max_entries, max_entry_bytes=max_entry_bytes,
                                           max_total_bytes=max_total_bytes)
     runs = _runs_of(bundle, path)
+    if verify_chain:
+        _verify_chains(bundle, runtime, path)
 
     clashes = []
     for run, _records in runs:

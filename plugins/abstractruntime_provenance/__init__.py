@@ -17,6 +17,7 @@ from .chain import (
     iter_ledger,
     stamp_record,
     verify_ledger_chain,
+    verify_records,
     verify_run,
 )
 from .hashing import (
@@ -67,5 +68,6 @@ __all__ = [
     "split_record_hash",
     "stamp_record",
     "verify_ledger_chain",
+    "verify_records",
     "verify_run",
 ]

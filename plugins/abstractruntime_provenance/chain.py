@@ -193,6 +193,16 @@ def verify_run(runtime: Any, run_id: str, *, public_key: Any = None) -> Dict[str
     return {"run_id": run_id, **verifier.report()}
 
 
+def verify_records(runtime: Any, records: Iterable[Mapping[str, Any]], *, public_key: Any = None) -> Dict[str, Any]:
+    """Verify ledger records that are not in a store (e.g. those of a history file before it is imported) as
+    ``verify_run`` would verify them once stored: ``public_key=None`` uses the configured ``public_key_path``."""
+    if public_key is None:
+        from .plugin import configured_public_key
+
+        public_key = configured_public_key(runtime)
+    return verify_ledger_chain(records, public_key=public_key)
+
+
 # --- reference decorator ------------------------------------------------------------------------------------------
 class HashChainedLedgerStore(LedgerStore):
     """A ledger decorator that chains every appended record (reference API), for hosts that append outside a
@@ -282,5 +292,6 @@ __all__ = [
     "iter_ledger",
     "stamp_record",
     "verify_ledger_chain",
+    "verify_records",
     "verify_run",
 ]

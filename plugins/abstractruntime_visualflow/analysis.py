@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from abstractruntime.logs import get_logger
+from abstractruntime_pluginkit.paths import parse_path
+from abstractruntime_workspace import WORKSPACE_KEYS
 
 from .errors import DataCycleError, UnknownNodeTypeError, VisualFlowCompileError
 from .models import VisualFlow
@@ -136,6 +138,20 @@ class CompiledFlow:
 # ---------------------------------------------------------------------------------------------------------------
 # analysis
 # ---------------------------------------------------------------------------------------------------------------
+def _check_output_key(node: "CompiledNode", fid: str) -> None:
+    """A node's ``outputKey`` may not write the runtime's namespace (``_runtime``: the sealed workspace policy, run
+    control) or the host's ``workspace_*`` policy variables."""
+    try:
+        head = parse_path(node.output_key)[:1] if node.output_key else []
+    except ValueError:
+        return  # a malformed path fails when it is written, as before
+    if head and (head[0] == "_runtime" or head[0] in WORKSPACE_KEYS):
+        raise VisualFlowCompileError(
+            f"node '{node.id}' has outputKey {node.output_key!r}, which is reserved: a flow cannot write "
+            f"vars._runtime or the workspace policy ({', '.join(WORKSPACE_KEYS)})",
+            code="reserved_output_key", flow_id=fid, node_id=node.id)
+
+
 def analyse(visual: VisualFlow, node_types: Dict[str, VisualNodeType], *, strict: bool = False,
             entry_node: Optional[str] = None) -> CompiledFlow:
     """Check the graph and build the :class:`CompiledFlow`. Raises :class:`VisualFlowCompileError` subclasses."""
@@ -157,6 +173,7 @@ def analyse(visual: VisualFlow, node_types: Dict[str, VisualNodeType], *, strict
                         behaviour="pass-through (output = input)")
         cflow.nodes[vnode.id] = CompiledNode(vnode.id, vnode.type, vnode.data, ntype or _PASSTHROUGH, unknown,
                                              index)
+        _check_output_key(cflow.nodes[vnode.id], fid)
 
     exec_edges: List[Tuple[int, str, str, str]] = []
     for i, edge in enumerate(visual.edges):

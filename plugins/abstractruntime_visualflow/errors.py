@@ -21,7 +21,7 @@ class VisualFlowCompileError(VisualFlowError):
     """A VisualFlow graph cannot be compiled.
 
     ``code`` names the problem (``missing_node``, ``no_entry``, ``missing_entry``, ``data_cycle``,
-    ``duplicate_node``, ``branching``, ``unknown_node_type``, ``missing_subflow_id``, ...);
+    ``duplicate_node``, ``branching``, ``unknown_node_type``, ``missing_subflow_id``, ``reserved_output_key``, ...);
     ``flow_id`` / ``node_id`` / ``edge`` say where.
     """
 
@@ -51,6 +51,23 @@ class DataCycleError(VisualFlowCompileError):
 
 class CodeExecutionError(VisualFlowError):
     """A ``code`` / ``function`` node's code was rejected, or cannot run (no sandbox installed)."""
+
+
+class CodeLimitError(CodeExecutionError):
+    """A ``code`` / ``function`` node's code went over its time, memory or output limit (``.limit`` names it)."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class CodeRaisedError(CodeExecutionError):
+    """A ``code`` / ``function`` node's code raised: ``.error_type`` and ``.error`` are its exception's."""
+
+    def __init__(self, message: str, *, error_type: str, error: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.error = error
 
 
 class NodeTypeRegistrationError(VisualFlowError):

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from abstractruntime_pluginkit.jsonload import JsonTooDeepError, check_value_depth
+
 from .errors import VisualFlowError, VisualFlowTypeError
 
 
@@ -94,9 +96,14 @@ def load_visualflow_json(raw: Any) -> VisualFlow:
     """Parse VisualFlow JSON (a dict, a ``VisualFlow``, or a pydantic-like object) into :class:`VisualFlow`.
 
     Malformed nodes (non-dict, no ``id``) and edges (non-dict, missing ``source``/``target``/``sourceHandle``/
-    ``targetHandle``) are skipped; unknown fields are ignored. No pin-id migration.
+    ``targetHandle``) are skipped; unknown fields are ignored. No pin-id migration. A flow nested more than 200
+    levels deep is refused (:class:`VisualFlowError`) before anything walks it.
     """
     data = _as_dict(raw)
+    try:
+        check_value_depth(data, what="the VisualFlow")
+    except JsonTooDeepError as exc:
+        raise VisualFlowError(str(exc)) from None
     flow_id = data.get("id") or data.get("flow_id") or data.get("workflow_id")
     if not isinstance(flow_id, str) or not flow_id.strip():
         raise VisualFlowError("VisualFlow missing required 'id'")

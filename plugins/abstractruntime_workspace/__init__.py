@@ -1,95 +1,47 @@
 """Builtin plugin ``workspace``: a run's workspace path policy (reference §15.3): where file tools and file nodes may
 read and write (used by the ``abstractcore`` tools and the ``visualflow`` file nodes).
 
-It is read from the run's variables:
+The policy comes **only from the host**, and is sealed when the run starts (:mod:`.seal`):
 
-* ``workspace_root`` -- a directory; relative paths resolve against it (without it, against the process's working
-  directory, as in the reference);
-* ``workspace_access_mode`` -- ``workspace_only`` (default: inside the root), ``workspace_or_allowed`` (inside the
-  root or inside one of ``workspace_allowed_paths``) or ``all_except_ignored`` (anywhere);
-* ``workspace_allowed_paths`` -- extra directories for ``workspace_or_allowed``;
-* ``workspace_ignored_paths`` -- refused in every mode (relative entries resolve against the root).
+* ``[abstractruntime.plugin_options.workspace]`` (``root``, ``access_mode``, ``allowed_paths``,
+  ``ignored_paths``) -- a policy for every run of the runtime;
+* the start variables, as in 0.4.2: ``workspace_root`` -- a directory; relative paths resolve against it (without
+  it, against the process's working directory, as in the reference); ``workspace_access_mode`` --
+  ``workspace_only`` (default: inside the root), ``workspace_or_allowed`` (inside the root or inside one of
+  ``workspace_allowed_paths``) or ``all_except_ignored`` (anywhere); ``workspace_allowed_paths`` -- extra
+  directories for ``workspace_or_allowed``; ``workspace_ignored_paths`` -- refused in every mode (relative entries
+  resolve against the root);
+* for a child run (``parent_run_id``), its parent's sealed policy.
 
-Without ``workspace_root`` only the ignored paths are enforced. Paths are resolved (``..`` and symbolic links
-followed) before they are checked. This is a policy on the paths a tool or node is *given*, not a sandbox: a tool's
-own code can still open whatever it likes (run untrusted tools in a separate process or container).
+A path must be allowed by every one of these layers, so a child or a start variable can narrow access, never widen
+it. Once the run has started, a change of a ``workspace_*`` variable (by a flow or a node) is never obeyed: every
+path is refused for the run while the variable differs from its start value. Paths are resolved (``..`` and symbolic
+links followed) before they are checked. This is a policy on the paths a tool or node is *given*, not a sandbox: a
+tool's own code (or a Python node, which is host code) can still open whatever it likes (run untrusted tools in a
+separate process or container).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any
 
-from attrs import frozen
+from abstractruntime import hookimpl
 
-from abstractruntime.errors import AbstractRuntimeError
-
-MODES = ("workspace_only", "workspace_or_allowed", "all_except_ignored")
+from .policy import MODES, WORKSPACE_KEYS, RunWorkspace, WorkspaceError, WorkspacePolicy
+from .seal import WorkspaceOptions, config_layer, seal_new_run, workspace_for_run, workspace_for_vars
 
 
-class WorkspaceError(AbstractRuntimeError, ValueError):
-    """A path the run's workspace policy refuses, or a policy that cannot be understood."""
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """A bad ``[abstractruntime.plugin_options.workspace]`` fails ``Runtime(...)``."""
+    config_layer(runtime)
 
 
-def _paths(value: Any, base: Path, name: str) -> Tuple[Path, ...]:
-    if value is None:
-        return ()
-    items = [value] if isinstance(value, str) else value
-    if not isinstance(items, (list, tuple)) or not all(isinstance(p, str) for p in items):
-        raise WorkspaceError(f"{name} must be a list of paths, got {value!r}")
-    return tuple(_absolute(p, base) for p in items if p.strip())
+@hookimpl
+def abstractruntime_prepare_new_run(runtime: Any, run: Any) -> None:
+    """Seal the new run's policy from the host's configuration, start variables and parent run."""
+    seal_new_run(runtime, run)
 
 
-def _absolute(raw: str, base: Path) -> Path:
-    path = Path(raw.strip()).expanduser()
-    return (path if path.is_absolute() else base / path).resolve()
-
-
-def _inside(path: Path, directory: Path) -> bool:
-    return path == directory or directory in path.parents
-
-
-@frozen
-class WorkspacePolicy:
-    root: Optional[Path] = None
-    mode: str = "workspace_only"
-    allowed: Tuple[Path, ...] = ()
-    ignored: Tuple[Path, ...] = ()
-
-    @classmethod
-    def from_vars(cls, vars: Mapping[str, Any]) -> "WorkspacePolicy":
-        raw_root = vars.get("workspace_root")
-        if raw_root is not None and (not isinstance(raw_root, str) or not raw_root.strip()):
-            raise WorkspaceError(f"workspace_root must be a directory path, got {raw_root!r}")
-        mode = vars.get("workspace_access_mode") or "workspace_only"
-        if mode not in MODES:
-            raise WorkspaceError(f"workspace_access_mode must be one of {', '.join(MODES)}, got {mode!r}")
-        root = _absolute(raw_root, Path.cwd()) if raw_root else None
-        base = root or Path.cwd()
-        return cls(root=root, mode=mode,
-                   allowed=_paths(vars.get("workspace_allowed_paths"), base, "workspace_allowed_paths"),
-                   ignored=_paths(vars.get("workspace_ignored_paths"), base, "workspace_ignored_paths"))
-
-    @property
-    def active(self) -> bool:
-        """Does the policy constrain anything (a root or ignored paths)?"""
-        return self.root is not None or bool(self.ignored)
-
-    def resolve(self, raw: Any) -> Path:
-        """The absolute path ``raw`` names, if the policy allows it; else :class:`WorkspaceError`."""
-        if not isinstance(raw, str) or not raw.strip():
-            raise WorkspaceError(f"expected a file or directory path, got {raw!r}")
-        path = _absolute(raw, self.root or Path.cwd())
-        for ignored in self.ignored:
-            if _inside(path, ignored):
-                raise WorkspaceError(f"path {raw!r} is in an ignored location ({ignored}) of this run's workspace")
-        if self.root is None or self.mode == "all_except_ignored" or _inside(path, self.root):
-            return path
-        if self.mode == "workspace_or_allowed" and any(_inside(path, a) for a in self.allowed):
-            return path
-        extra = " or the allowed paths" if self.mode == "workspace_or_allowed" else ""
-        raise WorkspaceError(f"path {raw!r} is outside this run's workspace {self.root}{extra} "
-                             f"(workspace_access_mode={self.mode})")
-
-
-__all__ = ["WorkspacePolicy", "WorkspaceError", "MODES"]
+__all__ = ["WorkspacePolicy", "RunWorkspace", "WorkspaceError", "WorkspaceOptions", "MODES", "WORKSPACE_KEYS",
+           "workspace_for_run", "workspace_for_vars"]

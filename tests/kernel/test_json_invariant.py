@@ -255,3 +255,44 @@ def test_integers_beyond_64_bits_are_refused_with_their_path(backend):
     assert exc_info.value.path == "vars.big[0]" and "64-bit" in str(exc_info.value)
     run_id = rt.start(workflow=wf, vars={"ok": [2**64 - 1, -(2**63)]})
     assert rt.get_state(run_id).vars["ok"] == [2**64 - 1, -(2**63)]
+
+
+def _deep(levels: int):
+    value: object = "leaf"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_values_nested_too_deep_are_refused_quickly_with_a_path_and_nothing_is_written():
+    """Issue 14 #3: a 100,000-deep resume payload or effect payload is a JsonInvariantError (not orjson's
+    TypeError, a RecursionError or gigabytes of paths); 250 levels are fine."""
+    import time
+
+    rt = runtime_on(effect_handlers={"greet": lambda run, effect: EffectOutcome.completed({"ok": True})})
+
+    def ask(run, ctx):
+        return StepPlan(node_id="ask", effect=Effect(EffectType.ASK_USER, {"prompt": "?"}, "answer"), next_node="end")
+
+    wf = workflow({"ask": ask, "end": lambda run, ctx: StepPlan(node_id="end", complete_output={})})
+    run_id = rt.start(workflow=wf)
+    waiting = rt.tick(workflow=wf, run_id=run_id)
+    before = snapshot(rt, run_id)
+    started = time.monotonic()
+    with pytest.raises(JsonInvariantError, match="nested more than 250 levels") as exc_info:
+        rt.resume(workflow=wf, run_id=run_id, wait_key=waiting.waiting.wait_key, payload={"x": _deep(100_000)})
+    assert time.monotonic() - started < 5
+    assert exc_info.value.path.startswith("vars.answer.x[0][0]")
+    assert snapshot(rt, run_id) == before
+
+    calls = []
+    deep_effect = workflow({"n": lambda run, ctx: calls.append(1) or StepPlan(
+        node_id="n", effect=Effect("greet", {"deep": _deep(100_000)}), next_node="n")}, workflow_id="deep")
+    other = rt.start(workflow=deep_effect)
+    before = snapshot(rt, other)
+    with pytest.raises(JsonInvariantError, match="nested more than 250 levels"):
+        rt.tick(workflow=deep_effect, run_id=other)
+    assert snapshot(rt, other) == before
+
+    done = rt.resume(workflow=wf, run_id=run_id, wait_key=waiting.waiting.wait_key, payload={"x": _deep(240)})
+    assert done.status is RunStatus.COMPLETED

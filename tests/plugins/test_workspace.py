@@ -64,3 +64,40 @@ def test_a_bad_policy_is_a_typed_error(vars, message):
     with pytest.raises(WorkspaceError, match=message) as info:
         WorkspacePolicy.from_vars(vars)
     assert isinstance(info.value, ValueError)
+
+
+# --- the run's policy: layers, the seal ---------------------------------------------------------------------------
+def test_every_layer_must_allow_a_path_and_relative_paths_use_the_innermost_root(tmp_path):
+    from abstractruntime_workspace import RunWorkspace
+
+    outer = WorkspacePolicy.from_vars({"workspace_root": str(tmp_path)})
+    inner = WorkspacePolicy.from_vars({"workspace_root": str(tmp_path / "sub"),
+                                       "workspace_access_mode": "all_except_ignored"})
+    both = RunWorkspace((outer, inner))
+    assert both.root == tmp_path / "sub" and both.active
+    assert both.resolve("a.txt") == tmp_path / "sub" / "a.txt"
+    assert both.resolve(str(tmp_path / "x")) == tmp_path / "x"  # the inner layer's mode cannot widen the outer
+    with pytest.raises(WorkspaceError, match="outside this run's workspace"):
+        both.resolve("/etc/hostname")
+    assert WorkspacePolicy.from_record(inner.to_record()) == inner
+    assert not RunWorkspace(()).active and RunWorkspace(()).root is None
+
+
+def test_the_seal_is_what_counts_and_a_changed_variable_refuses_every_path(tmp_path):
+    from abstractruntime_workspace import workspace_for_vars
+
+    layer = WorkspacePolicy.from_vars({"workspace_root": str(tmp_path)}).to_record()
+    sealed = {"workspace_root": str(tmp_path), "_runtime": {"workspace": {
+        "version": 1, "layers": [layer], "given": {"workspace_root": str(tmp_path)}}}}
+    assert workspace_for_vars(sealed).resolve("a") == tmp_path / "a"
+    for key, value in (("workspace_root", "/"), ("workspace_access_mode", "all_except_ignored")):
+        with pytest.raises(WorkspaceError, match=f"the run variable {key} was changed after the run started"):
+            workspace_for_vars({**sealed, key: value})
+    for bad in ({"layers": "x", "given": {}}, {"layers": [{"mode": "anything"}], "given": {}}):
+        with pytest.raises(WorkspaceError, match="malformed"):
+            workspace_for_vars({"_runtime": {"workspace": bad}})
+    with pytest.raises(WorkspaceError, match="workspace_access_mode must be one of"):
+        workspace_for_vars({"_runtime": {"workspace": {"layers": [], "given": {},
+                                                       "error": "workspace_access_mode must be one of ..."}}})
+    # a run without a seal (started before 0.5, a state built by hand) is read from its variables, as 0.4.2 did
+    assert workspace_for_vars({"workspace_root": str(tmp_path)}).root == tmp_path.resolve()

@@ -60,15 +60,18 @@ def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), setting
     if not hooks.plugin_manager.is_registered(own) and PLUGIN_NAME not in set(cfg.plugins.block):
         # the builtin catalogue, when this plugin is not (yet) registered through its entry point
         provided = [(PLUGIN_NAME, t) for t in builtin_node_types()] + provided
-    chosen = dict(visualflow_options(runtime=runtime, settings=cfg).node_types)
+    opts = visualflow_options(runtime=runtime, settings=cfg)
+    chosen = dict(opts.node_types)
     chosen.update(choices or {})
     by_name: Dict[str, List[Tuple[str, VisualNodeType]]] = {}
     for provider, item in provided:
         by_name.setdefault(item.type, []).append((provider, item))
     out: Dict[str, VisualNodeType] = {}
+    own_types = set()
     for name, candidates in by_name.items():
         if len(candidates) == 1:
             out[name] = candidates[0][1]
+            own_types.update([name] if candidates[0][0] == PLUGIN_NAME else [])
             continue
         pick = chosen.get(name)
         match = [c for c in candidates if c[0] == pick]
@@ -78,6 +81,10 @@ def load_node_types(*, runtime: Any = None, plugins: Sequence[Any] = (), setting
                 f"Node type {name!r} is provided by several plugins ({providers}); choose one in configuration: "
                 f"[abstractruntime.plugin_options.visualflow.node_types] {name} = \"<plugin name>\"")
         out[name] = match[0][1]
+        own_types.update([name] if match[0][0] == PLUGIN_NAME else [])
+    for code_type in code_node_types(opts.code_limits()):  # the builtin code nodes, under the host's limits
+        if code_type.type in own_types:
+            out[code_type.type] = code_type
     return out
 
 

@@ -4,6 +4,9 @@ Reference defect §17 #19: the reference falls back to plain ``exec`` when Restr
 node runs with RestrictedPython when it is installed; without it the node refuses to run (the run completes with
 ``{"success": false, "error": ...}``) unless the host opts in explicitly with the environment variable
 ``ABSTRACTRUNTIME_VISUALFLOW_UNSANDBOXED_CODE=1`` (trusted flows only: the fallback is *not* a sandbox).
+
+Either way the code runs in a child process under a time, memory and output limit (:mod:`..code_sandbox`), never
+in the runtime's process; going over a limit fails the node with a message that names the limit and its option.
 """
 
 from __future__ import annotations
@@ -12,17 +15,15 @@ import ast
 import os
 from typing import Any, Dict, List
 
-from ..errors import CodeExecutionError
+from ..code_runner import INSPECT_ATTRIBUTES
+from ..code_sandbox import CodeLimits, compile_code, run_in_child
+from ..errors import CodeExecutionError, CodeRaisedError
 from ..nodetypes import VisualNodeType
 
 _FORBIDDEN_CALLS = frozenset({"exec", "eval", "compile", "__import__", "open", "globals", "locals",
                               "getattr", "setattr", "delattr", "breakpoint"})
-_SAFE_BUILTINS = {
-    name: __builtins__[name] if isinstance(__builtins__, dict) else getattr(__builtins__, name)
-    for name in ("abs", "all", "any", "bool", "dict", "enumerate", "filter", "float", "int", "isinstance", "len",
-                 "list", "map", "max", "min", "range", "reversed", "round", "set", "sorted", "str", "sum", "tuple",
-                 "zip", "ValueError", "TypeError", "KeyError", "Exception")
-}
+#: attributes that read other attributes by name (``"{0.gi_frame}".format(g)``)
+_FORMAT_ATTRIBUTES = frozenset({"format", "format_map"})
 UNSANDBOXED_ENV = "ABSTRACTRUNTIME_VISUALFLOW_UNSANDBOXED_CODE"
 
 
@@ -37,6 +38,11 @@ def check_code(source: str, *, where: str = "code") -> ast.AST:
             raise CodeExecutionError(f"{where}: imports are not allowed")
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
             raise CodeExecutionError(f"{where}: access to private/dunder attribute '{node.attr}' is not allowed")
+        if isinstance(node, ast.Attribute) and node.attr in INSPECT_ATTRIBUTES:
+            raise CodeExecutionError(f"{where}: access to the frame/code attribute '{node.attr}' is not allowed")
+        if isinstance(node, ast.Attribute) and node.attr in _FORMAT_ATTRIBUTES:
+            raise CodeExecutionError(f"{where}: '.{node.attr}()' is not allowed (it can read attributes); use an "
+                                     f"f-string")
         if isinstance(node, ast.Name):
             if node.id.startswith("__"):
                 raise CodeExecutionError(f"{where}: dunder name '{node.id}' is not allowed")
@@ -69,92 +75,78 @@ def _require_sandbox(where: str) -> str:
         f"{UNSANDBOXED_ENV}=1 to run trusted flows without one")
 
 
-def _compile_restricted(source: str, mode: str, filename: str) -> Any:
-    from RestrictedPython import compile_restricted, safe_globals  # type: ignore
-    from RestrictedPython.Eval import default_guarded_getitem  # type: ignore
-    from RestrictedPython.Guards import guarded_iter_unpack_sequence, safer_getattr  # type: ignore
-
-    code = compile_restricted(source, filename=filename, mode=mode)
-    env = dict(safe_globals)
-    env["__builtins__"] = {**env.get("__builtins__", {}), **_SAFE_BUILTINS}
-    env.update({"_getitem_": default_guarded_getitem, "_getattr_": safer_getattr,
-                "_getiter_": iter, "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
-                "_write_": lambda obj: obj})
-    return code, env
-
-
-def run_code(source: str, function_name: str, value: Any, *, where: str) -> Any:
+def run_code(source: str, function_name: str, value: Any, *, where: str,
+             limits: CodeLimits = CodeLimits()) -> Any:
+    """``function_name(value)`` of ``source``, run in a child process under ``limits``."""
     check_code(source, where=where)
-    mode = _require_sandbox(where)
-    if mode == "restricted":
-        code, env = _compile_restricted(source, "exec", f"<{where}>")
-    else:
-        code, env = compile(source, f"<{where}>", "exec"), {"__builtins__": dict(_SAFE_BUILTINS)}
-    exec(code, env)  # noqa: S102 - sandboxed (RestrictedPython) or explicitly opted in
-    fn = env.get(function_name)
-    if not callable(fn):
-        raise CodeExecutionError(f"{where}: the code defines no function '{function_name}'")
-    return fn(value)
+    restricted = _require_sandbox(where) == "restricted"
+    code = compile_code(source, "exec", restricted, f"<{where}>")
+    return run_in_child(code=code, restricted=restricted, kind="function", function_name=function_name,
+                        value=value, limits=limits, where=where)
 
 
-def eval_expression(expression: str, names: Dict[str, Any], *, where: str) -> Any:
+def eval_expression(expression: str, names: Dict[str, Any], *, where: str,
+                    limits: CodeLimits = CodeLimits()) -> Any:
+    """``expression`` evaluated with ``names``, in a child process under ``limits``."""
     check_code(expression, where=where)
-    mode = _require_sandbox(where)
-    if mode == "restricted":
-        code, env = _compile_restricted(expression, "eval", f"<{where}>")
-    else:
-        code, env = compile(expression, f"<{where}>", "eval"), {"__builtins__": {}}
-    env.update(names)
-    return eval(code, env)  # noqa: S307 - sandboxed (RestrictedPython) or explicitly opted in
+    restricted = _require_sandbox(where) == "restricted"
+    code = compile_code(expression, "eval", restricted, f"<{where}>")
+    return run_in_child(code=code, restricted=restricted, kind="expression", limits=limits, where=where,
+                        names={k: v for k, v in names.items() if isinstance(k, str) and not k.startswith("_")})
 
 
 def _clean(inputs: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in inputs.items() if not (isinstance(k, str) and k.startswith("_"))}
 
 
-def _code_handler(d: Dict[str, Any], ctx: Any) -> Any:
-    data = ctx.data
-    source = data.get("code")
-    name = data.get("functionName") or "transform"
-    return run_code(str(source or ""), str(name), _clean(d), where=f"code node '{ctx.node_id}'")
+def _code_handler(limits: CodeLimits) -> Any:
+    def handler(d: Dict[str, Any], ctx: Any) -> Any:
+        data = ctx.data
+        where = f"code node '{ctx.node_id}'"
+        return run_code(str(data.get("code") or ""), str(data.get("functionName") or "transform"), _clean(d),
+                        where=where, limits=limits.lowered_by(data, where=where))
+    return handler
 
 
-def _function_handler(d: Dict[str, Any], ctx: Any) -> Any:
-    data = ctx.data
-    inputs = _clean(d)
-    if isinstance(data.get("code"), str) and data["code"].strip():
-        return run_code(data["code"], str(data.get("functionName") or "transform"), inputs,
-                        where=f"function node '{ctx.node_id}'")
-    expression = data.get("expression")
-    if isinstance(expression, str) and expression.strip():
-        names = {k: v for k, v in inputs.items() if isinstance(k, str) and k.isidentifier()}
-        names.setdefault("x", inputs.get("x", inputs.get("value")))
-        names.setdefault("input", inputs)
-        try:
-            return eval_expression(expression, names, where=f"function node '{ctx.node_id}'")
-        except CodeExecutionError:
-            raise
-        except Exception as exc:
-            return {"error": f"{type(exc).__name__}: {exc}"}
-    return inputs
+def _function_handler(limits: CodeLimits) -> Any:
+    def handler(d: Dict[str, Any], ctx: Any) -> Any:
+        data = ctx.data
+        where = f"function node '{ctx.node_id}'"
+        inputs = _clean(d)
+        if isinstance(data.get("code"), str) and data["code"].strip():
+            return run_code(data["code"], str(data.get("functionName") or "transform"), inputs, where=where,
+                            limits=limits.lowered_by(data, where=where))
+        expression = data.get("expression")
+        if isinstance(expression, str) and expression.strip():
+            names = {k: v for k, v in inputs.items() if isinstance(k, str) and k.isidentifier()}
+            names.setdefault("x", inputs.get("x", inputs.get("value")))
+            names.setdefault("input", inputs)
+            try:
+                return eval_expression(expression, names, where=where, limits=limits.lowered_by(data, where=where))
+            except CodeRaisedError as exc:  # the expression raised: an error output (limits fail the node)
+                return {"error": f"{exc.error_type}: {exc.error}"}
+        return inputs
+    return handler
 
 
 def _validate(info: Any) -> None:
     data = info.data
     where = f"{info.node_type} node '{info.node_id}'"
+    CodeLimits().lowered_by(data, where=where)
     if isinstance(data.get("code"), str) and data["code"].strip():
         check_code(data["code"], where=where)
     elif info.node_type == "function" and isinstance(data.get("expression"), str) and data["expression"].strip():
         check_code(data["expression"], where=where)
 
 
-def code_node_types() -> List[VisualNodeType]:
+def code_node_types(limits: CodeLimits = CodeLimits()) -> List[VisualNodeType]:
+    """The ``code`` and ``function`` node types, running code under ``limits`` (the host's: plugin options)."""
     return [
-        VisualNodeType("code", handler=_code_handler, context=True, validate=_validate,
+        VisualNodeType("code", handler=_code_handler(limits), context=True, validate=_validate,
                        description="User code `transform(input)`; needs RestrictedPython (or an explicit opt-in)"),
-        VisualNodeType("function", handler=_function_handler, context=True, validate=_validate,
+        VisualNodeType("function", handler=_function_handler(limits), context=True, validate=_validate,
                        description="`expression` or `code`; same sandbox rule as code nodes"),
     ]
 
 
-__all__ = ["code_node_types", "check_code", "run_code", "eval_expression", "UNSANDBOXED_ENV"]
+__all__ = ["code_node_types", "check_code", "run_code", "eval_expression", "UNSANDBOXED_ENV", "CodeLimits"]

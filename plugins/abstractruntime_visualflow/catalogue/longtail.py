@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from abstractruntime_storekit import write_atomic
-from abstractruntime_workspace import WorkspacePolicy
+from abstractruntime_workspace import workspace_for_vars
 
 from ..agent_ids import visual_react_workflow_id
 from ..errors import NodeDependencyError
@@ -280,9 +280,9 @@ def _memory_map(result: Any, pre: Dict[str, Any], ctx: Any) -> Dict[str, Any]:
 
 # --- files ---------------------------------------------------------------------------------------------------------
 def _file_path(inputs: Dict[str, Any], ctx: Any) -> Path:
-    """The node's ``file_path`` under the run's workspace policy (relative to ``workspace_root`` if the run has
-    one, else to the working directory; see :mod:`abstractruntime_workspace`)."""
-    return WorkspacePolicy.from_vars(ctx.vars).resolve(inputs.get("file_path"))
+    """The node's ``file_path`` under the run's workspace policy, the one the host sealed when the run started
+    (relative to its root if it has one, else to the working directory; see :mod:`abstractruntime_workspace`)."""
+    return workspace_for_vars(ctx.vars).resolve(inputs.get("file_path"))
 
 
 def _read_file(inputs: Dict[str, Any], ctx: Any) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 """Node family: variables (``var_decl``, ``get_var``, ``bool_var``, ``get_context``, ``set_var``,
 ``set_var_property``, ``set_vars``) and context messages (``add_message``). Variables are the run's ``vars``,
 addressed by dotted paths (:func:`..context.get_path` / :func:`..context.set_path`, the kernel's path helpers);
-names starting with ``_`` are internal and refused.
+names starting with ``_`` are internal and refused, and so are the ``workspace_*`` variables (the host's workspace
+policy, sealed when the run starts: :mod:`abstractruntime_workspace`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import json
 from typing import Any, Dict, List
 
 from abstractruntime.models import StepPlan
+from abstractruntime_pluginkit.paths import parse_path
+from abstractruntime_workspace import WORKSPACE_KEYS
 
 from ..builtins import new_message
 from ..context import NodeContext, get_path, set_path
@@ -27,6 +30,14 @@ def _check_var_name(name: Any, what: str = "name") -> str:
         raise VisualNodeError(f"variable {what} must be a non-empty string, got {name!r}")
     if name.strip().startswith("_"):
         raise VisualNodeError(f"variable {what} {name!r} is reserved (names starting with '_' are internal)")
+    try:
+        head = parse_path(name.strip())[:1]
+    except ValueError:
+        head = []
+    if head and head[0] in WORKSPACE_KEYS:
+        raise VisualNodeError(f"variable {what} {name!r} is reserved: the workspace policy "
+                              f"({', '.join(WORKSPACE_KEYS)}) is set by the host when the run starts, and a flow "
+                              f"cannot change it")
     return name.strip()
 
 

@@ -3,6 +3,8 @@ data-pin evaluation rules, error-vs-raise node kinds."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from abstractruntime import RunStatus
@@ -225,11 +227,7 @@ def test_concat_uses_declared_pin_order_and_separator():
 
 def test_code_nodes_refuse_to_run_without_a_sandbox(monkeypatch):
     monkeypatch.delenv("ABSTRACTRUNTIME_VISUALFLOW_UNSANDBOXED_CODE", raising=False)
-    try:
-        import RestrictedPython  # noqa: F401
-        pytest.skip("RestrictedPython is installed: code runs sandboxed")
-    except ImportError:
-        pass
+    monkeypatch.setitem(sys.modules, "RestrictedPython", None)  # as if it were not installed
     nodes = [N("s", "on_flow_start", outs="exec-out"),
              N("c", "code", ins="exec-in", outs="exec-out", code="def transform(input):\n    return {'n': len(input)}"),
              N("e", "on_flow_end", ins="exec-in")]
