@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from abstractruntime import Effect, EffectCall, EffectOutcome, EffectType
 
-from .memory_call import RECALL_LEVELS, Memory, Refused, envelope, int_option, log, text_of, tool_ids
+from .memory_call import Memory, Refused, envelope, int_option, log, text_of, tool_ids
+from .recall_levels import Budget, level_of, policy_for
 from .spans import context_messages, run_spans, span_id_of, spans_of
 
 COMPRESSION = {
@@ -165,22 +166,32 @@ def memory_rehydrate(call: EffectCall) -> EffectOutcome:
     warnings: List[str] = []
     report: List[Dict[str, Any]] = []
     inserted = skipped = 0
+    m = Memory(call)
+    try:  # an invalid recall_level or no artifact store fails the effect, even for no span ids (reference)
+        level = level_of(m.payload)
+        m.require_store()
+    except (ValueError, Refused) as exc:
+        return EffectOutcome.failed(str(exc))
+    effort: Optional[Dict[str, Any]] = None
     try:
-        m = Memory(call)
         ids = m.payload.get("span_ids") or ([m.payload["span_id"]] if m.payload.get("span_id") else [])
         ids = [ids] if isinstance(ids, str) else [str(i).strip() for i in ids if str(i).strip()]
         if not ids:
-            raise Refused("memory_rehydrate requires payload.span_ids (or span_id)")
+            return EffectOutcome.completed({"inserted": 0, "skipped": 0, "artifacts": []})  # a no-op
         placement = str(m.payload.get("placement") or "after_summary").lower()
         if placement not in PLACEMENTS:
             raise Refused(f"placement must be one of {', '.join(PLACEMENTS)}, got {placement!r}")
-        level = str(m.payload.get("recall_level") or "standard").lower()
-        if level not in RECALL_LEVELS:
-            raise Refused(f"recall_level must be one of {', '.join(RECALL_LEVELS)}, got {level!r}")
-        budget = max_messages = int_option(m.payload, "max_messages", RECALL_LEVELS[level][1])
+        wanted = int_option(m.payload, "max_messages", -1) if m.payload.get("max_messages") is not None else None
+        if level is None:
+            max_messages = wanted if wanted is not None else 10 ** 9  # without a level: as many as asked (all)
+        else:
+            limits, b = policy_for(level).rehydrate, Budget(level)
+            max_messages = b.clamp("max_messages", wanted, limits.max_messages_default, limits.max_messages_max)
+            warnings.extend(b.warnings)
+            effort = {"recall_level": level.value, "applied": {"max_messages": max_messages}}
+        budget = max_messages
         target = m.target()
-        m.require_store()
-        plan: List[Tuple[str, List[Dict[str, Any]]]] = []
+        plan: List[Tuple[str, List[Dict[str, Any]], Dict[str, Any]]] = []
         for span_id in ids:
             found = m.find_span(span_id, target)
             if found is None:
@@ -191,28 +202,31 @@ def memory_rehydrate(call: EffectCall) -> EffectOutcome:
             if span.get("kind") == "conversation_span":
                 restored = [json.loads(json.dumps(x)) for x in doc.get("messages") or [] if isinstance(x, dict)]
             elif span.get("kind") == "memory_note" and isinstance(doc.get("note"), str):
-                restored = [{"role": "system", "content": f"[MEMORY NOTE {span_id}] {doc['note']}",
-                             "metadata": {"kind": "memory_note", "span_id": span_id, "message_id": f"msg_{span_id}"}}]
+                restored = [{"role": "system", "content": f"[MEMORY NOTE]\n{doc['note']}",
+                             "metadata": {"kind": "memory_note", "span_id": span_id,
+                                          "message_id": f"memory_note:{span_id}"}}]
             elif span.get("kind") == "evidence":
                 restored = [{"role": "system", "content": f"[EVIDENCE {span_id}] {text_of(doc)[:4000]}",
                              "metadata": {"kind": "evidence", "span_id": span_id, "message_id": f"msg_{span_id}"}}]
             else:
                 warnings.append(f"{span_id}: nothing to rehydrate (kind {span.get('kind')!r}, content missing)")
                 continue
-            plan.append((span_id, restored))
+            plan.append((span_id, restored, span))
 
         def rehydrate(vars: Dict[str, Any]) -> None:
             nonlocal inserted, skipped, budget
             messages = context_messages(vars)
             present = {_message_id(x) for x in messages}
-            for span_id, restored in plan:
+            for span_id, restored, span in plan:
                 fresh = [x for x in restored if _message_id(x) not in present]
                 dup = len(restored) - len(fresh)
                 over = fresh[budget:] if budget < len(fresh) else []
                 fresh = fresh[:budget]
                 budget -= len(fresh)
-                for x in fresh:
-                    x.setdefault("metadata", {})["rehydrated_from"] = span_id
+                source = span.get("artifact_id") or span.get("evidence_id") or span_id
+                for x in fresh:  # the reference's marks, and ours (rehydrated_from: the span)
+                    meta = x.setdefault("metadata", {})
+                    meta.update(rehydrated=True, source_artifact_id=source, rehydrated_from=span_id)
                 order = {_message_id(x): k for k, x in enumerate(restored)}
                 for x in fresh:  # archive order is kept, also around messages a previous rehydration restored
                     at, warning = _insert_at(messages, placement, span_id)
@@ -227,20 +241,19 @@ def memory_rehydrate(call: EffectCall) -> EffectOutcome:
                 skipped += dup + len(over)
                 if over:
                     warnings.append(f"{span_id}: {len(over)} messages not inserted (max_messages={max_messages})")
-                report.append({"span_id": span_id, "artifact_id": span_id, "inserted": len(fresh),
-                               "skipped": dup + len(over)})
+                report.append({"span_id": span_id, "artifact_id": source, "inserted": len(fresh),
+                               "skipped": dup + len(over), "error": None, "kind": span.get("kind")})
 
         if plan:
             m.change_run(target, rehydrate)
     except Refused as exc:
         return EffectOutcome.completed({"inserted": 0, "skipped": 0, "artifacts": [], "error": str(exc),
                                         "warnings": [str(exc)]})
-    result: Dict[str, Any] = {"inserted": inserted, "skipped": skipped, "artifacts": report,
-                              "effort": {"recall_level": level, "max_messages": max_messages,
-                                         "placement": placement}}
-    if warnings:
-        result["warnings"] = warnings
-    return EffectOutcome.completed(result)
+    if not plan:  # no span resolved: the reference's no-op result
+        log.debug("memory_rehydrate_nothing_resolved", warnings=warnings)
+        return EffectOutcome.completed({"inserted": 0, "skipped": 0, "artifacts": []})
+    return EffectOutcome.completed({"inserted": inserted, "skipped": skipped, "artifacts": report, "effort": effort,
+                                    "warnings": warnings or None, "placement": placement})
 
 
 __all__ = ["memory_compact", "memory_rehydrate", "COMPRESSION", "PLACEMENTS"]

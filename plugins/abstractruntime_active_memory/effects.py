@@ -12,8 +12,8 @@ The handlers live by concern: :mod:`.memory_call` (what every memory effect shar
 from __future__ import annotations
 
 from .compaction import COMPRESSION, PLACEMENTS, memory_compact, memory_rehydrate
-from .memory_call import NO_STORE, RECALL_LEVELS, Memory, Refused, envelope
+from .memory_call import NO_STORE, Memory, Refused, envelope
 from .notes import memory_note, memory_query, memory_tag
 
-__all__ = ["memory_note", "memory_query", "memory_tag", "memory_compact", "memory_rehydrate", "RECALL_LEVELS",
+__all__ = ["memory_note", "memory_query", "memory_tag", "memory_compact", "memory_rehydrate",
            "COMPRESSION", "PLACEMENTS", "NO_STORE", "Memory", "Refused", "envelope"]

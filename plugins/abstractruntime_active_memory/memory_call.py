@@ -20,8 +20,6 @@ from .spans import GLOBAL_TAGS, SCOPES, run_spans, span_id_of, spans_of
 
 log = get_logger("abstractruntime.memory")
 
-#: recall_level -> (limit_spans, max_messages, deep): defaults an explicit payload value overrides.
-RECALL_LEVELS = {"urgent": (3, 20, False), "standard": (5, 80, False), "deep": (10, 200, True)}
 NO_STORE = ("memory effects need an artifact store: pass Runtime(artifact_store=...) or use a persistent store "
             "(LMDB, SQLite, JSON files)")
 
@@ -170,4 +168,4 @@ class Memory:
         return doc if isinstance(doc, dict) else {}
 
 
-__all__ = ["Memory", "Refused", "envelope", "tool_ids", "text_of", "int_option", "RECALL_LEVELS", "NO_STORE"]
+__all__ = ["Memory", "Refused", "envelope", "tool_ids", "text_of", "int_option", "NO_STORE"]

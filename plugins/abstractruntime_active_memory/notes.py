@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from abstractruntime import EffectCall, EffectOutcome
 
-from .memory_call import RECALL_LEVELS, Memory, Refused, envelope, int_option, log, text_of, tool_ids
+from .memory_call import Memory, Refused, envelope, int_option, log, text_of, tool_ids
+from .recall_levels import Budget, level_of, policy_for
 from .spans import (
     GLOBAL_TAGS,
     SCOPES,
@@ -132,13 +133,12 @@ def memory_query(call: EffectCall) -> EffectOutcome:
     tool, call_id = tool_ids(call, "recall_memory")
     try:
         m = Memory(call)
-        level = str(m.payload.get("recall_level") or "standard").lower()
-        if level not in RECALL_LEVELS:
-            raise Refused(f"recall_level must be one of {', '.join(RECALL_LEVELS)}, got {level!r}")
-        limit_default, messages_default, deep_default = RECALL_LEVELS[level]
-        limit = int_option(m.payload, "limit_spans", limit_default, 1)
-        max_messages = int_option(m.payload, "max_messages", messages_default)
-        deep = bool(m.payload.get("deep", deep_default))
+        try:
+            level = level_of(m.payload)
+        except ValueError as exc:
+            return EffectOutcome.failed(str(exc))  # an invalid recall_level fails the effect (reference §4)
+        applied, budget_warnings = _span_budget(m.payload, level)
+        limit, max_messages, deep = applied["limit_spans"], applied["max_messages"], applied["deep"]
         returns = str(m.payload.get("return") or "rendered").lower()
         if returns not in ("rendered", "meta", "both"):
             raise Refused(f"return must be rendered, meta or both, got {returns!r}")
@@ -187,14 +187,14 @@ def memory_query(call: EffectCall) -> EffectOutcome:
         scored.sort(key=lambda x: (x[0], x[1]), reverse=True)
         hits = [dict(s, score=score) for score, _, s in scored[:limit]]
         hit_ids = {span_id_of(s) for s in hits}
-        if m.payload.get("connected") or m.payload.get("connect_by"):
-            hops = int_option(m.payload, "neighbor_hops", 1)
+        if applied["connected"] or m.payload.get("connect_by"):
+            hops = applied["neighbor_hops"]
             connect_by = m.payload.get("connect_by") or []
             connect_by = [connect_by] if isinstance(connect_by, str) else list(connect_by)
             index = {span_id_of(s): i for i, s in enumerate(ordered)}
             for hit in list(hits):
                 near = []
-                if m.payload.get("connected"):
+                if applied["connected"]:
                     i = index.get(span_id_of(hit), 0)
                     near += [(s, "neighbor") for s in ordered[max(0, i - hops): i + hops + 1]]
                 for key in connect_by:
@@ -206,26 +206,65 @@ def memory_query(call: EffectCall) -> EffectOutcome:
                         hit_ids.add(span_id_of(s))
                         hits.append(dict(s, connected_via=via, connected_to=span_id_of(hit)))
         budget = max_messages
+        deep_spans = applied["deep_limit_spans"]
         blocks = []
         for span in hits:
             shown: List[Dict[str, Any]] = []
-            if (deep or wanted_id) and span.get("kind") == "conversation_span" and budget > 0:
-                shown = [x for x in content(span).get("messages") or [] if isinstance(x, dict)][:budget]
+            if (deep or wanted_id) and span.get("kind") == "conversation_span" and budget > 0 and deep_spans != 0:
+                per_span = min(budget, applied["deep_limit_messages_per_span"] or budget)
+                shown = [x for x in content(span).get("messages") or [] if isinstance(x, dict)][:per_span]
                 budget -= len(shown)
+                deep_spans = None if deep_spans is None else deep_spans - 1
             blocks.append(_render(span, shown))
     except Refused as exc:
         return envelope(tool, call_id, error=str(exc))
     span_ids = [span_id_of(s) for s in hits]
     rendered = "\n\n".join(blocks) if blocks else "No memory matched."
+    if budget_warnings:
+        rendered = "[recall warnings]\n" + "\n".join(f"- {w}" for w in budget_warnings) + "\n\n" + rendered
     matches = [{k: s.get(k) for k in ("span_id", "kind", "scope", "created_at", "from_timestamp", "to_timestamp",
                                       "tags", "location", "author", "artifact_id", "summary", "text", "score",
                                       "connected_via", "connected_to") if s.get(k) is not None}
                | {"span_id": span_id_of(s)} for s in hits]
-    effort = {"recall_level": level, "limit_spans": limit, "max_messages": max_messages, "deep": deep,
-              "scopes": list(scopes), "spans_considered": len(pool)}
-    meta = {"span_ids": span_ids, "matches": matches, "effort": effort}
+    meta: Dict[str, Any] = {"span_ids": span_ids, "matches": matches}
+    effort = None
+    if level is not None:  # the reference reports effort only when a recall level applied
+        effort = meta["effort"] = {"recall_level": level.value, "applied": applied}
+    if budget_warnings:
+        meta["warnings"] = budget_warnings
     output: Any = rendered if returns == "rendered" else meta if returns == "meta" else {"rendered": rendered, **meta}
-    return envelope(tool, call_id, output=output, span_ids=span_ids, effort=effort)
+    extra: Dict[str, Any] = {"span_ids": span_ids, "spans_considered": len(pool), "scopes": list(scopes)}
+    if effort is not None:
+        extra["effort"] = effort
+    return envelope(tool, call_id, output=output, **extra)
+
+
+def _span_budget(payload: Mapping[str, Any], level: Any) -> Tuple[Dict[str, Any], List[str]]:
+    """What MEMORY_QUERY may bring back: the payload's values (runtime defaults: 5 spans -- also for 0 --, 80
+    messages, one neighbour hop), or with a ``recall_level`` its policy's defaults and limits (values above them
+    are clamped, ``deep``/``connected`` disabled where the level does not allow them, each with a warning)."""
+    def opt(key: str) -> Optional[int]:
+        return int_option(payload, key, -1) if payload.get(key) is not None else None
+
+    limit, messages, hops = opt("limit_spans"), opt("max_messages"), opt("neighbor_hops")
+    deep, connected = bool(payload.get("deep")), bool(payload.get("connected"))
+    if level is None:
+        return {"limit_spans": limit or 5, "deep": deep, "deep_limit_spans": None,
+                "deep_limit_messages_per_span": None, "connected": connected,
+                "neighbor_hops": 1 if hops is None else hops,
+                "max_messages": 80 if messages is None else messages}, []
+    span = policy_for(level).span
+    b = Budget(level)
+    applied = {"limit_spans": b.clamp("limit_spans", limit or None, span.limit_spans_default, span.limit_spans_max),
+               "deep": b.allow("deep", deep, span.deep_allowed),
+               "deep_limit_spans": span.deep_limit_spans_max,
+               "deep_limit_messages_per_span": span.deep_limit_messages_per_span_max,
+               "connected": b.allow("connected", connected, span.connected_allowed),
+               "neighbor_hops": b.clamp("neighbor_hops", hops, 1 if span.neighbor_hops_max else 0,
+                                        span.neighbor_hops_max),
+               "max_messages": b.clamp("max_messages", messages, span.max_messages_default,
+                                       span.max_messages_max)}
+    return applied, b.warnings
 
 
 __all__ = ["memory_note", "memory_tag", "memory_query"]

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from attrs import frozen
 
@@ -89,5 +89,36 @@ def policy_for(level: Any) -> RecallPolicy:
     return _POLICIES[parsed]
 
 
-__all__ = ["RecallLevel", "parse_recall_level", "SpanRecallPolicy", "RehydratePolicy", "KgQueryPolicy",
-           "RecallPolicy", "policy_for"]
+def level_of(payload: Any) -> Optional[RecallLevel]:
+    """The level a MEMORY_QUERY / MEMORY_REHYDRATE payload asks for (``recall_level`` or ``recallLevel``); an
+    invalid value raises ``ValueError`` (the effect fails)."""
+    if not isinstance(payload, dict):
+        return None
+    return parse_recall_level(payload.get("recall_level", payload.get("recallLevel")))
+
+
+class Budget:
+    """Applies a level's limits to a payload: defaults for what is absent, clamping (or disabling) what exceeds
+    them, one warning per change (``recall_level=<lvl>: clamped <field> from <a> to <b>``)."""
+
+    def __init__(self, level: RecallLevel) -> None:
+        self.level = level
+        self.warnings: List[str] = []
+
+    def clamp(self, field_name: str, value: Optional[int], default: int, maximum: int) -> int:
+        if value is None:
+            return default
+        if value > maximum:
+            self.warnings.append(f"recall_level={self.level.value}: clamped {field_name} from {value} to {maximum}")
+            return maximum
+        return value
+
+    def allow(self, field_name: str, wanted: bool, allowed: bool) -> bool:
+        if wanted and not allowed:
+            self.warnings.append(f"recall_level={self.level.value}: disabled {field_name} (not allowed at this level)")
+            return False
+        return wanted
+
+
+__all__ = ["RecallLevel", "parse_recall_level", "level_of", "Budget", "SpanRecallPolicy", "RehydratePolicy",
+           "KgQueryPolicy", "RecallPolicy", "policy_for"]

@@ -120,7 +120,7 @@ def test_query_filters_by_text_tags_authors_locations_and_time(runtime):
     assert len(got[8]) == 1
     meta = first(state.vars["r3"])["output"]
     assert meta["matches"][0]["span_id"] == ids[0] and meta["matches"][0]["score"] >= 2
-    assert meta["effort"]["recall_level"] == "standard" and meta["effort"]["limit_spans"] == 5
+    assert "effort" not in meta  # the reference reports effort only when a recall_level applied
 
 
 def test_query_return_modes_and_rendering(runtime):
@@ -180,7 +180,6 @@ def test_target_run_id_is_limited_to_the_run_tree(runtime):
 def test_bad_input_is_an_error_result_not_a_failed_run(runtime):
     state = run(runtime, [(EffectType.MEMORY_NOTE, {"note": "  "}),
                           (EffectType.MEMORY_NOTE, {"note": "x", "scope": "planet"}),
-                          (EffectType.MEMORY_QUERY, {"recall_level": "extreme"}),
                           (EffectType.MEMORY_QUERY, {"since": "yesterday"}),
                           (EffectType.MEMORY_QUERY, {"limit_spans": "many"}),
                           (EffectType.MEMORY_TAG, {"span_id": "nope", "tags": {"a": 1}}),
@@ -188,17 +187,16 @@ def test_bad_input_is_an_error_result_not_a_failed_run(runtime):
                           (EffectType.MEMORY_COMPACT, {"compression_mode": "extreme"}),
                           (EffectType.MEMORY_REHYDRATE, {}),
                           (EffectType.MEMORY_REHYDRATE, {"span_id": "nope"})])
-    errors = [first(state.vars[f"r{i}"])["error"] for i in range(8)]
+    errors = [first(state.vars[f"r{i}"])["error"] for i in range(7)]
     assert "requires payload.note" in errors[0]
     assert "scope must be one of run, session, global" in errors[1]
-    assert "recall_level must be one of" in errors[2]
-    assert "'yesterday' is not an ISO 8601 timestamp" in errors[3]
-    assert "limit_spans must be an integer" in errors[4]
-    assert "Unknown span_id: nope" in errors[5]
-    assert "requires payload.span_id and non-empty payload.tags" in errors[6]
-    assert "compression_mode must be one of light, standard, heavy" in errors[7]
-    assert "requires payload.span_ids" in state.vars["r8"]["error"]
-    assert state.vars["r9"]["inserted"] == 0 and state.vars["r9"]["warnings"] == ["nope: unknown span"]
+    assert "'yesterday' is not an ISO 8601 timestamp" in errors[2]
+    assert "limit_spans must be an integer" in errors[3]
+    assert "Unknown span_id: nope" in errors[4]
+    assert "requires payload.span_id and non-empty payload.tags" in errors[5]
+    assert "compression_mode must be one of light, standard, heavy" in errors[6]
+    # no span ids, or none resolved: the reference's no-op result
+    assert state.vars["r7"] == state.vars["r8"] == {"inserted": 0, "skipped": 0, "artifacts": []}
 
 
 def test_without_an_artifact_store_the_effects_say_what_to_do():
@@ -255,13 +253,14 @@ def test_compact_archives_older_messages_and_rehydrate_brings_them_back(runtime)
     assert state.vars["r4"]["inserted"] == 4 and state.vars["r4"]["skipped"] == 2
     assert state.vars["r5"]["inserted"] == 0 and state.vars["r5"]["skipped"] == 6
     assert state.vars["r5"]["artifacts"] == [{"span_id": span_id, "artifact_id": span_id, "inserted": 0,
-                                              "skipped": 6}]
+                                              "skipped": 6, "error": None, "kind": "conversation_span"}]
     messages = state.vars["context"]["messages"]
     kinds = [(m["role"], (m.get("metadata") or {}).get("kind")) for m in messages]
     assert kinds[:2] == [("system", None), ("system", "memory_summary")]
     restored = messages[2:8]
     assert [m["content"] for m in restored] == [m["content"] for m in conversation(10)[1:7]]
-    assert all(m["metadata"]["rehydrated_from"] == span_id for m in restored)
+    assert all(m["metadata"]["rehydrated_from"] == span_id and m["metadata"]["rehydrated"] is True
+               and m["metadata"]["source_artifact_id"] == span_id for m in restored)
     assert [m["content"] for m in messages[8:]] == [m["content"] for m in conversation(10)[7:]]
 
 
@@ -286,7 +285,7 @@ def test_rehydrate_placements(runtime):
                     vars={"context": {"messages": conversation(4)}})
         messages = state.vars["context"]["messages"]
         assert messages[at]["content"] == "message 1 about paris", placement
-        assert state.vars["r1"]["effort"]["placement"] == placement
+        assert state.vars["r1"]["placement"] == placement and state.vars["r1"]["effort"] is None
 
 
 def test_nothing_to_compact(runtime):
@@ -381,3 +380,66 @@ def test_a_summary_llm_call_that_would_wait_fails_clearly(tmp_path):
     assert "asked to wait, and a compaction cannot wait" in first(state.vars["r0"])["error"]
     assert state.vars["context"]["messages"] == conversation(4)
     rt.close()
+
+
+# --- recall levels (integration-surface §6.5, VAM §3.10) ---------------------------------------------------------
+def test_recall_levels_set_defaults_clamp_with_warnings_and_report_effort(runtime):
+    notes = [(EffectType.MEMORY_NOTE, {"note": f"paris note {i}"}) for i in range(5)]
+    state = run(runtime, notes + [
+        (EffectType.MEMORY_QUERY, {"query": "paris", "recall_level": "urgent", "return": "both"}),
+        (EffectType.MEMORY_QUERY, {"query": "paris", "recallLevel": "URGENT", "limit_spans": 50, "deep": True,
+                                   "connected": True, "max_messages": 500, "return": "both"}),
+        (EffectType.MEMORY_QUERY, {"query": "paris", "recall_level": "deep", "neighbor_hops": 9, "return": "meta"}),
+        (EffectType.MEMORY_QUERY, {"query": "paris", "limit_spans": 0, "return": "meta"}),
+    ])
+    urgent = first(state.vars["r5"])["output"]
+    assert urgent["effort"] == {"recall_level": "urgent", "applied": {
+        "limit_spans": 2, "deep": False, "deep_limit_spans": 0, "deep_limit_messages_per_span": 0, "connected": False,
+        "neighbor_hops": 0, "max_messages": 30}}
+    assert len(urgent["span_ids"]) == 2 and "warnings" not in urgent
+    assert not urgent["rendered"].startswith("[recall warnings]")
+    clamped = first(state.vars["r6"])["output"]
+    assert clamped["warnings"] == ["recall_level=urgent: clamped limit_spans from 50 to 3",
+                                   "recall_level=urgent: disabled deep (not allowed at this level)",
+                                   "recall_level=urgent: disabled connected (not allowed at this level)",
+                                   "recall_level=urgent: clamped max_messages from 500 to 60"]
+    assert clamped["rendered"].startswith("[recall warnings]\n- recall_level=urgent: clamped limit_spans from 50 to 3")
+    assert len(clamped["span_ids"]) == 3
+    deep = first(state.vars["r7"])["output"]
+    assert deep["effort"]["applied"]["neighbor_hops"] == 2 and deep["effort"]["applied"]["limit_spans"] == 8
+    assert deep["warnings"] == ["recall_level=deep: clamped neighbor_hops from 9 to 2"]
+    plain = first(state.vars["r8"])["output"]
+    assert "effort" not in plain and len(plain["span_ids"]) == 5  # limit_spans 0 means the default, 5
+
+
+def test_an_invalid_recall_level_fails_the_effect(runtime):
+    for effect in (EffectType.MEMORY_QUERY, EffectType.MEMORY_REHYDRATE):
+        flow = steps_flow([(effect, {"recall_level": "extreme", "span_ids": []})], workflow_id=f"bad_{effect.value}")
+        run_id = runtime.start(workflow=flow)
+        state = runtime.tick(workflow=flow, run_id=run_id)
+        assert state.status is RunStatus.FAILED and "Unknown recall_level: extreme" in state.error
+
+
+def test_rehydrate_with_a_recall_level_clamps_max_messages_and_marks_messages(runtime):
+    state = run(runtime, [(EffectType.MEMORY_COMPACT, {"preserve_recent": 1}),
+                          (EffectType.MEMORY_REHYDRATE, lambda r: {"span_ids": [r.vars["r0"]["span_id"]],
+                                                                    "recall_level": "urgent", "max_messages": 99})],
+                vars={"context": {"messages": conversation(6)}})
+    result = state.vars["r1"]
+    assert result["effort"] == {"recall_level": "urgent", "applied": {"max_messages": 60}}
+    assert result["warnings"] == ["recall_level=urgent: clamped max_messages from 99 to 60"]
+    assert result["inserted"] == 5
+    span_id = state.vars["r0"]["span_id"]
+    restored = [m for m in state.vars["context"]["messages"] if (m.get("metadata") or {}).get("rehydrated")]
+    assert len(restored) == 5 and all(m["metadata"]["source_artifact_id"] == span_id for m in restored)
+
+
+def test_a_rehydrated_memory_note_is_one_system_message(runtime):
+    state = run(runtime, [(EffectType.MEMORY_NOTE, {"note": "the door code is 1234"}),
+                          (EffectType.MEMORY_REHYDRATE, lambda r: {"span_ids": r.vars["r0"]["span_ids"]
+                                                                    if "span_ids" in r.vars["r0"]
+                                                                    else [r.vars["r0"]["span_id"]]})])
+    notes = [m for m in state.vars["context"]["messages"] if (m.get("metadata") or {}).get("kind") == "memory_note"]
+    assert len(notes) == 1 and notes[0]["role"] == "system"
+    assert notes[0]["content"] == "[MEMORY NOTE]\nthe door code is 1234"
+    assert notes[0]["metadata"]["message_id"].startswith("memory_note:")
