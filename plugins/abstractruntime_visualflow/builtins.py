@@ -430,17 +430,16 @@ def parse_json(d, ctx=None):
 
 
 def stringify_json(d, ctx=None):
-    value = d.get("value")
-    mode = d.get("mode")
-    sort_keys = bool(d.get("sort_keys"))
-    indent = d.get("indent")
-    if mode == "beautify" or (mode is None and isinstance(indent, int) and indent > 0):
-        return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, indent=indent or 2)
-    if mode == "minified":
-        return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys, separators=(",", ":"))
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=sort_keys)
+    """The rendering library's ``stringify_json`` (integration-surface §7.1): ``mode`` none/beautify/minified
+    (unknown: beautify); without a mode the legacy ``indent`` pin picks beautify with that indent (``0``: none)."""
+    from abstractruntime_rendering import stringify_json as render
+
+    mode, indent = d.get("mode"), d.get("indent")
+    if mode is None and isinstance(indent, int) and not isinstance(indent, bool):
+        mode = "beautify" if indent > 0 else "none"
+    return render(d.get("value"), mode=mode if mode is not None else "beautify",
+                  beautify_indent=indent if isinstance(indent, int) and indent > 0 else 2,
+                  sort_keys=bool(d.get("sort_keys")))
 
 
 def system_datetime(d, ctx=None):
@@ -485,15 +484,10 @@ def make_scratchpad(d, ctx=None):
 
 
 def agent_trace_report(d, ctx=None):
-    pad = d.get("scratchpad")
-    lines = ["# Agent trace", ""]
-    steps = pad.get("steps") if isinstance(pad, dict) else None
-    for i, step in enumerate(steps if isinstance(steps, list) else [], 1):
-        lines.append(f"## Step {i}")
-        lines.append(f"```json\n{json.dumps(step, ensure_ascii=False, indent=2, default=str)}\n```")
-    if not isinstance(steps, list):
-        lines.append(f"```json\n{json.dumps(pad, ensure_ascii=False, indent=2, default=str)}\n```")
-    return "\n".join(lines)
+    """The rendering library's agent trace report (VAM §4.6) of the ``scratchpad`` input."""
+    from abstractruntime_rendering import render_agent_trace_markdown
+
+    return render_agent_trace_markdown(d.get("scratchpad"))
 
 
 def format_tool_results(d, ctx=None):

@@ -201,6 +201,15 @@ def test_branch_node_without_a_branch_output_completes_with_an_error():
     ("array_length", {"array": [1, 2]}, 2), ("array_dedup", {"array": [1, 1, 2]}, [1, 2]),
     ("parse_json", {"text": "```json\n{\"a\": 1}\n```"}, {"a": 1}), ("parse_json", {"text": "3"}, {"value": 3}),
     ("stringify_json", {"value": {"b": 1, "a": 2}, "mode": "minified", "sort_keys": True}, '{"a":2,"b":1}'),
+    # the rendering library's function (integration-surface §7.1): fenced JSON parsed, unknown mode = beautify,
+    # legacy indent without a mode
+    ("stringify_json", {"value": '```json\n{"b":1,"a":[1,2]}\n```', "mode": "minified", "sort_keys": True},
+     '{"a":[1,2],"b":1}'),
+    ("stringify_json", {"value": {"a": 1}, "mode": "fancy"}, '{\n  "a": 1\n}'),
+    ("stringify_json", {"value": {"a": 1}, "indent": 4}, '{\n    "a": 1\n}'),
+    ("stringify_json", {"value": "hello"}, '"hello"'),
+    ("agent_trace_report", {"scratchpad": None}, "# Agent Trace Report\n\n_No scratchpad provided._\n"),
+    ("agent_trace_report", {"scratchpad": {"x": 1}}, "# Agent Trace Report\n\n_No node_traces found in scratchpad._\n"),
 ])
 def test_builtins(node_type, inputs, expected):
     assert get_builtin_handler(node_type)(inputs) == expected
