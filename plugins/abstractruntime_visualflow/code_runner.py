@@ -203,8 +203,8 @@ def _fallback(value: object) -> str:
     return f"<{type(value).__name__}>"
 
 
-def main() -> None:
-    request = json.loads(sys.stdin.buffer.read())
+def answer_for(request: dict) -> str:
+    """Set the limits, run the request, and return the JSON answer (in the process that runs the user's code)."""
     _limit(request["limits"])
     try:
         answer, result = execute(request)
@@ -213,9 +213,81 @@ def main() -> None:
             out = out[:-1] + ', "result": ' + result + "}"
     except MemoryError:
         out = '{"ok": false, "limit": "memory"}'
+    return out
+
+
+def main() -> None:
+    out = answer_for(json.loads(sys.stdin.buffer.read()))
     sys.stdout.write(out)
     sys.stdout.flush()
 
 
+# --- fork server ("zygote"): one forked child per request, no interpreter start-up per call --------------------------
+def _read_exact(fd: int, n: int) -> bytes:
+    import os
+
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    import os
+
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def zygote() -> None:
+    """``code_runner.py --zygote``: serve requests from stdin until it closes. Per request (a 4-byte length and the
+    JSON), fork a child -- in its own session, with the limits set before the user's code runs -- and frame on
+    stdout: ``P`` + the child's pid (8 bytes, before the child may write), then the child's ``A`` + length + answer,
+    then ``S`` + its wait status (8 bytes, signed). The zygote itself never runs user code: each child starts from
+    its clean state. Only one request is served at a time."""
+    import os
+    import signal
+    import struct
+
+    try:  # imported once here, not in every child
+        import resource  # noqa: F401
+    except ImportError:  # pragma: no cover
+        pass
+    stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
+    while True:
+        try:
+            (size,) = struct.unpack(">I", _read_exact(stdin, 4))
+            request = _read_exact(stdin, size)
+        except EOFError:
+            return
+        go_read, go_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            try:
+                os.close(go_write)
+                os.close(stdin)
+                while os.read(go_read, 1):  # until the zygote has announced this pid
+                    pass
+                os.setsid()
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                out = answer_for(json.loads(request)).encode("ascii")
+                _write_all(stdout, b"A" + struct.pack(">I", len(out)) + out)
+            finally:
+                os._exit(0)
+        os.close(go_read)
+        _write_all(stdout, b"P" + struct.pack(">q", pid))
+        os.close(go_write)
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+        _write_all(stdout, b"S" + struct.pack(">q", code))
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["--zygote"]:
+        zygote()
+    else:
+        main()

@@ -207,3 +207,66 @@ def test_the_opt_in_unsandboxed_mode_still_has_limits_and_the_static_check(monke
     with pytest.raises(CodeExecutionError, match="frame/code attribute '(gi_frame|f_back|f_globals)'"):
         run_code("def transform(input):\n    return (x for x in []).gi_frame.f_back.f_globals\n", "transform", {},
                  where="c")
+
+
+# --- the fork-server pool (code_zygote) ------------------------------------------------------------------------
+def _call(source: str, value=1, **limits):
+    code = compile_code(source, "exec", True, "<zygote-test>")
+    return run_in_child(code=code, restricted=True, kind="function", limits=CodeLimits(**limits), where="t",
+                        value=value)
+
+
+def test_calls_reuse_a_pooled_zygote_and_each_child_starts_clean():
+    from abstractruntime_visualflow import code_zygote
+
+    assert _call("def transform(x):\n    return x + 1\n", 1) == 2
+    idle = list(code_zygote.POOL._idle)
+    assert idle and all(z.alive for z in idle)
+    pids = {z.proc.pid for z in idle}
+    # a child's changes die with it: the next call sees nothing of them
+    assert _call("seen = []\ndef transform(x):\n    seen.append(x)\n    return len(seen)\n", 5) == 1
+    assert _call("seen = []\ndef transform(x):\n    seen.append(x)\n    return len(seen)\n", 6) == 1
+    assert {z.proc.pid for z in code_zygote.POOL._idle} & pids  # the same fork server served them
+
+
+def test_a_timed_out_call_discards_its_zygote_and_the_next_call_works():
+    from abstractruntime_visualflow import code_zygote
+
+    _call("def transform(x):\n    return x\n")
+    before = {z.proc.pid for z in code_zygote.POOL._idle}
+    with pytest.raises(CodeLimitError):
+        _call("def transform(x):\n    while True:\n        pass\n", timeout_s=0.3)
+    assert _call("def transform(x):\n    return x * 2\n", 21) == 42
+    used = before - {z.proc.pid for z in code_zygote.POOL._idle}
+    assert used  # the zygote that served the endless loop is gone
+
+
+def test_concurrent_calls_run_in_several_zygotes_within_the_pool_limit():
+    import threading
+
+    from abstractruntime_visualflow import code_zygote
+
+    results, errors = [], []
+
+    def work(i):
+        try:
+            results.append(_call("def transform(x):\n    return x * x\n", i))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and sorted(results) == sorted(i * i for i in range(12))
+    assert code_zygote.POOL._count <= code_zygote.MAX_ZYGOTES
+
+
+def test_without_a_fork_server_each_call_starts_its_own_child(monkeypatch):
+    from abstractruntime_visualflow import code_zygote
+
+    monkeypatch.setattr(code_zygote.POOL, "disabled", True)
+    assert _call("def transform(x):\n    return x + 1\n", 41) == 42
+    with pytest.raises(CodeLimitError):
+        _call("def transform(x):\n    while True:\n        pass\n", timeout_s=0.3)
