@@ -223,14 +223,15 @@ def main() -> None:
 
 
 # --- fork server ("zygote"): one forked child per request, no interpreter start-up per call --------------------------
-def _read_exact(fd: int, n: int) -> bytes:
+def _read_exact(fd: int, n: int) -> "bytes | None":
+    """``n`` bytes from ``fd``, or None at end of input (the parent closed the pipe: time to exit)."""
     import os
 
     data = b""
     while len(data) < n:
         chunk = os.read(fd, n - len(data))
         if not chunk:
-            raise EOFError
+            return None
         data += chunk
     return data
 
@@ -259,10 +260,9 @@ def zygote() -> None:
         pass
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     while True:
-        try:
-            (size,) = struct.unpack(">I", _read_exact(stdin, 4))
-            request = _read_exact(stdin, size)
-        except EOFError:
+        head = _read_exact(stdin, 4)
+        request = _read_exact(stdin, struct.unpack(">I", head)[0]) if head is not None else None
+        if request is None:
             return
         go_read, go_write = os.pipe()
         pid = os.fork()

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from abstractruntime.errors import AbstractRuntimeError
 from abstractruntime.logs import get_logger
 
 log = get_logger("abstractruntime.visualflow")
@@ -34,8 +35,12 @@ MAX_ZYGOTES = 4
 _STDERR_KEEP = 64 * 1024
 
 
-class _Broken(Exception):
+class _Broken(AbstractRuntimeError):
     """The zygote's stream cannot be trusted any more (discard the zygote)."""
+
+
+class _Late(AbstractRuntimeError, TimeoutError):
+    """The child did not answer in time (or its answer is over the limit): kill it."""
 
 
 class _Zygote:
@@ -87,7 +92,7 @@ class _Zygote:
         while len(data) < n:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.out], [], [], left)[0]:
-                raise TimeoutError
+                raise _Late("no answer in time")
             chunk = os.read(self.out, n - len(data))
             if not chunk:
                 raise _Broken("the zygote closed its output")
@@ -116,13 +121,13 @@ class _Zygote:
                 (size,) = struct.unpack(">I", self._recv(4, deadline))
                 if size > cap:
                     overflow = True
-                    raise TimeoutError
+                    raise _Late("answer over the output limit")
                 answer = self._recv(size, deadline)
                 tag = self._recv(1, deadline)
             if tag != b"S":
                 raise _Broken("unexpected frame")
             code = struct.unpack(">q", self._recv(8, time.monotonic() + 10))[0]
-        except TimeoutError:
+        except _Late:
             timed_out = not overflow
             for sig_target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
                 try:
@@ -139,7 +144,7 @@ class _Zygote:
             return bytes(self.err[start:])[-2000:].decode("utf-8", "replace")
 
 
-class _Done(Exception):
+class _Done(AbstractRuntimeError):
     """A result after which the zygote must be discarded (its stream may hold the rest of a killed child's answer)."""
 
     def __init__(self, result: Dict[str, Any]) -> None:
@@ -197,7 +202,7 @@ class _Pool:
         except _Done as done:
             self._give(z, keep=False)
             return done.result
-        except (_Broken, TimeoutError, OSError) as exc:
+        except (_Broken, _Late, OSError) as exc:
             self._give(z, keep=False)
             log.warning("code_zygote_discarded", error=str(exc) or type(exc).__name__)
             return None
