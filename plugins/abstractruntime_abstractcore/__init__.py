@@ -29,6 +29,7 @@ from .factories import (
     create_remote_runtime,
 )
 from .handlers import build_effect_handlers, resolve_tool_approval
+from .grounding import abstractruntime_prepare_ledger_records  # noqa: F401 - grounds llm_call ledger rows
 from .llm_client import (
     AbstractCoreLLMClient,
     LocalAbstractCoreLLMClient,
@@ -64,7 +65,8 @@ from .tool_executor import (
     ToolResultJournal,
 )
 
-abstractruntime_requires = ("workspace", "artifacts", "memory", "jsonfiles")  # path policy, artifacts, factories
+abstractruntime_requires = ("workspace", "artifacts", "memory", "jsonfiles",  # path policy, artifacts, factories
+                            "active_memory")  # input trimming of LLM calls
 
 __all__ = [
     "AbstractCoreLLMClient",

@@ -11,22 +11,26 @@ reads). An artifact is *attached to the session* of the calling run when
 * a ``{"$artifact": id}`` reference to it is in ``vars.context.attachments`` of the run or an ancestor (what
   VisualFlow hands to ``llm_call`` as ``media``).
 
-A file name comes from the reference's ``filename``/``name`` or the artifact's ``filename``/``name`` tag.
+* it is an attachment of the session (integration-surface §4.1: stored under the session-memory owner run
+  ``session_memory_<sid>`` with ``kind: attachment``; :mod:`.session_attachments`).
+
+A file name comes from the reference's ``filename``/``name`` or the artifact's ``filename``/``name`` tag. The
+result is the reference's (:func:`.attachment_open.execute_open_attachment`): a line-numbered, bounded ``rendered``
+text and ``content_text`` for text, a ``media`` reference for binary content.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
+import attrs
+
 from abstractruntime_pluginkit.run_tree import ancestors
 
+from .attachment_open import DEFAULT_MAX_CHARS, open_among, session_attachment_metas
 from .errors import AttachmentError
 
 NAME = "open_attachment"
-DEFAULT_MAX_CHARS = 20000
-_TEXT_TYPES = {"application/json", "application/xml", "application/javascript", "application/x-javascript",
-               "application/yaml", "application/x-yaml", "application/toml", "application/x-ndjson",
-               "application/sql", "application/x-sh", "application/csv"}
 
 
 def artifact_store_of(runtime: Any) -> Any:
@@ -104,75 +108,55 @@ class _Session:
         for run_id in self.run_ids:
             yield from (m for m in self.store.list_by_run(run_id) if not _internal(m.tags or {}))
 
-    def find(self, artifact_id: str, filename: str) -> Tuple[Any, Optional[str]]:
-        if artifact_id:
-            try:
-                artifact = self.store.load(artifact_id)
-            except ValueError:  # an id a file store refuses (e.g. path characters)
-                artifact = None
-            if artifact is None:
-                raise AttachmentError(f"attachment {artifact_id} not found")
-            if not self.contains(artifact.metadata):
-                raise AttachmentError(f"attachment {artifact_id} is not attached to this session")
-            return artifact, self.filename(artifact.metadata)
-        metas = list(self.candidates())
-        for same in (lambda a, b: a == b, lambda a, b: a.casefold() == b.casefold()):
-            for meta in metas:
-                name = self.filename(meta)
-                if name and same(name, filename):
-                    artifact = self.store.load(meta.artifact_id)
-                    if artifact is not None:
-                        return artifact, name
-        raise AttachmentError(f"no attachment named {filename!r} in this session")
+
+def session_id_for(runtime: Any, run: Any) -> Optional[str]:
+    """The run's session id, else the nearest ancestor's."""
+    if getattr(run, "session_id", None):
+        return run.session_id
+    return next((r.session_id for r in _run_chain(runtime, run) if r.session_id), None)
 
 
-def _text_of(content: bytes, content_type: str) -> Optional[str]:
-    """The content as text when it is text-like; None for binary content."""
-    ct = (content_type or "").split(";")[0].strip().lower()
-    if ct.startswith("text/") or ct in _TEXT_TYPES or ct.endswith(("+json", "+xml")):
-        return content.decode("utf-8", errors="replace")
-    if ct in ("", "application/octet-stream") and b"\0" not in content:  # untyped: text if it is valid UTF-8
-        try:
-            return content.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
+def _first(arguments: Mapping[str, Any], *names: str) -> Any:
+    for name in names:
+        value = arguments.get(name)
+        if value:
+            return value
     return None
 
 
-def _max_chars(value: Any) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        return DEFAULT_MAX_CHARS
-    return n if n > 0 else DEFAULT_MAX_CHARS
-
-
-def open_attachment(runtime: Any, run: Any, arguments: Mapping[str, Any]) -> Dict[str, Any]:
-    """The tool's output for ``arguments`` (``artifact_id`` or ``filename``, ``max_chars``); raises
-    :class:`AttachmentError` for a call it cannot answer."""
-    raw_id = arguments.get("artifact_id")
+def open_for_run(runtime: Any, run: Any, arguments: Mapping[str, Any],
+                 artifact_store: Any = None) -> Tuple[bool, Dict[str, Any], Optional[str]]:
+    """``(ok, output, error)`` of an ``open_attachment`` call of ``run`` (integration-surface §4.3): the session's
+    attachments (the reference's registry) plus the artifacts this module's doc lists. Arguments: ``artifact_id``
+    | ``$artifact`` | ``id``; ``handle`` | ``path`` | ``filename``; ``expected_sha256`` | ``sha256``;
+    ``start_line`` | ``startLine``; ``end_line`` | ``endLine``; ``max_chars`` | ``maxChars``."""
+    store = artifact_store if artifact_store is not None else artifact_store_of(runtime)
+    if store is None:
+        return False, {"rendered": "Error: ArtifactStore is not available (cannot open attachments)."}, \
+            "ArtifactStore is not available"
+    raw_id = _first(arguments, "artifact_id", "$artifact", "id")
     if isinstance(raw_id, Mapping):  # a {"$artifact": id} reference
         raw_id = raw_id.get("$artifact")
-    artifact_id = str(raw_id or "").strip()
-    filename = str(arguments.get("filename") or "").strip()
-    if not artifact_id and not filename:
-        raise AttachmentError("open_attachment requires artifact_id or filename")
-    store = artifact_store_of(runtime)
-    if store is None:
-        raise AttachmentError("open_attachment: this runtime has no artifact store")
-    artifact, name = _Session(runtime, run, store).find(artifact_id, filename)
-    meta = artifact.metadata
-    out: Dict[str, Any] = {"artifact_id": meta.artifact_id, "filename": name, "content_type": meta.content_type,
-                           "size_bytes": len(artifact.content)}
-    text = _text_of(artifact.content, meta.content_type)
-    if text is None:
-        out["note"] = (f"Binary content ({meta.content_type}) is not returned as text; pass "
-                       f'{{"$artifact": "{meta.artifact_id}"}} as media to a model that can read it.')
-        return out
-    limit = _max_chars(arguments.get("max_chars", DEFAULT_MAX_CHARS))
-    out["text"] = text[:limit]
-    out["truncated"] = len(text) > limit
-    return out
+    session = _Session(runtime, run, store)
+    metas: List[Any] = session_attachment_metas(store, session.session_id) if session.session_id else []
+    known = {m.artifact_id for m in metas}
+    for meta in session.candidates():
+        if meta.artifact_id in known:
+            continue
+        known.add(meta.artifact_id)
+        name = session.filename(meta)
+        if name and not (meta.tags or {}).get("filename"):
+            meta = attrs.evolve(meta, tags={**(meta.tags or {}), "filename": name})
+        metas.append(meta)
+    if not session.session_id and not metas:
+        return False, {"rendered": "Error: session_id is required to open attachments."}, "session_id is required"
+    max_chars = _first(arguments, "max_chars", "maxChars")
+    ok, output, error = open_among(
+        store, metas, artifact_id=raw_id, handle=_first(arguments, "handle", "path", "filename"),
+        expected_sha256=_first(arguments, "expected_sha256", "sha256"),
+        start_line=_first(arguments, "start_line", "startLine") or 1, end_line=_first(arguments, "end_line", "endLine"),
+        max_chars=DEFAULT_MAX_CHARS if max_chars is None else max_chars)
+    return ok, output or {}, error
 
 
-__all__ = ["NAME", "open_attachment", "AttachmentError", "artifact_store_of"]
+__all__ = ["NAME", "open_for_run", "session_id_for", "AttachmentError", "artifact_store_of"]

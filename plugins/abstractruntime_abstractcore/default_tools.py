@@ -35,16 +35,28 @@ _MODULES = ("abstractcore.tools.common_tools", "abstractcore.tools.comms_tools",
 
 OPEN_ATTACHMENT_SPEC: Dict[str, Any] = {
     "name": "open_attachment",
-    "description": "Open a file attached to this session: its text (truncated to max_chars), or its metadata "
-                   "for binary files. Give the attachment's artifact_id, or its filename.",
+    "description": "Open a file attached to this session (a session attachment): a bounded, line-numbered excerpt "
+                   "of its text, or -- for images and other media -- attach it to the next model call.",
     "parameters": {"type": "object", "properties": {
-        "artifact_id": {"type": "string", "description": "The attachment's artifact id", "default": ""},
-        "filename": {"type": "string", "description": "The attachment's file name (when no artifact_id is given)",
-                     "default": ""},
-        "max_chars": {"type": "integer", "description": "Return at most this many characters of text",
-                      "default": 20000}},
+        "artifact_id": {"type": "string", "description": "The attachment's artifact id", "default": None},
+        "handle": {"type": "string", "description": "The attachment's path/handle (when no artifact_id is given)",
+                   "default": None},
+        "expected_sha256": {"type": "string", "description": "The attachment's sha256, to pick one of several "
+                                                             "with the same handle", "default": None},
+        "start_line": {"type": "integer", "description": "First line to show (1-based)", "default": 1},
+        "end_line": {"type": "integer", "description": "Last line to show (inclusive)", "default": None},
+        "max_chars": {"type": "integer", "description": "Return at most this many characters", "default": 8000}},
         "required": []},
-    "toolset": "runtime",  # answered by the TOOL_CALLS handler itself (see .attachments), not by an executor
+    "required_args": [],
+    "when_to_use": "To read a file the user attached or a file read earlier in this session (see the stored "
+                   "session attachments list).",
+    "examples": [
+        {"description": "Open the first 200 lines", "arguments": {"artifact_id": "<id>", "start_line": 1,
+                                                                  "end_line": 200}},
+        {"description": "Open by handle", "arguments": {"handle": "docs/notes.md"}},
+        {"description": "Attach an image to the next call", "arguments": {"artifact_id": "<id>"}},
+    ],
+    "toolset": "files",  # answered by the TOOL_CALLS handler itself (see .attachments), not by an executor
 }
 
 

@@ -60,6 +60,10 @@ class McpError(AbstractRuntimeError, RuntimeError):
     """An MCP server answered with an HTTP error or a JSON-RPC error."""
 
 
+class McpWorkerError(ValidationError):
+    """An MCP worker that cannot be built as asked (unknown toolset, no tools selected)."""
+
+
 class ToolApprovalError(ValidationError):
     """Approval decisions that cannot be applied (missing, malformed, or given to ``resume`` instead of
     ``resolve_tool_approval``), or no executor to run the approved calls."""
@@ -75,6 +79,6 @@ class EmbeddingsError(AbstractRuntimeError, RuntimeError):
 
 __all__ = [
     "AbstractCoreNotInstalledError", "LLMServerError", "ResponseSchemaError", "MediaError", "ToolSpecError",
-    "UnknownToolsetError", "ToolNotFoundError", "ToolExecutorError", "ToolTimeoutError", "McpError",
+    "UnknownToolsetError", "ToolNotFoundError", "ToolExecutorError", "ToolTimeoutError", "McpError", "McpWorkerError",
     "ToolApprovalError", "AttachmentError", "EmbeddingsError",
 ]

@@ -6,6 +6,9 @@ pair shares one backend, so each step is one atomic commit); every factory accep
 ``context`` and ``extra_effect_handlers``; ``create_hybrid_runtime`` accepts a ``tool_executor``. The ledger is
 wrapped in ``ObservableLedgerStore`` only when the stores do not share a backend -- wrapping a backend's ledger
 would turn its atomic step commit into two writes; ``Runtime.subscribe_ledger`` works with every store.
+``create_local_runtime`` wires no ``AbstractCoreChatSummarizer``: ``MEMORY_COMPACT`` summarises through ``LLM_CALL``
+(retries, idempotency key, ledger); pass ``chat_summarizer=AbstractCoreChatSummarizer(llm)`` (:mod:`.summarizer`)
+for the reference's summariser.
 Building a runtime does not import AbstractCore (except ``create_local_runtime``, which asks the provider for the
 model's capabilities, as the reference does).
 """
@@ -92,10 +95,12 @@ def create_local_runtime(*, provider: str, model: str, llm_kwargs: Optional[Dict
     kwargs = dict(llm_kwargs or {})
     kwargs.setdefault("timeout", default_timeout_s())
     llm = MultiLocalAbstractCoreLLMClient(provider=provider, model=model, llm_kwargs=kwargs)
-    tools = tool_executor if tool_executor is not None else AbstractCoreToolExecutor(
-        timeout_s=tool_timeout_s if tool_timeout_s is not None else default_tool_timeout_s())
-    if tool_executor is not None and tool_timeout_s is not None and hasattr(tool_executor, "set_timeout_s"):
-        tool_executor.set_timeout_s(tool_timeout_s)
+    resolved_tool_timeout = tool_timeout_s if tool_timeout_s is not None else default_tool_timeout_s()
+    tools = tool_executor if tool_executor is not None else AbstractCoreToolExecutor(timeout_s=resolved_tool_timeout)
+    # as in 0.4.2, whichever executor is used gets the resolved timeout (a caller's own timeout_s is overridden:
+    # pass tool_timeout_s= to choose it)
+    if callable(getattr(tools, "set_timeout_s", None)):
+        tools.set_timeout_s(resolved_tool_timeout)
     try:
         caps = llm.get_model_capabilities()
     except Exception as exc:  # an unreachable server must not prevent building the runtime
@@ -107,10 +112,12 @@ def create_local_runtime(*, provider: str, model: str, llm_kwargs: Optional[Dict
     else:  # the reference keeps the config's provider/model even when unset; we fill the blanks
         config = attrs.evolve(config.with_capabilities(caps), provider=config.provider or provider,
                               model=config.model or model)
-    return _runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifact_store, context=context,
-                    effect_policy=effect_policy, config=config, extra_effect_handlers=extra_effect_handlers,
-                    llm=llm, tools=tools, settings=settings, workflow_registry=workflow_registry,
-                    chat_summarizer=chat_summarizer)
+    runtime = _runtime(run_store=run_store, ledger_store=ledger_store, artifact_store=artifact_store,
+                       context=context, effect_policy=effect_policy, config=config,
+                       extra_effect_handlers=extra_effect_handlers, llm=llm, tools=tools, settings=settings,
+                       workflow_registry=workflow_registry, chat_summarizer=chat_summarizer)
+    runtime._abstractcore_llm_client = llm  # the reference's (private) attribute, which some hosts read
+    return runtime
 
 
 def create_remote_runtime(*, server_base_url: str, model: str, headers: Optional[Mapping[str, str]] = None,

@@ -31,7 +31,7 @@ from abstractruntime.policy import compute_idempotency_key
 
 from .approvals import approval_payload, merge_results, parse_decisions, prepare_resume, resolve_tool_approval
 from .calls import idempotency_key as _idempotency_key  # noqa: F401 - the former private name
-from .llm_effect import llm_call, trim_messages
+from .llm_effect import llm_call, make_llm_call_handler, trim_messages  # noqa: F401 - make_llm_call_handler
 from .tool_effect import (  # noqa: F401 - re-exported
     MISSING_RESULT,
     PATH_ARGUMENTS,
@@ -76,20 +76,32 @@ def build_effect_handlers(*, llm: Any, tools: Any = None, artifact_store: Any = 
     ``artifact_store`` (and ``run_store`` for the ancestors of a child run)."""
     from abstractruntime import EffectType
 
+    def llm_handler(run: Any, effect: Any, default_next_node: Optional[str] = None) -> EffectOutcome:
+        return llm_call(_LegacyCall(run, effect, default_next_node), llm, artifact_store=artifact_store)
+
+    return {EffectType.LLM_CALL: llm_handler,
+            EffectType.TOOL_CALLS: make_tool_calls_handler(tools=tools, artifact_store=artifact_store,
+                                                           run_store=run_store)}
+
+
+def make_tool_calls_handler(*, tools: Any = None, artifact_store: Any = None, run_store: Any = None) -> Any:
+    """A reference-style TOOL_CALLS handler ``fn(run, effect, default_next_node)`` (integration-surface §3.1).
+
+    Tool results are journalled in ``artifact_store`` when given, else in process memory; ``open_attachment`` and
+    the session attachments read and write ``artifact_store``; ``run_store`` is where the session-memory owner run
+    is created (and the ancestors of a child run are read)."""
     from .tool_executor import ArtifactToolResultJournal, MemoryToolResultJournal
 
     journal = ArtifactToolResultJournal(artifact_store) if artifact_store is not None else MemoryToolResultJournal()
     stores = _LegacyStores(artifact_store, run_store)
 
-    def llm_handler(run: Any, effect: Any, default_next_node: Optional[str] = None) -> EffectOutcome:
-        return llm_call(_LegacyCall(run, effect, default_next_node), llm)
-
     def tools_handler(run: Any, effect: Any, default_next_node: Optional[str] = None) -> EffectOutcome:
-        return tool_calls(_LegacyCall(run, effect, default_next_node, runtime=stores), tools, journal=journal)
+        return tool_calls(_LegacyCall(run, effect, default_next_node, runtime=stores), tools, journal=journal,
+                          artifact_store=artifact_store, run_store=run_store)
 
-    return {EffectType.LLM_CALL: llm_handler, EffectType.TOOL_CALLS: tools_handler}
+    return tools_handler
 
 
-__all__ = ["llm_call", "tool_calls", "prepare_resume", "merge_results", "resolve_tool_approval",
-           "build_effect_handlers", "parse_decisions", "approval_payload", "prepare_calls", "apply_workspace",
-           "normalize_result", "trim_messages", "PATH_ARGUMENTS", "MISSING_RESULT"]
+__all__ = ["llm_call", "tool_calls", "make_tool_calls_handler", "prepare_resume", "merge_results",
+           "resolve_tool_approval", "build_effect_handlers", "parse_decisions", "approval_payload", "prepare_calls",
+           "apply_workspace", "normalize_result", "trim_messages", "PATH_ARGUMENTS", "MISSING_RESULT"]

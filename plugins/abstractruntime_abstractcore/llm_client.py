@@ -1,8 +1,11 @@
-"""LLM clients used by the LLM_CALL handler: in-process AbstractCore providers, or an AbstractCore server over HTTP.
+"""LLM clients (integration spec §2.1-§2.6) and the helpers they share: the result normalisation, tool-call
+parsing (:func:`normalize_tool_calls`), response schemas and tool specs.
 
-Every client has one method, ``generate(**request) -> dict``, returning the normalised LLM result of spec §15.2
-(``content, reasoning, data, raw_response, tool_calls, usage, model, finish_reason, metadata, trace_id,
-gen_time``); the request keys are those :func:`abstractruntime_abstractcore.handlers.llm_call` builds.
+Every client has ``generate(*, prompt, messages=None, system_prompt=None, tools=None, media=None, params=None) ->
+dict`` returning the normalised LLM result (``content, reasoning, data, raw_response, tool_calls, usage, model,
+finish_reason, metadata, trace_id, gen_time``). The clients live in :mod:`.local_client` (in-process AbstractCore
+providers, MLX serialisation) and :mod:`.remote_client` (an AbstractCore server over HTTP) and are re-exported here,
+the reference path ``abstractruntime.integrations.abstractcore.llm_client``.
 
 Retries and timeouts belong to the runtime (its ``EffectPolicy``): providers are created with AbstractCore's
 ``RetryConfig.single_attempt()`` (and a circuit breaker that never opens), structured output gets one attempt,
@@ -14,23 +17,21 @@ HTTP-based providers and the remote client.
 from __future__ import annotations
 
 import contextvars
-import json
-import threading
-import time
 import uuid
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, runtime_checkable
 
 from abstractruntime.logs import get_logger
 
-from abstractruntime.errors import ValidationError
 from abstractruntime_pluginkit.jsonload import loads_bounded
 
-from ._isolation import guarded, import_abstractcore
-from .errors import LLMServerError, ResponseSchemaError, ToolSpecError
+from ._isolation import import_abstractcore
+from .constants import DEFAULT_LLM_TIMEOUT_S
+from .errors import ResponseSchemaError, ToolSpecError
 
 log = get_logger("abstractruntime.abstractcore")
 
-DEFAULT_TIMEOUT_S = 7200.0
+DEFAULT_TIMEOUT_S = DEFAULT_LLM_TIMEOUT_S
+logger = log
 #: headers added to the provider's HTTP requests for the duration of one generate() call (this thread/context)
 _REQUEST_HEADERS: "contextvars.ContextVar[Dict[str, str]]" = contextvars.ContextVar(
     "abstractruntime_request_headers", default={})
@@ -38,7 +39,12 @@ _REQUEST_HEADERS: "contextvars.ContextVar[Dict[str, str]]" = contextvars.Context
 
 @runtime_checkable
 class AbstractCoreLLMClient(Protocol):
-    def generate(self, **request: Any) -> Dict[str, Any]: ...
+    """What the LLM_CALL handler needs from a client (an optional ``get_model_capabilities() -> dict`` is probed
+    with ``getattr``)."""
+
+    def generate(self, *, prompt: str, messages: Optional[List[Dict[str, Any]]] = None,
+                 system_prompt: Optional[str] = None, tools: Optional[List[Dict[str, Any]]] = None,
+                 media: Optional[List[Any]] = None, params: Optional[Dict[str, Any]] = None) -> Dict[str, Any]: ...
 
 
 def default_timeout_s() -> float:
@@ -117,22 +123,78 @@ def parse_arguments(value: Any) -> Dict[str, Any]:
     return {}
 
 
-def normalize_tool_calls(calls: Any) -> List[Dict[str, Any]]:
-    """``[{name, arguments: dict, call_id}]`` from AbstractCore's or OpenAI's tool-call shapes."""
+def _call_arguments(value: Any) -> Dict[str, Any]:
+    """Tool-call arguments as a dict: a dict as is; a string as JSON, else as a Python literal (``true``/``false``/
+    ``null`` read as Python's); anything else, or a non-dict result, ``{}``."""
+    if isinstance(value, dict):
+        return dict(value)
+    if not isinstance(value, str) or not value.strip():
+        return {}
+    try:
+        parsed = loads_bounded(value, what="tool-call arguments")
+    except ValueError:
+        import ast
+        import re
+
+        text = re.sub(r"\b(true|false|null)\b",
+                      lambda m: {"true": "True", "false": "False", "null": "None"}[m.group(1).lower()],
+                      value, flags=re.IGNORECASE)
+        try:
+            parsed = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+            return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def normalize_tool_calls(calls: Any) -> Optional[List[Dict[str, Any]]]:
+    """``[{name, arguments: dict, call_id}]`` from AbstractCore's or OpenAI's tool-call shapes (spec §2.6): entries
+    without a name are dropped; a non-list or an empty result is None."""
+    if not isinstance(calls, list):
+        return None
     out: List[Dict[str, Any]] = []
-    for raw in calls or []:
-        if hasattr(raw, "name") and not isinstance(raw, dict):
-            raw = {"name": raw.name, "arguments": getattr(raw, "arguments", {}),
-                   "call_id": getattr(raw, "call_id", None)}
-        if not isinstance(raw, dict):
+    for raw in calls:
+        if isinstance(raw, dict):
+            fn = raw.get("function") if isinstance(raw.get("function"), dict) else {}
+            name = raw.get("name")
+            if not (isinstance(name, str) and name.strip()):
+                name = fn.get("name")
+            args = raw["arguments"] if "arguments" in raw else fn.get("arguments")
+            call_id = raw.get("call_id") or raw.get("id")
+        else:
+            name, args = getattr(raw, "name", None), getattr(raw, "arguments", None)
+            call_id = getattr(raw, "call_id", None)
+        name = name.strip() if isinstance(name, str) else ""
+        if not name:
             continue
-        fn = raw.get("function") if isinstance(raw.get("function"), dict) else {}
-        name = str(raw.get("name") or fn.get("name") or "").strip()
-        args = raw.get("arguments", fn.get("arguments"))
-        call_id = raw.get("call_id") or raw.get("id")
-        out.append({"name": name, "arguments": json_safe(parse_arguments(args)),
-                    "call_id": str(call_id) if call_id else None})
-    return out
+        out.append({"name": name, "arguments": json_safe(_call_arguments(args)),
+                    "call_id": str(call_id) if call_id not in (None, "") else None})
+    return out or None
+
+
+_normalize_tool_calls = normalize_tool_calls
+
+
+def _maybe_parse_tool_calls_from_text(*, content: Any, allowed_tool_names: Any = None, model_name: Any = None,
+                                      tool_handler: Any = None) -> Tuple[Optional[List[Dict[str, Any]]], Any]:
+    """Deprecated (the LLM_CALL handler does not call it; AbstractCore's providers parse prompted tool calls):
+    ``(calls, cleaned content)`` from a text answer through AbstractCore's ``UniversalToolHandler``, filtered by
+    ``allowed_tool_names``; ``(None, None)`` when nothing is found."""
+    if not isinstance(content, str) or not content.strip():
+        return None, None
+    try:
+        if tool_handler is None:
+            handler_mod = import_abstractcore("abstractcore.tools.handler")
+            tool_handler = handler_mod.UniversalToolHandler(str(model_name or ""))
+        parsed = tool_handler.parse_response(content, mode="prompted")
+    except Exception:
+        return None, None
+    calls = normalize_tool_calls(list(getattr(parsed, "tool_calls", None) or []))
+    if calls and allowed_tool_names is not None:
+        allowed = {str(n) for n in allowed_tool_names}
+        calls = [c for c in calls if c["name"] in allowed] or None
+    if not calls:
+        return None, None
+    return calls, getattr(parsed, "content", None)
 
 
 def usage_dict(usage: Any) -> Optional[Dict[str, Any]]:
@@ -256,265 +318,6 @@ def _install_header_hook(provider: Any) -> None:
     provider._get_headers = _get_headers
 
 
-def _messages_for_provider(messages: Any) -> Optional[List[Dict[str, Any]]]:
-    if not isinstance(messages, list):
-        return None
-    return [dict(m) for m in messages if isinstance(m, dict)]
-
-
-class LocalAbstractCoreLLMClient:
-    """One in-process AbstractCore provider (``create_llm(provider, model=model, **llm_kwargs)``), created lazily.
-
-    ``llm_kwargs`` go to ``create_llm`` (e.g. ``base_url``, ``api_key``, ``timeout``); ``retry_config`` defaults to a
-    single attempt (see module doc).
-    """
-
-    def __init__(self, *, provider: str, model: str, llm_kwargs: Optional[Dict[str, Any]] = None) -> None:
-        self.provider = provider
-        self.model = model
-        self.llm_kwargs = dict(llm_kwargs or {})
-        self._llm: Any = None
-        self._lock = threading.Lock()
-
-    @property
-    def llm(self) -> Any:
-        if self._llm is None:
-            with self._lock:
-                if self._llm is None:
-                    factory = import_abstractcore("abstractcore.core.factory")
-                    kwargs = dict(self.llm_kwargs)
-                    kwargs.setdefault("retry_config", _single_attempt_retry_config())
-                    with guarded():
-                        llm = factory.create_llm(self.provider, model=self.model, **kwargs)
-                    _install_header_hook(llm)
-                    self._llm = llm
-        return self._llm
-
-    def get_model_capabilities(self) -> Dict[str, Any]:
-        caps = getattr(self.llm, "model_capabilities", None)
-        return dict(json_safe(caps)) if isinstance(caps, Mapping) else {}
-
-    def generate(self, **request: Any) -> Dict[str, Any]:
-        llm = self.llm
-        params: Dict[str, Any] = dict(request.get("params") or {})
-        trace = dict(request.get("trace_metadata") or {})
-        kwargs: Dict[str, Any] = {}
-        for key in ("temperature", "seed", "top_p", "stop", "frequency_penalty", "presence_penalty",
-                    "prompt_cache_key", "tool_choice", "thinking", "reasoning_effort", "extra_body"):
-            if params.get(key) is not None:
-                kwargs[key] = params[key]
-        max_out = request.get("max_output_tokens") or params.get("max_output_tokens") or params.get("max_tokens")
-        if max_out is not None:
-            kwargs["max_output_tokens"] = int(max_out)
-        if request.get("max_input_tokens") is not None:
-            kwargs["max_input_tokens"] = int(request["max_input_tokens"])
-        if trace:
-            kwargs["trace_metadata"] = trace
-        schema = normalize_response_schema(request.get("response_schema"))
-        if schema is not None:
-            jsf = import_abstractcore("abstractcore.structured.json_schema")
-            retry = import_abstractcore("abstractcore.structured.retry")
-            kwargs["response_model"] = jsf.response_model_for({"type": "json_schema", "json_schema": {
-                "name": _schema_name(request.get("response_schema_name")), "schema": schema}})
-            kwargs["retry_strategy"] = retry.FeedbackRetry(max_attempts=1)
-        token = _REQUEST_HEADERS.set(request_headers(request.get("idempotency_key"), trace))
-        started = time.perf_counter()
-        try:
-            response = llm.generate(
-                prompt=request.get("prompt") or "",
-                messages=_messages_for_provider(request.get("messages")),
-                system_prompt=request.get("system_prompt"),
-                tools=request.get("tools") or None,
-                media=request.get("media") or None,
-                **kwargs,
-            )
-        finally:
-            _REQUEST_HEADERS.reset(token)
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        if schema is not None and not hasattr(response, "content"):
-            jsf = import_abstractcore("abstractcore.structured.json_schema")
-            data = jsf.instance_of(response)
-            return result_dict(content=json.dumps(data, ensure_ascii=False), data=data, model=self.model,
-                               finish_reason="stop", metadata={"structured": True}, gen_time=elapsed_ms)
-        meta = dict(getattr(response, "metadata", None) or {})
-        meta.pop("_provider_request", None)  # carries the whole request payload: not worth a ledger copy
-        data = None
-        if schema is not None and isinstance(response.content, str):
-            try:
-                data = loads_bounded(response.content, what="the LLM output")
-            except ValueError:
-                data = None
-        return result_dict(
-            content=response.content,
-            reasoning=getattr(response, "reasoning", None),
-            data=data,
-            raw_response=getattr(response, "raw_response", None),
-            tool_calls=getattr(response, "tool_calls", None),
-            usage=getattr(response, "usage", None),
-            model=getattr(response, "model", None) or self.model,
-            finish_reason=getattr(response, "finish_reason", None),
-            metadata=meta,
-            gen_time=getattr(response, "gen_time", None) or elapsed_ms,
-        )
-
-
-class MultiLocalAbstractCoreLLMClient:
-    """In-process clients, one per ``(provider, model, base_url)``; effects may override provider and model."""
-
-    def __init__(self, *, provider: str, model: str, llm_kwargs: Optional[Dict[str, Any]] = None) -> None:
-        self.provider = provider
-        self.model = model
-        self.llm_kwargs = dict(llm_kwargs or {})
-        self._clients: Dict[Tuple[str, str, Optional[str]], LocalAbstractCoreLLMClient] = {}
-        self._lock = threading.Lock()
-
-    def client_for(self, provider: Optional[str] = None, model: Optional[str] = None,
-                   base_url: Optional[str] = None) -> LocalAbstractCoreLLMClient:
-        provider = (provider or self.provider).strip()
-        model = (model or self.model).strip()
-        key = (provider, model, base_url)
-        with self._lock:
-            client = self._clients.get(key)
-            if client is None:
-                kwargs = dict(self.llm_kwargs)
-                if base_url:
-                    kwargs["base_url"] = base_url
-                client = LocalAbstractCoreLLMClient(provider=provider, model=model, llm_kwargs=kwargs)
-                self._clients[key] = client
-            return client
-
-    def get_model_capabilities(self) -> Dict[str, Any]:
-        return self.client_for().get_model_capabilities()
-
-    def generate(self, **request: Any) -> Dict[str, Any]:
-        params = request.get("params") or {}
-        base_url = params.get("base_url") if isinstance(params.get("base_url"), str) else None
-        return self.client_for(request.get("provider"), request.get("model"), base_url).generate(**request)
-
-
-class RemoteAbstractCoreLLMClient:
-    """An AbstractCore server (or any OpenAI-compatible server): ``POST {base}/v1/chat/completions``.
-
-    Non-streaming, one request per call, no retries; ``timeout_s`` is the socket timeout and is also sent in the
-    body (AbstractCore's server honours it). ``media`` is not supported (a ``ValidationError``, a ``ValueError``).
-    """
-
-    FORWARDED_PARAMS = ("temperature", "max_tokens", "stop", "seed", "frequency_penalty", "presence_penalty",
-                        "prompt_cache_key", "top_p")
-
-    def __init__(self, *, server_base_url: str, model: str, headers: Optional[Mapping[str, str]] = None,
-                 timeout_s: Optional[float] = None) -> None:
-        if not isinstance(server_base_url, str) or not server_base_url.strip():
-            raise ValidationError("server_base_url must be a non-empty URL such as http://127.0.0.1:8000")
-        self.server_base_url = server_base_url.strip().rstrip("/")
-        self.model = model
-        self.headers = dict(headers or {})
-        self.timeout_s = timeout_s
-
-    @property
-    def chat_url(self) -> str:
-        base = self.server_base_url
-        return f"{base}/chat/completions" if base.endswith("/v1") else f"{base}/v1/chat/completions"
-
-    def get_model_capabilities(self) -> Dict[str, Any]:
-        return {}
-
-    def _body(self, request: Mapping[str, Any]) -> Dict[str, Any]:
-        if request.get("media"):
-            raise ValidationError("media is not supported by the remote LLM client (use a local runtime)")
-        messages: List[Dict[str, Any]] = []
-        if request.get("system_prompt"):
-            messages.append({"role": "system", "content": str(request["system_prompt"])})
-        messages.extend(_messages_for_provider(request.get("messages")) or [])
-        prompt = request.get("prompt")
-        if isinstance(prompt, str) and prompt.strip():
-            messages.append({"role": "user", "content": prompt})
-        model = request.get("model") or self.model
-        provider = request.get("provider")
-        if isinstance(provider, str) and provider.strip() and "/" not in str(model):
-            model = f"{provider.strip()}/{model}"
-        body: Dict[str, Any] = {"model": model, "messages": messages, "stream": False}
-        params = dict(request.get("params") or {})
-        for key in self.FORWARDED_PARAMS:
-            if params.get(key) is not None:
-                body[key] = params[key]
-        max_out = request.get("max_output_tokens")
-        if max_out is not None:
-            body["max_tokens"] = int(max_out)
-        if isinstance(params.get("base_url"), str):
-            body["base_url"] = params["base_url"]
-        if self.timeout_s is not None:
-            body["timeout_s"] = self.timeout_s
-        tools = request.get("tools")
-        if tools:
-            body["tools"] = [openai_tool(t) for t in tools]
-        schema = normalize_response_schema(request.get("response_schema"))
-        if schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": _schema_name(request.get("response_schema_name")), "schema": schema}}
-        return body
-
-    def generate(self, **request: Any) -> Dict[str, Any]:
-        import urllib.error
-        import urllib.request
-
-        body = self._body(request)
-        trace = dict(request.get("trace_metadata") or {})
-        headers = {"Content-Type": "application/json", "Accept": "application/json", **self.headers}
-        headers.update(request_headers(request.get("idempotency_key"), trace))
-        for key, header in (("run_id", "X-AbstractCore-Run-Id"), ("session_id", "X-AbstractCore-Session-Id"),
-                            ("actor_id", "X-AbstractCore-Actor-Id")):
-            if isinstance(trace.get(key), str) and trace[key]:
-                headers[header] = trace[key]
-        req = urllib.request.Request(self.chat_url, data=json.dumps(body).encode("utf-8"), headers=headers,
-                                     method="POST")
-        started = time.perf_counter()
-        timeout = self.timeout_s if self.timeout_s is not None else DEFAULT_TIMEOUT_S
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - URL chosen by the host
-                raw = resp.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", errors="replace")
-            try:
-                detail = json.loads(detail).get("error", {}).get("message") or detail
-            except Exception:
-                pass
-            raise LLMServerError(f"LLM server returned HTTP {exc.code}: {detail}", status=exc.code) from None
-        except (urllib.error.URLError, OSError) as exc:  # timeouts land here too
-            reason = getattr(exc, "reason", exc)
-            raise LLMServerError(f"LLM server request to {self.chat_url} failed: {reason}") from None
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        try:
-            data = loads_bounded(raw, what="the LLM server's response")
-        except ValueError as exc:  # not JSON, or nested too deep
-            raise LLMServerError(f"LLM server returned a body that is not usable JSON: {exc}") from None
-        choices = data.get("choices") or []
-        if not choices:
-            raise LLMServerError("LLM server returned no choices")
-        choice = choices[0] or {}
-        message = choice.get("message") or {}
-        content = message.get("content")
-        parsed = None
-        if body.get("response_format"):
-            try:
-                parsed = loads_bounded(content, what="the LLM output") if isinstance(content, str) else None
-            except ValueError:
-                parsed = None
-        return result_dict(
-            content=content,
-            reasoning=message.get("reasoning") or message.get("reasoning_content"),
-            data=parsed,
-            raw_response=data,
-            tool_calls=message.get("tool_calls") or choice.get("tool_calls"),
-            usage=data.get("usage"),
-            model=data.get("model") or body["model"],
-            finish_reason=choice.get("finish_reason"),
-            metadata={"server": self.server_base_url},
-            trace_id=data.get("trace_id") if isinstance(data.get("trace_id"), str) else None,
-            gen_time=elapsed_ms,
-        )
-
-
 def openai_tool(spec: Any) -> Dict[str, Any]:
     """An OpenAI ``{"type": "function", "function": {...}}`` entry from a tool spec or AbstractCore definition."""
     spec = tool_spec(spec)
@@ -555,3 +358,15 @@ def json_schema_parameters(spec: Mapping[str, Any]) -> Dict[str, Any]:
         required = [n for n, s in (params or {}).items() if not (isinstance(s, dict) and "default" in s)]
     return {"type": "object", "properties": props, "required": list(required)}
 
+
+# the clients live in their own modules; imported last (they use the helpers above)
+from .local_client import (  # noqa: E402
+    LocalAbstractCoreLLMClient,
+    MultiLocalAbstractCoreLLMClient,
+    _local_generate_lock,
+)
+from .remote_client import HttpResponse, HttpxRequestSender, RemoteAbstractCoreLLMClient, RequestSender  # noqa: E402
+from .turn_grounding import inject_turn_grounding as _inject_turn_grounding  # noqa: E402,F401
+
+__all__ = ["AbstractCoreLLMClient", "HttpResponse", "RequestSender", "HttpxRequestSender",
+           "LocalAbstractCoreLLMClient", "MultiLocalAbstractCoreLLMClient", "RemoteAbstractCoreLLMClient", "logger"]

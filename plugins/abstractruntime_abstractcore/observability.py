@@ -4,14 +4,11 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Callable, Dict, List, Optional, Sequence
-
-from attrs import field, frozen
+from typing import Any, Callable, Dict, Optional
 
 from abstractruntime.errors import InvalidTypeError
 
 from ._isolation import import_abstractcore
-from .errors import EmbeddingsError
 
 _EVENT_BY_STATUS = {"started": "WORKFLOW_STEP_STARTED", "completed": "WORKFLOW_STEP_COMPLETED",
                     "waiting": "WORKFLOW_STEP_WAITING", "failed": "WORKFLOW_STEP_FAILED"}
@@ -58,39 +55,4 @@ def attach_global_event_bus_bridge(*, runtime: Any, run_id: Optional[str] = None
     return subscribe(lambda record: emit_step_record(record, source=source), run_id=run_id)
 
 
-@frozen
-class EmbeddingsResult:
-    provider: str
-    model: str
-    embeddings: List[List[float]] = field(factory=list)
-    dimension: int = 0
-    usage: Optional[Dict[str, Any]] = None
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {"provider": self.provider, "model": self.model, "embeddings": self.embeddings,
-                "dimension": self.dimension, "usage": self.usage}
-
-
-class AbstractCoreEmbeddingsClient:
-    """Embeddings through an AbstractCore provider's ``embed`` (e.g. ``openai-compatible`` -> ``/v1/embeddings``)."""
-
-    def __init__(self, *, provider: str, model: str, llm_kwargs: Optional[Dict[str, Any]] = None) -> None:
-        from .llm_client import LocalAbstractCoreLLMClient
-
-        kwargs = dict(llm_kwargs or {})
-        kwargs.setdefault("validate_model", False)
-        self.provider = provider
-        self.model = model
-        self._client = LocalAbstractCoreLLMClient(provider=provider, model=model, llm_kwargs=kwargs)
-
-    def embed_texts(self, texts: Sequence[str]) -> EmbeddingsResult:
-        texts = [str(t) for t in texts]
-        if not texts:
-            return EmbeddingsResult(self.provider, self.model, [], 0)
-        out = self._client.llm.embed(texts)
-        data = sorted(out.get("data") or [], key=lambda d: d.get("index", 0))
-        vectors = [[float(x) for x in d.get("embedding") or []] for d in data]
-        if len(vectors) != len(texts):
-            raise EmbeddingsError(f"embedding provider returned {len(vectors)} vectors for {len(texts)} texts")
-        return EmbeddingsResult(self.provider, self.model, vectors, len(vectors[0]) if vectors else 0,
-                                out.get("usage") if isinstance(out.get("usage"), dict) else None)
+from .embeddings_client import AbstractCoreEmbeddingsClient, EmbeddingsResult  # noqa: E402,F401  (reference names)

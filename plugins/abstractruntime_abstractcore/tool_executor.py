@@ -19,7 +19,6 @@ worker -- for tools that must be killable).
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import re
 import threading
@@ -33,19 +32,11 @@ from abstractruntime_pluginkit.jsonload import loads_bounded
 
 from .errors import McpError, ToolTimeoutError
 from .llm_client import json_safe, parse_arguments, tool_spec
+from .tool_arguments import canonicalize_arguments, missing_required, output_error
 
 log = get_logger("abstractruntime.abstractcore.tools")
 
-_ERROR_PREFIXES = ("Error:", "error:", "ERROR:", "❌", "🚫", "⏰")
-_SYNONYMS = {
-    "path": ("file_path", "filepath", "filename", "file", "directory_path", "dir", "directory"),
-    "file_path": ("path", "filepath", "filename", "file"),
-    "directory_path": ("path", "directory", "dir", "folder"),
-    "query": ("q", "search", "search_query", "text"),
-    "url": ("uri", "link", "href"),
-    "command": ("cmd", "shell_command"),
-    "content": ("text", "body", "data"),
-}
+logger = log  # the reference's module attribute name
 
 
 @runtime_checkable
@@ -58,58 +49,14 @@ def error_result(call: Mapping[str, Any], error: str) -> Dict[str, Any]:
             "name": call.get("name") or "", "success": False, "output": None, "error": error}
 
 
-def _looks_like_error(output: Any) -> Optional[str]:
-    if isinstance(output, str):
-        text = output.lstrip()
-        if text.startswith(_ERROR_PREFIXES) or text.startswith("Traceback (most recent call last)"):
-            return output
-    return None
-
-
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
 
-def canonicalize_arguments(fn: Callable[..., Any], arguments: Mapping[str, Any], tool_name: str) -> Dict[str, Any]:
-    """Map loosely named arguments onto ``fn``'s parameters (case/separator/synonym aliases) and drop those it
-    cannot take. ``{"name": tool, "arguments": {...}}`` wrappers are unwrapped."""
-    args = dict(arguments or {})
-    if set(args) <= {"name", "arguments"} and isinstance(args.get("arguments"), (dict, str)) and \
-            str(args.get("name", tool_name)) == tool_name:
-        args = parse_arguments(args["arguments"])
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return args
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return args
-    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    by_norm = {_norm(n): n for n in accepted}
-    out: Dict[str, Any] = {}
-    for key, value in args.items():
-        if key in accepted:
-            out[key] = value
-            continue
-        target = by_norm.get(_norm(key))
-        if target is None:
-            for param, aliases in _SYNONYMS.items():
-                if param in accepted and _norm(key) in {_norm(a) for a in aliases}:
-                    target = param
-                    break
-        if target is not None and target not in out and target not in args:
-            out[target] = value
-        # anything else is an unexpected argument: dropped (the reference drops them after a TypeError; we do it
-        # before calling, so a tool is never called twice)
-    return out
-
-
-def _missing_required(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> List[str]:
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return []
-    return [n for n, p in params.items()
-            if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in kwargs]
+def _runtime_call_id(call: Mapping[str, Any]) -> Optional[str]:
+    value = call.get("runtime_call_id")
+    text = str(value).strip() if value is not None else ""
+    return text or None
 
 
 def _call_with_timeout(fn: Callable[[], Any], timeout_s: Optional[float]) -> Any:
@@ -127,7 +74,7 @@ def _call_with_timeout(fn: Callable[[], Any], timeout_s: Optional[float]) -> Any
     thread.start()
     thread.join(timeout_s)
     if thread.is_alive():
-        raise ToolTimeoutError(f"timed out after {timeout_s:g}s (the call keeps running in the background)")
+        raise ToolTimeoutError(f"Tool execution timed out after {timeout_s}s")
     if "error" in box:
         raise box["error"]
     return box.get("value")
@@ -162,12 +109,17 @@ class MappingToolExecutor:
     def from_tools(cls, tools: Iterable[Any], *, timeout_s: Optional[float] = None) -> "MappingToolExecutor":
         mapping: Dict[str, Callable[..., Any]] = {}
         for tool in tools:
-            fn = tool if callable(tool) else getattr(tool, "function", None)
+            definition = getattr(tool, "_tool_definition", None)
+            fn = getattr(definition, "function", None) if definition is not None else None
+            if fn is None:
+                fn = tool if callable(tool) else getattr(tool, "function", None)
             name = _tool_name(tool)
-            if not name or fn is None:
-                raise ValidationError(f"Cannot determine the name of tool {tool!r}")
+            if not name:
+                raise ValidationError("Tool is missing a name")
+            if not callable(fn):
+                raise ValidationError(f"Tool '{name}' is not callable")
             if name in mapping:
-                raise ValidationError(f"Duplicate tool name {name!r}")
+                raise ValidationError(f"Duplicate tool name '{name}'")
             mapping[name] = fn
         return cls(mapping, timeout_s=timeout_s)
 
@@ -193,21 +145,21 @@ class MappingToolExecutor:
         if fn is None:
             available = ", ".join(self.tool_names) or "none"
             return error_result(call, f"Unknown tool '{name}' (available tools: {available})")
-        kwargs = canonicalize_arguments(fn, parse_arguments(call.get("arguments")), name)
-        missing = _missing_required(fn, kwargs)
+        kwargs = canonicalize_arguments(fn, call.get("arguments"), name)
+        missing = missing_required(fn, kwargs)
         if missing:
             return error_result(call, f"Tool '{name}' is missing required argument(s): {', '.join(missing)}")
         try:
             output = _call_with_timeout(lambda: fn(**kwargs), self.timeout_s)
         except TimeoutError as exc:
-            return error_result(call, f"⏰ Tool '{name}' {exc}")
+            return error_result(call, str(exc))
         except Exception as exc:  # a failing tool is a result, never an exception that kills the run
             return error_result(call, f"{type(exc).__name__}: {exc}")
-        error = _looks_like_error(output)
-        result = {"call_id": call.get("call_id") or "", "runtime_call_id": call.get("runtime_call_id"),
-                  "name": name, "success": error is None, "output": None if error else json_safe(output),
-                  "error": error}
-        return result
+        failed, error = output_error(output)
+        # a failed dict output is kept (it says why); a failed string is the error itself
+        kept = json_safe(output) if not failed or isinstance(output, Mapping) else None
+        return {"call_id": str(call.get("call_id") or ""), "runtime_call_id": _runtime_call_id(call),
+                "name": name, "success": not failed, "output": kept, "error": error}
 
     def execute(self, *, tool_calls: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {"mode": "executed", "results": [self.execute_one(c) for c in tool_calls]}
@@ -329,22 +281,49 @@ class McpToolExecutor:
 
     def execute_one(self, call: Mapping[str, Any]) -> Dict[str, Any]:
         name = str(call.get("name") or "")
-        prefix = f"mcp::{self.server_id}::"
-        if not name.startswith(prefix):
-            return error_result(call, f"Tool '{name}' does not belong to MCP server '{self.server_id}' "
-                                      f"(expected the prefix '{prefix}')")
+        tool = name
+        if name.startswith("mcp::"):  # mcp::<server>::<tool>; other names are sent as they are
+            server, _, rest = name[len("mcp::"):].partition("::")
+            if rest:
+                if server != self.server_id:
+                    return error_result(call, f"MCP tool '{name}' targets server '{server}', "
+                                              f"expected '{self.server_id}'")
+                tool = rest
+        arguments = call.get("arguments")
         try:
-            result = self.client.call_tool(name[len(prefix):], parse_arguments(call.get("arguments")))
+            result = self.client.call_tool(name=tool, arguments=dict(arguments) if isinstance(arguments, dict)
+                                           else {})
         except Exception as exc:
             return error_result(call, f"{type(exc).__name__}: {exc}")
-        text = "".join(c.get("text", "") for c in (result.get("content") or []) if isinstance(c, dict))
-        if result.get("isError"):
-            return error_result(call, text or "MCP tool error")
-        return {"call_id": call.get("call_id") or "", "runtime_call_id": call.get("runtime_call_id"), "name": name,
-                "success": True, "output": text, "error": None}
+        output, error = mcp_result_output(result)
+        if error is not None:
+            return error_result(call, error)
+        return {"call_id": str(call.get("call_id") or ""), "runtime_call_id": _runtime_call_id(call), "name": name,
+                "success": True, "output": json_safe(output), "error": None}
 
     def execute(self, *, tool_calls: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {"mode": "executed", "results": [self.execute_one(c) for c in tool_calls]}
+
+
+def mcp_result_output(result: Any) -> "tuple[Any, Optional[str]]":
+    """``(output, error)`` of an MCP ``tools/call`` result: the non-blank text parts joined by newlines (parsed as
+    JSON when they are JSON), else the whole result; an error when ``isError`` is true or the text starts with
+    ``Error:``, ❌, 🚫, ⏰ or ``Traceback`` (any case)."""
+    if not isinstance(result, Mapping):
+        return result, None
+    parts = [str(c.get("text")).strip() for c in (result.get("content") or [])
+             if isinstance(c, Mapping) and c.get("type") == "text" and str(c.get("text") or "").strip()]
+    text = "\n".join(parts) if parts else None
+    if result.get("isError"):
+        return None, text or "MCP tool call reported error"
+    if text is None:
+        return dict(result), None
+    if text.startswith(("Error:", "❌", "🚫", "⏰")) or text.lower().startswith("traceback"):
+        return None, text
+    try:
+        return loads_bounded(text, what="an MCP tool result"), None
+    except ValueError:
+        return text, None
 
 
 class DelegatingMcpToolExecutor:
@@ -354,9 +333,13 @@ class DelegatingMcpToolExecutor:
 
     def __init__(self, *, server_id: str, mcp_url: str, transport: str = "streamable_http",
                  wait_key_factory: Optional[Callable[[], str]] = None) -> None:
-        self.server_id = server_id
-        self.mcp_url = mcp_url
-        self.transport = transport
+        if not isinstance(server_id, str) or not server_id.strip():
+            raise ValidationError("DelegatingMcpToolExecutor requires a non-blank server_id")
+        if not isinstance(mcp_url, str) or not mcp_url.strip():
+            raise ValidationError("DelegatingMcpToolExecutor requires a non-blank mcp_url")
+        self.server_id = server_id.strip()
+        self.mcp_url = mcp_url.strip()
+        self.transport = str(transport or "").strip() or "streamable_http"
         self.wait_key_factory = wait_key_factory
 
     def execute(self, *, tool_calls: List[Dict[str, Any]]) -> Dict[str, Any]:

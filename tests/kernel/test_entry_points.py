@@ -201,7 +201,7 @@ def test_blocking_a_plugin_a_builtin_requires_fails_loudly_naming_both():
         Runtime.from_config({"store": "memory://", "plugins": {"block": ["artifacts"]}})
     # blocking both is fine
     rt = Runtime.from_config({"store": "memory://", "plugins": {
-        "block": ["artifacts", "evidence", "history", "active_memory", "abstractcore", "postgres"]}})
+        "block": ["artifacts", "evidence", "history", "active_memory", "abstractcore", "postgres", "kg_memory"]}})
     assert {p.name: p.status for p in rt.plugins()}["artifacts"] == "blocked"
 
 

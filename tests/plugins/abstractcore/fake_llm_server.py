@@ -8,7 +8,8 @@ client can be pointed at it. Each chat request takes the next scripted reply:
 * ``{"tool_calls": [{"name": "add", "arguments": {"a": 1}, "id": "call_1"}]}`` -- native tool calls;
 * ``{"json": {...}}`` -- structured output (the object serialised as the message content);
 * ``{"error": 500, "message": "boom"}`` -- an HTTP error with an OpenAI-style error body;
-* any of the above with ``"delay": seconds`` -- a slow reply;
+* any of the above with ``"delay": seconds`` -- a slow reply; with ``"headers": {...}`` -- extra response headers;
+* ``{"body": {...}}`` -- that JSON body verbatim (e.g. one without ``choices``);
 * a callable ``fn(request_body) -> reply``.
 
 ``POST /v1/embeddings`` answers deterministic vectors ``[len(text), index, 1.0]`` (no script needed).
@@ -57,11 +58,13 @@ class FakeLLMServer:
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
 
-            def _send(self, status: int, body: Dict[str, Any]) -> None:
+            def _send(self, status: int, body: Dict[str, Any], headers: Optional[Dict[str, str]] = None) -> None:
                 data = json.dumps(body).encode("utf-8")
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 try:
                     self.wfile.write(data)
@@ -111,7 +114,8 @@ class FakeLLMServer:
                     self._send(int(reply["error"]), {"error": {"message": reply.get("message", "error"),
                                                                "type": "server_error"}})
                     return
-                self._send(200, server.completion(body, reply))
+                self._send(200, reply["body"] if "body" in reply else server.completion(body, reply),
+                           reply.get("headers"))
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True

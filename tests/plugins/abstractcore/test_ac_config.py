@@ -30,7 +30,7 @@ def test_toolsets_without_comms_by_default():
     assert get_default_tools(["comms"]) == []
     specs = list_default_tool_specs()
     assert specs[-1]["name"] == "open_attachment"
-    assert {s["toolset"] for s in specs} == {"files", "web", "system", "runtime"}
+    assert {s["toolset"] for s in specs} == {"files", "web", "system"}  # open_attachment is in "files"
     read = next(s for s in specs if s["name"] == "read_file")
     assert read["parameters"]["type"] == "object" and "file_path" in read["parameters"]["required"]
     assert [s["name"] for s in filter_tool_specs(specs, ["fetch_url", "read_file"])] == ["read_file", "fetch_url"]
@@ -106,7 +106,7 @@ def test_unconfigured_and_misconfigured_plugin_fail_clearly():
                             plugins=[plugin])
 
 
-def test_event_bus_bridge_and_embeddings(llm_server):
+def test_event_bus_bridge_and_embeddings(llm_server, tmp_path):
     from abstractcore.events import EventType, GlobalEventBus
 
     from abstractruntime_abstractcore import (
@@ -133,6 +133,6 @@ def test_event_bus_bridge_and_embeddings(llm_server):
     finally:
         for name in ("WORKFLOW_STEP_STARTED", "WORKFLOW_STEP_COMPLETED"):
             GlobalEventBus.off(getattr(EventType, name), handler)
-    result = AbstractCoreEmbeddingsClient(provider="openai-compatible", model="embedder",
-                                          llm_kwargs={"base_url": llm_server.base_url}).embed_texts(["ab", "cde"])
+    result = AbstractCoreEmbeddingsClient(provider="openai-compatible", model="embedder", manager_kwargs={
+        "provider_kwargs": {"base_url": llm_server.base_url}, "cache_dir": tmp_path / "emb"}).embed_texts(["ab", "cde"])
     assert result.embeddings == [[2.0, 0.0, 1.0], [3.0, 1.0, 1.0]] and result.dimension == 3

@@ -127,7 +127,7 @@ def test_http_without_auth_on_loopback(tmp_path):
                                          "arguments": {"file_path": str(tmp_path / "a.txt")}}])["results"]
         assert res["success"] and "A" in res["output"]
         (res,) = ex.execute(tool_calls=[{"name": "mcp::other::read_file", "arguments": {}}])["results"]
-        assert not res["success"] and "does not belong" in res["error"]
+        assert not res["success"] and "targets server 'other'" in res["error"]
     finally:
         worker.stop()
 

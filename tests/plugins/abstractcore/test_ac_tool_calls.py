@@ -82,9 +82,9 @@ def test_mapping_executor_results_errors_and_allowlist(logged):
     assert not r[2]["success"] and r[2]["error"].startswith("Unknown tool 'nope'")
     assert not r[3]["success"] and "not allowed" in r[3]["error"] and r[3]["output"] is None
     assert not r[4]["success"] and "expected an object" in r[4]["error"]
-    assert not r[5]["success"] and "missing tool name" in r[5]["error"]
+    assert not r[5]["success"] and r[5]["error"] == "Tool call missing a valid name"
     assert not r[6]["success"] and r[6]["error"] == "RuntimeError: kaput"
-    assert not r[7]["success"] and r[7]["error"] == "Error: not today"
+    assert not r[7]["success"] and r[7]["error"] == "not today"  # the reference strips the prefix
     assert [e["args"] for e in logged.executions()] == [{"a": 1, "b": 2}, {"a": 5, "b": 5}]
 
 

@@ -66,16 +66,19 @@ def test_text_and_binary_attachments_mixed_with_an_executor_call_in_order():
     assert [x["name"] for x in r] == ["open_attachment", "add", "open_attachment", "open_attachment",
                                       "open_attachment"]
     assert all(x["success"] for x in r) and r[1]["output"] == 3 and r[1]["call_id"] == "c2"
-    assert r[0]["output"] == {"artifact_id": text_id, "filename": "notes.md",
-                              "content_type": "text/markdown; charset=utf-8", "size_bytes": len(TEXT),
-                              "text": TEXT[:10], "truncated": True}
+    first = r[0]["output"]  # the reference's output: a bounded, line-numbered rendering
+    assert (first["artifact_id"], first["handle"], first["content_type"], first["size_bytes"], first["truncated"]) \
+        == (text_id, "notes.md", "text/markdown; charset=utf-8", len(TEXT), True)
+    assert first["rendered"].startswith(f"Attachment: notes.md (id={text_id}, lines 1-")
     assert r[0]["runtime_call_id"].startswith("rtcall_") and r[0]["call_id"] == r[0]["runtime_call_id"]
     binary = r[2]["output"]
-    assert "text" not in binary and binary["size_bytes"] == len(PNG) and binary["filename"] == "chart.png"
-    assert "Binary content (image/png)" in binary["note"] and png_id in binary["note"]
+    assert "content_text" not in binary and binary["size_bytes"] == len(PNG) and binary["handle"] == "chart.png"
+    assert binary["media"] == [{"$artifact": png_id, "filename": "chart.png", "content_type": "image/png"}]
+    assert "binary/media attachment" in binary["rendered"]
     assert r[3]["output"]["artifact_id"] == text_id  # by file name (case-insensitive)
-    assert r[3]["output"]["text"] == TEXT and r[3]["output"]["truncated"] is False  # default max_chars: 20000
-    assert r[4]["output"]["text"] == '{"k": 1}' and r[4]["output"]["filename"] is None
+    assert r[3]["output"]["content_text"] == TEXT.rstrip("\n") and r[3]["output"]["truncated"] is False
+    assert r[4]["output"]["content_text"] == '{"k": 1}' and r[4]["output"]["handle"] == ""
+    assert state.vars["_runtime"]["pending_media"] == binary["media"]  # for the next LLM call
 
 
 def test_errors_are_results_and_the_run_completes():
@@ -88,15 +91,10 @@ def test_errors_are_results_and_the_run_completes():
     state, res = s.tick()
     assert state.status is RunStatus.COMPLETED, state.error
     errors = [x["error"] for x in res["results"]]
-    assert errors == [
-        "attachment nope not found",
-        f"attachment {other} is not attached to this session",
-        f"attachment {other_session} is not attached to this session",
-        "open_attachment requires artifact_id or filename",
-        "no attachment named 'secret.txt' in this session",
-        "attachment ../../etc/passwd not found",
-    ]
-    assert not any(x["success"] for x in res["results"]) and all(x["output"] is None for x in res["results"])
+    assert errors == ["attachment not found", "attachment not found", "attachment not found",
+                      "missing artifact_id/handle", "attachment not found", "attachment not found"]
+    assert not any(x["success"] for x in res["results"])
+    assert all(x["output"]["rendered"].startswith("Error: ") for x in res["results"])
 
 
 def test_the_runtimes_own_artifacts_of_the_run_are_not_attachments():
@@ -110,8 +108,8 @@ def test_the_runtimes_own_artifacts_of_the_run_are_not_attachments():
     state, res = s.tick()
     r = res["results"]
     assert [x["success"] for x in r] == [False, False, False, True]
-    assert all("is not attached to this session" in x["error"] for x in r[:3])
-    assert r[3]["output"]["text"] == "user file"
+    assert all(x["error"] == "attachment not found" for x in r[:3])
+    assert r[3]["output"]["content_text"] == "user file"
 
 
 def test_session_scope_tags_context_references_and_ancestor_runs():
@@ -128,9 +126,9 @@ def test_session_scope_tags_context_references_and_ancestor_runs():
     state = s.rt.tick(workflow=child_flow, run_id=child)
     r = state.output["res"]["results"]
     assert [x["success"] for x in r] == [True, True, True], [x["error"] for x in r]
-    assert r[0]["output"]["text"] == "from turn 1"  # tagged for the session (session id found on the parent)
-    assert r[1]["output"]["artifact_id"] == referenced and r[1]["output"]["filename"] == "doc.md"
-    assert r[2]["output"]["text"] == "parent's"  # the parent run is the session root
+    assert r[0]["output"]["content_text"] == "from turn 1"  # tagged for the session (session id found on the parent)
+    assert r[1]["output"]["artifact_id"] == referenced and r[1]["output"]["handle"] == "doc.md"
+    assert r[2]["output"]["content_text"] == "parent's"  # the parent run is the session root
 
 
 def test_passthrough_waits_only_for_the_other_calls_and_the_resume_merges_in_order():
@@ -142,13 +140,13 @@ def test_passthrough_waits_only_for_the_other_calls_and_the_resume_merges_in_ord
     assert state.status is RunStatus.WAITING
     details = state.waiting.details
     assert [c["name"] for c in details["tool_calls"]] == ["search"]
-    assert details["pre_results_by_index"]["1"]["output"]["text"] == "hello"
+    assert details["pre_results_by_index"]["1"]["output"]["content_text"] == "hello"
     state = s.rt.resume(workflow=s.flow, run_id=s.run_id, wait_key=state.waiting.wait_key, payload={
         "mode": "executed", "results": [{"call_id": "c1", "name": "search", "success": True, "output": "found"}]})
     assert state.status is RunStatus.COMPLETED
     results = state.output["res"]["results"]
     assert [x["name"] for x in results] == ["search", "open_attachment"]
-    assert results[0]["output"] == "found" and results[1]["output"]["text"] == "hello"
+    assert results[0]["output"] == "found" and results[1]["output"]["content_text"] == "hello"
 
 
 @pytest.mark.parametrize("tools", [PassthroughToolExecutor(), ApprovalToolExecutor(MappingToolExecutor({})), None])
@@ -158,14 +156,14 @@ def test_only_runtime_owned_calls_never_wait_and_need_no_executor(tools):
     calls.append(opening(s.add(b"hi")))
     state, res = s.tick()
     assert state.status is RunStatus.COMPLETED, state.error
-    assert res["results"][0]["output"]["text"] == "hi"
+    assert res["results"][0]["output"]["content_text"] == "hi"
 
 
 def test_without_an_artifact_store_the_call_is_an_error_result():
     s = Session(MappingToolExecutor({}), [opening("abc")], artifact_store=False)
     state, res = s.tick()
     assert state.status is RunStatus.COMPLETED
-    assert res["results"][0]["error"] == "open_attachment: this runtime has no artifact store"
+    assert res["results"][0]["error"] == "ArtifactStore is not available"
 
 
 def test_reference_style_handlers_read_the_given_artifact_store():
@@ -179,7 +177,7 @@ def test_reference_style_handlers_read_the_given_artifact_store():
     run_id = rt.start(workflow=f)
     calls.append(opening(store.store(b"legacy", content_type="text/plain", run_id=run_id).artifact_id))
     state = rt.tick(workflow=f, run_id=run_id)
-    assert state.output["res"]["results"][0]["output"]["text"] == "legacy"
+    assert state.output["res"]["results"][0]["output"]["content_text"] == "legacy"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("abstractcore") is None, reason="abstractcore is not installed")
@@ -188,8 +186,9 @@ def test_the_spec_is_listed_with_the_default_tools():
 
     specs = list_default_tool_specs(["web"])
     spec = specs[-1]
-    assert spec["name"] == "open_attachment" and spec["toolset"] == "runtime"
-    assert set(spec["parameters"]["properties"]) == {"artifact_id", "filename", "max_chars"}
-    assert spec["parameters"]["properties"]["max_chars"]["default"] == 20000
+    assert spec["name"] == "open_attachment" and spec["toolset"] == "files"
+    assert set(spec["parameters"]["properties"]) == {"artifact_id", "handle", "expected_sha256", "start_line",
+                                                    "end_line", "max_chars"}
+    assert spec["parameters"]["properties"]["max_chars"]["default"] == 8000
     spec["parameters"]["properties"].clear()  # callers get a copy
     assert list_default_tool_specs(["web"])[-1]["parameters"]["properties"]

@@ -11,8 +11,9 @@ from abstractruntime_abstractcore.tool_executor import (  # noqa: F401
     PassthroughToolExecutor,
     ToolExecutor,
     ToolResultJournal,
+    logger,
 )
 
 __all__ = ["ToolExecutor", "MappingToolExecutor", "AbstractCoreToolExecutor", "PassthroughToolExecutor",
            "ApprovalToolExecutor", "McpToolExecutor", "DelegatingMcpToolExecutor", "ToolResultJournal",
-           "ArtifactToolResultJournal", "MemoryToolResultJournal"]
+           "ArtifactToolResultJournal", "MemoryToolResultJournal", "logger"]

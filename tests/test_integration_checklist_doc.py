@@ -1,0 +1,24 @@
+"""docs/integration-checklist.md names a test for every line of the integration-surface checklist (spec §10), and
+each named test exists (issue 24: every checklist line has a passing test; the suite runs them)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "integration-checklist.md"
+
+
+def test_every_checklist_line_names_tests_that_exist():
+    rows = [line for line in DOC.read_text(encoding="utf-8").splitlines() if re.match(r"^\| \d+ \|", line)]
+    assert [int(r.split("|")[1]) for r in rows] == list(range(1, 74))
+    for row in rows:
+        cell = row.rsplit("|", 2)[1]
+        refs = re.findall(r"(tests/[\w/]+\.py)?::(test_\w+)", cell)
+        assert refs, row
+        current = None
+        for path, name in refs:
+            current = path or current
+            source = (ROOT / current).read_text(encoding="utf-8")
+            assert re.search(rf"^def {name}\(", source, re.M), f"{current}::{name} (checklist row {row[:8]})"
