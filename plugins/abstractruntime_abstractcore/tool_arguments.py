@@ -85,7 +85,10 @@ def canonicalize_arguments(fn: Callable[..., Any], arguments: Any, tool_name: st
     if sig is None:
         return args
     accepted, takes_kwargs = sig
-    args = unwrap(args, accepted)
+    # parameters starting with "_" are the host's (e.g. abstractcore's hidden `_sandbox` of execute_command): a
+    # model never sets them, neither by their name nor through an alias ("sandbox" normalises to the same key)
+    accepted = [n for n in accepted if not n.startswith("_")]
+    args = {k: v for k, v in unwrap(args, accepted).items() if not str(k).startswith("_")}
     by_norm = {norm_key(n): n for n in accepted}
     renamed: Dict[str, Any] = {}
     unknown: List[Tuple[str, Any]] = []

@@ -211,6 +211,23 @@ def test_checklist_44_mapping_executor_argument_canonicalisation():
     assert seen == [("a", 3), ("b", 1)]
 
 
+def test_a_model_cannot_set_a_host_only_underscore_parameter():
+    """abstractcore's execute_command has a hidden `_sandbox` the host stamps: a model's `_sandbox` (or `sandbox`,
+    which normalises to the same key) is dropped, never passed to the tool."""
+    seen = []
+
+    def run_cmd(command, _sandbox=None, **extra):
+        seen.append((command, _sandbox, extra))
+        return "ok"
+
+    ex = MappingToolExecutor({"run_cmd": run_cmd})
+    out = ex.execute(tool_calls=[
+        {"name": "run_cmd", "arguments": {"command": "ls", "_sandbox": {"paths": ["/"]}}},
+        {"name": "run_cmd", "arguments": {"command": "ls", "sandbox": {"paths": ["/"]}, "_private": 1}}])
+    assert [r["success"] for r in out["results"]] == [True, True]
+    assert seen == [("ls", None, {}), ("ls", None, {"sandbox": {"paths": ["/"]}})]
+
+
 def test_checklist_45_mapping_executor_error_detection():
     ex = MappingToolExecutor({"e1": lambda: "Error: x", "e2": lambda: "❌ Error: x",
                               "d": lambda: {"ok": False, "message": "nope", "n": 1},
