@@ -19,7 +19,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime_workspace import RunWorkspace, WorkspaceError, WorkspacePolicy, workspace_for_run
 
-from . import attachments
+from . import attachment_tools, attachments
 from .calls import idempotency_key as _idempotency_key
 from .errors import ToolExecutorError
 from .llm_client import json_safe, parse_arguments
@@ -257,13 +257,23 @@ def _probe_delegating(executor: Any) -> bool:
 
 
 def _workspace_fallbacks(call: Any, plan: Plan, store: Any) -> None:
-    """A ``read_file`` the workspace refused is answered from a session attachment of that handle (§4.4)."""
+    """A ``read_file`` the workspace refused is answered from a session attachment of that handle, a refused
+    ``list_files`` / ``skim_folders`` / ``skim_files`` / ``search_files`` from the session's attachments
+    (:mod:`.attachment_tools`; integration-surface §4.4). No path of the call reaches the file system."""
     if store is None or not plan.workspace_errors:
         return
     runtime = getattr(call, "runtime", None)
-    if not attachments.session_id_for(runtime, call.run):
+    session_id = attachments.session_id_for(runtime, call.run)
+    if not session_id:
         return
     for index, (c, _error) in list(plan.workspace_errors.items()):
+        if c["name"] in attachment_tools.NAMES:
+            answer = attachment_tools.stand_in(store, session_id, c["name"], c.get("arguments") or {})
+            if answer is not None:
+                queue_pending_media(call.run, answer.pop("media", None))
+                plan.blocked[index] = {"call_id": c["call_id"], "runtime_call_id": c["runtime_call_id"],
+                                       "name": c["name"], **answer}
+            continue
         requested = file_argument(c.get("arguments")) if c["name"] == "read_file" else None
         if requested is None:
             continue
