@@ -113,9 +113,33 @@ def value_depth(value: Any, *, stop_after: int) -> int:
     return deepest
 
 
+_PLAIN = (dict, list, tuple)
+
+
+def _within(value: Any, room: int) -> bool:
+    """Fast path: True if plain dicts/lists/tuples nest at most ``room`` levels below ``value`` (recursion bounded
+    by ``room``); False means "let :func:`value_depth` decide" (too deep, a cycle, or a container subclass)."""
+    values = value.values() if type(value) is dict else value
+    if room <= 0:
+        return False
+    for v in values:
+        t = type(v)
+        if t is dict or t is list or t is tuple:
+            if not _within(v, room - 1):
+                return False
+        elif isinstance(v, _PLAIN) and not isinstance(v, (str, bytes)):
+            return False
+    return True
+
+
 def check_value_depth(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH, what: str = "the value") -> None:
     """Raise :class:`JsonTooDeepError` if ``value`` nests dicts/lists deeper than ``max_depth``."""
     limit = _limit(max_depth)
+    if type(value) not in _PLAIN:
+        if not isinstance(value, _PLAIN):
+            return
+    elif _within(value, limit - 1):
+        return
     depth = value_depth(value, stop_after=limit)
     if depth > limit:
         raise JsonTooDeepError(what=what, depth=depth, max_depth=limit, at_least=True)
