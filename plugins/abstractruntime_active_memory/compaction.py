@@ -139,6 +139,7 @@ def memory_compact(call: EffectCall) -> EffectOutcome:
     log.info("memory_compacted", run_id=target.run_id, span_id=span_id, messages=len(archived), via=how["via"])
     return envelope(tool, call_id, output=f"Compacted {len(archived)} messages into {span_id}; kept "
                                           f"{len(conversation) - len(archived)} recent messages.",
+                    meta={"span_id": span_id, "preserve_recent": preserve, "compression_mode": mode, "focus": focus},
                     span_id=span_id, compacted=len(archived), summary=summary, summarizer=how)
 
 

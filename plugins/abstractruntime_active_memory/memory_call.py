@@ -29,10 +29,13 @@ class Refused(AbstractRuntimeError):
 
 
 def envelope(tool: str, call_id: str, *, output: Any = None, error: Optional[str] = None,
-             **extra: Any) -> EffectOutcome:
-    """The reference tool envelope, plus top-level ``extra`` keys (ids a workflow can read directly)."""
+             meta: Optional[Dict[str, Any]] = None, **extra: Any) -> EffectOutcome:
+    """The reference tool envelope (``meta`` on its result when given), plus top-level ``extra`` keys (ids a
+    workflow can read directly)."""
     result: Dict[str, Any] = {"mode": "executed", "results": [
         {"call_id": call_id, "name": tool, "success": error is None, "output": output, "error": error}]}
+    if meta is not None:
+        result["results"][0]["meta"] = meta
     result.update(extra)
     return EffectOutcome.completed(result)
 

@@ -58,7 +58,10 @@ def memory_note(call: EffectCall) -> EffectOutcome:
     except Refused as exc:
         return envelope(tool, call_id, error=str(exc))
     log.debug("memory_note", run_id=call.run.run_id, span_id=span_id, scope=scope)
-    return envelope(tool, call_id, output=f"Noted as {span_id} ({scope} memory).", note_id=span_id,
+    meta = {"span_id": span_id, "created_at": now, "note_preview": note.strip()[:160]}
+    if m.payload.get("keep_in_context"):
+        meta["kept_in_context"] = True
+    return envelope(tool, call_id, output=f"Noted as {span_id} ({scope} memory).", meta=meta, note_id=span_id,
                     span_id=span_id, artifact_id=span_id, scope=scope)
 
 
@@ -236,7 +239,7 @@ def memory_query(call: EffectCall) -> EffectOutcome:
     extra: Dict[str, Any] = {"span_ids": span_ids, "spans_considered": len(pool), "scopes": list(scopes)}
     if effort is not None:
         extra["effort"] = effort
-    return envelope(tool, call_id, output=output, **extra)
+    return envelope(tool, call_id, output=output, meta=meta, **extra)
 
 
 def _span_budget(payload: Mapping[str, Any], level: Any) -> Tuple[Dict[str, Any], List[str]]:

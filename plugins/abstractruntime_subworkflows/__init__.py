@@ -76,6 +76,8 @@ def _child_result(runtime: Any, parent: RunState) -> Optional[Dict[str, Any]]:
     payload: Dict[str, Any] = {"sub_run_id": child.run_id, "output": child.output}
     if child.status is not RunStatus.COMPLETED:
         payload.update(status=child.status.value, error=child.error)
+    if (wait.details or {}).get("include_traces"):  # asked for by the start (the agent node): as for sync children
+        payload["node_traces"] = runtime.get_node_traces(child.run_id)
     return payload
 
 

@@ -15,6 +15,7 @@ from abstractruntime import hookimpl
 
 from . import hookspecs
 
+from .agent_react import agent_workflow_specs, default_react_workflow, register_agent_workflows
 from .catalogue import builtin_node_types, load_node_types
 from .compiler import (
     compile_flow,
@@ -73,4 +74,5 @@ __all__ = [
     "VisualFlowError", "VisualFlowCompileError", "UnknownNodeTypeError", "DataCycleError", "CodeExecutionError",
     "NodeTypeRegistrationError", "NodeTypeDefinitionError", "VisualFlowTypeError", "VisualNodeError",
     "NodeOutputError", "NodeDependencyError", "VisualFlowOptions",
+    "default_react_workflow", "agent_workflow_specs", "register_agent_workflows",
 ]

@@ -10,12 +10,12 @@ import ast
 import json
 import random
 import re
-import uuid
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Dict, List, Optional
 
 from abstractruntime_pluginkit.paths import set_path
 
+from .builtins_context import CONTEXT_BUILTINS, new_message  # noqa: F401 - new_message: re-exported
 from .context import get_path
 from .errors import VisualNodeError
 
@@ -454,54 +454,7 @@ def tools_allowlist(d, ctx=None):
     return {"tools": [t.strip() for t in lit if isinstance(t, str) and t.strip()] if isinstance(lit, list) else []}
 
 
-# --- context helpers -----------------------------------------------------------------------------------------------
-def make_context(d, ctx=None):
-    context = dict(d.get("context_extra")) if isinstance(d.get("context_extra"), dict) else {}
-    context["task"] = _s(d.get("task"))
-    context["messages"] = list(d.get("messages")) if isinstance(d.get("messages"), list) else []
-    return {"context": context}
-
-
-def new_message(d) -> Dict[str, Any]:
-    return {"role": _s(d.get("role")) or "user", "content": _s(d.get("content")),
-            "timestamp": datetime.now(timezone.utc).isoformat(),
-            "metadata": {"message_id": f"msg_{uuid.uuid4().hex}"}}
-
-
-def add_message(d, ctx=None):
-    return {"message": new_message(d)}
-
-
-def make_meta(d, ctx=None):
-    meta = {k: v for k, v in d.items() if isinstance(k, str) and not k.startswith("_")}
-    meta.setdefault("schema", "abstractcode.agent.v1.meta")
-    meta.setdefault("version", 1)
-    return {"meta": meta}
-
-
-def make_scratchpad(d, ctx=None):
-    return {"scratchpad": {k: v for k, v in d.items() if isinstance(k, str) and not k.startswith("_")}}
-
-
-def agent_trace_report(d, ctx=None):
-    """The rendering library's agent trace report (VAM §4.6) of the ``scratchpad`` input."""
-    from abstractruntime_rendering import render_agent_trace_markdown
-
-    return render_agent_trace_markdown(d.get("scratchpad"))
-
-
-def format_tool_results(d, ctx=None):
-    results = d.get("tool_results", d.get("results"))
-    if isinstance(results, dict) and isinstance(results.get("results"), list):
-        results = results["results"]
-    lines = []
-    for r in results if isinstance(results, list) else []:
-        if not isinstance(r, dict):
-            continue
-        status = "ok" if r.get("success") else "error"
-        body = r.get("output") if r.get("success") else r.get("error")
-        lines.append(f"[{r.get('name') or 'tool'}] {status}: {_s(body)}")
-    return "\n".join(lines)
+# --- context helpers (VAM §4.2-§4.7): in .builtins_context ------------------------------------------------
 
 
 BUILTINS: Dict[str, Handler] = {
@@ -517,9 +470,7 @@ BUILTINS: Dict[str, Handler] = {
     "array_length": array_length, "has_tools": has_tools, "array_append": array_append,
     "array_dedup": array_dedup, "parse_json": parse_json, "stringify_json": stringify_json,
     "system_datetime": system_datetime, "tools_allowlist": tools_allowlist,
-    "make_context": make_context, "add_message": add_message, "make_meta": make_meta,
-    "make_scratchpad": make_scratchpad, "agent_trace_report": agent_trace_report,
-    "format_tool_results": format_tool_results,
+    **CONTEXT_BUILTINS,
 }
 
 #: builtins that a pin-less node treats as an execution node (§2.6: not "pure builtins")

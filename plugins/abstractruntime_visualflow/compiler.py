@@ -12,6 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 from abstractruntime.models import RunState, StepPlan, WorkflowSpec
 
+from .agent_react import agent_workflow_specs
 from .analysis import CompiledFlow, CompiledNode, analyse, subflow_id_of
 from .errors import VisualFlowTypeError
 from .executor import execute_node
@@ -87,11 +88,14 @@ def compile_visualflow_tree(
     node_types: Optional[Mapping[str, VisualNodeType]] = None,
     runtime: Any = None,
     plugins: Sequence[Any] = (),
+    agent_workflows: bool = True,
 ) -> Dict[str, WorkflowSpec]:
     """Compile ``root_id`` and every flow it reaches through ``subflow`` nodes: ``{workflow_id: spec}``.
 
     Every entry of ``flows_by_id`` is parsed (an invalid flow anywhere raises); ids missing from ``flows_by_id`` are
-    skipped; cycles and recursion are allowed (each flow compiled once).
+    skipped; cycles and recursion are allowed (each flow compiled once). With ``agent_workflows`` the result also
+    holds the default ReAct workflow of every ``agent`` node reached (:mod:`.agent_react`; a flow of the same id
+    wins); pass False when the host registers its own ReAct workflows.
     """
     if not flows_by_id:
         return {}
@@ -103,6 +107,7 @@ def compile_visualflow_tree(
     start = root_id if isinstance(root_id, str) and root_id.strip() else next(iter(flows_by_id))
     out: Dict[str, WorkflowSpec] = {}
     seen = set()
+    agents: list = []
     queue = deque([start])
     while queue:
         key = queue.popleft()
@@ -112,11 +117,14 @@ def compile_visualflow_tree(
         vf = by_id[key]
         cflow = analyse(vf, types, strict=strict)
         out.setdefault(vf.id, _spec(cflow))
+        agents.extend(agent_workflow_specs(vf).items() if agent_workflows else ())
         for node in vf.nodes:
             if node.type == "subflow":
                 sub = subflow_id_of(node.data)
                 if sub is not None and sub not in seen:
                     queue.append(sub)
+    for wid, spec in agents:
+        out.setdefault(wid, spec)
     return out
 
 

@@ -17,9 +17,13 @@ from ..builtins import BUILTINS, NOT_PURE_WHEN_PINLESS
 from ..errors import NodeTypeRegistrationError
 from ..nodetypes import VisualNodeType
 from ..options import PLUGIN_NAME, visualflow_options
+from .agent import agent_node_types
+from .catalogs import catalog_node_types
 from .code import code_node_types
 from .core import core_node_types
 from .longtail import longtail_node_types
+from .memact import memact_node_types
+from .tools import tool_node_types
 
 log = get_logger("abstractruntime.visualflow")
 HOOK = "abstractruntime_register_visual_node_types"
@@ -33,7 +37,8 @@ def builtin_node_types() -> List[VisualNodeType]:
             continue
         types.append(VisualNodeType(name, handler=fn, context=True, pure=name not in NOT_PURE_WHEN_PINLESS,
                                     description=(fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""))
-    types += code_node_types() + longtail_node_types()
+    types += code_node_types() + longtail_node_types() + tool_node_types() + catalog_node_types() \
+        + memact_node_types() + agent_node_types()
     return types
 
 

@@ -15,7 +15,7 @@ from abstractruntime.models import StepPlan
 from abstractruntime_pluginkit.paths import parse_path
 from abstractruntime_workspace import WORKSPACE_KEYS
 
-from ..builtins import new_message
+from ..builtins_context import as_list, new_message
 from ..context import NodeContext, get_path, set_path
 from ..errors import VisualNodeError
 from ..nodetypes import LAST_OUTPUT_BASE, PURE_BASE, VisualNodeType
@@ -145,11 +145,13 @@ def _bool_var(d: Dict[str, Any], ctx: NodeContext) -> Dict[str, Any]:
 
 
 def _get_context(d: Dict[str, Any], ctx: NodeContext) -> Dict[str, Any]:
+    """The live run context (VAM §4.1): ``{context, task: str(task or ""), messages}`` (a list; tuple -> list,
+    null -> [], another value -> [value])."""
     context = ctx.vars.get("context") if isinstance(ctx.vars.get("context"), dict) else {}
     task = context.get("task")
     messages = context.get("messages")
-    return {"context": context, "task": "" if task is None else str(task),
-            "messages": list(messages) if isinstance(messages, list) else []}
+    return {"context": context, "task": task if isinstance(task, str) else str(task or ""),
+            "messages": messages if isinstance(messages, list) else as_list(messages)}
 
 
 def add_message_step(ctx: NodeContext) -> StepPlan:
@@ -166,7 +168,7 @@ def add_message_step(ctx: NodeContext) -> StepPlan:
             context["messages"] = messages
         messages.append(message)
         out = {"message": message, "context": context, "task": str(context.get("task") or ""),
-               "messages": messages}
+               "messages": copy.deepcopy(messages)}
         ctx.store_output(out, last=False)
     except Exception as exc:
         return ctx.fail(exc)

@@ -73,13 +73,13 @@ def test_memory_and_agent_nodes_emit_their_effects():
     f = visual_to_flow(flow("my flow", [N("s", "on_flow_start", outs="exec-out"),
                                         N("m", "memory_note", ins="exec-in content tags", outs="exec-out",
                                           pinDefaults={"content": "remember", "tags": {"k": "v"}}),
-                                        N("a", "agent", ins="exec-in task", outs="exec-out", pinDefaults={"task": "t"})],
+                                        N("a", "agent", ins="exec-in prompt task", outs="exec-out",
+                                          pinDefaults={"prompt": "t", "task": "not a pin of the agent"})],
                             chain("s", "m", "a")))
     note = f.nodes["m"].handler({})["_pending_effect"]
     assert note["type"] == "memory_note" and note["note"] == "remember" and note["tags"] == {"k": "v"}
-    agent = f.nodes["a"].handler({})["_pending_effect"]
-    assert agent["type"] == "start_subworkflow" and agent["workflow_id"] == "visual_react_agent_my_flow_a"
-    assert agent["vars"]["context"]["task"] == "t"
+    agent = f.nodes["a"].handler({})  # the agent's data-aware handler: its resolved inputs (VAM §1.2)
+    assert agent["task"] == "t" and agent["tools"] == [] and agent["context"] == {}
 
 
 def test_memory_nodes_run_against_the_active_memory_plugin():
