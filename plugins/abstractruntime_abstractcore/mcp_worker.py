@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, TextIO
 
+from abstractruntime_pluginkit.cliargs import positive_seconds
 from abstractruntime_pluginkit.jsonload import DEFAULT_MAX_DEPTH
 
 from .errors import McpWorkerError
@@ -122,16 +122,6 @@ def _port(text: str) -> int:
     return port
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
-
-
 def _directory(text: str) -> Path:
     path = Path(text).expanduser()
     if not text.strip() or not path.is_dir():
@@ -153,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"environment variable holding the token (default {DEFAULT_TOKEN_ENV})")
     p.add_argument("--http-allow-origin", action="append", default=[],
                    help="allowed Origin (repeatable, comma-separated); requests with another Origin get 403")
-    p.add_argument("--tool-timeout-s", type=_seconds, default=None, help="per-call tool timeout (best-effort)")
+    p.add_argument("--tool-timeout-s", type=positive_seconds, default=None, help="per-call tool timeout (best-effort)")
     p.add_argument("--workspace", type=_directory, default=None, metavar="DIR",
                    help="confine the file tools' paths (and execute_command's working directory) to DIR")
     return p

@@ -16,6 +16,7 @@ from abstractruntime.errors import ConfigurationError
 from abstractruntime.storage.base import Capability
 from abstractruntime.models import WorkflowSpec
 from abstractruntime_pluginkit import WorkflowRegistry
+from abstractruntime_pluginkit.cliargs import positive_int, positive_seconds
 
 
 def load_workflows(paths: List[str]) -> WorkflowRegistry:
@@ -45,11 +46,11 @@ def load_workflows(paths: List[str]) -> WorkflowRegistry:
 
 
 def configure(parser: Any) -> None:
-    parser.add_argument("--concurrency", type=int, default=4, help="worker threads (default 4)")
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="worker threads (default 4)")
     parser.add_argument("--workflows", action="append", required=True, metavar="MODULE:NAME",
                         help="workflow specs to drive (repeatable)")
-    parser.add_argument("--lease", type=float, default=30.0, help="lease seconds (default 30)")
-    parser.add_argument("--poll-interval", type=float, default=1.0)
+    parser.add_argument("--lease", type=positive_seconds, default=30.0, help="lease seconds (default 30)")
+    parser.add_argument("--poll-interval", type=positive_seconds, default=1.0)
 
 
 def run(args: Any, runtime: Any) -> int:
@@ -61,7 +62,7 @@ def run(args: Any, runtime: Any) -> int:
     if runtime.workflow_registry is None:
         runtime.set_workflow_registry(registry)
     worker = PostgresWorker(runtime, registry, lease_s=args.lease, poll_interval_s=args.poll_interval,
-                            threads=max(1, args.concurrency))
+                            threads=args.concurrency)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -75,3 +75,15 @@ def test_runs_list_limit_out_of_range(store, limit, message):
     assert f"error: argument --limit: {message}" in out.stderr
     listed = cli("--store", url, "runs", "list", "--limit", "1")
     assert listed.returncode == 0 and run_id in listed.stdout
+
+
+@pytest.mark.parametrize("option,value,words", [
+    ("--lease", "nan", "positive number of seconds"), ("--lease", "-5", "positive number of seconds"),
+    ("--lease", "inf", "positive number of seconds"), ("--poll-interval", "-1", "positive number of seconds"),
+    ("--poll-interval", "soon", "expected a number of seconds"), ("--concurrency", "0", "must be at least 1"),
+])
+def test_the_postgres_worker_refuses_odd_options_before_opening_anything(option, value, words, tmp_path):
+    """`worker --lease nan`, a negative poll interval or `--concurrency 0` were accepted (0 silently became 1)."""
+    out = cli("--store", f"lmdb://{tmp_path}/never", "worker", "--workflows", "m:x", option, value)
+    assert out.returncode == 2 and f"argument {option}" in out.stderr and words in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "never").exists()
