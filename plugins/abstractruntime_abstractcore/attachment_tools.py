@@ -12,7 +12,6 @@ given, nothing more. When no attachment matches, :func:`stand_in` returns None a
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 from urllib.parse import unquote
@@ -22,6 +21,7 @@ import attrs
 from abstractruntime.logs import get_logger
 
 from .attachment_open import _is_text, normalize_handle, open_among, session_attachment_metas
+from .tool_arguments import split_path_argument
 
 log = get_logger(__name__)
 
@@ -112,24 +112,8 @@ def _glob_match(name: str, globs: List[str]) -> bool:
 
 def _split_paths(value: Any) -> List[str]:
     """A ``paths`` argument as the skim tools read it: a list, a JSON array, or ``|`` / newline / comma separated."""
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value if v is not None]
-    elif isinstance(value, str):
-        text = value.strip()
-        parsed = None
-        if text.startswith("[") and text.endswith("]"):
-            try:
-                parsed = json.loads(text)
-            except ValueError:
-                parsed = None
-        if isinstance(parsed, list):
-            items = [str(v) for v in parsed if v is not None]
-        elif "|" not in text and "\n" not in text and "," in text:
-            items = text.split(",")
-        else:
-            items = [p for chunk in text.splitlines() for p in chunk.split("|")]
-    else:
-        items = []
+    items = split_path_argument(value)
+    items = [str(v) for v in items if v is not None] if isinstance(items, (list, tuple)) else []
     return [p.strip() for p in items if p.strip()]
 
 

@@ -14,6 +14,7 @@ Outputs: a dict with ``success is False`` or ``ok is False`` is a failure (outpu
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
@@ -43,6 +44,26 @@ SYNONYMS: Dict[str, Tuple[str, ...]] = {
 }
 _WRAPPER_KEYS = ("name", "arguments", "call_id", "id")
 _ERROR_MARKS = ("❌", "🚫", "⏰")
+
+
+def split_path_argument(value: Any) -> Any:
+    """A ``paths`` argument given as one string, split the way the skim tools split it (a JSON list, else on ``|``
+    and newlines, else on commas), so that each path is checked, not the string as one path; anything else as
+    given. The workspace check, the workspace helpers and the attachment stand-ins all split with this."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            return parsed
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "|" not in text and "\n" not in text and "," in text:
+        return [p.strip() for p in text.split(",") if p.strip()]
+    return [p.strip() for chunk in text.split("\n") for p in chunk.split("|") if p.strip()]
 
 
 def norm_key(name: Any) -> str:

@@ -23,6 +23,7 @@ from . import attachment_tools, attachments
 from .calls import idempotency_key as _idempotency_key
 from .errors import ToolExecutorError
 from .llm_client import json_safe, parse_arguments
+from .tool_arguments import split_path_argument
 from .tool_executor import error_result, journal_for
 from .tool_postprocess import file_argument, post_process_read_file, queue_pending_media, read_file_from_attachment
 from .workspace_scoped_tools import FILE_TOOLS, copy_path_aliases, mount_names
@@ -50,25 +51,6 @@ PATH_ARGUMENTS = {
 }
 #: Tools whose omitted path argument means "the current directory": under a workspace root, the root.
 _DEFAULT_TO_ROOT = {"list_files": "directory_path", "search_files": "path", "execute_command": "working_directory"}
-
-
-def _path_list(value: Any) -> Any:
-    """A ``paths`` argument given as one string, split the way the skim tools split it (a JSON list, else on ``|``
-    and newlines, else on commas): each path must be checked, not the string as one path."""
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if text.startswith("[") and text.endswith("]"):
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, list):
-            return parsed
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if "|" not in text and "\n" not in text and "," in text:
-        return [p.strip() for p in text.split(",") if p.strip()]
-    return [p.strip() for chunk in text.split("\n") for p in chunk.split("|") if p.strip()]
 
 
 def _mounted(policy: Any, value: Any) -> Any:
@@ -105,7 +87,7 @@ def apply_workspace(policy: Union[RunWorkspace, WorkspacePolicy], name: str,
     if name in FILE_TOOLS and not str(out.get("file_path") or "").strip():
         raise WorkspaceError(f"{name} requires file_path")
     for key in keys:
-        value = _path_list(out.get(key)) if key == "paths" else out.get(key)
+        value = split_path_argument(out.get(key)) if key == "paths" else out.get(key)
         if isinstance(value, (list, tuple)):
             out[key] = [str(policy.resolve(_mounted(policy, v))) for v in value]
         elif value is not None:

@@ -22,6 +22,8 @@ from attrs import frozen
 
 from abstractruntime.errors import ValidationError
 
+from .tool_arguments import split_path_argument
+
 WorkspaceAccessMode = str
 MODES = ("all_except_ignored", "workspace_only", "workspace_or_allowed")
 
@@ -232,9 +234,7 @@ def rewrite_tool_arguments(*, tool_name: str, args: Dict[str, Any], scope: Works
 def _split_paths(value: Any) -> List[str]:
     """Every path a skim tool would read from ``value``: a list, a JSON array, or a string split the way the tools
     split it (``|``, newlines, else commas) -- each one is checked, not the string as one path."""
-    from .tool_effect import _path_list as split_like_the_tools
-
-    items = split_like_the_tools(value) if isinstance(value, str) else value
+    items = split_path_argument(value)
     return _path_list(list(items) if isinstance(items, (list, tuple)) else [str(items)] if items else [])
 
 

@@ -334,6 +334,18 @@ def test_checklist_52_rewrite_defaults_and_required_file_path(tmp_path):
             rewrite_tool_arguments(tool_name=tool, args={}, scope=scope)
 
 
+def test_rewrite_checks_every_path_of_a_skim_tools_joined_paths_argument(tmp_path):
+    """`paths` given as one string is split as the skim tools split it (`|`, newlines, commas, a JSON list) and each
+    path is resolved and checked -- `docs|/etc` must not pass as one path inside the workspace."""
+    scope = WorkspaceScope.from_input_data({"workspace_root": str(tmp_path)})
+    root = tmp_path.resolve()
+    for joined in ("a.txt|b.txt", "a.txt\nb.txt", "a.txt,b.txt", '["a.txt", "b.txt"]'):
+        out = rewrite_tool_arguments(tool_name="skim_files", args={"paths": joined}, scope=scope)
+        assert out["paths"] == [str(root / "a.txt"), str(root / "b.txt")], joined
+    with pytest.raises(ValueError, match="Path escapes workspace_root"):
+        rewrite_tool_arguments(tool_name="skim_folders", args={"paths": "docs|../../etc"}, scope=scope)
+
+
 def _store_with_attachments():
     store = InMemoryArtifactStore()
     owner = session_memory_owner_run_id("s1")
