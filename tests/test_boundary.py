@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KERNEL = ROOT / "kernel" / "abstractruntime"
 PLUGINS = ROOT / "plugins"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-KERNEL_LINE_BUDGET = 3500
+#: 3,500 until 0.5's durability barriers, durable retry parking, workflow versions and async awaitables (the tick loop
+#: and the write path: nothing a plugin can own); the docstrings were condensed by 190 lines to make room first
+KERNEL_LINE_BUDGET = 3600
 MODULE_LINE_LIMIT = 600
 
 
@@ -62,7 +64,7 @@ def test_no_module_is_over_600_lines():
     assert big == [], f"split these by responsibility: {big}"
 
 
-def test_the_kernel_without_its_test_helpers_is_at_most_3500_lines():
+def test_the_kernel_without_its_test_helpers_is_within_its_line_budget():
     lines = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in _py_files(KERNEL)
                 if "testing" not in p.relative_to(KERNEL).parts)
     assert lines <= KERNEL_LINE_BUDGET, f"kernel/ (without testing/) is {lines} lines"

@@ -1,22 +1,13 @@
-"""Modules and names of the ``abstractruntime`` namespace contributed by other packages (*overlays*).
-
-The kernel never imports a plugin. The 0.4.2 import paths that name plugin code (``abstractruntime.storage.sqlite``,
-``abstractruntime.InMemoryRunStore``, ...) are served by an overlay package a distribution declares under the
-entry-point group ``abstractruntime.namespace`` (ours is the compatibility package). Lazily, and only
-for what the kernel lacks: a module ``abstractruntime.<path>`` is ``<overlay>.<path>`` (the same module object
-under both names, so nothing is duplicated), and a name missing from a kernel module ``abstractruntime[.<path>]``
-is that name of ``<overlay>[.<path>]``; ``__all__`` is the kernel's names plus the overlay's.
-"""
+"""Modules and names of the ``abstractruntime`` namespace served by *overlays* (packages declared under the
+entry-point group ``abstractruntime.namespace``; docs/architecture.md). Lazily, for what the kernel lacks only: a
+module ``abstractruntime.<path>`` is ``<overlay>.<path>`` (one object), a missing name is the overlay module's."""
 
 from __future__ import annotations
 
 import functools
 import importlib
-import importlib.abc
-import importlib.machinery
 import importlib.util
 import sys
-from importlib import metadata
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 GROUP = "abstractruntime.namespace"
@@ -28,6 +19,8 @@ _MISSING = object()
 @functools.lru_cache(maxsize=1)
 def overlays() -> Tuple[str, ...]:
     """The overlay packages declared by installed distributions (entry-point values), by entry-point name."""
+    from importlib import metadata  # read on first use (import abstractruntime stays light)
+
     return tuple(ep.value for ep in sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name))
 
 
@@ -42,13 +35,13 @@ def _overlay_module(overlay: str, package: str) -> Optional[Any]:
         raise
 
 
-class _AliasLoader(importlib.abc.Loader):
+class _AliasLoader:  # the importlib.abc.Loader protocol (not subclassed: importlib.abc costs start-up time)
     """Loads ``abstractruntime.<path>`` as the already existing module ``<overlay>.<path>``."""
 
     def __init__(self, target: str) -> None:
         self.target = target
 
-    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+    def create_module(self, spec: Any) -> None:
         return None  # a placeholder; exec_module puts the real module in its place
 
     def exec_module(self, module: Any) -> None:
@@ -60,7 +53,7 @@ class _AliasLoader(importlib.abc.Loader):
         return spec.loader.get_code(self.target) if spec is not None and spec.loader is not None else None
 
 
-class _OverlayFinder(importlib.abc.MetaPathFinder):
+class _OverlayFinder:  # the importlib.abc.MetaPathFinder protocol
     """First on ``sys.meta_path``, for names under ``abstractruntime.`` only."""
 
     def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Any = None) -> Any:

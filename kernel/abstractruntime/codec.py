@@ -1,9 +1,5 @@
-"""The one cattrs converter, JSON text encoding, and the JSON invariant check.
-
-Everything the kernel persists goes through here: ``encode_run`` / ``encode_record`` check the JSON invariant
-(plain JSON only: dicts with string keys, lists, strings, ints, finite floats, booleans, None; no cycles) and name
-the first offending path, e.g. ``vars.items[2].when``.
-"""
+"""The one cattrs converter, JSON encoding, and the JSON invariant: ``encode_run`` / ``encode_record`` refuse what is
+not plain JSON, naming the first offending path, e.g. ``vars.items[2].when`` (docs/architecture.md)."""
 
 from __future__ import annotations
 
@@ -38,17 +34,14 @@ converter.register_unstructure_hook(Union[EffectType, str], effect_type_value)
 for _enum in (RunStatus, WaitReason, StepStatus, EffectType):
     converter.register_unstructure_hook(_enum, lambda value: value.value)
 
-# Free-form JSON fields (vars, output, details, effect, result) are checked by ``check_json`` before encoding and
-# passed through as they are; copying them value by value would only cost time.
+# Free-form JSON fields (vars, output, details, effect, result) are checked by ``check_json`` and passed through as
+# they are, both ways: (un)structuring them value by value only costs time (80% of decoding a checkpoint).
 _JSON_FIELD_TYPES = (Dict[str, Any], Optional[Dict[str, Any]], Optional[List[str]])
 converter.register_unstructure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value: value)
-# ... and the same on the way in: decoded JSON is already plain, so structuring it value by value is pure cost
-# (it was 80% of decoding a checkpoint).
 converter.register_structure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value, _t: value)
 
 
-# Checkpoints are decoded on every load (and by every due-timer poll), so RunState and WaitState get explicit
-# structure hooks: a few microseconds instead of the generated code's ~20 (which re-checks every Optional field).
+# Checkpoints are decoded on every load and timer poll: explicit hooks take a few microseconds, generated code ~20.
 # Unknown keys are ignored (forward compatibility); missing optional keys take the model's defaults.
 def _structure_wait(d: Dict[str, Any], _t: Any = None) -> WaitState:
     return WaitState(
@@ -82,6 +75,7 @@ def _structure_run(d: Dict[str, Any], _t: Any = None) -> RunState:
         updated_at=d.get("updated_at") or utc_now_iso(),
         step=d.get("step", 0),
         revision=d.get("revision", 0),
+        workflow_version=d.get("workflow_version"),
     )
     return run
 
@@ -117,6 +111,7 @@ converter.register_unstructure_hook(
         "workflow_id": spec.workflow_id,
         "entry_node": spec.entry_node,
         "nodes": {node_id: _import_path(fn) for node_id, fn in spec.nodes.items()},
+        **({"version": spec.version} if spec.version is not None else {}),
     },
 )
 converter.register_structure_hook(
@@ -125,6 +120,7 @@ converter.register_structure_hook(
         workflow_id=d["workflow_id"],
         entry_node=d["entry_node"],
         nodes={node_id: _resolve_import_path(ref) for node_id, ref in d["nodes"].items()},
+        version=d.get("version"),
     ),
 )
 
@@ -132,6 +128,14 @@ converter.register_structure_hook(
 def to_json_bytes(value: Any) -> bytes:
     """Compact UTF-8 JSON of an already-checked JSON value."""
     return orjson.dumps(value)
+
+
+_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
+def snapshot_bytes(value: Any) -> bytes:
+    """JSON bytes of an already-checked ``value`` (a fast copy, no cattrs); ``TypeError`` for most non-JSON."""
+    return orjson.dumps(value, option=_STRICT)
 
 
 def to_json_text(value: Any) -> str:

@@ -1,10 +1,14 @@
-"""The write path of a runtime (:class:`RunWriter`): check, encode and commit one step through the store backend,
-then tell the observers. Every write of the kernel and of plugins that use ``Runtime.commit`` / ``update_run``
-goes through here, so the JSON invariant, the ledger-record hooks and the commit preconditions always apply."""
+"""The write path of a runtime (:class:`RunWriter`): every write (the kernel's, ``Runtime.commit``, ``update_run``) is
+checked, encoded and committed here, then reported to the observers. With durability ``"barrier"``/``"none"`` a
+tick's steps are *staged* and written together at the next barrier; with ``"step"`` each is a commit
+(docs/durability.md)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+
+import attrs
 
 from . import codec
 from .errors import ConcurrentModificationError, UnknownRunError
@@ -17,15 +21,50 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 log = get_logger("abstractruntime")
+#: a batch is written without waiting for a barrier once it holds this many records or is this old (seconds): bounded
+#: memory, bounded work lost to a concurrent pause or cancel, bounded staleness for observers
+MAX_STAGED_RECORDS, MAX_STAGED_SECONDS = 512, 0.1
+#: how often a tick with staged steps asks the store whether the run changed elsewhere (a pause, a cancel)
+PROBE_SECONDS = 0.01
 
 Mutate = Callable[[RunState], Optional[List[StepRecord]]]
+
+
+class _Batch:
+    """One run's steps staged since its last barrier: the live run, copies of their records, the stored revision and
+    status the batch extends, and the state after the last staged step (``vars_json`` and ``fields``: what a
+    reservation checkpoints and a failing node falls back to; the live run may be half-mutated by then)."""
+
+    __slots__ = ("run", "records", "expected", "previous_status", "node_id", "due", "vars_json", "fields", "probe")
+
+    def __init__(self, run: RunState, previous_status: Optional[RunStatus]) -> None:
+        self.run, self.expected, self.previous_status = run, run.revision, previous_status
+        self.records, self.node_id, self.vars_json, self.fields = [], None, b"", ()  # type: Any
+        self.probe = time.monotonic() + PROBE_SECONDS
+        self.due = self.probe - PROBE_SECONDS + MAX_STAGED_SECONDS
+
+    def before(self) -> RunState:
+        """A copy of the run as of its last staged step (stored revision)."""
+        run = attrs.evolve(self.run, vars=codec.from_json_text(self.vars_json), revision=self.expected)
+        run.current_node, run.step, run.status, run.error, run.waiting, run.output = self.fields
+        return run
+
+
+def _snapshot(record: StepRecord) -> StepRecord:
+    """Check a record's free-form parts now and copy them: a later node may mutate what they share with vars."""
+    for name in ("effect", "result"):
+        value = getattr(record, name)
+        codec.check_json(value, f"ledger.{name}", run_id=record.run_id, node_id=record.node_id)
+        if value is not None:
+            setattr(record, name, codec.from_json_text(codec.to_json_bytes(value)))
+    return record
 
 
 class RunWriter:
     """Commits for one runtime. ``publish(records)`` delivers committed records to ledger subscribers."""
 
     def __init__(self, *, runtime: "Runtime", backend: StoreBackend, run_store: Any, ledger_store: Any,
-                 hooks: Hooks, publish: Callable[[Sequence[StepRecord]], None]) -> None:
+                 hooks: Hooks, publish: Callable[[Sequence[StepRecord]], None], durability: str = "barrier") -> None:
         self._runtime = runtime
         self._backend = backend
         self._run_store = run_store
@@ -33,6 +72,9 @@ class RunWriter:
         self._hooks = hooks
         self._publish = publish
         self._indexed = backend.supports(Capability.IDEMPOTENCY_INDEX)
+        self._probe = backend.supports(Capability.REVISION_PROBE)
+        self._staging, self._durable = durability != "step", durability != "none"
+        self._batches: Dict[str, _Batch] = {}
 
     def load(self, run_id: str) -> RunState:
         run = self._run_store.load(run_id)
@@ -51,14 +93,24 @@ class RunWriter:
         run_id: Optional[str] = None,
         reservation: bool = False,
     ) -> None:
-        """Check, encode and write one step. Raises before writing anything if a value is not plain JSON."""
+        """Check, encode and write one step (with the run's staged steps, if any: a ledger-only reservation carries
+        the staged checkpoint). Raises before writing anything if a value is not plain JSON."""
+        live: Optional[RunState] = None
         run_json = None
+        batch = self._batches.pop(run.run_id if run is not None else run_id or records[0].run_id, None)
+        if batch is not None and (run is None or run is batch.run):
+            records, expected_revision, previous_status = batch.records + list(records), batch.expected, \
+                batch.previous_status
+            if run is None and batch.vars_json:  # a reservation carries the state before the step in progress
+                live, run, node_id = batch.run, batch.before(), batch.node_id
+        elif batch is not None:  # another object of the run (a plugin's): the batch will meet its revision check
+            self._batches[batch.run.run_id] = batch
         old_revision = run.revision if run is not None else None
         preconditions: List[Any] = []
         try:
             if run is not None:
-                run.updated_at = utc_now_iso()
                 run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
+                run.updated_at = utc_now_iso()
                 run_json = codec.encode_run(run, node_id=node_id)
             if records:
                 by_run: Dict[str, List[StepRecord]] = {}
@@ -77,14 +129,70 @@ class RunWriter:
         self._backend.commit_step(StepCommit(
             run=run, run_json=run_json, records=records, record_jsons=record_jsons,
             expected_revision=expected_revision, reservation=reservation, preconditions=preconditions,
+            durable=self._durable,
         ))
         self._hooks.fault_point(point="commit:after", run_id=rid)
+        if live is not None:  # the live run now extends the reservation's checkpoint
+            live.revision = run.revision
         if records:
             self._hooks.ledger_appended(run_id=rid, records=records)
             self._publish(records)
         if run is not None and previous_status is not None and run.status is not previous_status:
             self._hooks.run_status_changed(run=run, previous_status=previous_status, runtime=self._runtime)
             log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status.value)
+
+    def stage(self, run: RunState, records: Sequence[StepRecord], *, node_id: Optional[str],
+              expected_revision: Optional[int], previous_status: Optional[RunStatus] = None) -> None:
+        """A step between barriers: its records checked and copied now, the step written at the next barrier
+        (``settle``, a reservation) or once the batch is full or old. With durability ``"step"``: committed now."""
+        if not self._staging:
+            return self.commit(run, records, node_id=node_id, expected_revision=expected_revision,
+                               previous_status=previous_status)
+        batch = self._batches.get(run.run_id)
+        if batch is None or batch.run is not run:
+            batch = self._batches[run.run_id] = _Batch(run, previous_status)
+        try:
+            codec.check_run(run, node_id=node_id)  # every step: a JsonInvariantError names the node that did it
+            batch.vars_json = codec.snapshot_bytes(run.vars)
+            batch.records.extend(_snapshot(r) for r in records)
+        except BaseException:
+            self._batches.pop(run.run_id, None)
+            raise
+        batch.fields = (run.current_node, run.step, run.status, run.error, run.waiting, run.output)
+        batch.node_id = node_id
+        if len(batch.records) >= MAX_STAGED_RECORDS or time.monotonic() >= batch.due:
+            self.commit(run, (), node_id=node_id, expected_revision=None)
+
+    def settle(self, run: RunState, *, strict: bool = False) -> RunState:
+        """The barrier that ends an API call: write ``run``'s staged steps and return it. Staged steps of another
+        object (the tick returned the stored state: the run changed elsewhere) are dropped; a conflict returns the
+        stored state (``strict``: raises, for a resume whose own commit conflicted)."""
+        batch = self._batches.get(run.run_id)
+        if batch is None:
+            return run
+        if batch.run is not run:
+            self._batches.pop(run.run_id, None)
+            return run
+        try:
+            self.commit(run, (), node_id=batch.node_id, expected_revision=None)
+        except ConcurrentModificationError:
+            if strict:
+                raise
+            return self.load(run.run_id)
+        return run
+
+    def discard(self, run_id: str) -> None:
+        """Drop what is staged for ``run_id`` (never observed: the call that staged it raised)."""
+        self._batches.pop(run_id, None)
+
+    def last_good(self, run_id: str) -> RunState:
+        """The run as of its last staged (else stored) step, for failing a node that raised: the live object may
+        be half-mutated. The copy takes the batch's place, so the failure is committed with the staged steps."""
+        batch = self._batches.get(run_id)
+        if batch is None or not batch.vars_json:
+            return self.load(run_id)
+        batch.run = batch.before()
+        return batch.run
 
     def commit_for_plugin(self, run: Optional[RunState], records: Sequence[StepRecord], *,
                           expected_revision: Optional[int], run_id: Optional[str]) -> None:
@@ -133,8 +241,16 @@ class RunWriter:
                    for row in reversed(self._ledger_store.list(run_id)))
 
     def changed_elsewhere(self, run: RunState) -> bool:
-        """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did?"""
-        if self._backend.supports(Capability.REVISION_PROBE):
+        """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did? While steps are
+        staged the store is asked at most every :data:`PROBE_SECONDS` (a barrier's own revision check refuses a
+        stale batch anyway: a reservation carries the checkpoint)."""
+        batch = self._batches.get(run.run_id)
+        if batch is not None and batch.run is run:
+            now = time.monotonic()
+            if now < batch.probe:
+                return False
+            batch.probe = now + PROBE_SECONDS
+        if self._probe:
             return self._run_store.load_revision(run.run_id) != run.revision
         persisted = self.load(run.run_id)
         return persisted.revision != run.revision or persisted.is_paused or persisted.status.is_terminal

@@ -15,11 +15,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 @frozen
 class EffectCall:
-    """One execution of an effect, as an effect handler sees it.
-
-    ``idempotency_key`` is stable across a crash-and-retry of the same step and differs between loop iterations;
-    pass it to the outside world (an API's idempotency header) so it can de-duplicate.
-    """
+    """One execution of an effect, as an effect handler sees it. ``idempotency_key`` is stable across a
+    crash-and-retry of the same step and differs at a later step: pass it to the outside world."""
 
     run: RunState
     effect: Effect
@@ -38,13 +35,8 @@ EffectHandlerFn = Callable[[EffectCall], EffectOutcome]
 
 @frozen
 class EffectHandlerDescriptor:
-    """An effect handler contributed by a plugin.
-
-    ``side_effects=True`` (the default, safe for anything that talks to the outside world) makes the kernel
-    commit a ``started`` reservation to the ledger before the handler runs, so a crash in the middle is
-    visible and the step is never recorded twice. Handlers that only compute a wait or a value from the run
-    (the wait effects) set it to False: their whole step is then one commit.
-    """
+    """An effect handler contributed by a plugin. ``side_effects=True`` (the default) commits a ``started``
+    reservation before the handler runs; handlers that only compute from the run set False (docs/architecture.md)."""
 
     effect_type: str = field(converter=effect_type_value)
     handler: EffectHandlerFn
@@ -66,10 +58,8 @@ class StoreLocation:
 
 @frozen
 class StoreDescriptor:
-    """A store backend contributed by a plugin. ``factory(location)`` returns a ``StoreBackend``.
-
-    ``default_url()``, if given, makes this the store a runtime opens when configuration names none (one
-    installed store may offer it; the builtin ``lmdb`` does)."""
+    """A store backend contributed by a plugin: ``factory(location)`` returns a ``StoreBackend``; ``default_url()``
+    makes it the store opened when configuration names none (one installed store may offer it)."""
 
     name: str
     factory: Callable[[StoreLocation], "StoreBackend"]
@@ -92,12 +82,8 @@ class RuntimeMethodDescriptor:
 
 @frozen
 class CliCommandDescriptor:
-    """A subcommand of the ``abstractruntime`` CLI.
-
-    ``configure(parser)`` adds arguments to an ``argparse`` sub-parser; ``run(args, runtime) -> int`` executes it
-    with a runtime built from ``--store`` / the configuration and returns the exit code. ``store`` says what the
-    command does with the store: ``"write"``, ``"read"`` (opened ``read_only``: nothing is created) or ``"none"``.
-    """
+    """A subcommand of the ``abstractruntime`` CLI: ``configure(parser)`` adds arguments, ``run(args, runtime) -> int``
+    runs it; ``store`` is ``"write"``, ``"read"`` (opened ``read_only``) or ``"none"`` (docs/hooks.md)."""
 
     name: str
     help: str
@@ -107,11 +93,8 @@ class CliCommandDescriptor:
 
 
 def legacy_handler(fn: Callable[..., EffectOutcome]) -> EffectHandlerFn:
-    """Adapt a reference-style handler ``fn(run, effect, default_next_node)`` or ``fn(run, effect)``.
-
-    The arity is read from the signature once (a handler with three or more parameters, or ``*args``, gets three
-    arguments); the handler is never called twice to probe.
-    """
+    """Adapt a reference-style handler ``fn(run, effect, default_next_node)`` or ``fn(run, effect)``, choosing by its
+    signature (three or more positional parameters, or ``*args``: three arguments), never by calling it."""
     import inspect
 
     try:

@@ -1,15 +1,11 @@
-"""Effect execution: the part of the tick loop that runs a step's effect (:class:`EffectExecutor`, owned by the
-``Runtime``).
-
-``run_effect`` computes the idempotency key, reuses a recorded outcome or executes the effect through the
-``abstractruntime_execute_effect`` hook (with retries, and for side-effecting handlers a committed ``started``
-reservation first, re-run in doubt after a crash), then applies the outcome to the run. ``execute_effect`` is the
-same dispatch without ledger rows, for handlers that compose effects. ``EffectDispatch`` is the kernel's own,
-innermost ``execute_effect`` implementation: it calls the registered handler.
-"""
+"""Effect execution (:class:`EffectExecutor`, owned by the ``Runtime``): reuse a recorded outcome or execute the
+effect through the ``abstractruntime_execute_effect`` hook (retries; a ``started`` reservation first for side
+effects), then apply the outcome. ``EffectDispatch``, the innermost implementation, calls the registered handler."""
 
 from __future__ import annotations
 
+import inspect
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from . import codec
@@ -17,15 +13,19 @@ from .descriptors import EffectCall, EffectHandlerDescriptor
 from .hookspecs import hookimpl
 from .ledger_rows import status_row as _status_row
 from .logs import get_logger
-from .models import Effect, EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, StepStatus
+from .models import (Effect, EffectOutcome, RunState, RunStatus, StepPlan, StepRecord, StepStatus, WaitReason,
+                     WaitState)
 from .paths import set_path
 from .plugins import Hooks
 from .policy import EffectPolicy
+from .timeutil import now_utc
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 log = get_logger("abstractruntime")
+#: ``WaitState.details["kind"]`` of a run parked for a durable retry backoff
+RETRY = "retry"
 
 
 def _attempts(n: int) -> str:
@@ -46,14 +46,21 @@ class EffectDispatch:
             installed = ", ".join(sorted(self._handlers)) or "(none)"
             return EffectOutcome.failed(
                 f"No effect handler registered for {effect_type} (installed handlers: {installed}; "
-                f"install the plugin that provides it or pass effect_handlers={{...}})"
+                f"install the plugin that provides it or pass effect_handlers={{...}}, then continue the failed run "
+                f"with runtime.retry_run(run_id) or `abstractruntime runs retry RUN_ID`)"
             )
         outcome = desc.handler(call)
+        if not isinstance(outcome, EffectOutcome) and inspect.isawaitable(outcome):  # an async handler
+            outcome = call.runtime.awaiter(outcome)
         if not isinstance(outcome, EffectOutcome):
             return EffectOutcome.failed(
                 f"Effect handler for {effect_type} returned {type(outcome).__name__}, expected EffectOutcome"
             )
         return outcome
+
+    @hookimpl(trylast=True)
+    def abstractruntime_api_call(self, call: Callable[[], Any]) -> Any:
+        return call()
 
 
 #: ``commit(run, records, *, node_id, expected_revision, run_id, reservation)``: the runtime's commit path
@@ -68,7 +75,7 @@ class EffectExecutor:
 
     def __init__(self, *, runtime: "Runtime", hooks: Hooks, handlers: Mapping[str, EffectHandlerDescriptor],
                  policy: EffectPolicy, commit: CommitFn, find_prior: FindPriorFn,
-                 sleep: Callable[[float], None]) -> None:
+                 sleep: Callable[[float], None], inline_backoff_s: float = 1.0) -> None:
         self._runtime = runtime
         self._hooks = hooks
         self._handlers = handlers
@@ -76,6 +83,7 @@ class EffectExecutor:
         self._commit = commit
         self._find_prior = find_prior
         self._sleep = sleep
+        self.inline_backoff_s = inline_backoff_s  # longer backoffs park the run in a timer wait
 
     def run_effect(self, run: RunState, plan: StepPlan) -> List[StepRecord]:
         """Execute the plan's effect (with retries and idempotent reuse); apply the outcome to ``run``."""
@@ -96,10 +104,8 @@ class EffectExecutor:
 
     def execute_effect(self, run: RunState, effect: Effect, *, node_id: str, idempotency_key: str,
                        default_next_node: Optional[str] = None) -> EffectOutcome:
-        """Execute ``effect`` for ``run`` in-process, through the registered handler and the ``execute_effect``
-        wrappers, without ledger rows, reservation or retries. For handlers that compose effects (memory
-        compaction summarises through ``LLM_CALL``): the calling step records the outcome in its own result.
-        A handler exception becomes a failed outcome."""
+        """Execute ``effect`` through the ``execute_effect`` hook without ledger rows, reservation or retries (for
+        handlers that compose effects); a handler exception becomes a failed outcome."""
         call = EffectCall(run=run, effect=effect, node_id=node_id, default_next_node=default_next_node,
                           idempotency_key=idempotency_key, attempt=1, runtime=self._runtime)
         try:
@@ -161,9 +167,8 @@ class EffectExecutor:
             except Exception as exc:
                 outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
             if outcome.status == "completed":
-                # A side-effecting handler's reservation is already committed: a result that cannot be stored
-                # fails the step (recorded) instead of leaving it in doubt and re-running the effect forever.
-                # Without a reservation nothing was written and the commit raises JsonInvariantError as usual.
+                # After a committed reservation, a result that cannot be stored fails the step (recorded) instead of
+                # leaving it in doubt forever; without one, the commit raises JsonInvariantError as usual.
                 violation = codec.find_json_violation(outcome.result, "result") if reserve else None
                 if violation is not None:
                     outcome = EffectOutcome.failed(
@@ -184,6 +189,12 @@ class EffectExecutor:
             if attempt >= max_attempts:
                 return EffectOutcome.failed(f"Effect failed after {_attempts(attempt)}: {error}")
             delay = self.policy.backoff_seconds(effect=effect, attempt=attempt)
+            if delay > self.inline_backoff_s:  # a durable timer: the step runs again when due (docs/effects.md)
+                return EffectOutcome.waiting(WaitState(
+                    reason=WaitReason.UNTIL, until=(now_utc() + timedelta(seconds=delay)).isoformat(),
+                    resume_to_node=plan.node_id, prompt=f"Retrying {effect.type_value} in {delay:g} s",
+                    details={"kind": RETRY, "attempt": attempt + 1, "effect_type": effect.type_value,
+                             "error": error}))
             if delay > 0:
                 self._sleep(delay)
             attempt += 1

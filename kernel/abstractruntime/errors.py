@@ -1,9 +1,5 @@
-"""Typed errors of AbstractRuntime.
-
-Every error says what was wrong and what to do. Errors that replace a reference behaviour keep the reference's
-base class (``KeyError`` for unknown runs, ``ValueError`` for resume misuse) so existing ``except`` clauses still
-catch them.
-"""
+"""Typed errors of AbstractRuntime (docs/getting-started.md#errors-you-may-see): each says what was wrong and what
+to do, and keeps the reference's base class (``KeyError``, ``ValueError``) so ``except`` clauses still catch it."""
 
 from __future__ import annotations
 
@@ -68,10 +64,7 @@ class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
 
 
 class JsonInvariantError(AbstractRuntimeError, TypeError):
-    """A value that must be stored is not plain JSON. Nothing was persisted for the step.
-
-    ``path`` names the offending value, e.g. ``vars.items[2].when``.
-    """
+    """A value that must be stored is not plain JSON (``path`` names it, e.g. ``vars.items[2].when``); nothing saved."""
 
     def __init__(self, *, path: str, problem: str, run_id: str | None = None, node_id: str | None = None) -> None:
         where = f" at node '{node_id}'" if node_id else ""
@@ -88,10 +81,7 @@ class JsonInvariantError(AbstractRuntimeError, TypeError):
 
 
 class ConcurrentModificationError(AbstractRuntimeError):
-    """The run changed in the store since this writer loaded it (another writer committed first).
-
-    Nothing of this commit was written. Reload the run and retry.
-    """
+    """The run changed in the store since this writer loaded it; nothing was written. Reload the run and retry."""
 
     def __init__(self, *, run_id: str, expected: Optional[int], actual: Optional[int],
                  message: Optional[str] = None) -> None:
@@ -105,10 +95,8 @@ class ConcurrentModificationError(AbstractRuntimeError):
 
 
 class EffectAlreadyStartedError(ConcurrentModificationError):
-    """A reservation (the ``started`` row written before a side effect runs) for an effect whose idempotency key
-    already has a ``started`` or ``completed`` row: another writer -- another process ticking the same run --
-    started it first. Nothing was written, so this writer does not run the effect; the first one completes it.
-    """
+    """Another writer already reserved (``started``) or completed this effect's idempotency key; nothing was written
+    and this writer does not run the effect (docs/architecture.md)."""
 
     def __init__(self, *, run_id: str, idempotency_key: str, status: str) -> None:
         super().__init__(
@@ -146,11 +134,8 @@ class CorruptStoreError(StoreError):
 
 
 class LedgerGapError(CorruptStoreError):
-    """A run's ledger skips a sequence number: the store lost a record (``list`` and ``list_after`` check this).
-
-    Nothing else is lost to a caller that catches it: ``records`` holds the rows that were read (the present ones,
-    in order) and ``cursor`` the last seq read, so ``list_after(after=exc.cursor)`` pages on past the gap.
-    """
+    """A run's ledger skips a ``seq``: the store lost a record. ``records`` holds the rows read and ``cursor`` the
+    last seq read, so ``list_after(after=exc.cursor)`` pages on (docs/stores.md#ledger-gaps)."""
 
     def __init__(self, *, run_id: str, missing_seq: int, found_seq: int, records: List[Dict[str, Any]],
                  cursor: Optional[int] = None, store: str = "") -> None:
@@ -186,3 +171,7 @@ class DuplicateProviderError(PluginError):
 
 class WorkflowSpecError(ValidationError):
     """A workflow spec is malformed (e.g. the entry node is missing)."""
+
+
+class WorkflowVersionError(ValidationError):
+    """A run is driven with another version of its workflow than the one it started with (nothing changed)."""

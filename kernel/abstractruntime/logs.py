@@ -1,53 +1,53 @@
-"""Library logging through structlog, without ever configuring it.
-
-If the host has configured structlog (``structlog.configure``), our events go through its configuration. If it
-has not, they go to the standard library logger of the same name (``abstractruntime...``) instead of structlog's
-print-everything default, so an embedding application sees only warnings (on stderr, via ``logging``'s last
-resort) until it opts in -- e.g. ``logging.getLogger("abstractruntime").setLevel(logging.DEBUG)`` plus a handler,
-or its own structlog configuration. Per-step events are ``debug``; problems are ``warning``.
-"""
+"""Library logging through structlog, never configuring it: through the host's structlog configuration if any, else
+to the standard library logger of the same name, so only warnings show until the host opts in (docs/architecture.md,
+Logging). Per-step events are ``debug``; problems are ``warning``. structlog is imported on the first event emitted,
+not with the library (``import structlog`` loads its console renderer, and ``rich`` with it)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+from typing import Any, Callable, Dict, List
 
-import structlog
+CONTEXT_FIELDS: List[Callable[[], Dict[str, Any]]] = []  # fields added to each event (otel: trace_id, span_id)
+_RESERVED = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}  # LogRecord's: passed with a "_"
 
 
 class _LibraryLogger:
     __slots__ = ("_name", "_stdlib", "_stdlib_logger")
 
     def __init__(self, name: str) -> None:
-        self._name = name
-        self._stdlib_logger = logging.getLogger(name)
-        self._stdlib = structlog.wrap_logger(
-            self._stdlib_logger,
-            processors=[
-                structlog.stdlib.filter_by_level,
-                structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True),
-            ],
-            wrapper_class=structlog.stdlib.BoundLogger,
-        )
+        self._name, self._stdlib_logger, self._stdlib = name, logging.getLogger(name), None
 
-    def _target(self) -> Any:
-        return structlog.get_logger(self._name) if structlog.is_configured() else self._stdlib
+    def _emit(self, level: int, method: str, event: str, kw: Any) -> None:
+        # The tick loop logs every step at debug: keep the disabled case to two cheap checks. A host that configured
+        # structlog has imported it, so an unimported structlog means "not configured".
+        structlog = sys.modules.get("structlog")
+        if structlog is not None and getattr(structlog, "is_configured", bool)():
+            return getattr(structlog.get_logger(self._name), method)(event, **kw)
+        if not self._stdlib_logger.isEnabledFor(level):
+            return None
+        if self._stdlib is None:
+            import structlog
+
+            render = structlog.processors.KeyValueRenderer(key_order=["event"], drop_missing=True)
+            self._stdlib = structlog.wrap_logger(self._stdlib_logger, processors=[  # fields: LogRecord attributes
+                structlog.stdlib.filter_by_level, lambda lg, m, ev: {"msg": render(lg, m, dict(ev)), "extra": {
+                    (k + "_" if k in _RESERVED else k): v for fields in (*CONTEXT_FIELDS, lambda: ev)
+                    for k, v in fields().items()}}], wrapper_class=structlog.stdlib.BoundLogger)
+        return getattr(self._stdlib, method)(event, **kw)
 
     def debug(self, event: str, **kw: Any) -> None:
-        # The tick loop logs every step at debug: keep the disabled case to two cheap checks.
-        if structlog.is_configured():
-            structlog.get_logger(self._name).debug(event, **kw)
-        elif self._stdlib_logger.isEnabledFor(logging.DEBUG):
-            self._stdlib.debug(event, **kw)
+        self._emit(logging.DEBUG, "debug", event, kw)
 
     def info(self, event: str, **kw: Any) -> None:
-        self._target().info(event, **kw)
+        self._emit(logging.INFO, "info", event, kw)
 
     def warning(self, event: str, **kw: Any) -> None:
-        self._target().warning(event, **kw)
+        self._emit(logging.WARNING, "warning", event, kw)
 
     def error(self, event: str, **kw: Any) -> None:
-        self._target().error(event, **kw)
+        self._emit(logging.ERROR, "error", event, kw)
 
 
 def get_logger(name: str = "abstractruntime") -> _LibraryLogger:

@@ -1,13 +1,6 @@
-"""The data model: attrs classes compatible with AbstractRuntime 0.4.2's dataclasses.
-
-Field names, order and defaults follow the reference. Two fields are ours and come last so that positional
-construction stays compatible: ``RunState.step`` (steps committed; part of every idempotency key so a loop that
-repeats an effect is never served a stale result) and ``RunState.revision`` (bumped on every save; stores use it
-to refuse a stale writer).
-
-(De)serialisation goes through :mod:`abstractruntime.codec` (one cattrs converter); ``to_dict()`` helpers here
-are shortcuts to it.
-"""
+"""The data model: attrs classes compatible with AbstractRuntime 0.4.2's dataclasses (field names, order, defaults),
+plus ``RunState.step`` and ``RunState.revision``, last (docs/compatibility.md). (De)serialisation goes through
+:mod:`abstractruntime.codec`; the ``to_dict()`` helpers are shortcuts to it."""
 
 from __future__ import annotations
 
@@ -144,7 +137,7 @@ class WaitState:
         return _unstructure(self)
 
 
-@define
+@define(on_setattr=attrs.setters.convert)  # no validators: only ``status`` has work to do on assignment
 class RunState:
     run_id: str
     workflow_id: str
@@ -161,6 +154,7 @@ class RunState:
     parent_run_id: Optional[str] = None
     step: int = 0
     revision: int = 0
+    workflow_version: Optional[str] = None  #: the ``WorkflowSpec.version`` the run started with
 
     @classmethod
     def new(
@@ -264,6 +258,7 @@ class WorkflowSpec:
     workflow_id: str
     entry_node: str
     nodes: Dict[str, NodeHandler]
+    version: Optional[str] = None  #: runs record it and are driven only by the same version (docs/workflow-versions.md)
 
     def get_node(self, node_id: str) -> NodeHandler:
         if node_id not in self.nodes:

@@ -1,6 +1,5 @@
-"""Ledger subscriptions (:class:`LedgerSubscriptions`, owned by the :class:`~abstractruntime.Runtime`): the kernel
-publishes every committed record to the callbacks of ``Runtime.subscribe_ledger``, whatever the store. (The other
-read-side methods of the reference -- node traces, limits -- are the ``observation`` plugin's.)"""
+"""Ledger subscriptions (:class:`LedgerSubscriptions`, owned by the ``Runtime``): every committed record goes to the
+callbacks of ``Runtime.subscribe_ledger``, whatever the store (node traces, limits: the ``observation`` plugin)."""
 
 from __future__ import annotations
 

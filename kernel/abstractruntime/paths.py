@@ -1,5 +1,4 @@
-"""Writing into run variables at a dotted path (``result_key`` is one): :func:`set_path` and :func:`dict_at`.
-Reading paths (brackets, JSON pointers, ``get_path``) is the plugin kit's (docs/architecture.md)."""
+"""Writing into run variables at a dotted path (``result_key`` is one); reading paths is the plugin kit's."""
 
 from __future__ import annotations
 

@@ -1,28 +1,12 @@
-"""Plugin loading and the typed facade through which the kernel calls hooks.
-
-Each ``Runtime`` builds its own ``pluggy.PluginManager`` (there is no module-level manager), so two runtimes with
-different plugin sets can live in one process. Plugins are found through the ``abstractruntime`` entry-point
-group -- the builtin plugins are declared in our own ``pyproject.toml`` exactly as a third-party plugin declares
-itself.
-
-Loading policy:
-
-* a plugin shipped in the ``abstractruntime`` distribution is essential: if it fails to load, building the
-  runtime fails;
-* a third-party plugin that fails to import or register is recorded (``Runtime.plugins()``) and logged, and the
-  runtime starts without it -- unless ``strict`` is set, then it raises :class:`PluginError`;
-* ``block`` names are never loaded; with an ``allow`` list only the listed third-party plugins are loaded;
-  ``autoload=False`` loads only the builtin plugins and the plugin objects passed explicitly;
-* after loading, a plugin whose ``abstractruntime_requires`` names a plugin that is not loaded, or that implements
-  an ``abstractruntime_*`` hook no hookspec declares, fails under the same policy (:meth:`Hooks.fail`).
-"""
+"""Plugin loading (one ``pluggy.PluginManager`` per ``Runtime``, plugins from the ``abstractruntime`` entry-point
+group) and :class:`Hooks`, the typed facade through which the kernel calls hooks. The loading policy (builtin,
+third-party, strict, block, allow, autoload, requirements): docs/architecture.md#plugin-loading, docs/hooks.md."""
 
 from __future__ import annotations
 
 import functools
 import inspect
-from importlib import metadata
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
 import pluggy
@@ -60,10 +44,8 @@ class PluginInfo:
     status: str  # "loaded" | "failed" | "blocked" | "not-allowed" | "not-autoloaded"
     error: Optional[str] = None
     builtin: bool = False
-    #: passed to ``Runtime(plugins=[...])`` by the host
-    explicit: bool = False
-    #: the plugins it declares it needs (``abstractruntime_requires``)
-    requires: Tuple[str, ...] = ()
+    explicit: bool = False  # passed to ``Runtime(plugins=[...])`` by the host
+    requires: Tuple[str, ...] = ()  # the plugins it declares it needs (``abstractruntime_requires``)
 
     def to_dict(self) -> Dict[str, Any]:
         return attrs.asdict(self)
@@ -74,10 +56,14 @@ def _normalise_dist(name: Optional[str]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _entry_points() -> Tuple[metadata.EntryPoint, ...]:
-    # Reading installed metadata costs milliseconds; the set of installed distributions does not change while a
-    # process runs (except under `pip install` in-process, see refresh_entry_points()).
-    return tuple(sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name))
+def _entry_points() -> Tuple[Tuple[Any, Optional[str], Optional[str]], ...]:
+    """``(entry point, distribution, version)``; each distribution's metadata parsed once (refresh_entry_points())."""
+    from importlib import metadata
+
+    eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    dists = {id(d): d for d in (getattr(ep, "dist", None) for ep in eps) if d is not None}
+    meta = {key: (m["Name"], m["Version"]) for key, d in dists.items() for m in (d.metadata,)}
+    return tuple((ep, *meta.get(id(getattr(ep, "dist", None)), (None, None))) for ep in eps)
 
 
 def refresh_entry_points() -> None:
@@ -87,14 +73,13 @@ def refresh_entry_points() -> None:
 
 class _PluginManager(pluggy.PluginManager):
     """Any routine of a plugin named ``abstractruntime_*`` is a hook implementation, marked or not (as pytest treats
-    ``pytest_*``), so a misspelled hook name reaches :func:`_check_pending` instead of being silently ignored."""
+    ``pytest_*``; no other name is), so a misspelled hook name reaches :func:`_check_pending`, not silence."""
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        if not name.startswith(hookspecs.PREFIX) or name == REQUIRES_ATTRIBUTE:
+            return None  # a hook implementation is named after its hook: other attributes are not even read
         opts = super().parse_hookimpl_opts(plugin, name)
-        if opts is None and name.startswith(hookspecs.PREFIX) and name != REQUIRES_ATTRIBUTE:
-            if inspect.isroutine(getattr(plugin, name, None)):
-                opts = {}
-        return opts
+        return {} if opts is None and inspect.isroutine(getattr(plugin, name, None)) else opts
 
 
 def build_plugin_manager(
@@ -108,10 +93,7 @@ def build_plugin_manager(
     infos: List[PluginInfo] = []
     blocked = set(settings.block)
     allowed = set(settings.allow) if settings.allow is not None else None
-    for ep in _entry_points():
-        dist = getattr(ep, "dist", None)
-        dist_name = getattr(dist, "name", None)
-        version = getattr(dist, "version", None)
+    for ep, dist_name, version in _entry_points():
         builtin = _normalise_dist(dist_name) == OWN_DISTRIBUTION
 
         def info(status: str, error: Optional[str] = None) -> PluginInfo:
@@ -197,7 +179,6 @@ class Hooks:
         self._pm = pm
         self._hook = pm.hook
         self._strict = strict
-        #: plugin infos, updated when a third-party plugin fails in a collector hook
         self.infos: List[PluginInfo] = infos if infos is not None else []
 
     @property
@@ -206,12 +187,8 @@ class Hooks:
 
     # --- collectors -------------------------------------------------------------------------------------------
     def collect(self, hook_name: str, cls: type) -> List[Tuple[str, Any]]:
-        """``(plugin name, item)`` for every item the plugins return from the collector ``hook_name``.
-
-        Each plugin's implementation is called through pluggy on its own (wrappers and hook monitoring see it), so
-        one plugin's failure is attributed to it: a collector that raises or returns something other than ``cls``
-        instances fails its plugin under the one policy of :meth:`fail`.
-        """
+        """``(plugin name, item)`` for every item of the collector ``hook_name``, each plugin called on its own: one
+        that raises or returns something other than ``cls`` instances fails under :meth:`fail`."""
         hook = getattr(self._hook, hook_name, None)
         if hook is None:
             return []
@@ -232,9 +209,8 @@ class Hooks:
         return out
 
     def fail(self, name: str, error: str, cause: Optional[BaseException] = None) -> None:
-        """The one failure policy: a builtin plugin (or one passed explicitly) raises :class:`PluginError`, and so
-        does any plugin in strict mode; a third-party plugin is unregistered, reported as ``failed`` by
-        ``Runtime.plugins()`` and logged, and the runtime goes on without it."""
+        """The one failure policy: :class:`PluginError` for a builtin or explicit plugin (any in strict mode), else the
+        plugin is unregistered, reported as ``failed`` and logged."""
         info = next((i for i in self.infos if i.name == name), None)
         if info is None or info.builtin or info.explicit or self._strict:
             raise PluginError(f"Plugin {name!r}: {error}") from cause
@@ -280,6 +256,10 @@ class Hooks:
     # --- work -------------------------------------------------------------------------------------------------
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:
         return self._hook.abstractruntime_execute_effect(call=call)
+
+    def api_call(self, runtime: Any, name: str, run_id: Optional[str], call: Callable[[], Any]) -> Any:
+        hook = self._hook.abstractruntime_api_call  # only the kernel's own implementation: call directly
+        return call() if len(hook.get_hookimpls()) <= 1 else hook(runtime=runtime, name=name, run_id=run_id, call=call)
 
     def prepare_resume_payload(
         self, *, run: RunState, wait: Any, payload: Dict[str, Any], runtime: Any

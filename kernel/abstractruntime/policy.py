@@ -1,9 +1,5 @@
-"""Effect policies: attempts, backoff and idempotency keys (reference API, without its stale-key defect).
-
-The key of an effect includes the run's step counter (``RunState.step``): the same effect requested again by a
-later step -- a loop revisiting a node -- gets a new key and is executed, while a crash-and-retry of the *same*
-step (same checkpoint, same step counter) computes the same key and reuses the recorded outcome.
-"""
+"""Effect policies: attempts, backoff and idempotency keys (reference API). The key includes ``RunState.step``: a
+loop repeating an effect executes it again, a crash-and-retry of the same step reuses its outcome."""
 
 from __future__ import annotations
 
@@ -59,10 +55,8 @@ def _normalize_tool_calls_payload(payload: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def compute_idempotency_key(*, run_id: str, node_id: str, effect: Effect, step: Optional[int] = None) -> str:
-    """``sha256`` of the canonical JSON of run, node, effect type, payload and (when given) the step counter.
-
-    A TOOL_CALLS payload is normalised first (:func:`_normalize_tool_calls_payload`), so the same calls with
-    drifting provider ids or argument encodings get the same key; other payloads are hashed as given."""
+    """``sha256`` of the canonical JSON of run, node, effect type, payload and (when given) step; a TOOL_CALLS payload
+    is normalised first (:func:`_normalize_tool_calls_payload`), so drifting ids or encodings get the same key."""
     payload = effect.payload if isinstance(effect.payload, dict) else {}
     effect_type = effect_type_value(effect.type)
     if effect_type == EffectType.TOOL_CALLS.value:

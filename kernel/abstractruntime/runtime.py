@@ -1,8 +1,5 @@
-"""The kernel: the tick loop (start / tick / resume / pause / cancel). One step is one store commit (checkpoint and
-ledger records together, checked as plain JSON first); a side-effecting handler's ``started`` reservation is
-committed before it runs, so a crash in the middle is visible and a retry reuses it. Handlers and stores are
-plugins'.
-"""
+"""The kernel's tick loop (start / tick / resume / pause / cancel); steps are written by the RunWriter at barriers
+(docs/durability.md). Handlers and stores are plugins'."""
 
 from __future__ import annotations
 
@@ -15,9 +12,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import attrs
 
+from . import control
 from .commit import Mutate, RunWriter
 from .descriptors import EffectHandlerDescriptor, legacy_handler
-from .effect_execution import EffectDispatch, EffectExecutor
+from .effect_execution import RETRY, EffectDispatch, EffectExecutor
 from .errors import (
     ConcurrentModificationError,
     ConfigurationError,
@@ -29,6 +27,7 @@ from .errors import (
     ValidationError,
     WaitKeyMismatchError,
     WorkflowSpecError,
+    WorkflowVersionError,
 )
 from .ledger_rows import row as _row
 from .ledger_rows import status_row as _status_row
@@ -49,15 +48,25 @@ from .models import (
     utc_now_iso,
 )
 from .observation import LedgerSubscriptions
-from .paths import dict_at, set_path
+from .paths import set_path
 from .plugins import Hooks, PluginInfo, build_plugin_manager, open_store, select_effect_handlers
 from .policy import DefaultEffectPolicy, EffectPolicy
 from .settings import Settings, load_settings
 from .stash import Stash
-from .storage.base import Capability, StoreBackend, backend_for
+from .storage.base import Capability, SplitBackend, StoreBackend, backend_for
 from .timeutil import now_utc, parse_instant
 
 log = get_logger("abstractruntime")
+
+
+def _await_privately(awaitable: Any) -> Any:
+    """How a sync ``Runtime`` finishes an async handler's or node's awaitable: on a private event loop (an
+    ``AsyncRuntime`` replaces ``Runtime.awaiter`` to await it on the host's loop instead; docs/asyncio.md)."""
+    import asyncio  # only when a sync runtime meets an async handler or node (start-up stays light)
+
+    async def wait() -> Any:
+        return await awaitable
+    return asyncio.run(wait())
 
 
 def _check_workflow(workflow: WorkflowSpec, run: RunState) -> None:
@@ -65,6 +74,10 @@ def _check_workflow(workflow: WorkflowSpec, run: RunState) -> None:
         raise ValidationError(f"run {run.run_id} belongs to workflow '{run.workflow_id}', not "
                               f"'{workflow.workflow_id}': pass the run's own workflow (the run is unchanged)",
                               run_id=run.run_id)
+    if workflow is not None and run.workflow_version is not None and workflow.version != run.workflow_version:
+        raise WorkflowVersionError(f"run {run.run_id} started with version {run.workflow_version!r} of workflow "
+                                   f"'{run.workflow_id}', not {workflow.version!r}: drive it with its own version "
+                                   f"(a registry can hold several); the run is unchanged", run_id=run.run_id)
 
 
 @attrs.define
@@ -76,14 +89,9 @@ class DefaultRunContext:
 
 
 class Runtime:
-    """A durable workflow runtime: ``Runtime(run_store=..., ledger_store=...)`` as in 0.4.2, or without stores the
-    store from configuration (``Runtime.from_config``), else the one a store plugin offers as the default.
-
-    Composed of a :class:`~abstractruntime.commit.RunWriter` (every write), an
-    :class:`~abstractruntime.effect_execution.EffectExecutor` and :class:`~abstractruntime.observation.
-    LedgerSubscriptions`. Plugins keep per-runtime state in :attr:`stash`; the methods they add are bound on the
-    instance with their own signature and docstring (``dir()``, ``help()``, :meth:`plugin_methods`).
-    """
+    """A durable workflow runtime: ``Runtime(run_store=..., ledger_store=...)`` as in 0.4.2, or the configured (else
+    default) store. Composed of a RunWriter (every write), an EffectExecutor and LedgerSubscriptions; plugins keep
+    state in :attr:`stash` and add methods bound on the instance (docs/architecture.md)."""
 
     def __init__(
         self,
@@ -103,6 +111,7 @@ class Runtime:
     ) -> None:
         self._settings = load_settings(settings) if not isinstance(settings, Settings) else settings
         self.stash = Stash()
+        self.awaiter: Callable[[Any], Any] = _await_privately  #: finishes what async handlers and nodes return
         pm, infos = build_plugin_manager(self._settings.plugins, plugins)
         self._hooks = Hooks(pm, strict=self._settings.plugins.strict, infos=infos)
 
@@ -141,12 +150,15 @@ class Runtime:
             self._subscriptions = LedgerSubscriptions()
             self._writer = RunWriter(runtime=self, backend=self._backend, run_store=run_store,
                                      ledger_store=ledger_store, hooks=self._hooks,
-                                     publish=self._subscriptions.publish)
+                                     publish=self._subscriptions.publish,  # staging needs one-transaction commits
+                                     durability="step" if isinstance(self._backend, SplitBackend)
+                                     else self._settings.durability)
             self._effects = EffectExecutor(
                 runtime=self, hooks=self._hooks, handlers=self._handlers,
                 policy=effect_policy if effect_policy is not None else DefaultEffectPolicy(),
                 commit=self._writer.commit, find_prior=self._writer.find_prior,
                 sleep=sleep if sleep is not None else (lambda seconds: time.sleep(seconds)),  # looked up per call
+                inline_backoff_s=self._settings.inline_backoff_s,
             )
             self._hooks.runtime_created(runtime=self)
         except BaseException:
@@ -332,9 +344,13 @@ class Runtime:
             vars=run_vars,
             parent_run_id=parent_run_id,
         )
+        run.workflow_version = workflow.version
         self._hooks.prepare_new_run(runtime=self, run=run)
+        return self._hooks.api_call(self, "start", run.run_id, functools.partial(self._create, run))
+
+    def _create(self, run: RunState) -> str:
         self._commit(run, (), node_id=None, expected_revision=None)
-        log.debug("run_started", run_id=run.run_id, workflow=workflow.workflow_id)
+        log.debug("run_started", run_id=run.run_id, workflow=run.workflow_id)
         return run.run_id
 
     def get_state(self, run_id: str) -> RunState:
@@ -347,19 +363,24 @@ class Runtime:
         """Execute up to ``max_steps`` steps of a run; returns the state after the last commit.
 
         A run that another process is ticking on the same embedded store is left alone (its stored state is
-        returned): the store's ``run_locks`` say who drives it."""
+        returned): the store's ``run_locks`` say who drives it. Returns after its steps are durable (a barrier)."""
+        return self._hooks.api_call(self, "tick", run_id, functools.partial(self._drive, workflow, run_id, max_steps,
+                                                                            None))
+
+    def _drive(self, workflow: WorkflowSpec, run_id: str, max_steps: int, resumed: Optional[RunState]) -> RunState:
         with self._lock(run_id):
             locks = self._run_locks
             if locks is not None and not locks.acquire(run_id):
-                return self._load(run_id)
+                return self._load(run_id) if resumed is None else self._writer.settle(resumed, strict=True)
             try:
-                return self._tick(workflow, run_id, max_steps)
+                return self._writer.settle(self._tick(workflow, run_id, max_steps, resumed), strict=bool(resumed))
             finally:
+                self._writer.discard(run_id)  # staged by a call that raised: never observed
                 if locks is not None:
                     locks.release(run_id)
 
-    def _tick(self, workflow: WorkflowSpec, run_id: str, max_steps: int) -> RunState:
-        run = self._load(run_id)
+    def _tick(self, workflow: WorkflowSpec, run_id: str, max_steps: int, resumed: Optional[RunState]) -> RunState:
+        run = resumed if resumed is not None else self._load(run_id)
         _check_workflow(workflow, run)
         if run.status.is_terminal or run.is_paused:
             return run
@@ -415,6 +436,8 @@ class Runtime:
                     f"(nodes: {', '.join(sorted(workflow.nodes)) or 'none'})"
                 )
             plan = handler(run, self._context)
+            if not isinstance(plan, StepPlan) and inspect.isawaitable(plan):  # an async node
+                plan = self.awaiter(plan)
             if not isinstance(plan, StepPlan):
                 raise InvalidTypeError(f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan")
             if plan.complete_output is None and plan.effect is None and not plan.next_node:
@@ -439,36 +462,46 @@ class Runtime:
             run.current_node = plan.next_node  # type: ignore[assignment]
         else:
             records = self._effects.run_effect(run, plan)
+            if run.waiting is not None and (run.waiting.details or {}).get("kind") == RETRY:
+                return self._fail_node(run, node_id, None, wait=run.waiting, records=records)
         run.step += 1
         limits = run.vars.get("_limits")
         if isinstance(limits, dict):  # reference defect 11: the iteration counter never moved
             current = limits.get("current_iteration")
             limits["current_iteration"] = (current if type(current) is int else 0) + 1
-        self._commit(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
+        self._writer.stage(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
         self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
         log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
         return run
 
-    def _fail_node(self, run: RunState, node_id: str, exc: Exception) -> RunState:
-        self._hooks.step_error(run=run, node_id=node_id, error=exc)
-        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        error = f"Node '{node_id}' failed: {type(exc).__name__}: {message}"
-        # The node may have half-mutated run.vars before raising: fail the last good checkpoint instead.
-        failed = self._load(run.run_id)
+    def _fail_node(self, run: RunState, node_id: str, exc: Optional[Exception], *, wait: Optional[WaitState] = None,
+                   records: Sequence[StepRecord] = ()) -> RunState:
+        """Fail the node that raised ``exc`` -- or park it in ``wait`` for a durable retry backoff -- from the last good
+        state: the node may have half-mutated run.vars. A parked step keeps its step number, so it runs again (when
+        the timer is due) under the same idempotency key and continues the attempt count."""
+        error = None
+        if exc is not None:
+            self._hooks.step_error(run=run, node_id=node_id, error=exc)
+            message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            error = f"Node '{node_id}' failed: {type(exc).__name__}: {message}"
+        failed = self._writer.last_good(run.run_id)
         if failed.revision != run.revision:
             return failed
         previous_status = failed.status
-        failed.waiting = None  # e.g. a due WAIT_UNTIL whose continuation failed
         failed.current_node = node_id
-        failed.status = RunStatus.FAILED
-        failed.error = error
-        failed.step += 1
-        records = [_row(failed, node_id, StepStatus.FAILED, error=error),
-                   _status_row(failed, RunStatus.FAILED.value)]
+        if wait is not None:
+            failed.status, failed.waiting = RunStatus.WAITING, wait
+        else:
+            failed.waiting = None  # e.g. a due WAIT_UNTIL whose continuation failed
+            failed.status, failed.error = RunStatus.FAILED, error
+            failed.step += 1
+            records = [_row(failed, node_id, StepStatus.FAILED, error=error),
+                       _status_row(failed, RunStatus.FAILED.value)]
         self._commit(failed, records, node_id=node_id, expected_revision=run.revision,
                      previous_status=previous_status)
         self._hooks.after_step(run=failed, node_id=node_id, plan=None, records=records)
-        log.warning("node_failed", run_id=failed.run_id, node=node_id, error=error)
+        if error is not None:
+            log.warning("node_failed", run_id=failed.run_id, node=node_id, error=error)
         return failed
 
     # --- resume / pause / cancel ------------------------------------------------------------------------------
@@ -483,6 +516,11 @@ class Runtime:
     ) -> RunState:
         """Deliver ``payload`` to a waiting run and continue it (the waiting node is not executed again). If the
         wait ``wait_key`` names was already resumed (by a driver, say), the run's current state is returned."""
+        return self._hooks.api_call(self, "resume", run_id, functools.partial(
+            self._resume, workflow, run_id, wait_key, payload, max_steps))
+
+    def _resume(self, workflow: WorkflowSpec, run_id: str, wait_key: Optional[str], payload: Dict[str, Any],
+                max_steps: int) -> RunState:
         with self._lock(run_id):
             run = self._load(run_id)
             wait = run.waiting
@@ -523,64 +561,26 @@ class Runtime:
                 run.status = RunStatus.RUNNING
                 run.current_node = wait.resume_to_node
             run.step += 1
-            self._commit(run, records, node_id=node_id, expected_revision=expected,
-                         previous_status=RunStatus.WAITING)
+            self._writer.stage(run, records, node_id=node_id, expected_revision=expected,
+                               previous_status=RunStatus.WAITING)
             if run.status is not RunStatus.RUNNING or max_steps <= 0:
-                return run
-            return self.tick(workflow=workflow, run_id=run_id, max_steps=max_steps)
+                try:
+                    return self._writer.settle(run, strict=True)
+                finally:
+                    self._writer.discard(run_id)
+            return self._drive(workflow, run_id, max_steps, run)
 
     def pause_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
-        def mutate(run: RunState) -> Optional[List[StepRecord]]:
-            if run.status.is_terminal or run.is_paused:
-                return None
-            if run.status is RunStatus.WAITING and run.waiting is not None and run.waiting.reason is WaitReason.USER:
-                return None  # already waiting for a person
-            control = dict_at(run.vars, "_runtime.control")
-            control["paused"] = True
-            control["paused_at"] = utc_now_iso()
-            if isinstance(reason, str) and reason.strip():
-                control["pause_reason"] = reason
-            if run.status is RunStatus.RUNNING:
-                run.status = RunStatus.WAITING
-                run.waiting = WaitState(
-                    reason=WaitReason.USER, wait_key=f"pause:{run.run_id}", resume_to_node=run.current_node,
-                    prompt="Paused", allow_free_text=False, details={"kind": "pause"},
-                )
-            return []
-
-        return self._writer.update(run_id, mutate)
+        return self._control("pause_run", run_id, functools.partial(control.pause, reason=reason))
 
     def resume_run(self, run_id: str) -> RunState:
-        def mutate(run: RunState) -> Optional[List[StepRecord]]:
-            if run.status.is_terminal or not run.is_paused:
-                return None
-            control = dict_at(run.vars, "_runtime.control")
-            control.pop("paused", None)
-            control.pop("pause_reason", None)
-            control["resumed_at"] = utc_now_iso()
-            w = run.waiting
-            if w is not None and w.reason is WaitReason.USER and (
-                w.wait_key == f"pause:{run.run_id}" or (w.details or {}).get("kind") == "pause"
-            ):
-                run.status = RunStatus.RUNNING
-                run.current_node = w.resume_to_node or run.current_node
-                run.waiting = None
-            return []
-
-        return self._writer.update(run_id, mutate)
+        return self._control("resume_run", run_id, control.unpause)
 
     def cancel_run(self, run_id: str, *, reason: Optional[str] = None) -> RunState:
-        def mutate(run: RunState) -> Optional[List[StepRecord]]:
-            if run.status.is_terminal:
-                return None
-            run.status = RunStatus.CANCELLED
-            run.error = reason or "Cancelled"
-            run.waiting = None
-            if run.is_paused:
-                dict_at(run.vars, "_runtime.control").pop("paused", None)
-            return [_status_row(run, RunStatus.CANCELLED.value)]
+        return self._control("cancel_run", run_id, functools.partial(control.cancel, reason=reason))
 
-        return self._writer.update(run_id, mutate)
+    def _control(self, name: str, run_id: str, mutate: Mutate) -> RunState:
+        return self._hooks.api_call(self, name, run_id, functools.partial(self._writer.update, run_id, mutate))
 
 
 __all__ = ["Runtime", "DefaultRunContext", "EffectOutcome"]

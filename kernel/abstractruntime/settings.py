@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import attrs
 from attrs import field, frozen
 
 from .descriptors import StoreLocation
@@ -47,6 +46,25 @@ class PluginSettings:
     block: Tuple[str, ...] = field(default=(), converter=_names)
 
 
+DURABILITIES = ("barrier", "step", "none")
+
+
+def _choice(value: Any, what: str, choices: Tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigurationError(f"'{what}' must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+def _seconds(value: Any, what: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not 0 <= seconds < float("inf") or isinstance(value, bool):
+        raise ConfigurationError(f"'{what}' must be a number of seconds >= 0, got {value!r}")
+    return seconds
+
+
 def _store_url(store: Any) -> Optional[str]:
     if store is not None and (not isinstance(store, str) or not store.strip()):
         raise ConfigurationError(f"'store' must be a non-empty string such as 'lmdb:///path', got {store!r}")
@@ -61,12 +79,16 @@ class Settings:
     effects: Dict[str, str] = field(factory=dict)
     #: per-plugin options, ``[abstractruntime.plugin_options.<plugin name>]``; each plugin documents its keys
     plugin_options: Dict[str, Dict[str, Any]] = field(factory=dict)
+    #: when steps reach the disk: "barrier" (default), "step" or "none" (docs/durability.md)
+    durability: str = field(default="barrier", converter=lambda v: _choice(v, "durability", DURABILITIES))
+    #: an effect retry backoff longer than this (seconds) parks the run in a durable timer wait (docs/effects.md)
+    inline_backoff_s: float = field(default=1.0, converter=lambda v: _seconds(v, "inline_backoff_s"))
 
     def options_for(self, plugin: str) -> Dict[str, Any]:
         return dict(self.plugin_options.get(plugin) or {})
 
 
-_TOP_KEYS = {"store", "store_options", "plugins", "effects", "plugin_options"}
+_TOP_KEYS = {"store", "store_options", "plugins", "effects", "plugin_options", "durability", "inline_backoff_s"}
 _PLUGIN_KEYS = {"autoload", "strict", "allow", "block"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -102,7 +124,7 @@ def _merge(base: Dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Dic
         )
     out = dict(base)
     for key, value in overlay.items():
-        if key == "store":
+        if key in ("store", "durability", "inline_backoff_s"):
             out[key] = value
             continue
         if not isinstance(value, Mapping):
@@ -138,7 +160,8 @@ def read_toml(path: Union[str, Path]) -> Dict[str, Any]:
 
 
 def _from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
-    out: Dict[str, Any] = {"store": environ["ABSTRACTRUNTIME_STORE"]} if environ.get("ABSTRACTRUNTIME_STORE") else {}
+    out: Dict[str, Any] = {k.lower(): environ[f"ABSTRACTRUNTIME_{k}"] for k in ("STORE", "DURABILITY")
+                           if environ.get(f"ABSTRACTRUNTIME_{k}")}
     plugins: Dict[str, Any] = {}
     for key in sorted(_PLUGIN_KEYS):  # ABSTRACTRUNTIME_PLUGINS_AUTOLOAD / _STRICT / _ALLOW / _BLOCK
         name = f"ABSTRACTRUNTIME_PLUGINS_{key.upper()}"
@@ -184,6 +207,8 @@ def load_settings(
         plugins=PluginSettings(**plugins),
         effects={str(k): str(v) for k, v in effects.items()},
         plugin_options={str(k): dict(v) for k, v in (merged.get("plugin_options") or {}).items()},
+        durability=merged.get("durability", "barrier"),
+        inline_backoff_s=merged.get("inline_backoff_s", 1.0),
     )
 
 

@@ -1,6 +1,5 @@
-"""Typed per-runtime (and per-backend) state for plugins, as pytest's ``Stash``: a plugin keeps what it needs --
-a store it opened, its parsed options, a cache -- under a module-level ``StashKey[T]()`` in ``runtime.stash``
-instead of a module-level table keyed by the runtime. The state lives and dies with its owner."""
+"""Typed per-runtime (and per-backend) state for plugins, as pytest's ``Stash``: under a module-level ``StashKey[T]()``
+in ``runtime.stash`` instead of a module-level table keyed by the runtime, it lives and dies with its owner."""
 
 from __future__ import annotations
 

@@ -10,11 +10,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def parse_instant(value: str) -> datetime:
-    """Parse an ISO-8601 timestamp into an aware UTC datetime.
-
-    Accepts any offset (``+02:00``), ``Z``, and naive timestamps, which are taken as UTC (the reference writes UTC).
-    Raises ``ValueError`` with the offending text for anything else.
-    """
+    """Parse an ISO-8601 timestamp (any offset, ``Z``, or naive: taken as UTC) into an aware UTC datetime; raises
+    ``ValidationError`` (a ``ValueError``) with the offending text for anything else."""
     if isinstance(value, datetime):
         dt = value
     else:

@@ -14,6 +14,7 @@ from abstractruntime.errors import ConcurrentModificationError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
 from abstractruntime_storekit import IndexedRunQueries, SortedRunIndex, index_entries, validate_run_id
+from abstractruntime_storekit.recency import SortedIndexReader
 
 FAULT_POINT = "commit:after-checkpoint"
 
@@ -130,6 +131,10 @@ class InMemoryRunStore(IndexedRunQueries, RunStore):
     def _all_runs(self) -> List[RunState]:
         with self.backend._lock:
             return self.backend._load_many(list(self.backend._runs))
+
+    def _read_index(self, fn: Callable[[Any], Any]) -> Any:
+        with self.backend._lock:
+            return fn(SortedIndexReader(self.backend._index, self.backend._load_many))
 
 
 class InMemoryLedgerStore(LedgerStore):

@@ -16,13 +16,14 @@ import os
 import threading
 import weakref
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from abstractruntime import codec
 from abstractruntime.errors import InvalidTypeError, ValidationError
 from abstractruntime.models import RunState, StepRecord
 from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit
 from abstractruntime_storekit import IndexedRunQueries
+from abstractruntime_storekit.recency import SortedIndexReader
 
 from .backend import JsonFilesBackend
 from .fileio import COMMITTED_KEY, FAULT_POINT, MAX_RUN_ID_LENGTH, validate_run_id
@@ -83,6 +84,12 @@ class JsonFileRunStore(IndexedRunQueries, RunStore):
         runs = b.load_many(b.query(lambda: b.all_run_ids()))
         b.report_corrupt()  # the run files the index skipped
         return runs
+
+    def _read_index(self, fn: Callable[[Any], Any]) -> Any:
+        b = self.backend
+        result = b.query(lambda: fn(SortedIndexReader(b._index, b.load_many)))
+        b.report_corrupt()  # the run files the index leaves out: never silently
+        return result
 
 
 class JsonlLedgerStore(LedgerStore):

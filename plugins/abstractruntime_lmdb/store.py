@@ -1,23 +1,25 @@
-"""LMDB store: one environment directory, one B-tree, one write transaction per step.
+"""LMDB store: one environment directory, one B-tree; concurrent step commits share one write transaction
+(group commit: storekit's ``GroupCommit``, a nested transaction per commit so a refused one writes nothing).
 
 Everything lives in LMDB's main database under key prefixes (integers are 8-byte big-endian so they sort
 numerically; ``\\0`` separates parts). One tree means a step dirties few pages -- the checkpoint's and the new
 ledger records' -- which is what an fsync-per-commit costs.
 
 ======================================  ============================================================
-``m:schema_version``                    ``1``
+``m:schema_version``                    ``3`` (``SCHEMA_VERSION``)
 ``d:`` run_id ``\\x00``                    magic + CRC-32 + revision (u64) + index length (u32) + index entries (JSON) +
                                         checkpoint JSON
 ``d:`` run_id ``\\x01`` seq                step record JSON (seq is 1-based, per run)
 ``d:`` run_id ``\\x02`` idempotency key    status byte + seq of the answering record
-``x:`` kind ``\\0`` value ``\\0`` run_id       (empty) -- status, workflow, parent, wait, timer, event
+``x:`` kind ``\\0`` value ``\\0`` run_id       (empty) -- status, workflow, updated, parent, wait, timer, event
 ======================================  ============================================================
 
 A run's checkpoint, ledger and idempotency entries are adjacent keys, so a step usually dirties one or two leaf
 pages.
 
 Appending a record finds the run's last sequence number with one cursor step, never reading the earlier ledger.
-Due timers and event waiters are range scans of ``x:``. The revision is checked inside the write transaction, so
+Due timers, event waiters and the newest runs (``list_runs``, a reverse scan of ``updated``: indexread.py) are
+range scans of ``x:``. The revision is checked inside the write transaction, so
 a stale writer is refused. The map grows automatically (doubling) when full, and a map grown by another process
 is adopted. Several processes on one machine may open the same directory (LMDB's lock file coordinates them); do
 not carry an open backend across ``fork()``.
@@ -29,10 +31,8 @@ import json
 import os
 import re
 import struct
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import lmdb
 
@@ -40,15 +40,18 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import IndexedRunQueries, RunLocks, check_contiguous, index_entries, validate_run_id
+from abstractruntime_storekit import (GroupCommit, GroupEntry, IndexedRunQueries, RunLocks, check_contiguous,
+                                      index_entries, validate_run_id)
 from abstractruntime_storekit.opening import os_error, store_directory
 from abstractruntime_storekit.files import FileSiblings
 from abstractruntime_storekit.integrity import load_skipping
 
 from . import DEFAULT_MAP_SIZE, check
+from .guards import SharedExclusiveLock, check_data_file, file_size
 from .values import driver_error, old_entries, pack_value, purge_index, revision_of, split_value
 
-SCHEMA_VERSION = 2  # 2: checkpoints carry a checksum (values.py); version-1 values are read without one
+SCHEMA_VERSION = 3  # 2: checkpoints carry a checksum (values.py); version-1 values are read without one
+# 3: every run has an ``updated`` index entry (added on a writable open of an older store, indexread.py)
 FAULT_POINT = "commit:after-checkpoint"
 _U64 = struct.Struct(">Q")
 _SEP = b"\x00"
@@ -84,85 +87,6 @@ def _index_key(kind: str, value: str, run_id: str) -> bytes:
     return _INDEX + f"{kind}\x00{value}\x00{run_id}".encode("utf-8")
 
 
-_META_LAST_PG = struct.Struct("<QQ")  # MDB_meta.mm_last_pg, mm_txnid (64-bit little-endian builds)
-_META_OFFSET = 16 + 4 + 4 + 8 + 8 + 2 * 48  # page header, magic, version, address, mapsize, two MDB_db
-
-
-def _check_data_file(data: Path) -> None:
-    """Refuse a truncated ``data.mdb`` with a clear error instead of letting the mmap fault (SIGBUS) later.
-
-    LMDB keeps two meta pages at the start of the file; the newer one says how many pages are in use. A file
-    shorter than that (or empty, or without its meta pages) was cut: nothing is opened or changed.
-    """
-    if not data.exists():
-        return
-    # The meta pages first, the size second: another process may commit in between, and LMDB writes a commit's
-    # pages before its meta page and never shrinks the file, so this order never sees a live file as "truncated".
-    with data.open("rb") as fh:
-        head = fh.read(2 * 4096 + _META_OFFSET + _META_LAST_PG.size)
-        size = os.fstat(fh.fileno()).st_size
-    hint = (f"LMDB store file {data} is truncated ({size} bytes); restore it from a backup, or move the "
-            f"directory away to start an empty store. Nothing was changed.")
-    if size == 0:
-        raise CorruptStoreError(hint)
-    metas = []
-    for page_size in (4096,):
-        for page in (0, 1):
-            start = page * page_size + _META_OFFSET
-            if len(head) >= start + _META_LAST_PG.size:
-                metas.append(_META_LAST_PG.unpack_from(head, start))
-        if len(metas) < 2:
-            raise CorruptStoreError(hint)
-        last_pg, _txn = max(metas, key=lambda m: m[1])
-        if size < (last_pg + 1) * page_size:
-            raise CorruptStoreError(hint)
-
-
-class _SharedExclusiveLock:
-    """Many readers or one map resizer (LMDB requires no live transaction in this process during a resize)."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
-        self._active = 0
-        self._exclusive = False
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._active += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._active -= 1
-                if self._active == 0:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        with self._cond:
-            while self._exclusive:
-                self._cond.wait()
-            self._exclusive = True
-            while self._active:
-                self._cond.wait()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._exclusive = False
-                self._cond.notify_all()
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
 class LmdbBackend(FileSiblings, StoreBackend):
     """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit: the
     data pages, then the meta page (``metasync``, default ``sync``). ``metasync=False`` saves the second fsync; an
@@ -170,6 +94,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
 
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
                               Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
+    updated_index = True  # every run has its ``updated`` index entry (schema 3; see _check_schema)
 
     def __init__(
         self,
@@ -182,7 +107,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
         read_only: bool = False,
     ) -> None:
         self.path = store_directory(Path(path).expanduser(), store="lmdb", read_only=read_only, markers=("data.mdb",))
-        _check_data_file(self.path / "data.mdb")
+        check_data_file(self.path / "data.mdb")
         self.sync = sync
         self.metasync = sync if metasync is None else bool(metasync)
         self.read_only = read_only
@@ -199,7 +124,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
                 )
                 break
             except lmdb.MapResizedError:  # another process grew the map while we opened it: take its size
-                map_size = max(int(map_size) * 2, _file_size(self.path / "data.mdb"))
+                map_size = max(int(map_size) * 2, file_size(self.path / "data.mdb"))
             except lmdb.Error as exc:
                 reason = ("permission denied: run as a user who may write it (read-only commands such as `runs "
                           "list` need no write access), or fix its permissions"
@@ -207,7 +132,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
                 raise StoreError(f"Cannot open LMDB store at {self.path}: {reason}") from exc
         else:
             raise StoreError(f"Cannot open LMDB store at {self.path}: its map kept growing while it was opened")
-        self._rw = _SharedExclusiveLock()
+        self._rw = SharedExclusiveLock()
         self._closed = False
         try:
             # a read-only backend takes no run locks (it never ticks a run): no lock file is created
@@ -226,6 +151,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
             raise
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
+        self.group = GroupCommit(self._write_batch)
         self.run_store = LmdbRunStore(self)
         self.ledger_store = LmdbLedgerStore(self)
 
@@ -247,7 +173,11 @@ class LmdbBackend(FileSiblings, StoreBackend):
                     f"supports ({SCHEMA_VERSION}); upgrade abstractruntime to open it. Nothing was changed."
                 )
             if version < SCHEMA_VERSION and not self.read_only:  # older values stay readable as they are
+                if version < 3:
+                    from .indexread import add_updated_entries
+                    add_updated_entries(self, txn)
                 txn.put(_META, str(SCHEMA_VERSION).encode())
+            self.updated_index = version >= 3 or not self.read_only  # else list_runs reads every run
 
         (self.read if self.read_only else self.write)(check)
 
@@ -321,7 +251,26 @@ class LmdbBackend(FileSiblings, StoreBackend):
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:
-        self.write(lambda txn: self.commit_in(txn, commit))
+        """Group commit: concurrent callers' steps share one write transaction (and its fsync)."""
+        self.group.submit(commit)
+
+    def _write_batch(self, batch: List[GroupEntry]) -> None:
+        if len(batch) == 1:  # alone: no nested transaction needed (a failure aborts the transaction)
+            self.write(lambda txn: self.commit_in(txn, batch[0].commit))
+            return
+
+        def tx(txn: Any) -> None:  # re-run from the start if the map had to grow
+            for entry in batch:
+                entry.error = None
+                try:
+                    with self.env.begin(write=True, parent=txn) as child:  # one commit's writes, or none
+                        self.commit_in(child, entry.commit)
+                except lmdb.Error:
+                    raise
+                except Exception as exc:  # refused (revision, reservation, chain head): only this caller fails
+                    entry.error = exc
+
+        self.write(tx)
 
     def commit_in(self, txn: Any, commit: StepCommit) -> None:
         """Apply one step commit inside an open write transaction (``commit_step`` opens one per step)."""
@@ -499,6 +448,14 @@ class LmdbRunStore(IndexedRunQueries, RunStore):
     def _all_runs(self) -> List[RunState]:
         b = self.backend
         return b.read(lambda txn: b.load_many_in(txn, b.all_run_ids(txn)))
+
+    def _read_index(self, fn: Callable[[Any], Any]) -> Any:
+        from .indexread import LmdbIndexReader
+
+        b = self.backend
+        if not b.updated_index:  # an older store opened read-only: no ``updated`` entries
+            raise NotImplementedError
+        return b.read(lambda txn: fn(LmdbIndexReader(b, txn)))
 
 
 class LmdbLedgerStore(LedgerStore):

@@ -5,6 +5,7 @@ Reference API: :class:`Snapshot`, :class:`SnapshotStore`, :class:`InMemorySnapsh
 
 Runtime methods added by this plugin:
 
+* ``runtime.list_snapshots(run_id=None, limit=50) -> list[Snapshot]`` (newest first)
 * ``runtime.create_snapshot(run_id, *, name, description=None, tags=None, snapshot_store=None) -> Snapshot``
 * ``runtime.restore_snapshot(snapshot_id, *, snapshot_store=None) -> RunState`` -- the run returns to the
   snapshot's status, node, vars, wait, output and error; ``revision`` and ``step`` keep counting up, and the
@@ -174,9 +175,15 @@ def fork_run(runtime: Any, snapshot_id: str, *, snapshot_store: Optional[Snapsho
     return run.run_id
 
 
+def list_snapshots(runtime: Any, run_id: Optional[str] = None, limit: int = 50) -> List[Snapshot]:
+    """The snapshots of ``run_id`` (all runs if None), newest first, at most ``limit``."""
+    return list(snapshot_store_for(runtime).list(run_id=run_id, limit=limit))
+
+
 @hookimpl
 def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
     return [
+        RuntimeMethodDescriptor("list_snapshots", list_snapshots, "The snapshots of a run (or all), newest first"),
         RuntimeMethodDescriptor("create_snapshot", create_snapshot, "Save a named snapshot of a run's state"),
         RuntimeMethodDescriptor("restore_snapshot", restore_snapshot, "Put a run back into a snapshot's state"),
         RuntimeMethodDescriptor("fork_run", fork_run, "Start a new run from a snapshot"),

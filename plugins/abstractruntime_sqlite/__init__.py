@@ -1,8 +1,9 @@
 """Builtin plugin ``sqlite``: a single-file SQLite store (URL ``sqlite:///abs/path/file.db``, or a relative path).
 
-Options (URL query or ``[abstractruntime.store_options]``): ``durability`` = ``normal`` (default,
-``synchronous=NORMAL``) or ``full`` (``synchronous=FULL``: fsync on every commit); ``sync`` = true/false is an alias
-(true -> full, false -> normal). A bare ``sqlite`` (no path) uses ``<ABSTRACTRUNTIME_HOME>/runtime.sqlite``.
+Options (URL query or ``[abstractruntime.store_options]``): ``durability`` = ``normal`` (``synchronous=NORMAL``:
+no commit waits for the disk) or ``full`` (``synchronous=FULL``: every commit does); ``sync`` = true/false is an
+alias (true -> full, false -> normal). Without either, each commit follows the runtime's ``durability``
+(docs/durability.md): FULL at barriers, NORMAL under ``durability = "none"``. A bare ``sqlite`` (no path) uses ``<ABSTRACTRUNTIME_HOME>/runtime.sqlite``.
 The reference API is available too: ``SqliteDatabase(path)``, ``SqliteRunStore(db)``, ``SqliteLedgerStore(db)``.
 """
 
@@ -48,8 +49,8 @@ class SqliteOptions:
 
     @property
     def effective_durability(self) -> str:
-        """``durability``, else what ``sync`` means, else ``normal``."""
-        return self.durability or self.sync_durability or "normal"
+        """``durability``, else what ``sync`` means, else ``auto`` (each commit as durable as the runtime asks)."""
+        return self.durability or self.sync_durability or "auto"
 
 
 def open_sqlite(location: StoreLocation):

@@ -20,7 +20,9 @@ from .schema import _SCHEMA, SCHEMA_VERSION
 
 CONNECT_TIMEOUT = 30.0
 BUSY_TIMEOUT_MS = 5000
-DURABILITY = {"normal": "NORMAL", "full": "FULL"}
+#: "auto" (no durability option given): each commit FULL if the runtime asks for it durable (a barrier, durability
+#: "barrier" or "step"), else NORMAL (durability "none"); a FULL commit syncs every WAL frame written before it
+DURABILITY = {"normal": "NORMAL", "full": "FULL", "auto": "FULL"}
 _FORK_LEFTOVERS: list = []  # connections inherited across fork(): kept referenced so they are never closed
 
 
@@ -139,9 +141,15 @@ class SqliteConnections:
                 if time.monotonic() >= deadline:
                     raise
 
-    def write(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls everything back."""
+    def write(self, fn: Callable[[sqlite3.Connection], Any], *, durable: bool = True) -> Any:
+        """Run ``fn(conn)`` in one ``BEGIN IMMEDIATE`` transaction; any exception rolls everything back.
+        ``durable`` False lets an "auto" store commit at ``synchronous=NORMAL``."""
         conn = self.connection()
+        if self._durability == "auto":
+            wanted = "FULL" if durable else "NORMAL"
+            if getattr(self._local, "synchronous", "FULL") != wanted:
+                conn.execute(f"PRAGMA synchronous = {wanted}")
+                self._local.synchronous = wanted
         try:
             self._begin(conn, "IMMEDIATE")
         except sqlite3.Error as exc:

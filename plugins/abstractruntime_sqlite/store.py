@@ -17,8 +17,9 @@ Tables (schema version 2, recorded in ``meta``):
 Appending a record reads and bumps the run's ``ledger_heads`` row inside the write transaction, never the earlier
 ledger. Due timers, event waiters, children and ``list_runs`` filters are index lookups. Connections are
 per-thread (WAL, ``busy_timeout=5000``, ``foreign_keys=ON``); ``durability="full"`` sets ``synchronous=FULL``
-(fsync on every commit), ``"normal"`` (default) ``synchronous=NORMAL`` (in WAL mode a commit survives a process
-crash, and the last commits may be lost on a power failure). Several threads and several processes may share one
+(fsync on every commit), ``"normal"`` (the default of ``SqliteDatabase(path)``, as in 0.4.2) ``synchronous=NORMAL``
+(in WAL mode a commit survives a process crash, and the last commits may be lost on a power failure), ``"auto"``
+(the store plugin's default) each commit as durable as the runtime asks (``StepCommit.durable``). Several threads and several processes may share one
 file; a process that forks opens fresh connections in the child.
 
 This module holds the reference API (:class:`SqliteDatabase`, the backend and its step commit, and the facades
@@ -159,7 +160,7 @@ class SqliteDatabase(SqliteConnections, FileSiblings, StoreBackend):
             if rows:
                 self._append_rows(conn, rows)
 
-        self.write(tx)
+        self.write(tx, durable=commit.durable)
 
     def _append_rows(self, conn: sqlite3.Connection, rows: List[Tuple[Any, ...]]) -> None:
         heads: Dict[str, int] = {}

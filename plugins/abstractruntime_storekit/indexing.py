@@ -8,10 +8,12 @@ ordered (natively, or with :class:`SortedRunIndex` in process) and gets the refe
 from __future__ import annotations
 
 import bisect
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple
 
 from abstractruntime.models import RunState, RunStatus, WaitReason
 from abstractruntime.timeutil import instant_micros
+
+from .recency import count_by, match_entries, newest_run_ids
 
 
 #: Added to epoch microseconds so that timestamps before 1970 still sort correctly as fixed-width decimals.
@@ -25,13 +27,15 @@ def timer_index_value(until_iso: str) -> str:
 def index_entries(run: RunState) -> Iterable[Tuple[str, str]]:
     """The ``(kind, value)`` index entries of a checkpoint.
 
-    Kinds: ``status``, ``workflow``, ``parent``, ``wait`` (wait reason of a waiting run), ``timer`` (a waiting
-    ``UNTIL`` run, value = fixed-width sortable instant) and ``event`` (a waiting ``EVENT`` run, value = wait key).
-    Stores keep ``(kind, value, run_id)`` ordered so that "due timers" and "runs waiting for key K" are range
-    scans, never a scan of all runs.
+    Kinds: ``status``, ``workflow``, ``updated`` (``updated_at``), ``parent``, ``wait`` (wait reason of a waiting
+    run), ``timer`` (a waiting ``UNTIL`` run, value = fixed-width sortable instant) and ``event`` (a waiting
+    ``EVENT`` run, value = wait key). Stores keep ``(kind, value, run_id)`` ordered so that "due timers", "runs
+    waiting for key K" and "the newest N runs" (a reverse scan of ``updated``) are range scans, never a scan of
+    all runs.
     """
     status = run.status.value
     yield ("status", status)
+    yield ("updated", run.updated_at or "")
     yield ("workflow", run.workflow_id)
     if run.parent_run_id:
         yield ("parent", run.parent_run_id)
@@ -134,6 +138,20 @@ class SortedRunIndex:
             i += 1
         return out
 
+    def iter_index(self, kind: str, lo: str = "", hi: Optional[str] = None,
+                   reverse: bool = False) -> Iterator[Tuple[str, str]]:
+        """``(value, run_id)`` of the entries ``(kind, v)``, ``lo <= v`` (and ``v <= hi``), in index order or
+        reversed (storekit.recency's reader; the list must not change while it is iterated)."""
+        items = self._items
+        start = bisect.bisect_left(items, (kind, lo))
+        end = bisect.bisect_left(items, (kind, hi + "\x00") if hi is not None else (kind + "\x00",))
+        for i in (range(end - 1, start - 1, -1) if reverse else range(start, end)):
+            yield items[i][1], items[i][2]
+
+    def entries_of(self, run_id: str) -> Optional[FrozenSet[Tuple[str, str]]]:
+        entries = self._of.get(run_id)
+        return frozenset(entries) if entries is not None else None
+
 
 class IndexedRunQueries:
     """The reference's query methods for a run store that keeps :func:`index_entries` ordered as
@@ -154,6 +172,39 @@ class IndexedRunQueries:
     def _all_runs(self) -> List[RunState]:
         raise NotImplementedError
 
+    def _read_index(self, fn: Callable[[Any], Any]) -> Any:
+        """Optional primitive: ``fn(reader)`` inside one consistent view of the index (the reader is described in
+        :mod:`abstractruntime_storekit.recency`). Then ``list_runs``, ``list_run_index`` (without session or root
+        filters) and :meth:`count_by_status` read only the runs they return. Default: NotImplementedError, and
+        the queries load every candidate run as before."""
+        raise NotImplementedError
+
+    def _newest(self, status: Any, wait_reason: Any, workflow_id: Optional[str],
+                limit: int) -> Optional[List[RunState]]:
+        """The newest ``limit`` matching runs from the ``updated`` index, or None when the store cannot say."""
+        match = match_entries(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
+
+        def read(reader: Any) -> Tuple[List[str], List[RunState]]:
+            ids = newest_run_ids(reader, match, limit)
+            return ids, reader.load(ids)
+
+        try:
+            ids, runs = self._read_index(read)
+        except NotImplementedError:
+            return None
+        kept = filter_runs(runs, status=status, wait_reason=wait_reason, workflow_id=workflow_id)
+        # a run that could not be loaded, or changed behind a lagging index: read the candidates as before
+        return kept if len(kept) == len(ids) else None
+
+    def count_by_status(self, *, workflow_id: Optional[str] = None) -> Optional[Dict[str, int]]:
+        """How many runs have each status (of the workflow, if given), from the index keys without loading a run;
+        None when the store cannot answer from its index (no ``_read_index``)."""
+        within = ("workflow", workflow_id) if workflow_id is not None else None
+        try:
+            return self._read_index(lambda reader: count_by(reader, "status", within))
+        except NotImplementedError:
+            return None
+
     def _candidates(self, status: Any, wait_reason: Any, workflow_id: Optional[str]) -> List[RunState]:
         q = best_index_query(status=status, wait_reason=wait_reason, workflow_id=workflow_id)
         return self._runs_by_index(q[0], q[1], q[1], None) if q else self._all_runs()
@@ -166,8 +217,10 @@ class IndexedRunQueries:
         workflow_id: Optional[str] = None,
         limit: int = 100,
     ) -> List[RunState]:
-        runs = filter_runs(self._candidates(status, wait_reason, workflow_id), status=status,
-                           wait_reason=wait_reason, workflow_id=workflow_id)
+        runs = self._newest(status, wait_reason, workflow_id, limit)
+        if runs is None:
+            runs = filter_runs(self._candidates(status, wait_reason, workflow_id), status=status,
+                               wait_reason=wait_reason, workflow_id=workflow_id)
         return runs[: max(0, limit)]
 
     def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
@@ -197,8 +250,10 @@ class IndexedRunQueries:
         root_only: bool = False,
         limit: int = 100,
     ) -> List[Dict[str, Any]]:
-        runs = filter_runs(self._candidates(status, None, workflow_id), status=status, workflow_id=workflow_id,
-                           session_id=session_id, root_only=root_only)
+        runs = self._newest(status, None, workflow_id, limit) if session_id is None and not root_only else None
+        if runs is None:
+            runs = filter_runs(self._candidates(status, None, workflow_id), status=status, workflow_id=workflow_id,
+                               session_id=session_id, root_only=root_only)
         return [run_index_row(r) for r in runs[: max(0, limit)]]
 
 

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import attrs
 from attrs import field, frozen
 
+from abstractruntime import StashKey
 from abstractruntime.errors import ConfigurationError
 from abstractruntime_pluginkit import plugin_options
 
@@ -37,9 +38,22 @@ class WorkspaceOptions:
     ignored_paths: List[str] = field(factory=list)
 
 
+_OPTIONS = StashKey["WorkspaceOptions"]()
+
+
+def _options(runtime: Any) -> WorkspaceOptions:
+    """The runtime's options, read once (per runtime: they do not change after it was built)."""
+    stash = getattr(runtime, "stash", None)
+    if stash is None:
+        return plugin_options(runtime, PLUGIN_NAME, WorkspaceOptions)
+    return stash.setdefault_factory(_OPTIONS, lambda: plugin_options(runtime, PLUGIN_NAME, WorkspaceOptions))
+
+
 def config_layer(runtime: Any) -> Optional[WorkspacePolicy]:
     """The layer of the runtime's configuration, or None when it constrains nothing."""
-    opts = plugin_options(runtime, PLUGIN_NAME, WorkspaceOptions)
+    opts = _options(runtime)
+    if opts.root is None and not opts.ignored_paths:  # constrains nothing (WorkspacePolicy.active), wherever the cwd
+        return None
     try:
         layer = WorkspacePolicy.from_vars({"workspace_root": opts.root, "workspace_access_mode": opts.access_mode,
                                            "workspace_allowed_paths": opts.allowed_paths,
@@ -85,6 +99,11 @@ def seal_new_run(runtime: Any, run: Any) -> None:
     records: List[Dict[str, Any]] = []
     errors: List[str] = []
     config = config_layer(runtime)
+    if config is None and not run.parent_run_id and not any(run.vars.get(k) is not None for k in WORKSPACE_KEYS):
+        runtime_ns = run.vars.get("_runtime")  # nothing to seal (the common case; see the end of this function)
+        if isinstance(runtime_ns, dict):
+            runtime_ns.pop(SEAL_KEY, None)
+        return
     if config is not None:
         records.append(config.to_record())
     if run.parent_run_id:

@@ -38,9 +38,8 @@ class KillAtPoint:
     def abstractruntime_before_step(self, run, node_id):
         self.current = node_id
 
-    @hookimpl
-    def abstractruntime_after_step(self, run, node_id, plan, records):
-        self.current = None
+    # no reset after a step: with durability "barrier" a step's records are committed at the next barrier (the
+    # next side effect's reservation, or the end of the tick), while the last node executed is still "current"
 
     @hookimpl
     def abstractruntime_fault_point(self, point, run_id):
@@ -60,7 +59,7 @@ CHILD = textwrap.dedent(
     from crash_flow import FLOW, PaymentsPlugin
     from fault_support import KillAtPoint
     url, provider, point, node, nth = sys.argv[1:6]
-    rt = Runtime.from_config({"store": url}, plugins=[PaymentsPlugin(provider),
+    rt = Runtime.from_config({"store": url, "durability": sys.argv[8]}, plugins=[PaymentsPlugin(provider),
                                                       KillAtPoint(point, node, provider + "/killed", int(nth))])
     run_id = rt.start(workflow=FLOW)
     print(run_id, flush=True)
@@ -70,12 +69,14 @@ CHILD = textwrap.dedent(
 )
 
 
-def run_child_until_killed(url: str, provider: Path, point: str, node: str, nth: int = 1) -> str:
+def run_child_until_killed(url: str, provider: Path, point: str, node: str, nth: int = 1,
+                           durability: str = "barrier") -> str:
     """Start a run in a child process that SIGKILLs itself at the fault point; return the run id."""
     provider.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("ABSTRACTRUNTIME_") or k == "ABSTRACTRUNTIME_TEST_POSTGRES_DSN"}
-    proc = subprocess.run([sys.executable, "-c", CHILD, url, str(provider), point, node, str(nth), SUPPORT, FAULTS],
+    proc = subprocess.run([sys.executable, "-c", CHILD, url, str(provider), point, node, str(nth), SUPPORT, FAULTS,
+                           durability],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr[-3000:])
     assert (provider / "killed").exists(), "the child died, but not at the fault point"

@@ -6,6 +6,9 @@ itself the first time it reaches the point while executing ``charge``. The test 
 the same store and ticks the run to completion. Invariants: the run completes; the charge step has exactly one
 STARTED row and one COMPLETED row with the same step_id; no step is recorded twice; the provider charged exactly
 once (it de-duplicates by idempotency key) and was called at most twice; the provenance hash chain verifies.
+
+Each case runs with durability "step" (a commit per step) and "barrier" (steps staged between barriers: the
+charge's reservation, then the end of the tick, which commits the charge's outcome and ``done`` together).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fault_support import lines, run_child_until_killed  # noqa: E402
 from postgres_support import pg_dsn, postgres_server, psycopg_installed  # noqa: E402,F401  (fixtures)
 
 STORES = ["lmdb", "sqlite", "postgres"]
+DURABILITIES = ["step", "barrier"]
 TERMINAL_KEY = "system:terminal_status:completed"
 
 # point -> (provider executions expected after recovery, reservation visible right after the crash?)
@@ -45,7 +49,7 @@ def store_url(request, tmp_path):
     return request.getfixturevalue("pg_dsn")
 
 
-def _open(url: str, provider: Path) -> Runtime:
+def _open(url: str, provider: Path) -> Runtime:  # recovery runs with the default durability ("barrier")
     return Runtime.from_config({"store": url}, plugins=[PaymentsPlugin(str(provider))])
 
 
@@ -73,11 +77,12 @@ def _assert_ledger_invariants(rt: Runtime, run_id: str, provider: Path, executio
     assert report["count"] == len(rows)
 
 
+@pytest.mark.parametrize("durability", DURABILITIES)
 @pytest.mark.parametrize("point", list(POINTS))
 @pytest.mark.parametrize("store_url", STORES, indirect=True)
-def test_sigkill_during_charge_step_then_new_process_completes_once(store_url, point, tmp_path):
+def test_sigkill_during_charge_step_then_new_process_completes_once(store_url, point, durability, tmp_path):
     provider = tmp_path / "provider"
-    run_id = run_child_until_killed(store_url, provider, point, "charge")
+    run_id = run_child_until_killed(store_url, provider, point, "charge", durability=durability)
     executions, reserved = POINTS[point]
 
     rt = _open(store_url, provider)
@@ -100,12 +105,17 @@ def test_sigkill_during_charge_step_then_new_process_completes_once(store_url, p
         rt.close()
 
 
+@pytest.mark.parametrize("durability", DURABILITIES)
 @pytest.mark.parametrize("store_url", STORES, indirect=True)
-def test_sigkill_before_charge_outcome_commit(store_url, tmp_path):
-    """The second commit:before of the charge step (the outcome commit, after the effect ran): same as an
-    effect:after-execute crash -- re-run under the same key, charged once."""
+def test_sigkill_before_charge_outcome_commit(store_url, durability, tmp_path):
+    """The commit that would record the charge's outcome, after the effect ran ("step": the charge step's second
+    commit; "barrier": the end-of-tick barrier, with ``done``): same as an effect:after-execute crash -- re-run
+    under the same key, charged once."""
     provider = tmp_path / "provider"
-    run_id = run_child_until_killed(store_url, provider, "commit:before", "charge", nth=2)
+    if durability == "step":
+        run_id = run_child_until_killed(store_url, provider, "commit:before", "charge", nth=2, durability="step")
+    else:
+        run_id = run_child_until_killed(store_url, provider, "commit:before", "done")
     rt = _open(store_url, provider)
     try:
         assert [r["status"] for r in rt.get_ledger(run_id)] == ["started"]
@@ -117,10 +127,11 @@ def test_sigkill_before_charge_outcome_commit(store_url, tmp_path):
 
 @pytest.mark.parametrize("store_url", STORES, indirect=True)
 def test_sigkill_before_final_completing_commit(store_url, tmp_path):
-    """Killed at commit:before of the completing commit (node ``done``): the charge is durable, the completion is
-    not; the second process completes the run with exactly one completion row and no new charge."""
+    """Durability "step", killed at commit:before of the completing commit (node ``done``): the charge is durable,
+    the completion is not; the second process completes the run with exactly one completion row and no new
+    charge."""
     provider = tmp_path / "provider"
-    run_id = run_child_until_killed(store_url, provider, "commit:before", "done")
+    run_id = run_child_until_killed(store_url, provider, "commit:before", "done", durability="step")
     rt = _open(store_url, provider)
     try:
         state = rt.get_state(run_id)
@@ -129,6 +140,23 @@ def test_sigkill_before_final_completing_commit(store_url, tmp_path):
         state = rt.tick(workflow=FLOW, run_id=run_id)
         assert state.status is RunStatus.COMPLETED
         assert state.output["receipt"]["charged"] == 42
+        _assert_ledger_invariants(rt, run_id, provider, executions=1)
+    finally:
+        rt.close()
+
+
+@pytest.mark.parametrize("store_url", STORES, indirect=True)
+def test_sigkill_after_the_end_of_tick_barrier_committed(store_url, tmp_path):
+    """Durability "barrier", killed right after the end-of-tick barrier's commit (before ``tick`` returned): the
+    run is complete in the store; a new process finds nothing to do and nothing is repeated."""
+    provider = tmp_path / "provider"
+    run_id = run_child_until_killed(store_url, provider, "commit:after", "done")
+    rt = _open(store_url, provider)
+    try:
+        assert rt.get_state(run_id).status is RunStatus.COMPLETED
+        n = len(rt.get_ledger(run_id))
+        assert rt.tick(workflow=FLOW, run_id=run_id).status is RunStatus.COMPLETED
+        assert len(rt.get_ledger(run_id)) == n
         _assert_ledger_invariants(rt, run_id, provider, executions=1)
     finally:
         rt.close()

@@ -31,6 +31,7 @@ import lmdb  # noqa: E402
 
 from abstractruntime import Runtime, RunStatus  # noqa: E402
 from abstractruntime.errors import CorruptStoreError  # noqa: E402
+from abstractruntime_lmdb.store import SCHEMA_VERSION as LMDB_SCHEMA_VERSION  # noqa: E402
 from abstractruntime_pluginkit.registry import WorkflowRegistry  # noqa: E402
 from abstractruntime_scheduler import Scheduler  # noqa: E402
 from abstractruntime_storekit.integrity import collect_skipped  # noqa: E402
@@ -183,7 +184,7 @@ def test_stores_written_without_checksums_still_open_and_read(tmp_path, scheme):
     else:
         env = lmdb.open(str(path), subdir=True, max_dbs=0, readonly=True)
         with env.begin() as txn:
-            assert txn.get(b"m:schema_version") == b"2"
+            assert txn.get(b"m:schema_version") == str(LMDB_SCHEMA_VERSION).encode()
             assert txn.get(b"d:" + rid.encode() + b"\x00")[:1] == b"\xc5"
         env.close()
 

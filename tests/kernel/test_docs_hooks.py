@@ -18,7 +18,8 @@ PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.M | re.S)
 
 
 #: hookspecs that plugins own (added through abstractruntime_add_hookspecs), and the page documenting them
-PLUGIN_HOOKSPECS = {"abstractruntime_visualflow.hookspecs": "visualflow.md"}
+PLUGIN_HOOKSPECS = {"abstractruntime_visualflow.hookspecs": "visualflow.md",
+                    "abstractruntime_scheduler.hookspecs": "scheduler.md"}
 
 
 def _hookspecs(module=hookspecs) -> dict:

@@ -20,6 +20,7 @@ from abstractruntime import (
     hookimpl,
 )
 from abstractruntime import hookspecs
+from abstractruntime.errors import RunNotWaitingError
 from abstractruntime_inmemory.store import MemoryBackend
 
 from kernel_support import Counter, HandlerPlugin, effect_node, runtime_on, workflow
@@ -75,7 +76,7 @@ def test_hookspecs_module_declares_the_expected_hooks():
         "abstractruntime_prepare_resume_payload", "abstractruntime_register_runtime_methods",
         "abstractruntime_register_cli_commands", "abstractruntime_prepare_ledger_records",
         "abstractruntime_poll_wait", "abstractruntime_add_hookspecs", "abstractruntime_prepare_new_run",
-        "abstractruntime_fault_point", "abstractruntime_runtime_created",
+        "abstractruntime_fault_point", "abstractruntime_runtime_created", "abstractruntime_api_call",
     }
 
 
@@ -194,9 +195,12 @@ def test_step_error_fires_for_an_unknown_node():
     assert isinstance(errors[0]["error"], KeyError)
 
 
-def test_run_status_changed_reports_previous_status():
+@pytest.mark.parametrize("durability", ["step", "barrier"])
+def test_run_status_changed_reports_previous_status(durability):
+    """Called once per commit whose status differs from the last committed one: with durability "step" every
+    step is a commit; with "barrier" the resume and the steps it runs are one commit (WAITING -> COMPLETED)."""
     rec = Recorder()
-    rt = runtime_on(plugins=[rec])
+    rt = runtime_on(plugins=[rec], settings={"durability": durability})
     wf = workflow({
         "ask": effect_node("ask", Effect(EffectType.ASK_USER, {"prompt": "?"}, "a"), next_node="done"),
         "done": lambda run, ctx: StepPlan(node_id="done", complete_output={}),
@@ -205,11 +209,11 @@ def test_run_status_changed_reports_previous_status():
     state = rt.tick(workflow=wf, run_id=run_id)
     rt.resume(workflow=wf, run_id=run_id, wait_key=state.waiting.wait_key, payload={})
     transitions = [(c["previous_status"], c["status"]) for c in rec.of("run_status_changed")]
-    assert transitions == [
+    assert transitions == ([
         (RunStatus.RUNNING, RunStatus.WAITING),
         (RunStatus.WAITING, RunStatus.RUNNING),
         (RunStatus.RUNNING, RunStatus.COMPLETED),
-    ]
+    ] if durability == "step" else [(RunStatus.RUNNING, RunStatus.WAITING), (RunStatus.WAITING, RunStatus.COMPLETED)])
     assert all(c["run"].run_id == run_id for c in rec.of("run_status_changed"))
 
 
@@ -223,10 +227,12 @@ def test_run_status_changed_fires_on_cancel():
         (RunStatus.RUNNING, RunStatus.CANCELLED)]
 
 
+@pytest.mark.parametrize("durability", ["step", "barrier"])
 @pytest.mark.parametrize("side_effects", [False, True])
-def test_ledger_appended_fires_with_the_committed_records_in_order(side_effects):
+def test_ledger_appended_fires_with_the_committed_records_in_order(side_effects, durability):
     rec = Recorder()
-    rt = runtime_on(plugins=[rec, HandlerPlugin("echo_plugin", "echo", Counter(), side_effects=side_effects)])
+    rt = runtime_on(plugins=[rec, HandlerPlugin("echo_plugin", "echo", Counter(), side_effects=side_effects)],
+                    settings={"durability": durability})
     wf = workflow({
         "a": lambda run, ctx: StepPlan(node_id="a", next_node="b"),
         "b": effect_node("b", Effect("echo", {"x": 1}, "r"), next_node="c"),
@@ -239,8 +245,10 @@ def test_ledger_appended_fires_with_the_committed_records_in_order(side_effects)
     assert all(c["records"] for c in calls)  # never called with nothing
     appended = [(r.step_id, r.status.value) for c in calls for r in c["records"]]
     assert appended == [(r["step_id"], r["status"]) for r in rt.get_ledger(run_id)]
-    # a side-effecting handler's reservation is committed (and announced) on its own, before the outcome
-    assert len(calls) == (3 if side_effects else 2)
+    # a side-effecting handler's reservation is committed (and announced) on its own, before the outcome; with
+    # durability "barrier" the steps between barriers are one commit (the end of the tick)
+    assert len(calls) == {("step", False): 2, ("step", True): 3, ("barrier", False): 1,
+                          ("barrier", True): 2}[durability, side_effects]
 
 
 class OutcomeWrapper:
@@ -435,7 +443,7 @@ def test_run_status_changed_reports_waiting_when_a_due_timer_wakes_the_run():
     from datetime import datetime, timedelta, timezone
 
     rec = Recorder()
-    rt = runtime_on(plugins=[rec])
+    rt = runtime_on(plugins=[rec], settings={"durability": "step"})  # every transition is a commit
     soon = (datetime.now(timezone.utc) + timedelta(milliseconds=200)).isoformat()
     wf = workflow({
         "w": effect_node("w", Effect(EffectType.WAIT_UNTIL, {"until": soon}), next_node="x"),
@@ -593,18 +601,19 @@ def test_fault_point_fires_at_each_durability_boundary_in_order():
                                             side_effects=True)]
 
     points = Points()
-    rt = runtime_on(plugins=[points, Charge()])
     wf = workflow({
         "a": effect_node("a", Effect("charge", {}), next_node="b"),
         "b": lambda run, ctx: StepPlan(node_id="b", complete_output={}),
     }, entry="a")
-    run_id = rt.start(workflow=wf)
-    points.seen.clear()
-    rt.tick(workflow=wf, run_id=run_id)
-    assert points.seen == ["commit:before", "commit:after",          # the reservation
-                           "effect:after-execute",
-                           "commit:before", "commit:after",          # the step
-                           "commit:before", "commit:after"]          # the completing node
+    for durability, steps in (("step", ["commit:before", "commit:after",      # the step
+                                        "commit:before", "commit:after"]),    # the completing node
+                              ("barrier", ["commit:before", "commit:after"])):  # both, at the end of the tick
+        rt = runtime_on(plugins=[points, Charge()], settings={"durability": durability})
+        run_id = rt.start(workflow=wf)
+        points.seen.clear()
+        rt.tick(workflow=wf, run_id=run_id)
+        assert points.seen == ["commit:before", "commit:after",  # the reservation
+                               "effect:after-execute"] + steps
 
 
 def test_a_fault_before_commit_leaves_the_last_checkpoint_and_ledger_untouched():
@@ -622,3 +631,49 @@ def test_a_fault_before_commit_leaves_the_last_checkpoint_and_ledger_untouched()
     with pytest.raises(RuntimeError, match="injected"):
         rt.start(workflow=wf)
     assert backend.run_store.list_runs() == []  # nothing was written
+
+
+class ApiCalls:
+    __name__ = "api_calls"
+
+    def __init__(self) -> None:
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def abstractruntime_api_call(self, runtime, name, run_id):
+        self.seen.append(("enter", name, run_id))
+        try:
+            result = yield
+        except Exception as exc:
+            self.seen.append(("raised", name, type(exc).__name__))
+            raise
+        self.seen.append(("exit", name, getattr(result, "status", result)))
+        return result
+
+
+def test_api_call_wraps_every_public_call_with_its_run_and_result():
+    calls = ApiCalls()
+    rt = runtime_on(plugins=[calls])
+    wf = workflow({
+        "ask": effect_node("ask", Effect(EffectType.ASK_USER, {"prompt": "?"}, "a"), next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={}),
+    })
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    rt.pause_run(run_id)
+    rt.resume_run(run_id)
+    rt.resume(workflow=wf, run_id=run_id, wait_key=state.waiting.wait_key, payload={})
+    other = rt.start(workflow=wf)
+    rt.cancel_run(other)
+    with pytest.raises(RunNotWaitingError):
+        rt.resume(workflow=wf, run_id=other, wait_key=None, payload={})
+    assert calls.seen == [
+        ("enter", "start", run_id), ("exit", "start", run_id),
+        ("enter", "tick", run_id), ("exit", "tick", RunStatus.WAITING),
+        ("enter", "pause_run", run_id), ("exit", "pause_run", RunStatus.WAITING),
+        ("enter", "resume_run", run_id), ("exit", "resume_run", RunStatus.WAITING),
+        ("enter", "resume", run_id), ("exit", "resume", RunStatus.COMPLETED),
+        ("enter", "start", other), ("exit", "start", other),
+        ("enter", "cancel_run", other), ("exit", "cancel_run", RunStatus.CANCELLED),
+        ("enter", "resume", other), ("raised", "resume", "RunNotWaitingError"),
+    ]

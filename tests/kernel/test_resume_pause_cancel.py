@@ -430,8 +430,11 @@ def test_cancel_from_another_thread_while_ticking_is_never_overwritten():
     assert rt.get_state(run_id).status is RunStatus.CANCELLED
 
 
-def test_pause_from_another_thread_while_ticking_stops_the_loop_and_is_kept():
-    rt = runtime_on()
+@pytest.mark.parametrize("durability", ["step", "barrier"])
+def test_pause_from_another_thread_while_ticking_stops_the_loop_and_is_kept(durability):
+    """With durability "barrier" the steps staged since the last barrier are dropped (the pause moved the run's
+    revision) and run again after resume_run; the pause is kept either way."""
+    rt = runtime_on(settings={"durability": durability})
     slow = threading.Event()
     slow.set()
 
@@ -455,7 +458,7 @@ def test_pause_from_another_thread_while_ticking_stops_the_loop_and_is_kept():
     persisted = rt.get_state(run_id)
     assert persisted.is_paused and persisted.status is RunStatus.WAITING
     assert persisted.waiting.wait_key == f"pause:{run_id}"
-    i_at_pause = persisted.vars["i"]
+    i_at_pause = persisted.vars.get("i", 0)
     slow.clear()
     rt.resume_run(run_id)
     final = rt.tick(workflow=wf, run_id=run_id, max_steps=1000)

@@ -407,14 +407,24 @@ def test_retry_backoff_sleeps_through_time_sleep_patched_by_the_host(monkeypatch
         raise RuntimeError("down")
 
     flow = _two_step_flow(EffectType.LLM_CALL)
-    rt = _memory_runtime(effect_handlers={EffectType.LLM_CALL: boom}, effect_policy=RetryPolicy())
+    # backoffs up to `inline_backoff_s` sleep inline, as 0.4.2 did for every backoff
+    rt = _memory_runtime(effect_handlers={EffectType.LLM_CALL: boom}, effect_policy=RetryPolicy(),
+                         settings={"inline_backoff_s": 60})
     state = rt.tick(workflow=flow, run_id=rt.start(workflow=flow))
     assert state.status is RunStatus.FAILED and slept == [1.0, 2.0]  # LLM_CALL: 3 attempts, no sleep after the last
+
+    # with the default (1 s), the 2 s backoff parks the run in a durable timer wait instead (a deliberate change)
+    slept.clear()
+    rt = _memory_runtime(effect_handlers={EffectType.LLM_CALL: boom}, effect_policy=RetryPolicy())
+    state = rt.tick(workflow=flow, run_id=rt.start(workflow=flow))
+    assert state.status is RunStatus.WAITING and slept == [1.0]
+    assert state.waiting.reason.value == "until" and state.waiting.details["kind"] == "retry"
+    assert state.waiting.details["attempt"] == 3 and state.waiting.details["effect_type"] == "llm_call"
 
     slept.clear()
     policy = DefaultEffectPolicy(default_max_attempts=4, default_backoff_base=0.5, default_backoff_max=1.5)
     sr = create_scheduled_runtime(effect_handlers={EffectType.LLM_CALL: boom}, effect_policy=policy,
-                                  auto_start=False)
+                                  auto_start=False, settings={"inline_backoff_s": 60})
     try:
         run_id, state = sr.run(flow)
         assert state.error.endswith("Effect handler raised exception: down") and slept == [0.5, 1.0, 1.5]

@@ -200,3 +200,20 @@ def test_default_store_choice(tmp_path):
     configured = {"store": f"lmdb://{tmp_path / 'env'}", "plugin_options": {"snapshots": {"dir": str(tmp_path / "s")}}}
     with _runtime(configured) as rt:
         assert snapshot_store_for(rt).base_dir == tmp_path / "s"
+
+
+def test_list_snapshots_newest_first_per_run(tmp_path):
+    wf = counter_wf()
+    with _runtime({"store": f"lmdb://{tmp_path / 'env'}"}) as rt:
+        a = rt.start(workflow=wf, vars={"count": 0})
+        b = rt.start(workflow=wf, vars={"count": 0})
+        rt.tick(workflow=wf, run_id=a)
+        first = rt.create_snapshot(a, name="one")
+        time.sleep(0.01)
+        second = rt.create_snapshot(a, name="two")
+        other = rt.create_snapshot(b, name="b")
+        assert [s.snapshot_id for s in rt.list_snapshots(a)] == [second.snapshot_id, first.snapshot_id]
+        assert [s.snapshot_id for s in rt.list_snapshots(a, limit=1)] == [second.snapshot_id]
+        assert {s.snapshot_id for s in rt.list_snapshots()} == {first.snapshot_id, second.snapshot_id,
+                                                                other.snapshot_id}
+        assert "list_snapshots" in rt.plugin_methods()

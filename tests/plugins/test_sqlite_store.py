@@ -68,7 +68,8 @@ def test_database_creates_parent_dir_schema_and_pragmas(tmp_path):
 def test_durability_option_maps_to_pragma_synchronous(tmp_path):
     with SqliteDatabase(tmp_path / "full.db", durability="full") as db:
         assert db.connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
-    cases = {"?durability=full": 2, "?durability=normal": 1, "?sync=true": 2, "?sync=false": 1, "": 1,
+    # no option: "auto", FULL until a commit asks for less (the runtime's durability "none")
+    cases = {"?durability=full": 2, "?durability=normal": 1, "?sync=true": 2, "?sync=false": 1, "": 2,
              "?sync=1&durability=full": 2}
     for i, (query, expected) in enumerate(cases.items()):
         with Runtime.from_config({"store": f"sqlite://{tmp_path}/u{i}.db{query}"}) as rt:
@@ -77,6 +78,19 @@ def test_durability_option_maps_to_pragma_synchronous(tmp_path):
             assert db.connection().execute("PRAGMA synchronous").fetchone()[0] == expected, query
     with Runtime.from_config({"store": f"sqlite://{tmp_path}/opt.db", "store_options": {"sync": True}}) as rt:
         assert rt.run_store.backend.connection().execute("PRAGMA synchronous").fetchone()[0] == 2
+
+
+@pytest.mark.parametrize("durability, expected", [("barrier", 2), ("step", 2), ("none", 1)])
+def test_auto_durability_commits_follow_the_runtimes_durability(tmp_path, durability, expected):
+    """Without a store option each commit is FULL when the runtime wants it durable, NORMAL under "none"."""
+    from abstractruntime import StepPlan, WorkflowSpec
+
+    wf = WorkflowSpec(workflow_id="w", entry_node="a",
+                      nodes={"a": lambda run, ctx: StepPlan(node_id="a", complete_output={"ok": True})})
+    with Runtime.from_config({"store": f"sqlite://{tmp_path}/a.db", "durability": durability}) as rt:
+        run_id = rt.start(workflow=wf)
+        assert rt.tick(workflow=wf, run_id=run_id).output == {"ok": True}
+        assert rt.run_store.backend.connection().execute("PRAGMA synchronous").fetchone()[0] == expected
 
 
 def test_bad_options_are_configuration_errors(tmp_path):

@@ -1,13 +1,6 @@
-"""The store contract: the reference's ``RunStore`` / ``LedgerStore`` ABCs and query protocols, the step commit
-(:class:`StepCommit`) and :class:`StoreBackend`, the one class a store plugin implements.
-
-A store plugin's factory returns a :class:`StoreBackend`: the required methods, the :class:`Capability` values it
-declares (optional abilities, never probed with ``getattr``) and its sibling services (artifacts, snapshots,
-command inbox). The kernel commits every step through ``commit_step``: checkpoint and ledger records in one
-transaction. Run and ledger stores that share no backend (a host mixing store classes, as the reference allowed)
-are committed by :class:`SplitBackend`: records first, then the checkpoint -- two writes, so such a pairing does
-not get the one-commit guarantee. Helpers for writing a store: the store kit (docs/writing-a-store.md).
-"""
+"""The store contract (docs/stores.md): the reference's ``RunStore`` / ``LedgerStore`` ABCs, the step commit
+(:class:`StepCommit`) and :class:`StoreBackend`, the one class a store plugin implements; :class:`SplitBackend`
+commits stores that share no backend in two writes. Writing a store: docs/writing-a-store.md."""
 
 from __future__ import annotations
 
@@ -34,13 +27,8 @@ class RunStore(abc.ABC):
 
 
 class LedgerStore(abc.ABC):
-    """The append-only ledger (reference API). ``list`` returns dicts in append order.
-
-    A store that numbers records with a per-run ``seq`` (1, 2, ...) raises
-    :class:`~abstractruntime.errors.LedgerGapError` from ``list`` and ``list_after`` when the rows read skip a
-    seq (:func:`check_contiguous`). The error carries the rows that are present (``records``) and the page
-    cursor, so a tolerant reader (``verify_ledger``) catches it and reads on. ``count`` stays the sequence head.
-    """
+    """The append-only ledger (reference API). ``list`` returns dicts in append order; a store numbering rows with a
+    per-run ``seq`` raises :class:`~abstractruntime.errors.LedgerGapError` when they skip one (docs/stores.md)."""
 
     @abc.abstractmethod
     def append(self, record: StepRecord) -> None: ...
@@ -55,56 +43,38 @@ class Capability(str, Enum):
 
     #: ``run_store.load_revision(run_id) -> Optional[int]``: the stored revision without decoding the checkpoint.
     REVISION_PROBE = "revision_probe"
-    #: ``ledger_store.find_by_idempotency_key(run_id, key) -> Optional[dict]`` from an index (a completed row
-    #: first, else the latest), instead of a scan of the run's ledger.
+    #: ``ledger_store.find_by_idempotency_key(run_id, key) -> Optional[dict]`` from an index, not a ledger scan
     IDEMPOTENCY_INDEX = "idempotency_index"
-    #: ``ledger_store.count(run_id) -> int``, ``ledger_store.list_after(*, run_id, after, limit) -> (rows, cursor)``
-    #: and ``ledger_store.last_record(run_id) -> Optional[dict]``.
+    #: ``ledger_store.count(run_id)``, ``list_after(*, run_id, after, limit) -> (rows, cursor)``, ``last_record``
     LEDGER_PAGING = "ledger_paging"
-    #: ``run_store.list_runs`` / ``list_due_wait_until`` / ``list_children`` / ``list_run_index`` (the reference's
-    #: ``QueryableRunStore`` and ``QueryableRunIndexStore`` protocols).
+    #: ``run_store.list_runs`` / ``list_due_wait_until`` / ``list_children`` / ``list_run_index`` (reference queries)
     RUN_QUERIES = "run_queries"
     #: ``run_store.list_waiting_for_event(*, wait_key, limit)`` from an index, never a scan of all runs.
     EVENT_INDEX = "event_index"
-    #: ``backend.run_locks``: ``acquire(run_id) -> bool`` (non-blocking), ``release(run_id)``, ``close()`` -- which
-    #: process drives a run of an embedded store (the store kit's ``RunLocks``).
+    #: ``backend.run_locks`` (``acquire(run_id) -> bool``, ``release(run_id)``, ``close()``): who drives a run
     RUN_LOCKS = "run_locks"
-    #: ``backend.claim_runnable`` / ``fenced`` / ``heartbeat`` / ``release``: leased runs for many workers on many
-    #: machines (the PostgreSQL store; see its worker).
+    #: ``backend.claim_runnable`` / ``fenced`` / ``heartbeat`` / ``release``: leased runs for many workers (PostgreSQL)
     LEASES = "leases"
 
 
 @frozen
 class CommitView:
-    """What a store lets a commit's preconditions read *inside* its write transaction.
-
-    ``last_record(run_id)``: the run's last stored ledger record as a dict (None for an empty ledger).
-    ``latest_status(run_id, key)``: the status of the row ``find_by_idempotency_key`` would return (a completed
-    row first, else the latest), or None.
-    """
+    """What a commit's preconditions read inside the store's write transaction: ``last_record(run_id)`` (a dict or
+    None) and ``latest_status(run_id, key)`` (of the row ``find_by_idempotency_key`` would return, or None)."""
 
     last_record: Callable[[str], Optional[Dict[str, Any]]]
     latest_status: Callable[[str, str], Optional[str]]
 
 
-#: A commit precondition: reads the store through a :class:`CommitView` inside the write transaction and raises
-#: (a :class:`~abstractruntime.errors.ConcurrentModificationError` subclass) to refuse the commit.
+#: ``precondition(view)``: reads a :class:`CommitView`; raises a ConcurrentModificationError subclass to refuse
 Precondition = Callable[[CommitView], None]
 
 
 @frozen
 class StepCommit:
-    """Everything one step writes, already checked and encoded (UTF-8 JSON bytes) by the kernel.
-
-    ``run`` is None for a ledger-only commit (the reservation written before a side-effecting effect runs).
-    ``expected_revision`` is the revision the stored checkpoint must still have (None: no check, e.g. a new run);
-    a store that finds another revision raises :class:`~abstractruntime.errors.ConcurrentModificationError`
-    and writes nothing.
-
-    ``reservation`` marks the commit that reserves a side effect: its ``started`` rows are create-only per
-    idempotency key. ``preconditions`` come from plugins (the provenance plugin's: chained records extend the
-    current head). A store calls :meth:`check` inside its write transaction, before writing anything.
-    """
+    """Everything one step writes, checked and encoded (UTF-8 JSON bytes) by the kernel (fields: docs/stores.md).
+    ``run`` None: a ledger-only reservation. A store calls :meth:`check` in its write transaction before writing.
+    ``durable`` False (durability ``"none"``): the store may return before the commit reaches the disk."""
 
     run: Optional[RunState]
     run_json: Optional[bytes]
@@ -113,6 +83,7 @@ class StepCommit:
     expected_revision: Optional[int] = None
     reservation: bool = False
     preconditions: Tuple[Precondition, ...] = field(converter=tuple, factory=tuple)
+    durable: bool = True
 
     @property
     def run_id(self) -> str:
@@ -132,12 +103,8 @@ _TAKEN = (StepStatus.STARTED.value, StepStatus.COMPLETED.value)
 
 
 def check_reservations(commit: StepCommit, latest_status: Callable[[str, str], Optional[str]]) -> None:
-    """Refuse a reservation whose effect was already started (or completed) by someone else.
-
-    For a ``reservation`` commit, a ``started`` row whose key is already ``started`` or ``completed`` (in the store,
-    or earlier in this commit) raises :class:`~abstractruntime.errors.EffectAlreadyStartedError`; a ``failed``
-    attempt followed by the next attempt's reservation is a retry, allowed.
-    """
+    """A ``started`` row whose key is already ``started`` or ``completed`` (stored or earlier in ``commit``) raises
+    :class:`~abstractruntime.errors.EffectAlreadyStartedError`; a reservation after a ``failed`` row is a retry."""
     seen: Dict[Tuple[str, str], Optional[str]] = {}
     for record in commit.records:
         key = record.idempotency_key
@@ -152,14 +119,8 @@ def check_reservations(commit: StepCommit, latest_status: Callable[[str, str], O
 
 
 class StoreBackend(abc.ABC):
-    """What a store plugin's factory returns: one object that commits steps, declares its capabilities and hands
-    out its sibling services.
-
-    Required: ``run_store`` and ``ledger_store`` (the reference facades; their ``backend`` attribute must be this
-    object, which is how the kernel recognises a pair it can commit in one transaction), :meth:`commit_step` and
-    :meth:`close`. Optional abilities are declared in ``capabilities`` (:class:`Capability`). Sibling services
-    default to None ("none of its own": the plugin that needs one uses its in-process default).
-    """
+    """What a store plugin's factory returns: commits steps, declares :class:`Capability` values, hands out sibling
+    services (None: none of its own). ``run_store.backend`` and ``ledger_store.backend`` must be this object."""
 
     capabilities: ClassVar[FrozenSet[Capability]] = frozenset()
     run_store: RunStore
@@ -201,13 +162,8 @@ class StoreBackend(abc.ABC):
 
 
 class SplitBackend(StoreBackend):
-    """Commits a step to a run store and a ledger store that share no transaction (records first).
-
-    Declares the run-side capabilities of the run store's own backend and the ledger-side ones of the ledger
-    store's (through decorators' ``inner``; none for stores without a backend). The revision and the reservations
-    are checked before writing, which refuses most stale writers but, unlike a backend's transaction, not a
-    writer that races in between.
-    """
+    """Commits to a run store and a ledger store that share no transaction: records, then the checkpoint, checked
+    before but not race-free (docs/architecture.md#mixed-stores-splitbackend)."""
 
     _RUN_SIDE = frozenset({Capability.REVISION_PROBE, Capability.RUN_QUERIES, Capability.EVENT_INDEX})
     _LEDGER_SIDE = frozenset({Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING})
@@ -278,6 +234,5 @@ __all__ = [
     "check_reservations", "declared_capabilities",
 ]
 
-# The reference's query protocols (QueryableRunStore, QueryableRunIndexStore) and our EventWaitIndexStore live in the
-# compatibility layer: the contract is Capability.RUN_QUERIES / EVENT_INDEX.
+# The reference's query protocols live in the compatibility layer; the contract is Capability.RUN_QUERIES / EVENT_INDEX.
 __getattr__, __dir__ = _namespace.package_getattr(__name__, __all__)
