@@ -1,38 +1,30 @@
-"""Builtin plugin ``cli``: the core subcommands of the ``abstractruntime`` command line.
+"""Builtin plugin ``cli``: the core subcommands of the ``abstractruntime`` command line (docs/cli.md).
 
-``plugins``, ``runs list``, ``runs show``, ``ledger show``, ``respond``, ``cancel``, ``store check``. Other plugins add their own
-(``ledger verify`` from provenance, ``snapshots ...`` from snapshots, ``export`` from history).
+``plugins``, ``runs list`` (``--watch``), ``runs show``, ``runs watch``, ``runs tree``, ``ledger show``,
+``respond``, ``cancel``, ``store check``, ``doctor``, ``completion``. Other plugins add their own (``ledger verify``
+from provenance, ``snapshots ...`` from snapshots, ``export`` / ``import`` from history, ...).
+
+This package only declares the commands and their arguments: it is imported whenever the command line (or a
+runtime) starts, so each command's implementation is imported when that command runs.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any, Dict, List
+from typing import Any, List
 
 from abstractruntime import RunStatus, hookimpl
-from abstractruntime.codec import run_to_dict
 from abstractruntime.descriptors import CliCommandDescriptor
-from abstractruntime.errors import ValidationError
+from abstractruntime_pluginkit.lazy import lazy_exports, lazy_function
 
-from abstractruntime_cli.output import show
-from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
-from abstractruntime_cli.store_check import store_check, store_check_args, warn_skipped
-from abstractruntime_storekit.integrity import collect_skipped
-
-
-def _plugins(args: Any, runtime: Any) -> int:
-    rows = [p.to_dict() for p in runtime.plugins()]
-    table = rows if args.json else [dict(r, requires=", ".join(r["requires"])) for r in rows]
-    show(table, args.json, ["name", "distribution", "version", "status", "requires", "error"])
-    return 1 if any(r["status"] == "failed" for r in rows) else 0
-
+__getattr__, __dir__ = lazy_exports(__name__, {"deliver_answer": ".commands"})
 
 MAX_LIST_LIMIT = 1_000_000
+SHELLS = ("bash", "zsh", "fish")
 
 
 def _list_limit(text: str) -> int:
     """``--limit``: a whole number from 1 to MAX_LIST_LIMIT (argparse reports anything else, exit 2)."""
-    import argparse
+    import argparse  # (this package is imported by every runtime: argparse only when the command line parses)
 
     try:
         n = int(text)
@@ -43,87 +35,42 @@ def _list_limit(text: str) -> int:
     return n
 
 
+def _interval(parser: Any, default: float) -> None:
+    from abstractruntime_pluginkit.cliargs import positive_seconds
+
+    parser.add_argument("--interval", type=positive_seconds, default=default, metavar="S",
+                        help=f"seconds between two reads of the store (default {default:g})")
+
+
 def _runs_list_args(parser: Any) -> None:
     parser.add_argument("--status", choices=[s.value for s in RunStatus])
     parser.add_argument("--workflow")
     parser.add_argument("--limit", type=_list_limit, default=50,
                         help=f"at most N runs (1-{MAX_LIST_LIMIT}, default 50)")
-
-
-def _runs_list(args: Any, runtime: Any) -> int:
-    with collect_skipped() as skipped:  # corrupt runs are left out by the store and named on stderr
-        rows = runtime.run_store.list_run_index(status=RunStatus(args.status) if args.status else None,
-                                                workflow_id=args.workflow, limit=args.limit)
-    show(rows, args.json, ["run_id", "workflow_id", "status", "wait_reason", "updated_at"])
-    warn_skipped(skipped)
-    return 0
+    parser.add_argument("--watch", action="store_true", help="refresh the list until Ctrl-C")
+    _interval(parser, 2.0)
+    parser.add_argument("--count", type=_list_limit, metavar="N", help="with --watch: stop after N refreshes")
 
 
 def _run_id_arg(parser: Any) -> None:
     parser.add_argument("run_id")
 
 
-def _runs_show(args: Any, runtime: Any) -> int:
-    data = run_to_dict(runtime.get_state(args.run_id))
-    if args.json:
-        show(data, True)
-    else:
-        summary = {k: data[k] for k in ("run_id", "workflow_id", "status", "current_node", "error", "parent_run_id",
-                                        "session_id", "created_at", "updated_at", "step", "revision")}
-        summary["waiting"] = data["waiting"]
-        summary["output"] = data["output"]
-        summary["vars"] = {k: v for k, v in data["vars"].items() if not k.startswith("_")}
-        show(summary, False)
-    return 0
-
-
-_TERMINAL_KEY = "system:terminal_status:"
-
-
-def _ledger_row(i: int, r: Dict[str, Any]) -> Dict[str, Any]:
-    """One line of `ledger show`. The synthetic last row of a finished run (the reference's ``abstract.status``
-    event, stored as a completed ``emit_event`` step) reads as what happened: ``run failed``, ``run completed``."""
-    key = r.get("idempotency_key") or ""
-    if key.startswith(_TERMINAL_KEY):
-        return {"#": i, "node": r["node_id"], "status": f"run {key[len(_TERMINAL_KEY):]}", "effect": "(run status)",
-                "attempt": None, "ended_at": r.get("ended_at"), "error": None}
-    return {"#": i, "node": r["node_id"], "status": r["status"], "effect": (r.get("effect") or {}).get("type"),
-            "attempt": r.get("attempt"), "ended_at": r.get("ended_at"), "error": r.get("error")}
-
-
-def _ledger_show(args: Any, runtime: Any) -> int:
-    runtime.get_state(args.run_id)  # unknown run -> clear error
-    rows = runtime.get_ledger(args.run_id)
-    if args.json:
-        show(rows, True)
-    else:
-        flat = [_ledger_row(i, r) for i, r in enumerate(rows, 1)]
-        show(flat, False, ["#", "node", "status", "effect", "attempt", "ended_at", "error"])
-    return 0
+def _runs_watch_args(parser: Any) -> None:
+    parser.add_argument("run_id")
+    _interval(parser, 0.5)
+    parser.add_argument("--exit-status", action="store_true",
+                        help="exit 1 if the run ends failed or cancelled (default: 0 whenever it ends)")
+    parser.add_argument("--rows", type=_list_limit, default=15, metavar="N",
+                        help="ledger rows kept on screen in the live view (default 15)")
 
 
 def _respond_args(parser: Any) -> None:
     parser.add_argument("run_id")
     parser.add_argument("--json", dest="payload", required=True, metavar="PAYLOAD",
-                        help='the answer as a JSON object, e.g. \'{"text": "yes"}\'')
+                        help='the answer as a JSON object, e.g. \'{"text": "yes"}\' (for JSON output put --json '
+                             'before the command: abstractruntime --json respond ...)')
     parser.add_argument("--wait-key", help="the wait key to answer (default: the one the run waits for)")
-
-
-def _respond(args: Any, runtime: Any) -> int:
-    try:
-        payload = loads_bounded(args.payload, what="--json")
-    except JsonTooDeepError:
-        raise
-    except json.JSONDecodeError as exc:
-        raise ValidationError(f"--json is not valid JSON: {exc}") from None
-    if not isinstance(payload, dict):
-        raise ValidationError("--json must be a JSON object, e.g. '{\"text\": \"yes\"}'")
-    state = runtime.get_state(args.run_id)
-    wait_key = args.wait_key or (state.waiting.wait_key if state.waiting else None)
-    # No workflow code here: deliver the answer and leave the run RUNNING for a worker/scheduler to continue.
-    state = runtime.resume(workflow=None, run_id=args.run_id, wait_key=wait_key, payload=payload, max_steps=0)
-    show({"run_id": state.run_id, "status": state.status.value, "current_node": state.current_node}, args.json)
-    return 0
 
 
 def _cancel_args(parser: Any) -> None:
@@ -131,23 +78,40 @@ def _cancel_args(parser: Any) -> None:
     parser.add_argument("--reason")
 
 
-def _cancel(args: Any, runtime: Any) -> int:
-    state = runtime.cancel_run(args.run_id, reason=args.reason)
-    show({"run_id": state.run_id, "status": state.status.value, "error": state.error}, args.json)
-    return 0
+def _completion_args(parser: Any) -> None:
+    parser.add_argument("shell", choices=SHELLS, help="the shell to print the completion script for")
+
+
+def _nothing(parser: Any) -> None:
+    return None
+
+
+def _run(module: str, name: str) -> Any:
+    return lazy_function(__name__, module, name)
 
 
 @hookimpl
 def abstractruntime_register_cli_commands() -> List[CliCommandDescriptor]:
     return [
         CliCommandDescriptor("plugins", "list plugins: name, distribution, version, status, error",
-                             lambda p: None, _plugins, store="none"),
-        CliCommandDescriptor("runs list", "list runs (newest first)", _runs_list_args, _runs_list, store="read"),
-        CliCommandDescriptor("runs show", "show one run", _run_id_arg, _runs_show, store="read"),
-        CliCommandDescriptor("ledger show", "show a run's ledger", _run_id_arg, _ledger_show, store="read"),
+                             _nothing, _run(".commands", "plugins"), store="none"),
+        CliCommandDescriptor("runs list", "list runs (newest first); --watch refreshes the list", _runs_list_args,
+                             _run(".commands", "runs_list"), store="read"),
+        CliCommandDescriptor("runs show", "show one run", _run_id_arg, _run(".commands", "runs_show"), store="read"),
+        CliCommandDescriptor("runs watch", "follow a run live (status, node, ledger rows, waits) until it ends",
+                             _runs_watch_args, _run(".live", "watch_run"), store="read"),
+        CliCommandDescriptor("runs tree", "a run's tree: its root, parents and children, with their statuses",
+                             _run_id_arg, _run(".live", "runs_tree"), store="read"),
+        CliCommandDescriptor("ledger show", "show a run's ledger", _run_id_arg, _run(".commands", "ledger_show"),
+                             store="read"),
         CliCommandDescriptor("respond", "answer a waiting run (it continues when a worker ticks it)",
-                             _respond_args, _respond),
-        CliCommandDescriptor("cancel", "cancel a run", _cancel_args, _cancel),
+                             _respond_args, _run(".commands", "respond")),
+        CliCommandDescriptor("cancel", "cancel a run", _cancel_args, _run(".commands", "cancel")),
         CliCommandDescriptor("store check", "list damaged records (corrupt checkpoints or ledger records); exit 1 "
-                             "if any", store_check_args, store_check, store="read"),
+                             "if any", _nothing, _run(".store_check", "store_check"), store="read"),
+        CliCommandDescriptor("doctor", "check the configuration, the store, the plugins and optional dependencies; "
+                             "exit 1 and what to fix if anything is wrong", _nothing, _run(".doctor", "doctor"),
+                             store="none"),
+        CliCommandDescriptor("completion", "print the shell completion script (bash, zsh or fish)",
+                             _completion_args, _run(".completion", "completion"), store="none"),
     ]
