@@ -10,32 +10,20 @@ from typing import Any, List
 
 from abstractruntime import hookimpl
 
-from .manifest import (
-    WORKFLOW_BUNDLE_FORMAT_VERSION_V1,
-    WorkflowBundleEntrypoint,
-    WorkflowBundleError,
-    WorkflowBundleManifest,
-    WorkflowBundleNotFoundError,
-    workflow_bundle_manifest_from_dict,
-    workflow_bundle_manifest_to_dict,
-)
-from .packer import PackedWorkflowBundle, pack_workflow_bundle
-from .reader import (
-    BundleLimits,
-    WorkflowBundle,
-    inspect_workflow_bundle,
-    open_workflow_bundle,
-    unpack_workflow_bundle,
-)
-from .registry import (
-    InstalledWorkflowBundle,
-    WorkflowBundleRegistry,
-    WorkflowBundleRegistryError,
-    WorkflowEntrypointRef,
-    default_workflow_bundles_dir,
-    sanitize_bundle_id,
-    sanitize_bundle_version,
-)
+from abstractruntime_pluginkit.lazy import lazy_exports
+
+# Imported on first use: every plugin package is imported whenever a runtime is built.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["WORKFLOW_BUNDLE_FORMAT_VERSION_V1", "WorkflowBundleEntrypoint", "WorkflowBundleError",
+                     "WorkflowBundleManifest", "WorkflowBundleNotFoundError", "workflow_bundle_manifest_from_dict",
+                     "workflow_bundle_manifest_to_dict"], ".manifest"),
+    **dict.fromkeys(["PackedWorkflowBundle", "pack_workflow_bundle"], ".packer"),
+    **dict.fromkeys(["BundleLimits", "WorkflowBundle", "inspect_workflow_bundle", "open_workflow_bundle",
+                     "unpack_workflow_bundle"], ".reader"),
+    **dict.fromkeys(["InstalledWorkflowBundle", "WorkflowBundleRegistry", "WorkflowBundleRegistryError",
+                     "WorkflowEntrypointRef", "default_workflow_bundles_dir", "sanitize_bundle_id",
+                     "sanitize_bundle_version"], ".registry"),
+})
 
 #: flows in bundles are VisualFlow
 abstractruntime_requires = ('visualflow',)

@@ -13,16 +13,18 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from abstractruntime.errors import ValidationError
 from abstractruntime.models import RunStatus, WaitReason
-from abstractruntime_pluginkit import WorkflowRegistry
+from abstractruntime_pluginkit import WorkflowRegistry, spec_for_run
 from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
 
-from .manifest import WorkflowBundleError, workflow_bundle_manifest_to_dict
-from .packer import pack_workflow_bundle, reachable_subflow_ids
-from .reader import WorkflowBundle, open_workflow_bundle, verify_bundle_contents
+if TYPE_CHECKING:  # pragma: no cover
+    from .reader import WorkflowBundle
+
+# The manifest, packer and reader are imported by the command that runs (every command's arguments are declared
+# whenever the command line starts).
 
 META_KEY = "_visualflow"
 
@@ -42,6 +44,9 @@ def _out(data: Any, as_json: bool) -> None:
 
 # --- pack -----------------------------------------------------------------------------------------------------------
 def _pick_root(directory: Path) -> Path:
+    from .manifest import WorkflowBundleError
+    from .packer import reachable_subflow_ids
+
     files = sorted(p for p in directory.glob("*.json") if p.is_file())
     flows: Dict[str, Tuple[Path, Dict[str, Any]]] = {}
     for p in files:
@@ -74,6 +79,8 @@ def _pack_args(p: Any) -> None:
 
 
 def _pack(args: Any, runtime: Any) -> int:
+    from .packer import pack_workflow_bundle
+
     src = Path(args.source)
     if args.root:
         root = Path(args.root)
@@ -96,6 +103,9 @@ def _bundle_arg(p: Any) -> None:
 
 
 def _inspect(args: Any, runtime: Any) -> int:
+    from .manifest import workflow_bundle_manifest_to_dict
+    from .reader import open_workflow_bundle
+
     m = open_workflow_bundle(args.bundle).manifest
     if args.json:
         _out(workflow_bundle_manifest_to_dict(m), True)
@@ -107,7 +117,7 @@ def _inspect(args: Any, runtime: Any) -> int:
     return 0
 
 
-def _compile(bundle: WorkflowBundle, root: str, runtime: Any, strict: bool = False) -> Dict[str, Any]:
+def _compile(bundle: "WorkflowBundle", root: str, runtime: Any, strict: bool = False) -> Dict[str, Any]:
     from abstractruntime_visualflow import compile_visualflow_tree
 
     return compile_visualflow_tree(root_id=root, flows_by_id=bundle.flows(), runtime=runtime, strict=strict)
@@ -120,6 +130,8 @@ def _validate_args(p: Any) -> None:
 
 def _validate(args: Any, runtime: Any) -> int:
     from abstractruntime_visualflow import compile_visualflow
+
+    from .reader import open_workflow_bundle, verify_bundle_contents
 
     bundle = open_workflow_bundle(args.bundle)
     verify_bundle_contents(bundle)
@@ -137,7 +149,10 @@ def _validate(args: Any, runtime: Any) -> int:
 
 
 # --- run / resume ---------------------------------------------------------------------------------------------------
-def _prepare(runtime: Any, bundle_path: str, entry: Optional[str]) -> Tuple[str, Dict[str, Any], WorkflowBundle]:
+def _prepare(runtime: Any, bundle_path: str, entry: Optional[str]) -> Tuple[str, Dict[str, Any], "WorkflowBundle"]:
+    from .manifest import WorkflowBundleError
+    from .reader import open_workflow_bundle, verify_bundle_contents
+
     bundle = open_workflow_bundle(bundle_path)
     verify_bundle_contents(bundle)
     m = bundle.manifest
@@ -248,19 +263,30 @@ def _resume_args(p: Any) -> None:
     p.add_argument("--flow", help="the .flow bundle (default: the one the run was started from)")
 
 
-def _resume(args: Any, runtime: Any) -> int:
-    from abstractruntime_visualflow.drive import drive, root_run
+def prepare_run_bundle(runtime: Any, run_id: str, flow: Optional[str] = None) -> Tuple[Any, Any, bool]:
+    """Compile and register (in ``runtime.workflow_registry``) the flows of the bundle ``run_id``'s root run was
+    started from by ``flow run`` (or of ``flow``). Returns ``(state, root, changed)``; ``changed``: the bundle file
+    differs from the one the run started with. Used by ``flow resume`` and the web console."""
+    from abstractruntime_visualflow.drive import root_run
 
-    state = runtime.get_state(args.run_id)
-    root = root_run(runtime, args.run_id)
+    state = runtime.get_state(run_id)
+    root = root_run(runtime, run_id)
     meta = root.vars.get(META_KEY) if isinstance(root.vars.get(META_KEY), dict) else {}
-    bundle_path = args.flow or meta.get("bundle")
+    bundle_path = flow or meta.get("bundle")
     if not bundle_path:
         raise ValidationError(f"run {root.run_id} was not started by `flow run`; pass --flow NAME.flow")
-    if not args.flow and meta.get("sha256") and Path(bundle_path).is_file():
-        if hashlib.sha256(Path(bundle_path).read_bytes()).hexdigest() != meta["sha256"]:
-            print(f"warning: {bundle_path} changed since the run started", file=sys.stderr)
+    changed = bool(not flow and meta.get("sha256") and Path(bundle_path).is_file()
+                   and hashlib.sha256(Path(bundle_path).read_bytes()).hexdigest() != meta["sha256"])
     _prepare(runtime, bundle_path, meta.get("entry"))
+    return state, root, changed
+
+
+def _resume(args: Any, runtime: Any) -> int:
+    from abstractruntime_visualflow.drive import drive
+
+    state, root, changed = prepare_run_bundle(runtime, args.run_id, args.flow)
+    if changed:
+        print(f"warning: {root.vars[META_KEY]['bundle']} changed since the run started", file=sys.stderr)
     registry = runtime.workflow_registry
     if state.status is RunStatus.WAITING and state.waiting is not None and \
             state.waiting.reason is not WaitReason.SUBWORKFLOW:
@@ -280,7 +306,7 @@ def _resume(args: Any, runtime: Any) -> int:
         else:
             raise ValidationError("the run waits for an answer: pass --response TEXT or --payload JSON")
         if payload is not None:
-            spec = registry.get_or_raise(state.workflow_id)
+            spec = spec_for_run(registry, state)
             runtime.resume(workflow=spec, run_id=state.run_id, wait_key=state.waiting.wait_key, payload=payload,
                            max_steps=0)
     drive(runtime, state.run_id)
@@ -317,4 +343,4 @@ def cli_commands() -> List[Any]:
     ]
 
 
-__all__ = ["cli_commands"]
+__all__ = ["cli_commands", "prepare_run_bundle", "META_KEY"]

@@ -315,6 +315,7 @@ def export_run_history_bundle(
     ledger_mode: str = "tail",
     ledger_max_items: int = 2000,
     include_state: bool = False,
+    progress: Any = None,
 ) -> Dict[str, Any]:
     """Export a run as a version-1 history bundle (reference §13).
 
@@ -325,7 +326,8 @@ def export_run_history_bundle(
     has a ``session_id``.
 
     Our addition: ``include_state=True`` adds ``"states": {run_id: full checkpoint dict}`` for every exported run
-    (what :func:`import_history_bundle` needs to recreate the runs elsewhere).
+    (what :func:`import_history_bundle` needs to recreate the runs elsewhere), and ``progress`` (an
+    ``abstractruntime_pluginkit.console.Progress``) is told of each run whose ledger was read.
     """
     rid = _require_id(run_id, "run_id")
     mode = "full" if str(ledger_mode or "").strip().lower() == "full" else "tail"  # anything else tails (0.4.2)
@@ -341,8 +343,11 @@ def export_run_history_bundle(
 
     ledgers: Dict[str, Any] = {}
     timeline: List[Dict[str, Any]] = []
+    advance = progress.stage("reading ledgers (runs)", len(run_ids)) if progress is not None else None
     for rid2 in run_ids:
         rows, total, cursor_start = _ledger_window(ledger_store, rid2, mode, max_items)
+        if advance is not None:
+            advance(1)
         items = [{"cursor": cursor_start + i, "record": rec} for i, rec in enumerate(rows)]
         ledgers[rid2] = {"run_id": rid2, "total": total, "cursor_start": cursor_start,
                          "cursor_end": cursor_start + len(items) - 1, "items": items}

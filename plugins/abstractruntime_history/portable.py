@@ -30,6 +30,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
 from abstractruntime.storage.base import Capability, StepCommit, backend_for
 from abstractruntime_artifacts.store import ArtifactMetadata, is_artifact_ref, validate_artifact_id
+from abstractruntime_pluginkit.console import NO_PROGRESS
 from abstractruntime_pluginkit.jsonload import JsonTooDeepError, loads_bounded
 from abstractruntime_storekit.files import fsync_dir, temp_path
 
@@ -84,13 +85,15 @@ def bundle_artifact_ids(bundle: Dict[str, Any], artifact_store: Any = None) -> L
 
 
 def write_history_bundle(
-    bundle: Dict[str, Any], path: Union[str, os.PathLike], *, artifact_store: Any = None
+    bundle: Dict[str, Any], path: Union[str, os.PathLike], *, artifact_store: Any = None, progress: Any = None
 ) -> Path:
     """Write ``bundle`` and the artifacts it needs (read from ``artifact_store``) to one zip file at ``path``.
 
     Written atomically (temporary file, fsync, rename). Artifacts that are referenced but missing from the
     store are listed in ``manifest.json`` under ``missing_artifacts`` (and logged). Returns the path.
+    ``progress`` (``abstractruntime_pluginkit.console.Progress``) is told of each artifact written.
     """
+    progress = NO_PROGRESS if progress is None else progress
     if not isinstance(bundle, dict) or bundle.get("version") != RUN_HISTORY_BUNDLE_VERSION_V1:
         raise HistoryBundleError("write_history_bundle expects a version-1 bundle from export_run_history_bundle")
     codec.check_json(bundle, "bundle")
@@ -108,7 +111,9 @@ def write_history_bundle(
             ids = bundle_artifact_ids(bundle, artifact_store) if artifact_store is not None else []
             if artifact_store is None and bundle_artifact_ids(bundle):
                 missing = bundle_artifact_ids(bundle)
+            advance = progress.stage("writing artifacts", len(ids))
             for aid in ids:
+                advance(1)
                 try:
                     validate_artifact_id(aid)
                     artifact = artifact_store.load(aid)
@@ -257,7 +262,7 @@ def _runs_of(bundle: Dict[str, Any], source: Any) -> List[Tuple[Any, list]]:
     return out
 
 
-def _verify_chains(bundle: Dict[str, Any], runtime: Any, source: Any) -> None:
+def _verify_chains(bundle: Dict[str, Any], runtime: Any, source: Any, progress: Any = NO_PROGRESS) -> None:
     """Refuse a bundle whose ledgers carry a hash chain that does not verify (a record changed, deleted, inserted
     or moved after export). Bundles without any chain field (provenance was off) pass; if any record has one, every
     ledger of the bundle must verify, as ``runtime.verify_ledger`` would report it once imported."""
@@ -270,8 +275,10 @@ def _verify_chains(bundle: Dict[str, Any], runtime: Any, source: Any) -> None:
         raise HistoryBundleError(f"Cannot import {source}: its ledgers are hash-chained but this runtime has no "
                                  f"'provenance' plugin to verify them; nothing was imported (load the provenance "
                                  f"plugin, or pass verify_chain=False to import without checking)")
+    advance = progress.stage("verifying ledgers (records)", sum(len(rows) for rows in ledgers.values()))
     for run_id, rows in ledgers.items():
         report = verify(rows)
+        advance(len(rows))
         if not report["ok"]:
             first = report["errors"][0]
             raise HistoryBundleError(
@@ -289,6 +296,7 @@ def import_history_bundle(
     max_entry_bytes: int = MAX_ENTRY_BYTES,
     max_total_bytes: int = MAX_TOTAL_BYTES,
     verify_chain: bool = True,
+    progress: Any = None,
 ) -> Dict[str, Any]:
     """Import the runs (checkpoints + complete ledgers) and artifacts of a bundle file into ``runtime``'s stores.
 
@@ -301,13 +309,15 @@ def import_history_bundle(
     :class:`HistoryBundleError` is raised before anything is written. Artifacts go to ``artifact_store``, else
     the runtime's (``abstractruntime_artifacts.artifact_store_for``). Each run is written in one store commit
     (checkpoint and ledger together, records exactly as exported, hash-chain fields included); runs are
-    written parents first. Returns ``{root_run_id, run_ids, artifacts, ledger_records}``.
+    written parents first. Returns ``{root_run_id, run_ids, artifacts, ledger_records}``. ``progress``
+    (``abstractruntime_pluginkit.console.Progress``) is told of the ledgers verified, artifacts and records stored.
     """
+    progress = NO_PROGRESS if progress is None else progress
     bundle, artifacts = read_history_file(path, max_entries=max_entries, max_entry_bytes=max_entry_bytes,
                                           max_total_bytes=max_total_bytes)
     runs = _runs_of(bundle, path)
     if verify_chain:
-        _verify_chains(bundle, runtime, path)
+        _verify_chains(bundle, runtime, path, progress)
 
     clashes = []
     for run, _records in runs:
@@ -339,15 +349,19 @@ def import_history_bundle(
                                      f"content; nothing was imported")
         to_store.append((meta, content))
 
+    advance = progress.stage("storing artifacts", len(to_store))
     for meta, content in to_store:
         target.store(content, content_type=meta.content_type, run_id=meta.run_id, tags=dict(meta.tags),
                      artifact_id=meta.artifact_id)
+        advance(1)
     commit = backend_for(runtime.run_store, runtime.ledger_store).commit_step
     n_records = 0
+    advance = progress.stage("importing runs (records)", sum(len(records) for _run, records in runs))
     for run, records in _parents_first(runs):
         commit(StepCommit(run=run, run_json=codec.encode_run(run), records=records,
                           record_jsons=[codec.encode_record(r) for r in records], expected_revision=None))
         n_records += len(records)
+        advance(len(records))
     log.info("history_imported", path=str(path), runs=len(runs), records=n_records, artifacts=len(to_store))
     return {"root_run_id": bundle.get("root_run_id"), "run_ids": [r.run_id for r, _ in runs],
             "artifacts": sorted(artifacts), "ledger_records": n_records}

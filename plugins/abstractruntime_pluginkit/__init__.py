@@ -8,6 +8,8 @@ hook). The builtin plugins are built on it, and so can a third-party one:
 * :mod:`.drivers` -- :func:`attach_driver` / :func:`is_driven`: which runtimes a scheduler or worker drives;
 * :mod:`.run_tree` -- a run's ancestors, root and the runs an effect may address (``target_run_id``);
 * :mod:`.event_keys` -- :func:`build_event_wait_key`, the reference's event wait-key format;
+* :mod:`.hostloop` -- :func:`on_host_loop`: is an async handler awaited on an asyncio host's loop (an
+  ``AsyncRuntime``) or on a private one;
 * :mod:`.jsonload` -- :func:`loads_bounded` / :func:`check_value_depth`, JSON from outside with a bounded nesting
   depth (:class:`JsonTooDeepError` before any recursive parser sees it).
 
@@ -16,13 +18,14 @@ Store authors have ``abstractruntime_storekit`` as well.
 
 from .drivers import attach_driver, is_driven
 from .event_keys import SCOPES, build_event_wait_key
+from .hostloop import host_loop, on_host_loop, set_host_loop
 from .jsonload import DEFAULT_MAX_DEPTH, JsonTooDeepError, check_value_depth, loads_bounded
 from .options import plugin_options, structure_options
-from .registry import WorkflowRegistry
+from .registry import WorkflowRegistry, WorkflowVersionNotFoundError, spec_for_run
 from .run_tree import ancestors, find_in_run_tree, root_of
 
 __all__ = [
-    "plugin_options", "structure_options", "WorkflowRegistry", "ancestors", "root_of", "find_in_run_tree",
+    "plugin_options", "structure_options", "WorkflowRegistry", "WorkflowVersionNotFoundError", "spec_for_run", "ancestors", "root_of", "find_in_run_tree",
     "build_event_wait_key", "SCOPES", "attach_driver", "is_driven", "loads_bounded", "check_value_depth",
-    "JsonTooDeepError", "DEFAULT_MAX_DEPTH",
+    "JsonTooDeepError", "DEFAULT_MAX_DEPTH", "on_host_loop", "host_loop", "set_host_loop",
 ]

@@ -177,19 +177,25 @@ def iter_ledger(ledger_store: Any, run_id: str, *, page_size: int = PAGE_SIZE) -
         after = int(last)
 
 
-def verify_run(runtime: Any, run_id: str, *, public_key: Any = None) -> Dict[str, Any]:
+def verify_run(runtime: Any, run_id: str, *, public_key: Any = None,
+               progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
     """Verify one run's ledger in ``runtime``'s store; the report also names ``run_id``.
 
     ``public_key=None`` uses ``plugin_options.provenance.public_key_path`` when it is set (else signatures are
-    not checked).
+    not checked). ``progress(n)`` is told of the records verified, a page at a time (the CLI's progress bar).
     """
     if public_key is None:
         from .plugin import configured_public_key
 
         public_key = configured_public_key(runtime)
     verifier = ChainVerifier(public_key=public_key)
-    for record in iter_ledger(runtime.ledger_store, run_id):
+    done = 0
+    for done, record in enumerate(iter_ledger(runtime.ledger_store, run_id), 1):
         verifier.add(record)
+        if progress is not None and done % PAGE_SIZE == 0:
+            progress(PAGE_SIZE)
+    if progress is not None and done % PAGE_SIZE:
+        progress(done % PAGE_SIZE)
     return {"run_id": run_id, **verifier.report()}
 
 

@@ -77,6 +77,9 @@ def register_hasher(name: str, factory: Callable[[], Any]) -> HasherDescriptor:
 
 def get_hasher(name: Optional[str] = None) -> HasherDescriptor:
     """The hasher for ``name`` (default sha256): a registered one, else any ``hashlib.new(name)`` algorithm."""
+    found = HASHERS.get(DEFAULT_ALGORITHM if name is None else name) if name is None or type(name) is str else None
+    if found is not None:  # the per-record path: a name already registered exactly as given
+        return found
     clean = _check_name(DEFAULT_ALGORITHM if name is None else name)
     desc = HASHERS.get(clean)
     if desc is not None:

@@ -113,11 +113,22 @@ def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str,
     cfg = config_for(runtime)
     if not cfg.enabled:
         return None
-    # The head is read here, outside the store's transaction: another writer (a cancel_run from another process)
-    # may append before this commit is written, so the store re-checks it inside its transaction.
-    head = current_head(runtime.ledger_store, run_id, paging=runtime.backend.supports(Capability.LEDGER_PAGING))
+    # The head is known or read here, outside the store's transaction: another writer (a cancel_run from another
+    # process) may append before this commit is written, so the store re-checks it inside its transaction.
+    head = chain_head(runtime, run_id)
     chain_records(records, head, algorithm=cfg.algorithm, signer=cfg.signer)
     return extends_head(run_id, head)
+
+
+def chain_head(runtime: Any, run_id: str) -> Optional[str]:
+    """The ``record_hash`` to chain the run's next records on: the store's hint when it has one (a backend may
+    offer ``ledger_head_hint(run_id) -> (seq, record_hash) | None``, what it last wrote: no read), else the last
+    stored record's. Either way the commit's :func:`extends_head` precondition checks it in the transaction."""
+    hint = getattr(runtime.backend, "ledger_head_hint", None)
+    known = hint(run_id) if callable(hint) else None
+    if known is not None:
+        return known[1]
+    return current_head(runtime.ledger_store, run_id, paging=runtime.backend.supports(Capability.LEDGER_PAGING))
 
 
 def _verify_ledger(runtime: Any, run_id: str, public_key: Any = None) -> Dict[str, Any]:
@@ -148,9 +159,14 @@ def _cli_verify(args: Any, runtime: Any) -> int:
     """``abstractruntime ledger verify RUN_ID``: exit 0 if the chain verifies, 1 with the first bad record if not."""
     import json
 
+    from abstractruntime_pluginkit.console import progress_display
+
     runtime.get_state(args.run_id)  # unknown run -> clear error, exit 2
     public_key = load_public_key(args.public_key) if args.public_key else None
-    report = _verify_ledger(runtime, args.run_id, public_key)
+    paging = runtime.backend.supports(Capability.LEDGER_PAGING)
+    with progress_display() as bars:  # drawn on stderr when it is a terminal (a long ledger takes a while)
+        advance = bars.stage("verifying the ledger", runtime.ledger_store.count(args.run_id) if paging else None)
+        report = verify_run(runtime, args.run_id, public_key=public_key, progress=advance)
     # Records are numbered from 1 as `ledger show` numbers them ("record"); "index" stays the 0-based position of
     # the reference's report.
     for err in report["errors"]:
