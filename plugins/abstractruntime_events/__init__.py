@@ -11,7 +11,10 @@ from typing import List
 
 from abstractruntime import EffectHandlerDescriptor, EffectType, hookimpl
 
-from .emit import deliver_event, emit_event
+from abstractruntime_pluginkit.lazy import lazy_exports, lazy_function
+
+# Imported at the first event: every plugin package is imported whenever a runtime is built.
+__getattr__, __dir__ = lazy_exports(__name__, {"deliver_event": ".emit", "emit_event": ".emit"})
 
 __all__ = ["deliver_event", "emit_event"]
 
@@ -19,4 +22,5 @@ __all__ = ["deliver_event", "emit_event"]
 @hookimpl
 def abstractruntime_register_effect_handlers() -> List[EffectHandlerDescriptor]:
     # side_effects=True: it changes other runs, so the kernel reserves the step before it runs.
-    return [EffectHandlerDescriptor(EffectType.EMIT_EVENT, emit_event, "Deliver an event to waiting runs")]
+    return [EffectHandlerDescriptor(EffectType.EMIT_EVENT, lazy_function(__name__, ".emit", "emit_event"),
+                                    "Deliver an event to waiting runs")]

@@ -7,6 +7,7 @@ from typing import Any, Dict, List, Optional
 from abstractruntime import EffectCall, EffectOutcome, RunState, RunStatus, WaitReason
 from abstractruntime_pluginkit.event_keys import build_event_wait_key
 from abstractruntime.errors import ConfigurationError
+from abstractruntime_pluginkit import spec_for_run
 from abstractruntime.models import utc_now_iso
 from abstractruntime_pluginkit.queries import answers_run_queries, has_event_index
 
@@ -60,7 +61,7 @@ def deliver_event(
             "pass workflow_registry=WorkflowRegistry() with their workflows registered"
         )
     for run_id, run in listeners.items():
-        spec = runtime.workflow_registry.get(run.workflow_id)
+        spec = spec_for_run(runtime.workflow_registry, run, required=False)
         if spec is None:
             resumed.append({"run_id": run_id, "status": "skipped", "error": "workflow_not_registered"})
             continue

@@ -35,7 +35,7 @@ from abstractruntime.errors import (
 )
 from abstractruntime.logs import get_logger
 from abstractruntime.models import utc_now_iso
-from abstractruntime_pluginkit import attach_driver, plugin_options
+from abstractruntime_pluginkit import attach_driver, plugin_options, spec_for_run
 from abstractruntime_pluginkit.registry import WorkflowRegistry
 from abstractruntime_pluginkit.queries import answers_run_queries
 from abstractruntime_storekit.integrity import CorruptRecord, collect_skipped
@@ -212,6 +212,12 @@ class Scheduler:
         with self._stats_lock:
             self._stats.poll_cycles += 1
             self._stats.last_poll_at = utc_now_iso()
+        hook = getattr(self.runtime.hooks.plugin_manager.hook, "abstractruntime_driver_poll", None)
+        if hook is not None and hook.get_hookimpls():  # runs that are due now (the schedules plugin's fires)
+            try:
+                hook(runtime=self.runtime, registry=self.registry)
+            except Exception as exc:
+                self._record_error(f"driver poll failed: {type(exc).__name__}: {exc}")
         count = 0
         for run in self._candidates(limit):
             if self._stop.is_set() and submit:
@@ -238,7 +244,7 @@ class Scheduler:
     def _drive(self, run: RunState) -> None:
         """Tick one run step by step until it stops being RUNNING (or the scheduler stops)."""
         try:
-            spec = self.registry.get_or_raise(run.workflow_id)
+            spec = spec_for_run(self.registry, run)
             state = run
             while True:
                 before = state.revision
@@ -284,7 +290,7 @@ class Scheduler:
             raise UnknownRunError(run_id)
         if state.status is not RunStatus.WAITING or state.waiting is None:
             raise RunNotWaitingError(f"Run {run_id} is not waiting (status: {state.status.value})", run_id=run_id)
-        return state, self.registry.get_or_raise(state.workflow_id)
+        return state, spec_for_run(self.registry, state)
 
     def resume_event(self, *, run_id: str, wait_key: Optional[str], payload: Dict[str, Any]) -> RunState:
         _state, spec = self._waiting(run_id)
@@ -342,7 +348,7 @@ class Scheduler:
                                                f"subworkflow:{child_run_id}"):
                 return parent
             return None
-        spec = self.registry.get_or_raise(parent.workflow_id)
+        spec = spec_for_run(self.registry, parent)
         return self.runtime.resume(workflow=spec, run_id=parent.run_id, wait_key=wait.wait_key,
                                    payload={"sub_run_id": child_run_id, "output": child_output})
 
@@ -387,8 +393,10 @@ class ScheduledRuntime:
     registry: WorkflowRegistry
 
     def _ensure(self, workflow: WorkflowSpec) -> None:
-        if workflow.workflow_id not in self.registry:
-            self.registry.register(workflow)
+        if workflow.workflow_id not in self.registry or (isinstance(self.registry, WorkflowRegistry) and
+                                                         workflow.version not in self.registry.versions(
+                                                             workflow.workflow_id)):
+            self.registry.register(workflow)  # a new version of a registered workflow joins the others
 
     def run(self, workflow: WorkflowSpec, *, vars: Optional[Dict[str, Any]] = None, actor_id: Optional[str] = None,
             max_steps: int = 100) -> Tuple[str, RunState]:
@@ -405,7 +413,7 @@ class ScheduledRuntime:
 
     def tick(self, run_id: str, *, max_steps: int = 100) -> RunState:
         state = self.runtime.get_state(run_id)
-        return self.runtime.tick(workflow=self.registry.get_or_raise(state.workflow_id), run_id=run_id,
+        return self.runtime.tick(workflow=spec_for_run(self.registry, state), run_id=run_id,
                                  max_steps=max_steps)
 
     def respond(self, run_id: str, payload: Dict[str, Any]) -> RunState:

@@ -19,7 +19,7 @@ from attrs import frozen
 from abstractruntime import EffectHandlerDescriptor, EffectType, RunState, RunStatus, WaitReason, WaitState, hookimpl
 from abstractruntime.errors import ConcurrentModificationError, RunNotWaitingError, WaitKeyMismatchError
 from abstractruntime.logs import get_logger
-from abstractruntime_pluginkit import is_driven, plugin_options
+from abstractruntime_pluginkit import is_driven, plugin_options, spec_for_run
 
 from .start import start_subworkflow, wrap_child_result
 
@@ -101,7 +101,7 @@ def abstractruntime_run_status_changed(run: RunState, runtime: Any) -> None:
             or wait.reason is not WaitReason.SUBWORKFLOW or wait.wait_key != f"subworkflow:{run.run_id}"):
         return
     registry = runtime.workflow_registry
-    spec = registry.get(parent.workflow_id) if registry is not None else None
+    spec = spec_for_run(registry, parent, required=False)
     if spec is None:
         log.warning("subworkflow_parent_not_resumed", run_id=parent.run_id, child_run_id=run.run_id,
                     error=f"workflow '{parent.workflow_id}' is not in the runtime's workflow_registry")

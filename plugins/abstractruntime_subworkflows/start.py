@@ -6,6 +6,7 @@ import json
 from typing import Any, Dict, Optional
 
 from abstractruntime import EffectCall, EffectOutcome, RunStatus, WaitReason, WaitState
+from abstractruntime.errors import CorruptStoreError, StoreError
 from abstractruntime_pluginkit.queries import answers_run_queries
 
 WORKSPACE_KEYS = ("workspace_root", "workspace_access_mode", "workspace_allowed_paths", "workspace_ignored_paths")
@@ -126,6 +127,17 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
             ))
     try:
         state = runtime.tick(workflow=spec, run_id=child_id, max_steps=SYNC_MAX_STEPS)
+    except StoreError as exc:
+        if isinstance(exc, CorruptStoreError):
+            return EffectOutcome.failed(f"Subworkflow '{workflow_id}' failed: {exc}")
+        # The store, not the child (a database restart): the child is stored and driven by whoever claims it;
+        # wait for it like a retried step does -- its end (or poll_wait) wakes the parent.
+        return EffectOutcome.waiting(WaitState(
+            reason=WaitReason.SUBWORKFLOW, wait_key=wait_key, resume_to_node=resume_to,
+            result_key=call.effect.result_key,
+            details={"sub_run_id": child_id, "sub_workflow_id": workflow_id, "include_traces": include_traces,
+                     "sub_waiting": None, **wrap_details},
+        ))
     except Exception as exc:
         return EffectOutcome.failed(f"Subworkflow '{workflow_id}' failed: {exc}")
     if state.status is RunStatus.COMPLETED:
