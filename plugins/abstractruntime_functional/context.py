@@ -1,0 +1,337 @@
+"""The ``ctx`` of a functional workflow: every durable call, numbered by call order and replayed from the run's vars.
+
+What a run recorded lives under ``vars["_fn"]``: ``calls["<n>"]`` is ``"<kind> <name> <digest>"`` (the
+non-determinism check: the digest is of the call's arguments) and ``results["<n>"]`` its result (an effect's
+``result_key`` points there, so the kernel writes it). Both are dicts keyed by the call number: a replayed call
+costs two dict lookups and the digest of its arguments. A call recorded without a result completed without one
+(a due timer, an effect that returned no result); a call not recorded is the frontier: it becomes the step's effect.
+"""
+
+from __future__ import annotations
+
+import random as _random
+import uuid as _uuid
+import zlib
+from contextvars import ContextVar
+from datetime import datetime, timedelta
+from math import isfinite
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import orjson
+
+from abstractruntime.errors import ValidationError
+from abstractruntime.models import Effect, EffectType, RunState, StepPlan, WorkflowSpec, coerce_effect_type, \
+    effect_type_value
+from abstractruntime.timeutil import now_utc, parse_instant
+
+from .errors import ChildWorkflowError, NonDeterminismError, Suspend
+
+NODE = "fn"  #: the one node of a functional workflow
+STATE = "_fn"  #: the namespace of ``vars`` holding the recorded calls
+STEP_EFFECT = "function_step"
+NONDETERMINISM_EFFECT = "function_nondeterminism"
+_ANSWER_KEYS = ("response", "text", "answer", "value")
+
+_MISSING = object()
+
+_ACTIVE: "ContextVar[Optional[FunctionalContext]]" = ContextVar("abstractruntime_functional_context", default=None)
+
+Build = Callable[..., Tuple[Union[EffectType, str], Dict[str, Any]]]
+
+
+def active_context() -> "Optional[FunctionalContext]":
+    """The context of the workflow body running in this thread, if any (``@step`` functions consult it)."""
+    return _ACTIVE.get()
+
+
+def digest(value: Any) -> str:
+    """A short digest of a call's arguments: CRC-32 of their canonical JSON (``repr`` for what JSON cannot hold,
+    which the kernel then refuses to store with a JsonInvariantError naming it). A check, not a security measure."""
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        data = repr(value).encode("utf-8", "backslashreplace")
+    return f"{zlib.crc32(data):08x}"
+
+
+_CONTAINERS = (dict, list)
+
+
+def copy_json(value: Any) -> Any:
+    """A private copy of a recorded value: a body that mutates what a call returned must not change the record."""
+    if type(value) in _CONTAINERS:
+        return orjson.loads(orjson.dumps(value))
+    return value
+
+
+def describe(meta: str, arguments: bool = True) -> str:
+    """``"step mod:charge 1a2b"`` -> ``step 'mod:charge' (arguments 1a2b)``."""
+    kind, _, rest = meta.partition(" ")
+    name, _, arg_digest = rest.rpartition(" ")
+    return f"{kind} {name!r}" + (f" (arguments {arg_digest})" if arg_digest and arguments else "")
+
+
+def _step_payload(n: int, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any], retries: Optional[int],
+                  backoff_s: float) -> Tuple[str, Dict[str, Any]]:
+    payload: Dict[str, Any] = {"step": name, "args": list(args), "kwargs": dict(kwargs)}
+    if retries:
+        payload.update(retries=retries, backoff_s=backoff_s)
+    return STEP_EFFECT, payload
+
+
+def _answer(payload: Any) -> Any:
+    """What ``ask_user`` returns: the answer of a one-key payload (``{"response": ...}`` from the console,
+    ``{"text": ...}``, ``{"answer": ...}``, ``{"value": ...}``), else the whole resume payload."""
+    if type(payload) is dict and len(payload) == 1:
+        ((key, value),) = payload.items()
+        if key in _ANSWER_KEYS:
+            return copy_json(value)
+    return copy_json(payload)
+
+
+class FunctionalContext:
+    """Passed as the first argument of a ``@workflow`` function. Its methods are the durable calls; the rest of the
+    body must be deterministic (docs/functional.md#what-must-be-deterministic)."""
+
+    def __init__(self, run: RunState, state: Dict[str, Any]) -> None:
+        self.run_id: str = run.run_id
+        self.workflow_id: str = run.workflow_id
+        self.session_id: Optional[str] = run.session_id
+        self.actor_id: Optional[str] = run.actor_id
+        self._state = state
+        self._calls: Dict[str, str] = state["calls"]
+        self._results: Dict[str, Any] = state["results"]
+        self._recorded = len(self._calls)
+        self._n = 0
+        self._dirty = False  # values recorded in this pass that are not in the store yet
+        self.plan: Optional[StepPlan] = None  # set by the frontier call: what the node returns
+        self.error: Optional[NonDeterminismError] = None
+
+    @property
+    def calls_made(self) -> int:
+        return self._n
+
+    @property
+    def calls_recorded(self) -> int:
+        return self._recorded
+
+    # --- the replay machinery ---------------------------------------------------------------------------------
+    def _enter(self) -> None:
+        if self.plan is not None:
+            raise Suspend()  # the body swallowed the suspension: stop at its next durable call
+        if self.error is not None:
+            raise self.error
+
+    def _next(self, kind: str, name: str, arg_digest: str) -> Tuple[str, str, bool]:
+        self._enter()
+        n = self._n
+        self._n = n + 1
+        key = str(n)
+        meta = f"{kind} {name} {arg_digest}"
+        recorded = self._calls.get(key)
+        if recorded is None:
+            return key, meta, False
+        if recorded != meta:
+            self._diverged(n, recorded, meta)
+        return key, meta, True
+
+    def _diverged(self, n: int, recorded: str, meta: str) -> None:
+        same_call = recorded.rpartition(" ")[0] == meta.rpartition(" ")[0]
+        what = (f"{describe(recorded, False)} with other arguments (digest {meta.rpartition(' ')[2]}; the run "
+                f"recorded {recorded.rpartition(' ')[2]})" if same_call
+                else f"{describe(meta)} instead of {describe(recorded)}")
+        self.error = NonDeterminismError(
+            f"Functional workflow '{self.workflow_id}' is not deterministic: replaying run {self.run_id}, call #{n} "
+            f"is {what}. A replay must make the durable calls the run recorded, in the same order with the same "
+            f"arguments. The run waits (it is not failed): fix the code or guard the change with ctx.patched(...) "
+            f"(docs/functional.md#versioning), then resume the run to replay it again, or cancel it.",
+            run_id=self.run_id, call=n, recorded={"call": n, "description": describe(recorded)},
+            replayed={"call": n, "description": describe(meta)})
+        raise self.error
+
+    def check_complete(self, raised: Optional[BaseException] = None) -> None:
+        """The body returned (or raised ``raised``): it must have made every call the run recorded. A body that
+        raises before a call it made in an earlier pass changed: non-determinism too, not a failure of the run."""
+        if self.plan is None and self.error is None and self._n < self._recorded:
+            recorded = self._calls.get(str(self._n), "? ? ")
+            what = "returned" if raised is None else f"raised {type(raised).__name__}: {raised}"
+            self.error = NonDeterminismError(
+                f"Functional workflow '{self.workflow_id}' is not deterministic: replaying run {self.run_id}, the "
+                f"function {what} after {self._n} durable calls, but the run recorded {self._recorded} (call "
+                f"#{self._n} was {describe(recorded)}). The run waits (it is not failed): fix the code or guard "
+                f"the change with ctx.patched(...) (docs/functional.md#versioning), then resume it, or cancel it.",
+                run_id=self.run_id, call=self._n, recorded={"call": self._n, "description": describe(recorded)},
+                replayed={"call": self._n, "description": "return" if raised is None else what})
+
+    def _value(self, kind: str, make: Callable[[], Any]) -> Any:
+        key, meta, recorded = self._next(kind, kind, "")
+        if recorded:
+            return self._results.get(key)
+        value = make()
+        self._calls[key] = meta
+        self._results[key] = value
+        self._recorded = self._n
+        self._dirty = True
+        return value
+
+    def _effect(self, kind: str, name: str, arguments: Any, build: Build, *build_args: Any) -> Any:
+        """The recorded result of this call, else (the frontier) suspend with its effect: ``build(n, *build_args)``
+        makes the effect's type and payload (called at the frontier only)."""
+        key, meta, recorded = self._next(kind, name, digest(arguments))
+        if recorded:
+            result = self._results.get(key, _MISSING)
+            if result is not _MISSING:
+                return result
+            if kind == "sleep":
+                return None  # a timer that came due: the kernel cleared the wait and wrote nothing
+            # Issued and not completed (every completion writes a result: the plugin's execute_effect wrapper):
+            # the effect failed and the run was set RUNNING again (``retry_run``). It is the frontier again.
+        if self._dirty:
+            # Values recorded in this pass reach the store first (a pure step): a side effect's reservation
+            # checkpoints the state *before* its step, and its replay after a crash must see the same values.
+            self.plan = StepPlan(node_id=NODE, next_node=NODE)
+            raise Suspend()
+        n = self._n - 1
+        effect_type, payload = build(n, *build_args)
+        payload["functional_call"] = {"number": n, "name": name}
+        self._calls[key] = meta
+        self.plan = StepPlan(node_id=NODE, effect=Effect(effect_type, payload, f"{STATE}.results.{key}"),
+                             next_node=NODE)
+        raise Suspend()
+
+    # --- recorded values --------------------------------------------------------------------------------------
+    def now(self) -> datetime:
+        """The current instant (aware, UTC), recorded: a replay returns the same instant."""
+        return parse_instant(self._value("now", lambda: now_utc().isoformat()))
+
+    def random(self) -> float:
+        """A random float in [0, 1), recorded."""
+        return self._value("random", _random.random)
+
+    def uuid(self) -> str:
+        """A random UUID (version 4) as a string, recorded."""
+        return self._value("uuid", lambda: str(_uuid.uuid4()))
+
+    def patched(self, patch_id: str) -> bool:
+        """True where the run meets this check for the first time at its frontier (new code), False in a run that
+        already went past this point with the old code; recorded per ``patch_id`` (docs/functional.md#versioning).
+        Takes no call number, so adding ``if ctx.patched(...)`` does not shift the calls after it."""
+        self._enter()
+        if not isinstance(patch_id, str) or not patch_id.strip():
+            raise ValidationError(f"ctx.patched() needs a non-empty string id, got {patch_id!r}")
+        patches = self._state.get("patches")
+        if not isinstance(patches, dict):
+            patches = self._state["patches"] = {}
+        found = patches.get(patch_id)
+        if isinstance(found, bool):
+            return found
+        value = self._n >= self._recorded
+        patches[patch_id] = value
+        self._dirty = True
+        return value
+
+    # --- effects ----------------------------------------------------------------------------------------------
+    def call_step(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any], retries: Optional[int],
+                  backoff_s: float) -> Any:
+        """A ``@step`` called in the body (the decorator calls this): its recorded result, else its effect."""
+        if self.plan is None and self.error is None:  # the hot path of a replay, inlined: a recorded step
+            n = self._n
+            key = str(n)
+            recorded = self._calls.get(key)
+            if recorded is not None:
+                try:
+                    data = orjson.dumps((args, kwargs), option=orjson.OPT_SORT_KEYS)
+                except TypeError:
+                    data = None
+                if data is not None and recorded == f"step {name} {zlib.crc32(data):08x}":
+                    result = self._results.get(key)
+                    if type(result) is dict:
+                        self._n = n + 1
+                        value = result.get("value")
+                        return orjson.loads(orjson.dumps(value)) if type(value) in _CONTAINERS else value
+        result = self._effect("step", name, (args, kwargs), _step_payload, name, args, kwargs, retries, backoff_s)
+        return copy_json(result.get("value")) if type(result) is dict else None
+
+    def ask_user(self, prompt: str, *, choices: Optional[List[str]] = None, allow_free_text: Optional[bool] = None,
+                 wait_key: Optional[str] = None) -> Any:
+        """Wait for a person (ASK_USER). Returns the answer: the value of a one-key resume payload (``response``,
+        ``text``, ``answer`` or ``value``), else the payload itself. ``allow_free_text`` defaults to "no choices"."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValidationError(f"ctx.ask_user() needs a non-empty prompt, got {prompt!r}")
+        free = allow_free_text if allow_free_text is not None else not choices
+
+        def build(n: int) -> Tuple[EffectType, Dict[str, Any]]:
+            return EffectType.ASK_USER, {"prompt": prompt, "choices": list(choices) if choices else None,
+                                         "allow_free_text": free,
+                                         "wait_key": wait_key or f"user:{self.run_id}:{NODE}:{n}"}
+
+        return _answer(self._effect("ask_user", "ask_user", (prompt, choices, free, wait_key), build))
+
+    def sleep(self, seconds: Optional[float] = None, *, until: Union[None, str, datetime] = None) -> None:
+        """A durable timer (WAIT_UNTIL): ``seconds`` from when the run first reaches it (that instant is recorded),
+        or ``until`` an instant (aware datetime or ISO-8601 string)."""
+        if (seconds is None) == (until is None):
+            raise ValidationError("ctx.sleep() takes seconds=... or until=..., exactly one of them")
+        if until is not None:
+            instant = parse_instant(until.isoformat() if isinstance(until, datetime) else until).isoformat()
+            arguments: Dict[str, Any] = {"until": instant}
+        else:
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not isfinite(seconds) \
+                    or seconds < 0:
+                raise ValidationError(f"ctx.sleep(seconds=...) needs a finite number >= 0, got {seconds!r}")
+            instant, arguments = "", {"seconds": seconds}
+
+        def build(n: int) -> Tuple[EffectType, Dict[str, Any]]:
+            at = instant or (now_utc() + timedelta(seconds=float(seconds or 0))).isoformat()
+            return EffectType.WAIT_UNTIL, {"until": at}
+
+        self._effect("sleep", "sleep", arguments, build)
+
+    def wait_event(self, name: str, *, scope: str = "session", session_id: Optional[str] = None,
+                   wait_key: Optional[str] = None) -> Any:
+        """Wait for an event (WAIT_EVENT) named ``name`` in ``scope`` (the events plugin's keys: an EMIT_EVENT of the
+        same name, or ``resume`` with the wait key). Returns the resume payload (an event's envelope)."""
+        arguments = {"name": name, "scope": scope, "session_id": session_id, "wait_key": wait_key}
+
+        def build(n: int) -> Tuple[EffectType, Dict[str, Any]]:
+            return EffectType.WAIT_EVENT, {k: v for k, v in arguments.items() if v is not None}
+
+        return copy_json(self._effect("wait_event", name, arguments, build))
+
+    def llm_call(self, prompt: Optional[str] = None, *, messages: Optional[List[Dict[str, Any]]] = None,
+                 **fields: Any) -> Any:
+        """An LLM call (LLM_CALL, the abstractcore plugin); ``fields`` are the effect's other payload keys
+        (``provider``, ``model``, ``system_prompt``, ``params``, ``response_schema``, ...). Returns its result."""
+        payload = {"prompt": prompt, "messages": messages, **fields}
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return copy_json(self._effect("llm_call", "llm_call", payload,
+                                      lambda n: (EffectType.LLM_CALL, dict(payload))))
+
+    def run_workflow(self, workflow: Union[WorkflowSpec, str], vars: Optional[Dict[str, Any]] = None, *,
+                     session_id: Optional[str] = None) -> Any:
+        """Start a child workflow (START_SUBWORKFLOW; it must be in the runtime's ``workflow_registry``) and wait
+        for it; returns its output. A child that fails or is cancelled raises :class:`ChildWorkflowError`."""
+        workflow_id = workflow.workflow_id if isinstance(workflow, WorkflowSpec) else workflow
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise ValidationError(f"ctx.run_workflow() needs a WorkflowSpec or a workflow id, got {workflow!r}")
+        payload: Dict[str, Any] = {"workflow_id": workflow_id, "vars": dict(vars or {})}
+        if session_id is not None:
+            payload["session_id"] = session_id
+        result = self._effect("run_workflow", workflow_id, payload,
+                              lambda n: (EffectType.START_SUBWORKFLOW, dict(payload)))
+        result = result if type(result) is dict else {}
+        status = result.get("status")
+        if status in ("failed", "cancelled"):
+            raise ChildWorkflowError(f"child run {result.get('sub_run_id')} of workflow '{workflow_id}' ended "
+                                     f"{status}: {result.get('error')}", sub_run_id=result.get("sub_run_id"),
+                                     status=status)
+        return copy_json(result.get("output"))
+
+    def effect(self, effect_type: Union[EffectType, str], payload: Optional[Dict[str, Any]] = None) -> Any:
+        """Any installed effect type, with ``payload``; returns its result (``{}`` if it gave none)."""
+        kind = effect_type_value(coerce_effect_type(effect_type))
+        body = dict(payload or {})
+        return copy_json(self._effect("effect", kind, body, lambda n: (kind, dict(body))))
+
+
+__all__ = ["FunctionalContext", "active_context", "digest", "NODE", "STATE", "STEP_EFFECT", "NONDETERMINISM_EFFECT"]

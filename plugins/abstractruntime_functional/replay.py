@@ -1,0 +1,147 @@
+"""``@workflow``: a plain function as a ``WorkflowSpec`` of one node whose handler replays it over the run's record.
+
+Each tick runs the function again from the top. Its durable calls return what the run recorded; the first call not
+recorded stops the replay (:class:`~abstractruntime_functional.errors.Suspend`) and becomes the step's effect,
+``StepPlan(node_id="fn", effect=..., next_node="fn")``, whose result the kernel writes to the call's slot. When the
+function returns, the node returns ``complete_output``. A replay that diverges from the record parks the run in a
+wait that shows the :class:`NonDeterminismError`; an exception of the body fails the run with its traceback.
+"""
+
+from __future__ import annotations
+
+import inspect
+import traceback
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+import orjson
+
+from abstractruntime.descriptors import EffectCall
+from abstractruntime.logs import get_logger
+from abstractruntime.models import Effect, EffectOutcome, RunState, StepPlan, WaitReason, WaitState, WorkflowSpec
+
+from .context import _ACTIVE, NODE, NONDETERMINISM_EFFECT, STATE, FunctionalContext
+from .errors import AsyncNotSupportedError, NonDeterminismError, WorkflowBodyError, WorkflowInputError
+
+log = get_logger("abstractruntime.functional")
+
+
+def _private(value: Any) -> Any:
+    """Arguments are copies: a body that mutates one must not change the run's vars (it would not replay)."""
+    if type(value) is dict or type(value) is list:
+        return orjson.loads(orjson.dumps(value))
+    return value
+
+
+class FunctionNode:
+    """The node handler of a functional workflow (``spec.nodes["fn"]``); ``function`` is the decorated function."""
+
+    def __init__(self, function: Callable[..., Any], workflow_id: str) -> None:
+        self.function = function
+        self.workflow_id = workflow_id
+        params = list(inspect.signature(function).parameters.values())
+        if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+            raise WorkflowInputError(f"@workflow function {function.__qualname__} must take the context as its "
+                                     f"first positional parameter: def {function.__name__}(ctx, ...)")
+        self._params = params[1:]
+        self._var_keyword = any(p.kind is p.VAR_KEYWORD for p in self._params)
+
+    def _bind(self, run: RunState) -> Tuple[List[Any], Dict[str, Any]]:
+        """The function's arguments from the run's vars, by parameter name (``**kwargs``: the public vars)."""
+        args: List[Any] = []
+        kwargs: Dict[str, Any] = {}
+        named = set()
+        for p in self._params:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                continue
+            named.add(p.name)
+            if p.name in run.vars:
+                value = _private(run.vars[p.name])
+            elif p.default is not p.empty:
+                continue
+            else:
+                raise WorkflowInputError(f"workflow '{self.workflow_id}' needs vars[{p.name!r}] (a parameter of "
+                                         f"{self.function.__qualname__}); start the run with "
+                                         f"vars={{{p.name!r}: ...}}", run_id=run.run_id, node_id=NODE)
+            if p.kind is p.POSITIONAL_ONLY:
+                args.append(value)
+            else:
+                kwargs[p.name] = value
+        if self._var_keyword:
+            kwargs.update({k: _private(v) for k, v in run.vars.items() if not k.startswith("_") and k not in named})
+        return args, kwargs
+
+    def __call__(self, run: RunState, context: Any) -> StepPlan:
+        state = run.vars.get(STATE)
+        if not isinstance(state, dict) or not isinstance(state.get("calls"), dict) \
+                or not isinstance(state.get("results"), dict):
+            state = run.vars[STATE] = {"calls": {}, "results": {}}
+        args, kwargs = self._bind(run)
+        ctx = FunctionalContext(run, state)
+        failure: Optional[BaseException] = None
+        value: Any = None
+        token = _ACTIVE.set(ctx)
+        try:
+            value = self.function(ctx, *args, **kwargs)
+        except Exception as exc:  # a suspension, a divergence or the body's own error: told apart below
+            failure = exc
+        finally:
+            _ACTIVE.reset(token)
+        ctx.check_complete(failure)
+        if ctx.error is not None:  # even if the body caught it
+            return self._park(run, ctx.error)
+        if ctx.plan is not None:  # even if the body swallowed the suspension
+            return ctx.plan
+        if failure is not None:
+            tb = failure.__traceback__.tb_next if failure.__traceback__ is not None else None
+            text = "".join(traceback.format_exception(type(failure), failure, tb)).rstrip()
+            raise WorkflowBodyError(f"workflow '{self.workflow_id}' raised {type(failure).__name__}: {failure}\n"
+                                    f"{text}", run_id=run.run_id, node_id=NODE) from failure
+        return StepPlan(node_id=NODE, complete_output=value if isinstance(value, dict) else {"result": value})
+
+    def _park(self, run: RunState, error: NonDeterminismError) -> StepPlan:
+        log.warning("non_determinism", run_id=run.run_id, workflow=self.workflow_id, call=error.call,
+                    error=error.message)
+        payload = {"error": error.message, "call": error.call, "recorded": error.recorded,
+                   "replayed": error.replayed}
+        return StepPlan(node_id=NODE, effect=Effect(NONDETERMINISM_EFFECT, payload, f"{STATE}.operator"),
+                        next_node=NODE)
+
+
+def workflow(workflow_id: Union[None, str, Callable[..., Any]] = None, *,
+             version: Optional[str] = None) -> Any:
+    """``@workflow("onboarding")`` (or bare ``@workflow``: the function's name) turns ``def f(ctx, ...)`` into a
+    ``WorkflowSpec`` with one node, ``"fn"``; run it as any workflow: ``rt.start(workflow=f, vars={...})``."""
+
+    def decorate(function: Callable[..., Any]) -> WorkflowSpec:
+        if inspect.iscoroutinefunction(function):
+            raise AsyncNotSupportedError(f"@workflow {function.__qualname__} is async: async workflows need the "
+                                         f"AsyncRuntime, which is not available yet; write it as a plain def")
+        wid = workflow_id if isinstance(workflow_id, str) else function.__name__
+        return WorkflowSpec(workflow_id=wid, entry_node=NODE, nodes={NODE: FunctionNode(function, wid)},
+                            version=version)
+
+    if callable(workflow_id):
+        return decorate(workflow_id)
+    return decorate
+
+
+def nondeterminism_wait(call: EffectCall) -> EffectOutcome:
+    """The ``function_nondeterminism`` effect handler: park the run in a wait that shows the error."""
+    payload = call.effect.payload
+    error = str(payload.get("error") or "the replay diverged from the run's record")
+    return EffectOutcome.waiting(WaitState(
+        reason=WaitReason.USER, wait_key=f"nondeterminism:{call.run.run_id}:{call.run.step}",
+        resume_to_node=call.default_next_node, result_key=call.effect.result_key, prompt=error,
+        allow_free_text=True,
+        details={"kind": "non_determinism", "error": error, "call": payload.get("call"),
+                 "recorded": payload.get("recorded"), "replayed": payload.get("replayed")},
+    ))
+
+
+def function_of(spec: WorkflowSpec) -> Optional[Callable[..., Any]]:
+    """The function behind a functional workflow spec (None for a graph workflow)."""
+    node = spec.nodes.get(NODE) if len(spec.nodes) == 1 else None
+    return node.function if isinstance(node, FunctionNode) else None
+
+
+__all__ = ["workflow", "FunctionNode", "nondeterminism_wait", "function_of"]
