@@ -1,0 +1,189 @@
+"""The ``otel`` plugin's hook implementations. Imported only when ``opentelemetry-api`` is installed, and still
+without importing it: :mod:`.spans` (and ``opentelemetry`` with it) is imported by the first hook call, and every
+hook returns at once while no TracerProvider or MeterProvider is configured."""
+
+from __future__ import annotations
+
+import sys
+import time
+import weakref
+from typing import Any, Callable, Dict, List, Optional
+
+from abstractruntime import hookimpl, logs
+from abstractruntime.descriptors import RuntimeMethodDescriptor
+
+from . import state
+
+_spans: Any = None  # the .spans module, once imported
+
+
+def _active() -> Any:
+    """The telemetry in use (see :func:`.telemetry.current`), or None. Until the host has imported
+    ``opentelemetry`` (as configuring a provider does) or called ``configure``, nothing is imported."""
+    global _spans
+    if _spans is None:
+        if state.tracer_provider is None and state.meter_provider is None \
+                and "opentelemetry.trace" not in sys.modules and "opentelemetry.metrics" not in sys.modules:
+            return None
+        from . import spans
+
+        _spans = spans
+    return _spans.current()
+
+
+@hookimpl
+def abstractruntime_prepare_new_run(runtime: Any, run: Any) -> None:
+    """Remember the run ``start`` creates: its API span writes its trace context into it before it is committed."""
+    telemetry = _active()
+    if telemetry is not None and telemetry.tracer is not None:
+        state.local.pending = run
+
+
+def _telemetry() -> Any:
+    """The telemetry of the API call in progress (asked once per call), else :func:`_active`."""
+    api = state.local.api
+    return api[-1].telemetry if api else _active()
+
+
+@hookimpl(wrapper=True)
+def abstractruntime_api_call(name: str, run_id: Optional[str]) -> Any:
+    telemetry = _active()
+    if telemetry is None:  # the hooks inside learn it from the frame: one check per call, not per step
+        state.local.api.append(state.ApiFrame(None, run_id, len(state.local.steps)))
+        try:
+            return (yield)
+        finally:
+            state.local.api.pop()
+    frame = _spans.open_api(telemetry, name, run_id)
+    try:
+        result = yield
+    except BaseException as exc:
+        _spans.close_api(frame, None, exc)
+        raise
+    _spans.close_api(frame, result, None)
+    return result
+
+
+@hookimpl
+def abstractruntime_before_step(run: Any, node_id: str) -> None:
+    telemetry = _telemetry()
+    if telemetry is not None:
+        _spans.open_step(telemetry, run, node_id)
+
+
+@hookimpl
+def abstractruntime_step_error(run: Any, error: BaseException) -> None:
+    if _telemetry() is not None:
+        _spans.fail_step(run, error)
+
+
+@hookimpl
+def abstractruntime_after_step(run: Any) -> None:
+    telemetry = _telemetry()
+    if telemetry is not None:
+        _spans.close_step(telemetry, run)
+
+
+@hookimpl(wrapper=True)
+def abstractruntime_execute_effect(call: Any) -> Any:
+    telemetry = _telemetry()
+    if telemetry is None:
+        return (yield)
+    opened = _spans.open_effect(telemetry, call)
+    try:
+        outcome = yield
+    except BaseException as exc:
+        _spans.close_effect(telemetry, call, opened, None, exc)
+        raise
+    _spans.close_effect(telemetry, call, opened, outcome, None)
+    return outcome
+
+
+@hookimpl
+def abstractruntime_run_status_changed(run: Any) -> None:
+    telemetry = _telemetry()
+    if telemetry is not None:
+        _spans.status_changed(telemetry, run)
+
+
+@hookimpl
+def abstractruntime_prepare_resume_payload(run: Any, wait: Any) -> None:
+    """Not a change of the payload (returns None): links the resume's span to the run's trace and measures how
+    long the run waited."""
+    telemetry = _telemetry()
+    if telemetry is not None:
+        _spans.resumed(telemetry, run, wait)
+
+
+@hookimpl
+def abstractruntime_runtime_created(runtime: Any) -> None:
+    """Count the runtime's store in the runs gauge, time its commits, add trace ids to the library's log events.
+    Imports nothing from OpenTelemetry: no provider is needed yet."""
+    with state.runtimes_lock:
+        state.runtimes.add(runtime)
+    instrument_backend(runtime)
+    if trace_fields not in logs.CONTEXT_FIELDS:
+        logs.CONTEXT_FIELDS.append(trace_fields)
+
+
+@hookimpl
+def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
+    from . import otel_status
+
+    return [RuntimeMethodDescriptor("otel_status", lambda runtime: otel_status(), "Is the otel plugin active, "
+                                    "and why not")]
+
+
+# --- log fields ---------------------------------------------------------------------------------------------------
+def trace_fields() -> Dict[str, str]:
+    """``trace_id`` / ``span_id`` of the current span for the library's log events (none without a valid span)."""
+    telemetry = _telemetry()
+    if telemetry is None or telemetry.tracer is None:
+        return {}
+    context = _spans.trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+
+
+# --- the store: commit timing, and leaving the runs gauge when closed ------------------------------------------
+def instrument_backend(runtime: Any) -> None:
+    """Time the runtime's store commits (``abstractruntime.commit.duration``) and stop counting its runs in
+    ``abstractruntime.runs.current`` once it is closed: the backend's ``commit_step`` and ``close`` are wrapped once,
+    on the instance (the kernel has no hook around a commit). Without a MeterProvider a commit costs one call more."""
+    backend = getattr(runtime, "backend", None)
+    commit_step, close = getattr(backend, "commit_step", None), getattr(backend, "close", None)
+    if commit_step is None or close is None or getattr(commit_step, "_abstractruntime_otel", False):
+        return
+    owner = weakref.ref(runtime)
+
+    def closing() -> None:
+        alive = owner()
+        if alive is not None:
+            with state.runtimes_lock:
+                state.runtimes.discard(alive)
+        close()
+
+    try:
+        backend.commit_step = _timed_commit(commit_step, {"abstractruntime.store": state.store_name(runtime)})
+        backend.close = closing
+    except (AttributeError, TypeError):  # a backend with __slots__: not instrumented
+        return
+
+
+def _timed_commit(commit_step: Callable[[Any], None], attributes: Dict[str, str]) -> Callable[[Any], None]:
+    def commit(step_commit: Any) -> None:
+        telemetry = _telemetry()
+        if telemetry is None or telemetry.metrics is None:
+            return commit_step(step_commit)
+        started = time.perf_counter()
+        try:
+            return commit_step(step_commit)
+        finally:
+            telemetry.metrics.commit_duration.record(time.perf_counter() - started, attributes)
+
+    commit._abstractruntime_otel = True  # type: ignore[attr-defined]
+    return commit
+
+
+__all__ = ["trace_fields", "instrument_backend"]
