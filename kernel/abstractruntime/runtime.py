@@ -63,10 +63,16 @@ def _await_privately(awaitable: Any) -> Any:
     """How a sync ``Runtime`` finishes an async handler's or node's awaitable: on a private event loop (an
     ``AsyncRuntime`` replaces ``Runtime.awaiter`` to await it on the host's loop instead; docs/asyncio.md)."""
     import asyncio  # only when a sync runtime meets an async handler or node (start-up stays light)
+    import concurrent.futures
 
     async def wait() -> Any:
         return await awaitable
-    return asyncio.run(wait())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # called on a loop's thread: not on that loop
+        return pool.submit(asyncio.run, wait()).result()
 
 
 def _check_workflow(workflow: WorkflowSpec, run: RunState) -> None:

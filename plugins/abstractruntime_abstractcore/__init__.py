@@ -12,36 +12,9 @@ tool waits, and the runtime method ``resolve_tool_approval``. Configuration: :fu
 
 from __future__ import annotations
 
-from abstractruntime.models import RuntimeConfig
+from abstractruntime_pluginkit.lazy import lazy_exports
 
-from .default_tools import (
-    build_default_tool_map,
-    filter_tool_specs,
-    get_default_tools,
-    get_default_toolsets,
-    list_default_tool_specs,
-)
-from .factories import (
-    create_hybrid_runtime,
-    create_local_file_runtime,
-    create_local_runtime,
-    create_remote_file_runtime,
-    create_remote_runtime,
-)
-from .handlers import build_effect_handlers, resolve_tool_approval
 from .grounding import abstractruntime_prepare_ledger_records  # noqa: F401 - grounds llm_call ledger rows
-from .llm_client import (
-    AbstractCoreLLMClient,
-    LocalAbstractCoreLLMClient,
-    MultiLocalAbstractCoreLLMClient,
-    RemoteAbstractCoreLLMClient,
-)
-from .observability import (
-    AbstractCoreEmbeddingsClient,
-    EmbeddingsResult,
-    attach_global_event_bus_bridge,
-    emit_step_record,
-)
 from .plugin import (  # the hook implementations must be attributes of the plugin module
     Integration,
     abstractruntime_prepare_new_run,  # noqa: F401
@@ -52,18 +25,23 @@ from .plugin import (  # the hook implementations must be attributes of the plug
     attach,
     integration_for,
 )
-from .tool_executor import (
-    AbstractCoreToolExecutor,
-    ApprovalToolExecutor,
-    ArtifactToolResultJournal,
-    DelegatingMcpToolExecutor,
-    MappingToolExecutor,
-    McpToolExecutor,
-    MemoryToolResultJournal,
-    PassthroughToolExecutor,
-    ToolExecutor,
-    ToolResultJournal,
-)
+
+# Everything else is imported on first use: every plugin package is imported whenever a runtime is built.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "RuntimeConfig": "abstractruntime.models",
+    **dict.fromkeys(["build_default_tool_map", "filter_tool_specs", "get_default_tools", "get_default_toolsets",
+                     "list_default_tool_specs"], ".default_tools"),
+    **dict.fromkeys(["create_hybrid_runtime", "create_local_file_runtime", "create_local_runtime",
+                     "create_remote_file_runtime", "create_remote_runtime"], ".factories"),
+    **dict.fromkeys(["build_effect_handlers", "resolve_tool_approval"], ".handlers"),
+    **dict.fromkeys(["AbstractCoreLLMClient", "LocalAbstractCoreLLMClient", "MultiLocalAbstractCoreLLMClient",
+                     "RemoteAbstractCoreLLMClient"], ".llm_client"),
+    **dict.fromkeys(["AbstractCoreEmbeddingsClient", "EmbeddingsResult", "attach_global_event_bus_bridge",
+                     "emit_step_record"], ".observability"),
+    **dict.fromkeys(["AbstractCoreToolExecutor", "ApprovalToolExecutor", "ArtifactToolResultJournal",
+                     "DelegatingMcpToolExecutor", "MappingToolExecutor", "McpToolExecutor", "MemoryToolResultJournal",
+                     "PassthroughToolExecutor", "ToolExecutor", "ToolResultJournal"], ".tool_executor"),
+})
 
 abstractruntime_requires = ("workspace", "artifacts", "memory", "jsonfiles",  # path policy, artifacts, factories
                             "active_memory")  # input trimming of LLM calls

@@ -23,7 +23,7 @@ from abstractruntime.logs import get_logger
 from .attachment_open import _is_text, normalize_handle, open_among, session_attachment_metas
 from .tool_arguments import split_path_argument
 
-log = get_logger(__name__)
+log = get_logger("abstractruntime.abstractcore")
 
 NAMES = ("list_files", "skim_folders", "skim_files", "search_files")
 BLOCKED = "attachments only; filesystem access blocked"

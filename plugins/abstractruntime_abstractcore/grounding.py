@@ -16,14 +16,14 @@ from typing import Any, List, Optional
 
 from abstractruntime import hookimpl
 
-from .turn_grounding import inject_turn_grounding
-
 
 def ground_payload(payload: Any) -> None:
     """Ground an ``llm_call`` payload in place (``prompt``, else ``messages``), unless ``payload.grounding`` is
     false. Only top-level keys are replaced: the caller's message list and dicts are not changed."""
     if not isinstance(payload, dict) or payload.get("grounding") is False:
         return
+    from .turn_grounding import inject_turn_grounding  # on first use: not when the plugin is discovered
+
     prompt, messages = payload.get("prompt"), payload.get("messages")
     grounded_prompt, grounded_messages = inject_turn_grounding(prompt, messages)
     if grounded_prompt != prompt:

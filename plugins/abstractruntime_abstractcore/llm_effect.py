@@ -8,12 +8,12 @@ contract, post-processing and context persistence.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Union
 
 from abstractruntime import EffectOutcome
 
 from .calls import idempotency_key as _idempotency_key
-from .llm_pipeline import run_llm_call
+from .llm_pipeline import run_llm_call, start_llm_call
 
 #: a reference-style handler: ``fn(run, effect, default_next_node) -> EffectOutcome``
 EffectHandler = Callable[..., EffectOutcome]
@@ -56,6 +56,19 @@ def llm_call(call: Any, llm: Any, *, grounding: bool = True, artifact_store: Any
                         node_id=call.node_id, idempotency_key=_idempotency_key(call), grounding=grounding)
 
 
+def llm_call_async(call: Any, llm: Any, *, grounding: bool = True,
+                   artifact_store: Any = None) -> Union[EffectOutcome, Awaitable[EffectOutcome]]:
+    """:func:`llm_call` for a handler awaited on an asyncio host's loop (``AsyncRuntime``): prepared on this thread,
+    it returns a coroutine awaiting ``llm.agenerate`` (AbstractCore's async generation) -- or the outcome, when it
+    is known without a request."""
+    if artifact_store is None and getattr(call, "runtime", None) is not None:
+        from .attachments import artifact_store_of
+
+        artifact_store = artifact_store_of(call.runtime)
+    return start_llm_call(run=call.run, effect=call.effect, llm=llm, artifact_store=artifact_store,
+                          node_id=call.node_id, idempotency_key=_idempotency_key(call), grounding=grounding)
+
+
 def make_llm_call_handler(*, llm: Any, artifact_store: Any = None) -> EffectHandler:
     """A reference-style LLM_CALL handler ``(run, effect, default_next_node) -> EffectOutcome`` for
     ``Runtime(effect_handlers={EffectType.LLM_CALL: ...})``; ``artifact_store`` serves ``{"$artifact": id}`` media
@@ -72,4 +85,4 @@ def make_llm_call_handler(*, llm: Any, artifact_store: Any = None) -> EffectHand
     return handler
 
 
-__all__ = ["llm_call", "make_llm_call_handler", "trim_messages", "EffectHandler"]
+__all__ = ["llm_call", "llm_call_async", "make_llm_call_handler", "trim_messages", "EffectHandler"]

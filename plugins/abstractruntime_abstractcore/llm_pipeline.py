@@ -5,6 +5,11 @@ Order: grounding (§2.2) -> trace metadata -> routing (``params._provider``/``_m
 validation -> pending media -> input trimming -> output budget -> attachment messages -> structured output ->
 media (inlining, artifact files) -> observability snapshot -> the call loop (truncation retries, structured-output
 fallback) -> post-processing (JSON from text, metadata) -> context persistence. See docs/abstractcore.md.
+
+The pipeline is one generator, :func:`llm_call_steps`: it yields each request for the client and is sent the
+client's result (or thrown its exception). :func:`run_llm_call` drives it with ``llm.generate``; under an asyncio
+host (``AsyncRuntime``, docs/asyncio.md) :func:`start_llm_call` prepares it on the calling worker thread and returns
+a coroutine that awaits ``llm.agenerate`` on the host's loop, so the LLM calls of many runs overlap there.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Awaitable, Dict, Generator, List, Optional, Tuple, Union
 
 from abstractruntime import EffectOutcome
 from abstractruntime.logs import get_logger
@@ -29,7 +34,7 @@ from .structured_output import (
     response_model_for_schema,
 )
 
-log = get_logger(__name__)
+log = get_logger("abstractruntime.abstractcore")
 
 REQUIRES_INPUT = "llm_call requires payload.prompt or payload.messages"
 NO_CLIENT = ("llm_call has no LLM client: use create_local_runtime/create_remote_runtime, attach(runtime, llm=...), "
@@ -195,8 +200,13 @@ def _is_truncated(result: Any) -> bool:
     return isinstance(reason, str) and reason.strip().lower() in TRUNCATION_REASONS
 
 
-def _call_loop(llm: Any, call: Dict[str, Any], params: Dict[str, Any], payload: Dict[str, Any],
-               truncation: _Truncation) -> Tuple[Any, Optional[Dict[str, Any]], bool]:
+#: what the pipeline asks its driver to do: ``client.generate(**call, params=params)`` (or ``agenerate``)
+Request = Tuple[Dict[str, Any], Dict[str, Any]]
+Steps = Generator[Request, Any, EffectOutcome]
+
+
+def _call_loop(call: Dict[str, Any], params: Dict[str, Any], payload: Dict[str, Any], truncation: _Truncation
+               ) -> Generator[Request, Any, Tuple[Any, Optional[Dict[str, Any]], bool]]:
     """``(result, structured-output fallback info, still truncated)``; client exceptions propagate."""
     fallback_info: Optional[Dict[str, Any]] = None
     attempt = 0
@@ -204,13 +214,13 @@ def _call_loop(llm: Any, call: Dict[str, Any], params: Dict[str, Any], payload: 
         attempt += 1
         used_fallback = False
         try:
-            result = llm.generate(**call, params=params)
+            result = yield call, params
         except Exception as exc:
             if "response_model" not in params or not boolish(payload.get("structured_output_fallback")) \
                     or not looks_like_validation_error(exc):
                 raise
             log.warning("llm_call_structured_output_fallback", error=str(exc))
-            result = llm.generate(**call, params={k: v for k, v in params.items() if k != "response_model"})
+            result = yield call, {k: v for k, v in params.items() if k != "response_model"}
             fallback_info = {"used": True, "error": str(exc)}
             used_fallback = True
         truncated = _is_truncated(result)
@@ -244,7 +254,55 @@ def _persist_context(run: Any, node_id: str, user_text: Optional[str], result: D
 
 def run_llm_call(*, run: Any, effect: Any, llm: Any, artifact_store: Any, node_id: str, idempotency_key: str,
                  grounding: bool = True) -> EffectOutcome:
-    """Execute one LLM_CALL attempt (the whole §2.7 pipeline)."""
+    """Execute one LLM_CALL attempt (the whole §2.7 pipeline) with ``llm.generate``."""
+    steps = llm_call_steps(run=run, effect=effect, llm=llm, artifact_store=artifact_store, node_id=node_id,
+                           idempotency_key=idempotency_key, grounding=grounding)
+    try:
+        call, params = next(steps)
+        while True:
+            try:
+                result = llm.generate(**call, params=params)
+            except Exception as exc:
+                call, params = steps.throw(exc)
+            else:
+                call, params = steps.send(result)
+    except StopIteration as done:
+        return done.value
+
+
+def start_llm_call(*, run: Any, effect: Any, llm: Any, artifact_store: Any, node_id: str, idempotency_key: str,
+                   grounding: bool = True) -> Union[EffectOutcome, Awaitable[EffectOutcome]]:
+    """One LLM_CALL attempt for a handler awaited on an asyncio host's loop: the pipeline runs up to the first
+    request here (the caller's worker thread: artifact reads, media staging); what is returned -- unless the
+    outcome is known already (a payload without prompt, say) -- is a coroutine awaiting ``llm.agenerate``."""
+    steps = llm_call_steps(run=run, effect=effect, llm=llm, artifact_store=artifact_store, node_id=node_id,
+                           idempotency_key=idempotency_key, grounding=grounding)
+    try:
+        request = next(steps)
+    except StopIteration as done:
+        return done.value
+    return _finish_async(steps, llm, request)
+
+
+async def _finish_async(steps: Steps, llm: Any, request: Request) -> EffectOutcome:
+    call, params = request
+    try:
+        while True:
+            try:
+                result = await llm.agenerate(**call, params=params)
+            except Exception as exc:
+                call, params = steps.throw(exc)
+            else:
+                call, params = steps.send(result)
+    except StopIteration as done:
+        return done.value
+    finally:
+        steps.close()  # cancelled (the awaiting call went away): the media stage is left now, not at collection
+
+
+def llm_call_steps(*, run: Any, effect: Any, llm: Any, artifact_store: Any, node_id: str, idempotency_key: str,
+                   grounding: bool = True) -> Steps:
+    """The pipeline as a generator (see the module doc); its return value is the attempt's outcome."""
     payload = effect.payload if isinstance(effect.payload, dict) else {}
     if grounding:
         ground_payload(payload)  # in place: what the ledger rows show (a no-op when already grounded)
@@ -282,10 +340,10 @@ def run_llm_call(*, run: Any, effect: Any, llm: Any, artifact_store: Any, node_i
     user_text = prompt if isinstance(prompt, str) and prompt.strip() else _last_user_text(messages)
     inline_params = {k: params.pop(k) for k in HANDLER_PARAMS if k in params}
     try:
-        return _complete(run=run, llm=llm, payload=payload, params=params, inline_params=inline_params,
-                         prompt=prompt, messages=messages, system_prompt=system_prompt, media=media, tools=tools,
-                         runtime_ns=runtime_ns, limits=limits, artifact_store=artifact_store, node_id=node_id,
-                         user_text=user_text)
+        return (yield from _complete(run=run, llm=llm, payload=payload, params=params, inline_params=inline_params,
+                                     prompt=prompt, messages=messages, system_prompt=system_prompt, media=media,
+                                     tools=tools, runtime_ns=runtime_ns, limits=limits, artifact_store=artifact_store,
+                                     node_id=node_id, user_text=user_text))
     except Exception as exc:
         log.warning("llm_call_failed", run_id=run.run_id, node_id=node_id, error=str(exc))
         return EffectOutcome.failed(str(exc) or type(exc).__name__)
@@ -293,7 +351,7 @@ def run_llm_call(*, run: Any, effect: Any, llm: Any, artifact_store: Any, node_i
 
 def _complete(*, run: Any, llm: Any, payload: Dict[str, Any], params: Dict[str, Any], inline_params: Dict[str, Any],
               prompt: Any, messages: Any, system_prompt: Any, media: Any, tools: Any, runtime_ns: Dict[str, Any],
-              limits: Dict[str, Any], artifact_store: Any, node_id: str, user_text: Optional[str]) -> EffectOutcome:
+              limits: Dict[str, Any], artifact_store: Any, node_id: str, user_text: Optional[str]) -> Steps:
     """Steps 10-16: structured output, media, the call loop, post-processing, context persistence."""
     schema = normalize_response_schema(payload.get("response_schema"))
     if isinstance(runtime_ns.get("audio_policy"), str) and runtime_ns["audio_policy"].strip():
@@ -318,7 +376,7 @@ def _complete(*, run: Any, llm: Any, payload: Dict[str, Any], params: Dict[str, 
         observed = {"prompt": call["prompt"], "messages": messages, "system_prompt": system_prompt,
                     "media": media, "tools": tools, "params": params, "structured_output_fallback": fallback}
         truncation = _Truncation(payload, limits, llm)
-        result, fallback_info, truncated = _call_loop(llm, call, params, payload, truncation)
+        result, fallback_info, truncated = yield from _call_loop(call, params, payload, truncation)
     if truncated and not truncation.allow:
         return EffectOutcome.failed(truncation.error(result.get("finish_reason")))
     result = dict(result) if isinstance(result, dict) else {"content": None, "data": jsonable(result)}
@@ -354,4 +412,5 @@ def _complete(*, run: Any, llm: Any, payload: Dict[str, Any], params: Dict[str, 
     return EffectOutcome.completed(result)
 
 
-__all__ = ["run_llm_call", "prompt_cache_key", "output_budget", "trace_metadata", "jsonable", "REQUIRES_INPUT"]
+__all__ = ["run_llm_call", "start_llm_call", "llm_call_steps", "prompt_cache_key", "output_budget", "trace_metadata",
+           "jsonable", "REQUIRES_INPUT"]

@@ -4,13 +4,19 @@ per call by ``params._provider`` / ``params._model``.
 Differences from the reference, on purpose: the provider is created on first use (not in the constructor) with a
 single-attempt ``RetryConfig`` (the runtime's ``EffectPolicy`` owns retries), and the HTTP requests of
 HTTP-based providers carry the ``Idempotency-Key`` / ``X-AbstractRuntime-*`` headers of the call.
+
+``agenerate`` (same arguments and result as ``generate``) uses the provider's async generation (AbstractCore's
+``BaseProvider.agenerate``: native for HTTP providers, a thread otherwise); the ``LLM_CALL`` handler uses it under an
+``AsyncRuntime`` (docs/asyncio.md). A provider caches its async HTTP client on the first loop that uses it: use
+``agenerate`` of one client from one event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from abstractruntime.errors import InvalidTypeError
 from abstractruntime.logs import get_logger
@@ -154,16 +160,20 @@ def _from_object(resp: Any) -> Dict[str, Any]:
             "gen_time": gen_time if isinstance(gen_time, (int, float)) and not isinstance(gen_time, bool) else None}
 
 
-def _consume_stream(chunks: Iterator[Any], started: float) -> Dict[str, Any]:
-    parts: List[str] = []
-    out: Dict[str, Any] = {"content": None, "reasoning": None, "data": None, "raw_response": None,
-                           "tool_calls": None, "usage": None, "model": None, "finish_reason": None,
-                           "metadata": {}, "trace_id": None}
-    ttft: Optional[float] = None
-    for chunk in chunks:
+class _Stream:
+    """The result of a streamed generation, built chunk by chunk (sync or async)."""
+
+    def __init__(self, started: float) -> None:
+        self.started, self.parts, self.ttft = started, [], None  # type: float, List[str], Optional[float]
+        self.out: Dict[str, Any] = {"content": None, "reasoning": None, "data": None, "raw_response": None,
+                                    "tool_calls": None, "usage": None, "model": None, "finish_reason": None,
+                                    "metadata": {}, "trace_id": None}
+
+    def add(self, chunk: Any) -> None:
+        out = self.out
         part = _from_dict(chunk) if isinstance(chunk, Mapping) else _from_object(chunk)
         if isinstance(part.get("content"), str):
-            parts.append(part["content"])
+            self.parts.append(part["content"])
         for key in ("tool_calls", "usage"):
             if part.get(key) is not None:
                 out[key] = part[key]
@@ -175,14 +185,42 @@ def _consume_stream(chunks: Iterator[Any], started: float) -> Dict[str, Any]:
         out["metadata"].update(meta)
         out["trace_id"] = out["trace_id"] or part.get("trace_id")
         out["reasoning"] = out["reasoning"] or part.get("reasoning")
-        if ttft is None and (part.get("content") or part.get("tool_calls")):
-            ttft = round((time.perf_counter() - started) * 1000, 1)
-    timing = out["metadata"].get("_timing")
-    given = timing.get("ttft_ms") if isinstance(timing, Mapping) else None
-    out["content"] = "".join(parts) if parts else None
-    out["ttft_ms"] = given if given is not None else ttft
-    out["gen_time"] = round((time.perf_counter() - started) * 1000, 1)
-    return out
+        if self.ttft is None and (part.get("content") or part.get("tool_calls")):
+            self.ttft = round((time.perf_counter() - self.started) * 1000, 1)
+
+    def finish(self) -> Dict[str, Any]:
+        out = self.out
+        timing = out["metadata"].get("_timing")
+        given = timing.get("ttft_ms") if isinstance(timing, Mapping) else None
+        out["content"] = "".join(self.parts) if self.parts else None
+        out["ttft_ms"] = given if given is not None else self.ttft
+        out["gen_time"] = round((time.perf_counter() - self.started) * 1000, 1)
+        return out
+
+
+def _consume_stream(chunks: Iterator[Any], started: float) -> Dict[str, Any]:
+    stream = _Stream(started)
+    for chunk in chunks:
+        stream.add(chunk)
+    return stream.finish()
+
+
+async def _consume_astream(chunks: AsyncIterator[Any], started: float) -> Dict[str, Any]:
+    stream = _Stream(started)
+    async for chunk in chunks:
+        stream.add(chunk)
+    return stream.finish()
+
+
+def _normalised(response: Any, stream: bool) -> Optional[Dict[str, Any]]:
+    """A provider's (non-streamed) response as a dict; None for a stream (consumed by the caller)."""
+    if stream and (hasattr(response, "__next__") or hasattr(response, "__anext__")):
+        return None
+    if isinstance(response, Mapping):
+        return _from_dict(response)
+    if hasattr(response, "model_dump") and not hasattr(response, "content"):  # structured output
+        return {"content": None, "data": response.model_dump(), "finish_reason": None}
+    return _from_object(response)
 
 
 def _synthesised_request(*, provider: str, model: str, prompt: str, messages: Optional[List[Dict[str, Any]]],
@@ -242,10 +280,10 @@ class LocalAbstractCoreLLMClient:
         except Exception:
             return {"max_tokens": 32768}
 
-    def generate(self, *, prompt: str = "", messages: Optional[List[Dict[str, Any]]] = None,
-                 system_prompt: Optional[str] = None, tools: Optional[List[Dict[str, Any]]] = None,
-                 media: Optional[List[Any]] = None, params: Optional[Dict[str, Any]] = None,
-                 **legacy: Any) -> Dict[str, Any]:
+    def _request(self, *, prompt: str, messages: Optional[List[Dict[str, Any]]], system_prompt: Optional[str],
+                 tools: Optional[List[Dict[str, Any]]], media: Optional[List[Any]], params: Optional[Dict[str, Any]],
+                 legacy: Dict[str, Any]) -> Dict[str, Any]:
+        """The provider call's arguments (``_generate`` / ``_agenerate``) from a ``generate`` call's."""
         params = dict(params or {})
         idempotency_key, schema = fold_legacy_request(params, legacy)
         system_prompt = strip_system_context_header(system_prompt)
@@ -263,16 +301,51 @@ class LocalAbstractCoreLLMClient:
             retry = import_abstractcore("abstractcore.structured.retry")
             params["retry_strategy"] = retry.FeedbackRetry(max_attempts=1)  # the runtime owns retries
         trace = params.get("trace_metadata") if isinstance(params.get("trace_metadata"), Mapping) else None
+        return dict(prompt=str(prompt or ""), messages=msgs, system_prompt=system_prompt, tools=tools or None,
+                    media=media or None, stream=stream, params=params,
+                    headers=request_headers(idempotency_key, trace))
+
+    def generate(self, *, prompt: str = "", messages: Optional[List[Dict[str, Any]]] = None,
+                 system_prompt: Optional[str] = None, tools: Optional[List[Dict[str, Any]]] = None,
+                 media: Optional[List[Any]] = None, params: Optional[Dict[str, Any]] = None,
+                 **legacy: Any) -> Dict[str, Any]:
+        request = self._request(prompt=prompt, messages=messages, system_prompt=system_prompt, tools=tools,
+                                media=media, params=params, legacy=legacy)
         lock = self._generate_lock
         if lock is not None:
             lock.acquire()
         try:
-            return self._generate(prompt=str(prompt or ""), messages=msgs, system_prompt=system_prompt,
-                                  tools=tools or None, media=media or None, stream=stream, params=params,
-                                  headers=request_headers(idempotency_key, trace))
+            return self._generate(**request)
         finally:
             if lock is not None:
                 lock.release()
+
+    async def agenerate(self, *, prompt: str = "", messages: Optional[List[Dict[str, Any]]] = None,
+                        system_prompt: Optional[str] = None, tools: Optional[List[Dict[str, Any]]] = None,
+                        media: Optional[List[Any]] = None, params: Optional[Dict[str, Any]] = None,
+                        **legacy: Any) -> Dict[str, Any]:
+        """``generate`` with the provider's async generation; an MLX model (serialised by a thread lock) and the
+        first call (which creates the provider) run on a thread, never blocking the loop."""
+        if self._generate_lock is not None:
+            return await asyncio.to_thread(self.generate, prompt=prompt, messages=messages,
+                                           system_prompt=system_prompt, tools=tools, media=media, params=params,
+                                           **legacy)
+        request = self._request(prompt=prompt, messages=messages, system_prompt=system_prompt, tools=tools,
+                                media=media, params=params, legacy=legacy)
+        llm = self._llm if self._llm is not None else await asyncio.to_thread(lambda: self.llm)
+        token = _REQUEST_HEADERS.set(request.pop("headers"))
+        started = time.perf_counter()
+        try:
+            response = await llm.agenerate(prompt=request["prompt"], messages=request["messages"],
+                                           system_prompt=request["system_prompt"], tools=request["tools"],
+                                           media=request["media"], stream=request["stream"], **request["params"])
+            out = _normalised(response, request["stream"])
+            if out is None:
+                out = await _consume_astream(response, started) if hasattr(response, "__anext__") \
+                    else _consume_stream(response, started)
+        finally:
+            _REQUEST_HEADERS.reset(token)
+        return self._result(out, started, **request)
 
     def _generate(self, *, prompt: str, messages: Optional[List[Dict[str, Any]]], system_prompt: Any, tools: Any,
                   media: Any, stream: bool, params: Dict[str, Any], headers: Dict[str, str]) -> Dict[str, Any]:
@@ -282,16 +355,16 @@ class LocalAbstractCoreLLMClient:
         try:
             response = llm.generate(prompt=prompt, messages=messages, system_prompt=system_prompt, tools=tools,
                                     media=media, stream=stream, **params)
-            if stream and hasattr(response, "__next__"):
+            out = _normalised(response, stream)
+            if out is None:
                 out = _consume_stream(response, started)
-            elif isinstance(response, Mapping):
-                out = _from_dict(response)
-            elif hasattr(response, "model_dump") and not hasattr(response, "content"):  # structured output
-                out = {"content": None, "data": response.model_dump(), "finish_reason": None}
-            else:
-                out = _from_object(response)
         finally:
             _REQUEST_HEADERS.reset(token)
+        return self._result(out, started, prompt=prompt, messages=messages, system_prompt=system_prompt,
+                            tools=tools, media=media, stream=stream, params=params)
+
+    def _result(self, out: Dict[str, Any], started: float, *, prompt: str, messages: Any, system_prompt: Any,
+                tools: Any, media: Any, stream: bool, params: Dict[str, Any]) -> Dict[str, Any]:
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         meta = dict(out.get("metadata") or {}) if isinstance(out.get("metadata"), Mapping) else {}
         if "_provider_request" not in meta:
@@ -363,6 +436,18 @@ class MultiLocalAbstractCoreLLMClient:
         model = params.pop("_model", None) or legacy.pop("model", None)
         return self._route(provider, model).generate(prompt=prompt, messages=messages, system_prompt=system_prompt,
                                                      tools=tools, media=media, params=params, **legacy)
+
+    async def agenerate(self, *, prompt: str = "", messages: Optional[List[Dict[str, Any]]] = None,
+                        system_prompt: Optional[str] = None, tools: Optional[List[Dict[str, Any]]] = None,
+                        media: Optional[List[Any]] = None, params: Optional[Dict[str, Any]] = None,
+                        **legacy: Any) -> Dict[str, Any]:
+        """``generate`` with the routed provider's async generation (``LocalAbstractCoreLLMClient.agenerate``)."""
+        params = dict(params or {})
+        provider = params.pop("_provider", None) or legacy.pop("provider", None)
+        model = params.pop("_model", None) or legacy.pop("model", None)
+        return await self._route(provider, model).agenerate(prompt=prompt, messages=messages,
+                                                            system_prompt=system_prompt, tools=tools, media=media,
+                                                            params=params, **legacy)
 
 
 __all__ = ["LocalAbstractCoreLLMClient", "MultiLocalAbstractCoreLLMClient", "drop_internal_messages"]

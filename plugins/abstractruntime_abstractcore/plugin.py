@@ -31,16 +31,15 @@ Both live in ``runtime.stash`` (keys ``_ATTACHED`` and ``_FROM_SETTINGS``): they
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Awaitable, Dict, List, Mapping, Optional, Tuple, Union
 
 from attrs import define, field, frozen
 
 from abstractruntime import EffectCall, EffectHandlerDescriptor, EffectOutcome, EffectType, StashKey, hookimpl
 from abstractruntime.descriptors import RuntimeMethodDescriptor
 from abstractruntime.errors import ConfigurationError, ValidationError
-from abstractruntime_pluginkit import plugin_options, structure_options
-
-from . import handlers
+from abstractruntime_pluginkit import on_host_loop, plugin_options, structure_options
+from abstractruntime_pluginkit.lazy import lazy_function
 
 PLUGIN_NAME = "abstractcore"
 TOOL_MODES = ("passthrough", "abstractcore", "approval", "none")
@@ -177,12 +176,20 @@ def integration_for(runtime: Any) -> Integration:
     return runtime.stash.setdefault_factory(_FROM_SETTINGS, lambda: integration_from_options(_options(runtime)))
 
 
-def llm_call_handler(call: EffectCall) -> EffectOutcome:
+def llm_call_handler(call: EffectCall) -> Union[EffectOutcome, Awaitable[EffectOutcome]]:
+    """Under an ``AsyncRuntime`` (awaited on the host's loop) with a client that has ``agenerate`` (the in-process
+    AbstractCore clients: the provider's async generation), a coroutine; else the outcome (``generate``)."""
     try:
         integration = integration_for(call.runtime)
     except ConfigurationError as exc:
         return EffectOutcome.failed(f"llm_call: {exc}")
-    return handlers.llm_call(call, integration.llm, grounding=integration.grounding)
+    if on_host_loop(call.runtime) and callable(getattr(integration.llm, "agenerate", None)):
+        from .llm_effect import llm_call_async
+
+        return llm_call_async(call, integration.llm, grounding=integration.grounding)
+    from .llm_effect import llm_call
+
+    return llm_call(call, integration.llm, grounding=integration.grounding)
 
 
 def tool_calls_handler(call: EffectCall) -> EffectOutcome:
@@ -190,7 +197,9 @@ def tool_calls_handler(call: EffectCall) -> EffectOutcome:
         integration = integration_for(call.runtime)
     except ConfigurationError as exc:
         return EffectOutcome.failed(f"tool_calls: {exc}")
-    return handlers.tool_calls(call, integration.tools, journal=integration.journal)
+    from .tool_effect import tool_calls
+
+    return tool_calls(call, integration.tools, journal=integration.journal)
 
 
 @hookimpl
@@ -223,11 +232,13 @@ def abstractruntime_register_effect_handlers() -> List[EffectHandlerDescriptor]:
 
 @hookimpl
 def abstractruntime_prepare_resume_payload(run: Any, wait: Any, payload: Any) -> Optional[Dict[str, Any]]:
-    return handlers.prepare_resume(wait, payload)
+    from .approvals import prepare_resume
+
+    return prepare_resume(wait, payload)
 
 
 @hookimpl
 def abstractruntime_register_runtime_methods() -> List[RuntimeMethodDescriptor]:
     return [RuntimeMethodDescriptor(
-        "resolve_tool_approval", handlers.resolve_tool_approval,
+        "resolve_tool_approval", lazy_function(__package__, ".approvals", "resolve_tool_approval"),
         "Approve or deny the tool calls a run waits on; approved calls run, decisions go to the ledger")]

@@ -30,7 +30,7 @@ from .attachment_open import (
 )
 from .attachment_view import ParsedToolMessage, dedup_messages_view, parse_tool_message
 
-log = get_logger(__name__)
+log = get_logger("abstractruntime.abstractcore")
 
 SESSION_MEMORY_WORKFLOW_ID = "__session_memory__"
 DEFAULT_MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024

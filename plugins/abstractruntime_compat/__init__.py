@@ -43,6 +43,7 @@ _ROOT_NAMES = {
     ],
     "abstractruntime_compat.identity": ["ActorFingerprint"],
     "abstractruntime_pluginkit.registry": ["WorkflowRegistry"],
+    "abstractruntime_asyncio.runtime": ["AsyncRuntime"],
     "abstractruntime_observation": ["LimitWarning"],
     "abstractruntime_compat.core.policy": ["RetryPolicy", "NoRetryPolicy"],
     "abstractruntime_compat.storage.base": ["QueryableRunStore"],
