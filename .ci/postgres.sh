@@ -7,7 +7,9 @@
 # Installs Debian's `postgresql` when no initdb is found (root only), initialises a cluster in
 # $ABSTRACTRUNTIME_PG_DIR (default /tmp/abstractruntime-ci-postgres) as the `postgres` OS user when run as root
 # (initdb refuses root), starts it with durability off (a test server), waits until it accepts connections, and
-# creates the role and database `abstractruntime` (CREATEDB: the tests create one database per test).
+# creates the role and database `abstractruntime` (CREATEDB: the tests create one database per test). The server
+# loads pg_stat_statements (the extension is created in template1; the role may read every statistic) for
+# benchmarks/pg_statements.py and the statement-count tests.
 # Idempotent: a server this script started that still answers is reused. Only the export line goes to stdout.
 set -euo pipefail
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # runuser, useradd
@@ -100,7 +102,8 @@ as_owner "$BIN/initdb" -D "$DIR/data" -U postgres --auth=trust --encoding=UTF8 -
 
 as_owner "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/server.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c fsync=off -c synchronous_commit=off \
-        -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB" \
+        -c full_page_writes=off -c max_connections=300 -c shared_buffers=64MB \
+        -c shared_preload_libraries=pg_stat_statements" \
     start >&2 || { cat "$DIR/server.log" >&2; exit 1; }
 
 for _ in $(seq 1 100); do
@@ -110,8 +113,12 @@ done
 
 "$BIN/psql" -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d postgres >&2 <<SQL
 CREATE ROLE $ROLE LOGIN CREATEDB;
+GRANT pg_read_all_stats TO $ROLE;
 CREATE DATABASE $ROLE OWNER $ROLE;
 SQL
+# pg_stat_statements in every database created from now on (the tests' and benchmarks/pg_statements.py's)
+"$BIN/psql" -qAt -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PORT" -U postgres -d template1 >&2 \
+    -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
 
 mv "$DIR/port.tmp" "$DIR/port"
 log "PostgreSQL $("$BIN/postgres" -V | awk '{print $3}') on 127.0.0.1:$PORT (data in $DIR/data)"

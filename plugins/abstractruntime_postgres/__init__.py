@@ -28,7 +28,7 @@ from abstractruntime import StoreDescriptor, StoreLocation, hookimpl
 from abstractruntime.errors import ConfigurationError, ValidationError
 from abstractruntime_pluginkit import structure_options
 
-from .errors import LeaseLostError, RunLeasedError
+from .errors import CommitOutcomeUnknownError, LeaseLostError, RunLeasedError, StoreUnavailableError
 
 #: libpq connection parameters (used when libpq cannot be asked, e.g. to report an error before importing psycopg)
 _LIBPQ_FALLBACK = frozenset({
@@ -165,7 +165,8 @@ def __getattr__(name: str) -> Any:  # the store classes without importing psycop
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["LeaseLostError", "RunLeasedError", "open_postgres", "parse_location", "PostgresBackend", "PostgresWorker"]
+__all__ = ["LeaseLostError", "RunLeasedError", "StoreUnavailableError", "CommitOutcomeUnknownError", "open_postgres",
+           "parse_location", "PostgresBackend", "PostgresWorker"]
 
 
 @hookimpl

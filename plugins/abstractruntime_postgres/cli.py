@@ -8,9 +8,12 @@ A worker process drives runs claimed from the PostgreSQL store (leases, heartbea
 from __future__ import annotations
 
 import importlib
+import json
 import signal
 import threading
 from typing import Any, List
+
+import attrs
 
 from abstractruntime.errors import ConfigurationError
 from abstractruntime.storage.base import Capability
@@ -67,7 +70,14 @@ def run(args: Any, runtime: Any) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     worker.start()
-    print(f"worker {worker.worker_id} running with {args.concurrency} thread(s); SIGTERM to stop", flush=True)
+    if args.json:  # one JSON line when it starts, one with its counters when it stops (docs/cli.md)
+        print(json.dumps({"event": "started", "worker_id": worker.worker_id, "concurrency": args.concurrency}),
+              flush=True)
+    else:
+        print(f"worker {worker.worker_id} running with {args.concurrency} thread(s); SIGTERM to stop", flush=True)
     stop.wait()
     worker.stop()
+    if args.json:
+        print(json.dumps({"event": "stopped", "worker_id": worker.worker_id, **attrs.asdict(worker.stats)}),
+              flush=True)
     return 0

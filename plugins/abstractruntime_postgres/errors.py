@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from abstractruntime.errors import ConcurrentModificationError
+from abstractruntime.errors import ConcurrentModificationError, StoreError
 
 
 class LeaseLostError(ConcurrentModificationError):
@@ -50,4 +50,28 @@ class RunLeasedError(ConcurrentModificationError):
         self.owner = owner
 
 
-__all__ = ["LeaseLostError", "RunLeasedError"]
+class StoreUnavailableError(StoreError):
+    """The connection to the PostgreSQL server was lost (a restart, a terminated session, a network failure) and
+    the retry on a fresh connection failed too. Nothing was written by the call; call again once the server
+    answers."""
+
+    def __init__(self, *, where: str, reason: str) -> None:
+        super().__init__(f"PostgreSQL store {where} is unavailable: {reason}. The call was retried once on a fresh "
+                         f"connection and wrote nothing; call it again once the server answers.")
+        self.where = where
+        self.reason = reason
+
+
+class CommitOutcomeUnknownError(StoreUnavailableError):
+    """The connection was lost while the server was committing: the transaction may or may not have been
+    written, so it was not retried. Load the run (``get_state``) to see which: its revision tells."""
+
+    def __init__(self, *, where: str, reason: str) -> None:
+        StoreError.__init__(self, f"PostgreSQL store {where}: the connection was lost during COMMIT ({reason}); the "
+                                  f"commit may or may not have been written, so it was not retried. Load the run "
+                                  f"(get_state) to see whether it was, then continue from there.")
+        self.where = where
+        self.reason = reason
+
+
+__all__ = ["LeaseLostError", "RunLeasedError", "StoreUnavailableError", "CommitOutcomeUnknownError"]

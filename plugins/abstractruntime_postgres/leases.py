@@ -2,7 +2,10 @@
 :class:`~abstractruntime_postgres.store.PostgresBackend`).
 
 :meth:`~Leases.claim_runnable` picks RUNNING runs and waiting runs whose timer is due, unleased or with an expired
-lease, with ``FOR UPDATE SKIP LOCKED``, bumps each one's ``fencing_epoch`` and gives it a lease;
+lease, in the order they became claimable (``ready_at``: a run released or taken over keeps its place), with
+``FOR UPDATE SKIP LOCKED``, bumps each one's ``fencing_epoch`` and gives it a lease. Unleased candidates come from
+the partial index ``runs_claimable`` (only unleased, unpaused RUNNING runs and timers, ordered by ``ready_at``), so a
+claim never walks finished or leased runs; expired leases from ``runs_leased``.
 :meth:`~Leases.heartbeat` extends leases; :meth:`~Leases.release` gives a run back. A commit made inside
 ``backend.fenced(run_id, epoch)`` (a :class:`Fence` pushed on a context variable) is refused unless the run still has
 that epoch and an unexpired lease. Lease times are the database server's clock (``clock_timestamp()``).
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import psycopg
@@ -23,8 +27,19 @@ from abstractruntime.models import WaitReason
 
 from .errors import LeaseLostError
 from .sql import _RUNNING, _WAITING, _Sql, _check_run_id, _check_worker, _reason
+from .wake import listener_key
 
 log = get_logger("abstractruntime.postgres")
+
+#: an idle listening connection is checked (``SELECT 1``) at most this often, so a dead one is noticed within it
+LISTEN_CHECK_S = 2.0
+#: libpq parameters of the listening connection unless the DSN sets them: TCP keepalives and a bound on unacknowledged
+#: writes, so a silently dropped connection (a network failure, a crashed host) fails within seconds
+LISTEN_TCP = {"keepalives": "1", "keepalives_idle": "5", "keepalives_interval": "2", "keepalives_count": "2",
+              "tcp_user_timeout": "5000"}
+
+#: an unleased run a claim may take: the predicate of the partial index runs_claimable (keep them identical)
+CLAIMABLE = "lease_owner IS NULL AND NOT paused AND (status = 'running' OR wait_until IS NOT NULL)"
 
 #: Claims held by this thread (and the contexts copied from it): ``backend.fenced`` pushes one.
 _FENCES: "contextvars.ContextVar[Tuple[Fence, ...]]" = contextvars.ContextVar("abstractruntime_postgres_fences",
@@ -61,9 +76,12 @@ class Leases:
     channel: str
     _listener: Optional[psycopg.Connection]
     _listener_lock: Any
+    _listener_checked: float
+    waker: Any
     write: Callable[..., Any]
     fetchone: Callable[..., Any]
     _connect: Callable[[], psycopg.Connection]
+    _connect_listener: Callable[[], psycopg.Connection]
 
     # --- fencing ----------------------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -136,9 +154,10 @@ class Leases:
                        exclude: Iterable[Tuple[str, int]] = ()) -> List[Tuple[str, int]]:
         """Claim up to ``limit`` runs that can make progress and are not leased (or whose lease expired).
 
-        Runnable: RUNNING runs (oldest ``updated_at`` first) and WAITING runs whose ``UNTIL`` deadline is due
-        (earliest first); with ``wait_reasons`` (e.g. ``("subworkflow",)``), also WAITING runs with those wait
-        reasons, which a tick may find ready (``abstractruntime_poll_wait``). Paused runs are never claimed.
+        Runnable: RUNNING runs and WAITING runs whose ``UNTIL`` deadline is due, in the order they became
+        claimable (``ready_at``: when the run became RUNNING, or its deadline; a run released or whose lease
+        expired keeps its place); with ``wait_reasons`` (e.g. ``("subworkflow",)``), then WAITING runs with those
+        wait reasons, which a tick may find ready (``abstractruntime_poll_wait``). Paused runs are never claimed.
         Rows locked by another claimer are skipped (``FOR UPDATE SKIP LOCKED``), so concurrent workers claim
         disjoint sets. Each claimed run's ``fencing_epoch`` is incremented and its lease set to ``lease_s``
         seconds from now (server clock). Returns ``[(run_id, epoch), ...]``: pass them to :meth:`fenced`.
@@ -149,33 +168,19 @@ class Leases:
         limit = int(limit)
         if limit <= 0:
             return []
-        reasons = [WaitReason(r).value for r in wait_reasons]
+        picks = self.claim_queries(wait_reasons=wait_reasons, exclude=exclude)
         s = self._sql.s
-        free = "NOT paused AND (lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp())"
-        skip = [(str(r), int(v)) for r, v in exclude]
-        excluded: Tuple[Any, ...] = ()
-        if skip:
-            free += " AND (run_id, revision) <> ALL (SELECT x.r, x.v FROM unnest(%s::text[], %s::bigint[]) AS x(r, v))"
-            excluded = ([r for r, _ in skip], [v for _, v in skip])
-        picks = [
-            (f"SELECT run_id FROM {s}.runs WHERE wait_until <= clock_timestamp() AND {free} "
-             f"ORDER BY wait_until, run_id LIMIT %s FOR UPDATE SKIP LOCKED", excluded),
-            (f"SELECT run_id FROM {s}.runs WHERE status = '{_RUNNING}' AND {free} "
-             f"ORDER BY updated_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED", excluded),
-        ]
-        if reasons:
-            picks.append((f"SELECT run_id FROM {s}.runs WHERE status = '{_WAITING}' AND wait_reason = ANY(%s) "
-                          f"AND {free} ORDER BY updated_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED",
-                          (reasons,) + excluded))
 
         def tx(cur: psycopg.Cursor) -> List[Tuple[str, int]]:
-            picked: List[str] = []
-            for query, params in picks:
-                room = limit - len(picked)
-                if room <= 0:
+            found: Dict[str, Any] = {}
+            for i, (query, params) in enumerate(picks):
+                if i == 2 and len(found) >= limit:  # runs waiting for a child or a job: what room is left
                     break
-                cur.execute(query, params + (room,))
-                picked.extend(r[0] for r in cur.fetchall() if r[0] not in picked)
+                cur.execute(query, params + (limit - len(found) if i == 2 else limit,))
+                for run_id, ready in cur.fetchall():
+                    found.setdefault(run_id, (i == 2, ready, run_id))
+            picked = [rid for rid, _key in sorted(found.items(), key=lambda kv: (kv[1][0], kv[1][1] is None,
+                                                                                  kv[1][1] or 0, kv[1][2]))][:limit]
             if not picked:
                 return []
             cur.execute(
@@ -190,6 +195,33 @@ class Leases:
         if claimed:
             log.debug("postgres_claimed", worker=worker_id, runs=len(claimed))
         return claimed
+
+    def claim_queries(self, *, wait_reasons: Iterable[Union[str, WaitReason]] = (),
+                      exclude: Iterable[Tuple[str, int]] = ()) -> List[Tuple[str, Tuple[Any, ...]]]:
+        """The ``SELECT ... FOR UPDATE SKIP LOCKED`` queries of :meth:`claim_runnable` as ``(sql, params)`` (the
+        ``LIMIT`` value is the last parameter, not included): unleased claimable runs (index ``runs_claimable``),
+        runs whose lease expired (index ``runs_leased``), and with ``wait_reasons`` runs waiting for those."""
+        s = self._sql.s
+        reasons = [WaitReason(r).value for r in wait_reasons]
+        skip = [(str(r), int(v)) for r, v in exclude]
+        tail, excluded = "", ()  # type: Tuple[str, Tuple[Any, ...]]
+        if skip:
+            tail = " AND (run_id, revision) <> ALL (SELECT x.r, x.v FROM unnest(%s::text[], %s::bigint[]) AS x(r, v))"
+            excluded = ([r for r, _ in skip], [v for _, v in skip])
+        order = " ORDER BY ready_at, run_id LIMIT %s FOR UPDATE SKIP LOCKED"
+        picks = [
+            (f"SELECT run_id, ready_at FROM {s}.runs WHERE ready_at <= clock_timestamp() AND {CLAIMABLE}{tail}"
+             f"{order}", excluded),
+            (f"SELECT run_id, ready_at FROM {s}.runs WHERE lease_owner IS NOT NULL "
+             f"AND lease_expires_at <= clock_timestamp() AND NOT paused "
+             f"AND (status = '{_RUNNING}' OR wait_until <= clock_timestamp()){tail}{order}", excluded),
+        ]
+        if reasons:
+            picks.append((f"SELECT run_id, ready_at FROM {s}.runs WHERE wait_reason = ANY(%s) "
+                          f"AND status = '{_WAITING}' AND NOT paused "
+                          f"AND (lease_owner IS NULL OR lease_expires_at <= clock_timestamp()){tail}{order}",
+                          (reasons,) + excluded))
+        return picks
 
     def heartbeat(self, worker_id: str, run_ids: Iterable[Union[str, Tuple[str, int]]],
                   lease_s: float = 30.0) -> List[str]:
@@ -230,11 +262,12 @@ class Leases:
                 f"AND lease_owner = %s AND (%s::bigint IS NULL OR fencing_epoch = %s::bigint) RETURNING status",
                 (run_id, worker_id, epoch, epoch))
             row = cur.fetchone()
-            if row is not None and row[0] == _RUNNING and self._notify:
-                cur.execute("SELECT pg_notify(%s, %s)", (self.channel, run_id))
             return row[0] if row is not None else None
 
-        return self.write(tx) is not None
+        status = self.write(tx)
+        if status == _RUNNING and self._notify:
+            self.waker.wake(run_id)
+        return status is not None
 
     def lease(self, run_id: str) -> Optional[Dict[str, Any]]:
         """``{owner, expires_at, epoch, expired}`` of a run (None for an unknown run)."""
@@ -255,26 +288,60 @@ class Leases:
 
     def wait_for_work(self, timeout: float) -> List[str]:
         """Block up to ``timeout`` seconds for a ``NOTIFY`` that a run became runnable; returns the run ids
-        announced (empty on timeout). Only shortens wake-up latency: workers must poll anyway."""
+        announced (empty on timeout). Only shortens wake-up latency: workers must poll anyway.
+
+        The listening connection holds the advisory lock that tells committers a worker listens (see
+        :mod:`abstractruntime_postgres.wake`); it has TCP keepalives and is checked with ``SELECT 1`` when it has
+        been idle for :data:`LISTEN_CHECK_S`, so a dead one is replaced within seconds (one lost in the wait itself
+        is replaced at once)."""
         if self._closed:
             raise StoreError(f"PostgreSQL store {self._where} is closed")
         if not self._listener_lock.acquire(timeout=max(0.0, float(timeout))):
             return []  # another thread of this process is listening
         try:
-            try:
-                if self._listener is None or self._listener.closed:
-                    conn = self._connect()
-                    conn.execute(f'LISTEN "{self.channel}"')
-                    self._listener = conn
-                out = [n.payload for n in self._listener.notifies(timeout=max(0.0, float(timeout)), stop_after=1)]
-                if out:  # and whatever else already arrived
-                    out.extend(n.payload for n in self._listener.notifies(timeout=0.0))
-                return list(dict.fromkeys(out))
-            except psycopg.Error as exc:
-                with contextlib.suppress(Exception):
-                    if self._listener is not None:
-                        self._listener.close()
-                self._listener = None
-                raise StoreError(f"PostgreSQL store {self._where}: listening failed: {_reason(exc)}") from exc
+            deadline = time.monotonic() + max(0.0, float(timeout))
+            for attempt in (1, 2):
+                try:
+                    listener = self._listening()
+                    out: List[str] = []
+                    wait = max(0.0, deadline - time.monotonic())
+                    for note in listener.notifies(timeout=wait, stop_after=1):
+                        out.extend(note.payload.split())
+                    if out:  # and whatever else already arrived; the connection is alive
+                        for note in listener.notifies(timeout=0.0):
+                            out.extend(note.payload.split())
+                        self._listener_checked = time.monotonic()
+                    return list(dict.fromkeys(out))
+                except psycopg.Error as exc:
+                    self._drop_listener()
+                    if attempt == 2:
+                        raise StoreError(f"PostgreSQL store {self._where}: listening failed: {_reason(exc)}") from exc
+                    log.info("postgres_listener_lost", where=self._where, error=_reason(exc))
+            return []  # pragma: no cover
         finally:
             self._listener_lock.release()
+
+    def _listening(self) -> psycopg.Connection:
+        """The listening connection: (re)connected, subscribed and registered as a listener; checked when idle."""
+        conn = self._listener
+        if conn is not None and not conn.closed and not conn.broken:
+            if time.monotonic() - self._listener_checked >= LISTEN_CHECK_S:
+                conn.execute("SELECT 1")
+                self._listener_checked = time.monotonic()
+            return conn
+        self._drop_listener()
+        conn = self._connect_listener()
+        try:
+            conn.execute(f'LISTEN "{self.channel}"')
+            conn.execute("SELECT pg_advisory_lock_shared(%s, %s)", listener_key(self.channel))
+        except BaseException:
+            conn.close()
+            raise
+        self._listener, self._listener_checked = conn, time.monotonic()
+        return conn
+
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(Exception):
+                self._listener.close()
+        self._listener = None

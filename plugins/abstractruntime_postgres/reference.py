@@ -13,6 +13,7 @@ from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit
 from abstractruntime.timeutil import parse_instant
 from abstractruntime_storekit import check_contiguous, run_index_row
 
+from .commit import LIST_SLACK_S
 from .sql import _COMPLETED, _check_run_id
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,9 +31,15 @@ class PostgresRunStore(RunStore):
         self.backend.commit_step(StepCommit(run=run, run_json=codec.encode_run(run)))
 
     def load(self, run_id: str) -> Optional[RunState]:
+        """The checkpoint; the same statement reads the run's ledger ``last_seq``, which keeps the backend's chain
+        head hint honest (a run someone else appended to is read again before it is chained)."""
         _check_run_id(run_id)
-        row = self.backend.fetchone(f"SELECT data FROM {self._s}.runs WHERE run_id = %s", (run_id,))
-        return self.backend.decode_run(run_id, row[0]) if row is not None else None
+        row = self.backend.fetchone(f"SELECT data, (SELECT last_seq FROM {self._s}.ledger_heads h WHERE "
+                                    f"h.run_id = r.run_id) FROM {self._s}.runs r WHERE run_id = %s", (run_id,))
+        if row is None:
+            return None
+        self.backend._stored_head(run_id, row[1])
+        return self.backend.decode_run(run_id, row[0])
 
     def load_revision(self, run_id: str) -> Optional[int]:
         row = self.backend.fetchone(f"SELECT revision FROM {self._s}.runs WHERE run_id = %s", (run_id,))
@@ -49,6 +56,21 @@ class PostgresRunStore(RunStore):
         return self.backend.query_runs(f"SELECT run_id, data FROM {self._s}.runs{where} ORDER BY {order}{tail}",
                                        params)
 
+    def _newest(self, conds: List[Tuple[str, Tuple[Any, ...]]], limit: int) -> List[RunState]:
+        """The ``limit`` runs with the newest ``updated_at`` (then ``run_id``) among those matching ``conds``.
+
+        ``updated_at`` is not indexed (every step changes it); ``listed_at`` is, and is never more than
+        :data:`~abstractruntime_postgres.commit.LIST_SLACK_S` behind ``updated_at`` (nor ahead of it). So the
+        answer lies among the runs whose ``listed_at`` is at least the ``limit``-th newest ``listed_at`` minus the
+        slack: an index range, sorted by ``updated_at``."""
+        where = " AND ".join(c for c, _ in conds) or "TRUE"
+        params: List[Any] = [p for _, ps in conds for p in ps]
+        return self.backend.query_runs(
+            f"SELECT run_id, data FROM {self._s}.runs WHERE {where} AND listed_at >= COALESCE((SELECT listed_at "
+            f"FROM {self._s}.runs WHERE {where} ORDER BY listed_at DESC OFFSET %s LIMIT 1) - make_interval(secs => "
+            f"%s), '-infinity') ORDER BY updated_at DESC, run_id LIMIT %s",
+            params + params + [int(limit) - 1, LIST_SLACK_S, int(limit)])
+
     def list_runs(self, *, status: Optional[RunStatus] = None, wait_reason: Optional[WaitReason] = None,
                   workflow_id: Optional[str] = None, limit: int = 100) -> List[RunState]:
         """Newest ``updated_at`` first."""
@@ -61,7 +83,7 @@ class PostgresRunStore(RunStore):
             conds.append(("wait_reason = %s", (WaitReason(wait_reason).value,)))
         if workflow_id is not None:
             conds.append(("workflow_id = %s", (workflow_id,)))
-        return self._select(conds, "updated_at DESC, run_id", limit)
+        return self._newest(conds, limit)
 
     def list_due_wait_until(self, *, now_iso: str, limit: int = 100) -> List[RunState]:
         """Waiting UNTIL runs whose deadline (an instant) is at or before ``now_iso``, earliest first."""
@@ -94,7 +116,7 @@ class PostgresRunStore(RunStore):
             conds.append(("session_id = %s", (session_id,)))
         if root_only:
             conds.append(("parent_run_id IS NULL", ()))
-        return [run_index_row(r) for r in self._select(conds, "updated_at DESC, run_id", limit)]
+        return [run_index_row(r) for r in self._newest(conds, limit)]
 
 
 class PostgresLedgerStore(LedgerStore):

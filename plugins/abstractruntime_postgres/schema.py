@@ -93,6 +93,39 @@ MIGRATIONS: Tuple[Tuple[str, ...], ...] = (
         "CREATE INDEX snapshots_run ON {s}.snapshots (run_id, created_at)",
         "CREATE INDEX snapshots_created ON {s}.snapshots (created_at, snapshot_id)",
     ),
+    # --- 2: a step rewrites no index; claims walk only claimable rows, in the order they became claimable -------
+    (
+        # ready_at: when the run became claimable (became RUNNING, started waiting; a timer: its deadline), kept
+        # while it stays so -- also across a release or a lease that expired. listed_at: updated_at as an instant,
+        # refreshed only when the status changes or updated_at leaves [listed_at, listed_at + LIST_SLACK_S]; the
+        # list queries use it to find the newest updated_at without an index on a column every step changes.
+        "ALTER TABLE {s}.runs ADD COLUMN listed_at timestamptz, ADD COLUMN ready_at timestamptz",
+        """CREATE FUNCTION pg_temp.abstractruntime_instant(t text) RETURNS timestamptz LANGUAGE plpgsql AS $$
+        BEGIN RETURN t::timestamptz; EXCEPTION WHEN others THEN RETURN NULL; END $$""",
+        """UPDATE {s}.runs SET listed_at = COALESCE(pg_temp.abstractruntime_instant(updated_at),
+            '0001-01-01 00:00:00+00')""",
+        """UPDATE {s}.runs SET ready_at = CASE WHEN wait_until IS NOT NULL THEN wait_until
+            WHEN status IN ('running', 'waiting') THEN LEAST(listed_at, now()) END""",
+        # rows an older process inserts during a rolling upgrade stay claimable and listed
+        "ALTER TABLE {s}.runs ALTER COLUMN listed_at SET DEFAULT clock_timestamp(), "
+        "ALTER COLUMN ready_at SET DEFAULT clock_timestamp()",
+        "DROP INDEX {s}.runs_updated",
+        "DROP INDEX {s}.runs_status",
+        "DROP INDEX {s}.runs_workflow",
+        "DROP INDEX {s}.runs_session",
+        "DROP INDEX {s}.runs_wait_reason",
+        "CREATE INDEX runs_listed ON {s}.runs (listed_at)",
+        "CREATE INDEX runs_status ON {s}.runs (status, listed_at)",
+        "CREATE INDEX runs_workflow ON {s}.runs (workflow_id, listed_at)",
+        "CREATE INDEX runs_session ON {s}.runs (session_id, listed_at) WHERE session_id IS NOT NULL",
+        "CREATE INDEX runs_wait_reason ON {s}.runs (wait_reason, ready_at) WHERE wait_reason IS NOT NULL",
+        # the claim queue: unleased, unpaused RUNNING runs and timers, by readiness (claim_runnable)
+        """CREATE INDEX runs_claimable ON {s}.runs (ready_at, run_id)
+            WHERE lease_owner IS NULL AND NOT paused AND (status = 'running' OR wait_until IS NOT NULL)""",
+        "CREATE INDEX runs_leased ON {s}.runs (lease_expires_at) WHERE lease_owner IS NOT NULL",
+        # room on each page for the new version of a row: a step's update stays on its page (HOT)
+        "ALTER TABLE {s}.runs SET (fillfactor = 80)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -66,21 +66,64 @@ class _Sql:
     def __init__(self, s: str) -> None:
         cols = ", ".join(_RUN_COLUMNS)
         marks = ", ".join(["%s"] * (len(_RUN_COLUMNS) + 1))
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _RUN_COLUMNS)
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _RUN_COLUMNS + ("listed_at", "ready_at"))
+        ready = "CASE WHEN %s THEN clock_timestamp() ELSE %s::timestamptz END"  # (now?, else this value)
+        #: the locked row a commit checks: revision, status, fencing_epoch, lease_owner, lease free?, wait_until,
+        #: listed_at, ready_at
         self.lock_run = (f"SELECT revision, status, fencing_epoch, lease_owner, "
-                         f"(lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp()), wait_until "
-                         f"FROM {s}.runs WHERE run_id = %s")
-        self.upsert_run = (f"INSERT INTO {s}.runs ({cols}, run_id) VALUES ({marks}) "
-                           f"ON CONFLICT (run_id) DO UPDATE SET {sets}")
-        self.update_run = f"UPDATE {s}.runs SET {', '.join(c + ' = %s' for c in _RUN_COLUMNS)} WHERE run_id = %s"
-        self.bump_head = (f"INSERT INTO {s}.ledger_heads AS h (run_id, last_seq) VALUES (%s, %s) "
-                          f"ON CONFLICT (run_id) DO UPDATE SET last_seq = h.last_seq + EXCLUDED.last_seq "
-                          f"RETURNING last_seq")
-        self.insert_record = (f"INSERT INTO {s}.ledger (run_id, seq, status, idempotency_key, effect_type, data) "
-                              f"VALUES (%s, %s, %s, %s, %s, %s)")
+                         f"(lease_expires_at IS NULL OR lease_expires_at <= clock_timestamp()), wait_until, "
+                         f"listed_at, ready_at FROM {s}.runs WHERE run_id = %s")
+        insert = f"INSERT INTO {s}.runs ({cols}, run_id, listed_at, ready_at) VALUES ({marks}, %s, {ready}) "
+        #: a new run (the common case of a commit without an expected revision): one statement, no lock read
+        self.insert_new = insert + (f"ON CONFLICT (run_id) DO NOTHING RETURNING (SELECT last_seq FROM "
+                                    f"{s}.ledger_heads WHERE run_id = %s)")
+        self.upsert_run = insert + f"ON CONFLICT (run_id) DO UPDATE SET {sets}"
+        self.update_run = (f"UPDATE {s}.runs SET {', '.join(c + ' = %s' for c in _RUN_COLUMNS)}, listed_at = %s, "
+                           f"ready_at = {ready} WHERE run_id = %s")
+        # A step's commit in one statement: the checks (revision; under a claim, epoch, owner and lease) are the
+        # WHERE clause, listed_at / ready_at are derived from the row being replaced, and RETURNING reads the old
+        # status and wait_until (a subquery sees the statement's snapshot: the row before this update) and whether
+        # the run is leased. No row: a check failed (lock_run then says which); nothing was written.
+        self.update_checked = (
+            f"UPDATE {s}.runs r SET {', '.join(c + ' = %(' + c + ')s' for c in _RUN_COLUMNS)}, "
+            f"listed_at = CASE WHEN r.status = %(status)s AND r.listed_at <= %(listed)s "
+            f"AND %(listed)s <= r.listed_at + make_interval(secs => %(slack)s) THEN r.listed_at ELSE %(listed)s END, "
+            f"ready_at = CASE WHEN %(status)s = '{_RUNNING}' THEN CASE WHEN r.status = '{_RUNNING}' "
+            f"AND r.ready_at IS NOT NULL THEN r.ready_at ELSE clock_timestamp() END "
+            f"WHEN %(status)s = '{_WAITING}' THEN CASE WHEN %(wait_until)s::timestamptz IS NOT NULL "
+            f"THEN %(wait_until)s::timestamptz WHEN r.status = '{_WAITING}' AND r.wait_until IS NULL "
+            f"AND r.ready_at IS NOT NULL THEN r.ready_at ELSE clock_timestamp() END END "
+            f"WHERE r.run_id = %(run_id)s AND r.revision = %(expected)s AND (%(epoch)s::bigint IS NULL OR "
+            f"(r.fencing_epoch = %(epoch)s::bigint AND (%(owner)s::text IS NULL OR r.lease_owner = %(owner)s::text) "
+            f"AND r.lease_expires_at > clock_timestamp())) "
+            f"RETURNING (SELECT o.status FROM {s}.runs o WHERE o.run_id = r.run_id), "
+            f"(SELECT o.wait_until FROM {s}.runs o WHERE o.run_id = r.run_id), "
+            f"(r.lease_expires_at IS NULL OR r.lease_expires_at <= clock_timestamp())")
         self.adopt = (f"UPDATE {s}.runs SET fencing_epoch = fencing_epoch + 1, lease_owner = %s, "
                       f"lease_expires_at = clock_timestamp() + make_interval(secs => %s) WHERE run_id = %s "
                       f"RETURNING fencing_epoch")
+        # One statement appends a run's records: bumps its ledger_heads row (a row lock held to the commit; gives
+        # the records their seq; a plain UPDATE, the INSERT only for a run's first records), inserts them, and -- for commits with preconditions -- reads what they check: the
+        # last record before them and the latest status of each idempotency key they carry. The reads see the
+        # statement's snapshot, never the rows it inserts.
+        head = (f"WITH u AS (UPDATE {s}.ledger_heads SET last_seq = last_seq + %(n)s WHERE run_id = %(run)s "
+                f"RETURNING last_seq), "
+                f"i AS (INSERT INTO {s}.ledger_heads AS hd (run_id, last_seq) SELECT %(run)s, %(n)s "
+                f"WHERE NOT EXISTS (SELECT FROM u) ON CONFLICT (run_id) DO UPDATE SET last_seq = hd.last_seq "
+                f"+ EXCLUDED.last_seq RETURNING last_seq), "
+                f"h AS (SELECT last_seq FROM u UNION ALL SELECT last_seq FROM i), "
+                f"ins AS (INSERT INTO {s}.ledger (run_id, seq, status, idempotency_key, effect_type, data) "
+                f"SELECT %(run)s, h.last_seq - %(n)s + r.ord, r.status, r.key, r.etype, r.data FROM h, "
+                f"unnest(%(status)s::text[], %(key)s::text[], %(etype)s::text[], %(data)s::bytea[]) "
+                f"WITH ORDINALITY AS r(status, key, etype, data, ord)) ")
+        self.append = head + "SELECT h.last_seq, NULL, NULL, NULL, NULL FROM h"
+        self.append_checked = head + (
+            f"SELECT h.last_seq, l.seq, l.data, k.keys, k.statuses FROM h "
+            f"LEFT JOIN LATERAL (SELECT seq, data FROM {s}.ledger WHERE run_id = %(run)s ORDER BY seq DESC LIMIT 1) "
+            f"l ON true LEFT JOIN LATERAL (SELECT array_agg(x.key) AS keys, array_agg(x.status) AS statuses FROM "
+            f"(SELECT DISTINCT ON (idempotency_key) idempotency_key AS key, status FROM {s}.ledger "
+            f"WHERE run_id = %(run)s AND idempotency_key = ANY(%(keys)s) "
+            f"ORDER BY idempotency_key, (status = '{_COMPLETED}') DESC, seq DESC) x) k ON true")
         self.s = s
 
 

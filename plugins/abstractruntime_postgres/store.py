@@ -1,30 +1,39 @@
 """PostgreSQL store (psycopg 3): one transaction per step, leases with fencing epochs for many workers.
 
 :class:`PostgresBackend` is the store backend: ``run_store`` and ``ledger_store`` share it and its connection pool
-(``psycopg_pool.ConnectionPool``), and :meth:`PostgresBackend.commit_step` writes a step in one transaction:
+(``psycopg_pool.ConnectionPool``), and :meth:`PostgresBackend.commit_step` writes a step in one transaction of a few
+statements (see :mod:`abstractruntime_postgres.commit`):
 
-1. ``SELECT ... FOR UPDATE`` on the run's row: the revision check (``ConcurrentModificationError``) and, when the
-   calling thread holds a claim on the run (:meth:`PostgresBackend.fenced`), the fencing check
-   (:class:`~abstractruntime_postgres.errors.LeaseLostError`) -- both before anything is written;
-2. insert or update the run row (checkpoint bytes + indexed columns);
-3. the ``fault_injector`` seam (``"commit:after-checkpoint"``);
-4. the ledger records: the run's ``ledger_heads`` row is bumped by the number of records (a row lock held until
-   commit) and gives their ``seq`` numbers -- the earlier ledger is never read.
+1. the run row: inserted (a new run), or ``SELECT ... FOR UPDATE`` -- the revision check
+   (``ConcurrentModificationError``) and, when the calling thread holds a claim on the run
+   (:meth:`PostgresBackend.fenced`), the fencing check (:class:`~abstractruntime_postgres.errors.LeaseLostError`),
+   both before anything is written -- then updated (checkpoint bytes + indexed columns);
+2. the ``fault_injector`` seam (``"commit:after-checkpoint"``);
+3. per run, one statement bumps its ``ledger_heads`` row (a row lock held until commit; it gives the records their
+   ``seq`` numbers -- the earlier ledger is never scanned), inserts the records and reads what the commit's
+   preconditions check (the chain head, the reservations' keys).
 
-Scale-out (see ``docs/postgres.md``): :meth:`~PostgresBackend.claim_runnable` picks RUNNING runs and waiting runs
-whose timer is due, unleased or with an expired lease, with ``FOR UPDATE SKIP LOCKED``, bumps each one's
-``fencing_epoch`` and gives it a lease; :meth:`~PostgresBackend.heartbeat` extends leases;
+Scale-out (see ``docs/postgres.md``): :meth:`~PostgresBackend.claim_runnable` picks claimable runs (RUNNING, due
+timers) in the order they became claimable, unleased or with an expired lease, with ``FOR UPDATE SKIP LOCKED``, bumps
+each one's ``fencing_epoch`` and gives it a lease; :meth:`~PostgresBackend.heartbeat` extends leases;
 :meth:`~PostgresBackend.release` gives a run back. A commit made inside ``backend.fenced(run_id, epoch)`` is refused
 unless the run still has that epoch and an unexpired lease, so a worker whose lease expired (and was perhaps taken
 over) can never write. Lease times are the database server's clock (``clock_timestamp()``), never a worker's.
 
-Commits that make a run runnable by others (it becomes RUNNING, or gets a timer) send ``NOTIFY`` on the backend's
-channel; :meth:`~PostgresBackend.wait_for_work` listens on it. Polling stays the guarantee of progress.
+Commits that make a run runnable by others (it becomes RUNNING, or gets a timer) have the backend's
+:class:`~abstractruntime_postgres.wake.Waker` send a ``NOTIFY`` after the commit, only while a worker listens;
+:meth:`~PostgresBackend.wait_for_work` listens. Polling stays the guarantee of progress.
 
-This module holds the backend (connections, the step commit, decoding, sibling services); the leases, claims and
-fencing are in :mod:`abstractruntime_postgres.leases`, the run-row SQL in :mod:`abstractruntime_postgres.sql` and
-the reference facades (:class:`PostgresRunStore`, :class:`PostgresLedgerStore`) in
-:mod:`abstractruntime_postgres.reference`; all are importable from here.
+Connections: a statement or transaction that fails because the connection was lost (a server restart, a terminated
+session) before its ``COMMIT`` was sent is retried once on a fresh connection (it wrote nothing); for a step commit
+whose connection was lost *during* ``COMMIT``, :mod:`~abstractruntime_postgres.commit` looks whether it landed
+(:class:`~abstractruntime_postgres.errors.CommitOutcomeUnknownError` when it cannot tell); a connection that stays
+lost raises :class:`~abstractruntime_postgres.errors.StoreUnavailableError`.
+
+This module holds the backend (connections, decoding, sibling services); the step commit is in
+:mod:`abstractruntime_postgres.commit`, the leases, claims and fencing in :mod:`abstractruntime_postgres.leases`, the
+run-row SQL in :mod:`abstractruntime_postgres.sql` and the reference facades (:class:`PostgresRunStore`,
+:class:`PostgresLedgerStore`) in :mod:`abstractruntime_postgres.reference`; all are importable from here.
 """
 from __future__ import annotations
 
@@ -33,28 +42,37 @@ import threading
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import psycopg
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from abstractruntime import codec
-from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
+from abstractruntime.errors import CorruptStoreError, StoreError, ValidationError
 from abstractruntime.logs import get_logger
-from abstractruntime.models import RunState, StepRecord
-from abstractruntime.storage.base import Capability, CommitView, StepCommit, StoreBackend
+from abstractruntime.models import RunState
+from abstractruntime.storage.base import Capability, StoreBackend
 from abstractruntime_storekit.integrity import decode_skipping
 
-from .errors import LeaseLostError, RunLeasedError
-from .leases import _FENCES, Fence, Leases
+from .commit import FAULT_POINT, StepCommits
+from .errors import CommitOutcomeUnknownError, LeaseLostError, RunLeasedError, StoreUnavailableError
+from .leases import LISTEN_TCP, Fence, Leases
 from .reference import PostgresLedgerStore, PostgresRunStore
 from .schema import SCHEMA_VERSION, check_current, check_schema_name, migrate
-from .sql import _COMPLETED, _RUNNING, _bytes, _check_run_id, _reason, _run_params, _Sql, describe
+from .sql import _reason, _Sql, describe
+from .wake import Waker
 
 log = get_logger("abstractruntime.postgres")
 
-FAULT_POINT = "commit:after-checkpoint"
 DEFAULT_CONNECT_TIMEOUT = 10
 
 
-class PostgresBackend(Leases, StoreBackend):
+def transient(exc: BaseException) -> bool:
+    """A lost or refused connection (a server restart, a terminated session): worth one retry on another one."""
+    if isinstance(exc, PoolTimeout) or not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
+
+
+class PostgresBackend(StepCommits, Leases, StoreBackend):
     """A PostgreSQL database holding runs, ledger, leases, artifacts and snapshots; it is the store backend.
 
     ``dsn`` is a libpq connection string or URI (``postgresql://user@host:5432/db?sslmode=require``); ``min_size``
@@ -91,7 +109,10 @@ class PostgresBackend(Leases, StoreBackend):
         self._notify = bool(notify)
         self.channel = f"abstractruntime_work_{self._schema}"[:63]
         self._closed = False
+        self._init_commits()
+        self.waker = Waker(self, self.channel)
         self._listener: Optional[psycopg.Connection] = None
+        self._listener_checked = 0.0
         self._listener_lock = threading.Lock()
         self._aux_lock = threading.Lock()
         self._artifact_store: Any = None
@@ -125,6 +146,13 @@ class PostgresBackend(Leases, StoreBackend):
     def _connect(self) -> psycopg.Connection:
         return psycopg.connect(self._conninfo, autocommit=True)
 
+    def _connect_listener(self) -> psycopg.Connection:
+        """A connection for ``LISTEN``: TCP keepalives and ``tcp_user_timeout`` (:data:`LISTEN_TCP`) unless the DSN
+        sets them."""
+        given = psycopg.conninfo.conninfo_to_dict(self._conninfo)
+        extra = {k: v for k, v in LISTEN_TCP.items() if k not in given}
+        return psycopg.connect(psycopg.conninfo.make_conninfo(self._conninfo, **extra), autocommit=True)
+
     @property
     def schema(self) -> str:
         return self._schema
@@ -141,7 +169,9 @@ class PostgresBackend(Leases, StoreBackend):
         return f"PostgresBackend({self._where}, schema={self._schema!r})"
 
     def close(self) -> None:
-        """Close the pool and the listening connection (idempotent)."""
+        """Send pending wake-ups, close the pool and the listening connection (idempotent)."""
+        if not self._closed:
+            self.waker.close()
         self._closed = True
         with self._listener_lock:
             if self._listener is not None:
@@ -156,135 +186,47 @@ class PostgresBackend(Leases, StoreBackend):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _cursor(self, *, transaction: bool) -> Iterator[psycopg.Cursor]:
-        if self._closed:
-            raise StoreError(f"PostgreSQL store {self._where} is closed")
-        try:
-            with self._pool.connection() as conn:
-                if transaction:
-                    with conn.transaction(), conn.cursor() as cur:
-                        yield cur
-                else:
-                    with conn.cursor() as cur:
-                        yield cur
-        except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL store {self._where}: {_reason(exc)}") from exc
+    def _run(self, fn: Callable[[psycopg.Cursor], Any], *, transaction: bool) -> Any:
+        """``fn(cursor)`` on a pooled connection (in one transaction when ``transaction``); retried once on a fresh
+        connection when the connection was lost before ``COMMIT`` was sent (nothing was written)."""
+        for attempt in (1, 2):
+            if self._closed:
+                raise StoreError(f"PostgreSQL store {self._where} is closed")
+            committing = False
+            try:
+                with self._pool.connection() as conn:
+                    if not transaction:
+                        with conn.cursor() as cur:
+                            return fn(cur)
+                    with conn.transaction():
+                        with conn.cursor() as cur:
+                            result = fn(cur)
+                        committing = True
+                    return result
+            except PoolTimeout as exc:  # waited pool_timeout for a connection already
+                raise StoreUnavailableError(where=self._where, reason=_reason(exc)) from exc
+            except psycopg.Error as exc:
+                if not transient(exc):
+                    raise StoreError(f"PostgreSQL store {self._where}: {_reason(exc)}") from exc
+                if committing:
+                    raise CommitOutcomeUnknownError(where=self._where, reason=_reason(exc)) from exc
+                if attempt == 2:
+                    raise StoreUnavailableError(where=self._where, reason=_reason(exc)) from exc
+                log.info("postgres_connection_lost_retrying", where=self._where, error=_reason(exc))
+                with contextlib.suppress(Exception):
+                    self._pool.check()  # drop the other pooled connections the same event broke
+        raise StoreError(f"PostgreSQL store {self._where}: unreachable")  # pragma: no cover
 
     def write(self, fn: Callable[[psycopg.Cursor], Any]) -> Any:
-        """Run ``fn(cursor)`` in one transaction; any exception rolls everything back."""
-        with self._cursor(transaction=True) as cur:
-            return fn(cur)
+        """Run ``fn(cursor)`` in one transaction; any exception rolls everything back. A connection lost before
+        ``COMMIT`` runs it again once (``fn`` must start from scratch each time)."""
+        return self._run(fn, transaction=True)
 
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> List[Tuple[Any, ...]]:
-        with self._cursor(transaction=False) as cur:
-            cur.execute(sql, tuple(params))
-            return cur.fetchall()
+        return self._run(lambda cur: cur.execute(sql, tuple(params)).fetchall(), transaction=False)
 
     def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Optional[Tuple[Any, ...]]:
-        with self._cursor(transaction=False) as cur:
-            cur.execute(sql, tuple(params))
-            return cur.fetchone()
-
-    # --- the step commit --------------------------------------------------------------------------------------
-    def commit_step(self, commit: StepCommit) -> None:
-        run = commit.run
-        run_params: Optional[Tuple[Any, ...]] = None
-        if run is not None:
-            _check_run_id(run.run_id)
-            run_params = _run_params(run, _bytes(commit.run_json, lambda: codec.encode_run(run)))
-        by_run: Dict[str, List[Tuple[str, Optional[str], Optional[str], bytes]]] = {}
-        records_of: Dict[str, List[StepRecord]] = {}
-        for i, record in enumerate(commit.records):
-            records_of.setdefault(record.run_id, []).append(record)
-            _check_run_id(record.run_id)
-            data = _bytes(commit.record_jsons[i] if i < len(commit.record_jsons) else None,
-                          lambda r=record: codec.encode_record(r))
-            effect_type = record.effect.get("type") if isinstance(record.effect, dict) else None
-            by_run.setdefault(record.run_id, []).append(
-                (record.status.value, record.idempotency_key or None,
-                 effect_type if isinstance(effect_type, str) else None, data))
-        sql = self._sql
-        root = self._root_fence()
-        adopted: List[int] = []
-
-        def tx(cur: psycopg.Cursor) -> None:
-            if run is not None and run_params is not None:
-                fence = self._fence_for(run.run_id)
-                cur.execute(sql.lock_run + " FOR UPDATE", (run.run_id,))
-                row = cur.fetchone()
-                if fence is not None:
-                    self._check_fence(fence, row)
-                if commit.expected_revision is not None and (row is None or row[0] != commit.expected_revision):
-                    raise ConcurrentModificationError(run_id=run.run_id, expected=commit.expected_revision,
-                                                      actual=row[0] if row is not None else None)
-                if row is None:
-                    cur.execute(sql.upsert_run, run_params + (run.run_id,))
-                else:
-                    cur.execute(sql.update_run, run_params + (run.run_id,))
-                wakes = self._wakes_workers(row, run_params)
-                if fence is None and root is not None and wakes and run_params[1] == _RUNNING \
-                        and (row is None or row[4]):
-                    cur.execute(sql.adopt, (root.worker_id, root.lease_s, run.run_id))
-                    adopted.append(int(cur.fetchone()[0]))
-                elif self._notify and fence is None and wakes:
-                    cur.execute("SELECT pg_notify(%s, %s)", (self.channel, run.run_id))
-            if self.fault_injector is not None:
-                self.fault_injector(FAULT_POINT)
-            for run_id in sorted(by_run):
-                fence = self._fence_for(run_id)
-                if run is None or run_id != run.run_id:  # records only: whose run is it?
-                    cur.execute(sql.lock_run + " FOR SHARE", (run_id,))
-                    row = cur.fetchone()
-                    if fence is not None:
-                        self._check_fence(fence, row)
-                    elif row is not None and row[3] is not None and not row[4] \
-                            and (root is None or row[3] != root.worker_id):
-                        raise RunLeasedError(run_id=run_id, owner=row[3])
-                # create-only reservations and the chain head, checked under the head row's lock (taken after
-                # the run row's, as every commit does, so two commits cannot deadlock)
-                if commit.reservation or commit.preconditions:
-                    cur.execute(sql.bump_head, (run_id, 0))
-                    cur.fetchone()
-            if commit.reservation or commit.preconditions:
-                commit.check(CommitView(last_record=lambda rid: self._last_record(cur, rid),
-                                        latest_status=lambda rid, key: self._latest_status(cur, rid, key)))
-            for run_id in sorted(by_run):
-                rows = by_run[run_id]
-                cur.execute(sql.bump_head, (run_id, len(rows)))
-                first = int(cur.fetchone()[0]) - len(rows) + 1
-                cur.executemany(sql.insert_record,
-                                [(run_id, first + i, *values) for i, values in enumerate(rows)])
-
-        self.write(tx)
-        if adopted and run is not None and root is not None:
-            claim = Fence(backend_id=id(self), run_id=run.run_id, epoch=adopted[0], worker_id=root.worker_id,
-                          lease_s=root.lease_s)
-            root.adopted.append(claim)
-            _FENCES.set(_FENCES.get() + (claim,))  # this thread now drives it under the claim
-
-    def _last_record(self, cur: "psycopg.Cursor", run_id: str) -> Optional[Dict[str, Any]]:
-        """The run's last record (the caller holds the run's head row lock)."""
-        cur.execute(f"SELECT seq, data FROM {self._schema}.ledger WHERE run_id = %s ORDER BY seq DESC LIMIT 1",
-                    (run_id,))
-        row = cur.fetchone()
-        return self.decode_record(run_id, row[0], row[1]) if row is not None else None
-
-    def _latest_status(self, cur: "psycopg.Cursor", run_id: str, key: str) -> Optional[str]:
-        """The status of the row ``find_by_idempotency_key`` would return (a completed row first, else the
-        latest); the caller holds the run's head row lock, so concurrent reservations are serialised."""
-        cur.execute(f"SELECT status FROM {self._schema}.ledger WHERE run_id = %s AND idempotency_key = %s "
-                    f"ORDER BY (status = %s) DESC, seq DESC LIMIT 1", (run_id, key, _COMPLETED))
-        row = cur.fetchone()
-        return row[0] if row is not None else None
-
-    @staticmethod
-    def _wakes_workers(before: Optional[Tuple[Any, ...]], params: Tuple[Any, ...]) -> bool:
-        """Does this commit make the run claimable (newly RUNNING, or a new timer)?"""
-        status, wait_until = params[1], params[9]
-        if status == _RUNNING:
-            return before is None or before[1] != _RUNNING
-        return wait_until is not None and (before is None or before[5] != wait_until)
+        return self._run(lambda cur: cur.execute(sql, tuple(params)).fetchone(), transaction=False)
 
     # --- artifacts and snapshots ------------------------------------------------------------------------------
     def artifact_store(self) -> Any:
@@ -339,4 +281,5 @@ class PostgresBackend(Leases, StoreBackend):
 
 
 __all__ = ["PostgresBackend", "PostgresRunStore", "PostgresLedgerStore", "Fence", "FAULT_POINT", "SCHEMA_VERSION",
-           "LeaseLostError", "RunLeasedError", "describe"]
+           "LeaseLostError", "RunLeasedError", "CommitOutcomeUnknownError", "StoreUnavailableError", "describe",
+           "transient"]

@@ -8,7 +8,9 @@ Run one :class:`PostgresWorker` per process, on as many machines as you like, al
 
 Each cycle claims up to ``batch_size`` runs (``claim_runnable``: RUNNING runs and due timers, plus -- every
 ``pollable_interval_s`` -- runs waiting for a child or job, which a tick may find ready), then ticks each claimed
-run one step at a time inside ``backend.fenced(run_id, epoch)`` until it stops being RUNNING. A heartbeat thread
+run inside ``backend.fenced(run_id, epoch)``, up to ``steps_per_tick`` steps per tick (the steps of a tick are
+written together at its barriers: a side effect's reservation carries the steps before it), until it stops being
+RUNNING. A heartbeat thread
 extends the leases of the runs in hand every ``heartbeat_s`` (default ``lease_s / 3``), also while a long effect
 runs; a lease that could not be extended is marked lost and the run is dropped after the step in flight (whose
 commit the store refuses anyway). Between cycles with nothing to do, the worker waits for a ``NOTIFY`` from the
@@ -40,7 +42,9 @@ from abstractruntime.errors import (
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState, RunStatus, WaitReason, utc_now_iso
 from abstractruntime.storage.base import Capability
-from abstractruntime_pluginkit import attach_driver
+from abstractruntime_pluginkit import attach_driver, spec_for_run
+
+from .errors import StoreUnavailableError
 
 log = get_logger("abstractruntime.postgres.worker")
 
@@ -72,7 +76,7 @@ class PostgresWorker:
                  lease_s: float = 30.0, heartbeat_s: Optional[float] = None, batch_size: int = 8,
                  poll_interval_s: float = 1.0, threads: int = 1,
                  wait_reasons: Iterable[str] = DEFAULT_POLLABLE, pollable_interval_s: float = 10.0,
-                 listen: bool = True, max_errors_kept: int = 100) -> None:
+                 listen: bool = True, max_errors_kept: int = 100, steps_per_tick: int = 16) -> None:
         backend = runtime.backend
         if not backend.supports(Capability.LEASES):
             raise ConfigurationError("PostgresWorker needs a runtime on a store with leases: the postgres store "
@@ -89,6 +93,7 @@ class PostgresWorker:
         self.batch_size = max(1, int(batch_size))
         self.poll_interval_s = float(poll_interval_s)
         self.threads = max(1, int(threads))
+        self.steps_per_tick = max(1, int(steps_per_tick))
         self.wait_reasons = tuple(WaitReason(r).value for r in wait_reasons)
         self.pollable_interval_s = float(pollable_interval_s)
         self.listen = bool(listen)
@@ -171,6 +176,7 @@ class PostgresWorker:
         made progress (a claimed run whose tick changed nothing, e.g. a child still running, does not count)."""
         with self._stats_lock:
             self.stats.cycles += 1
+        self._driver_poll()
         reasons: Tuple[str, ...] = ()
         now = time.monotonic()
         if self.wait_reasons and now - self._last_pollable >= self.pollable_interval_s:
@@ -191,9 +197,21 @@ class PostgresWorker:
             results = list(self._pool.map(lambda c: self.drive(*c), claims))
         return sum(1 for r in results if r)
 
+    def _driver_poll(self) -> None:
+        """Let plugins create the runs due now (the scheduler plugin's ``abstractruntime_driver_poll``: the schedules
+        plugin starts due schedules' runs, once per fire time however many workers poll)."""
+        hook = getattr(self.runtime.hooks.plugin_manager.hook, "abstractruntime_driver_poll", None)
+        if hook is None or not hook.get_hookimpls():
+            return
+        try:
+            hook(runtime=self.runtime, registry=self.registry)
+        except Exception as exc:  # the cycle goes on: claiming and driving do not depend on it
+            self._record_error(f"driver poll failed: {type(exc).__name__}: {exc}")
+
     def drive(self, run_id: str, epoch: int) -> bool:
-        """Tick a claimed run step by step under its fence; release it afterwards unless the lease was lost.
-        Returns whether the run changed."""
+        """Tick a claimed run under its fence (``steps_per_tick`` steps per tick) until it stops being RUNNING;
+        release it afterwards unless the lease was lost. Returns whether this worker moved the run on: a run whose
+        lease was lost (another worker holds it now) does not count, whatever its stored state shows."""
         progressed = False
         with self.backend.fenced(run_id, epoch, self.worker_id, lease_s=self.lease_s) as fence:
             with self._held_lock:
@@ -207,21 +225,23 @@ class PostgresWorker:
                 spec = self._workflow(state)
                 start_revision = state.revision
                 while not self._stop.is_set() and not fence.lost:
-                    before = state.revision
+                    before, before_step = state.revision, state.step
                     try:
-                        state = self.runtime.tick(workflow=spec, run_id=run_id, max_steps=1)
+                        state = self.runtime.tick(workflow=spec, run_id=run_id, max_steps=self.steps_per_tick)
                     finally:  # runs the tick made RUNNING and drove inline (a sync child, a woken parent)
                         self.backend.release_adopted(fence)
                     if state.revision != before and not fence.lost:
                         with self._stats_lock:
-                            self.stats.steps += 1
+                            self.stats.steps += max(1, state.step - before_step)
                     if fence.lost or state.status is not RunStatus.RUNNING or state.revision == before:
                         break
-                progressed = state.revision != start_revision
+                progressed = not fence.lost and state.revision != start_revision
                 if progressed:
                     self._skip.pop(run_id, None)
                     with self._stats_lock:
                         self.stats.runs_driven += 1
+            except StoreUnavailableError as exc:  # the database, not the run: try it again on a later cycle
+                self._record_error(f"run {run_id}: {type(exc).__name__}: {exc}")
             except Exception as exc:
                 current = self.runtime.run_store.load_revision(run_id) if not fence.lost else None
                 if current is not None:
@@ -248,7 +268,7 @@ class PostgresWorker:
         registry = self.registry if self.registry is not None else getattr(self.runtime, "workflow_registry", None)
         if registry is None:
             raise NotFoundError("PostgresWorker has no workflow registry (pass registry= or set the runtime's)")
-        return registry.get_or_raise(state.workflow_id)
+        return spec_for_run(registry, state)
 
     # --- heartbeats -------------------------------------------------------------------------------------------
     def _ensure_heartbeat(self) -> None:

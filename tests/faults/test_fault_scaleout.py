@@ -313,6 +313,10 @@ def test_runs_complete_once_through_server_restarts_and_terminated_connections(t
         rng = random.Random(int(os.environ.get("ABSTRACTRUNTIME_SCALEOUT_SEED", "0")) or None)
         rt = Runtime.from_config({"store": dsn}, workflow_registry=registry)
         procs = [_spawn(dsn, env, tmp_path, n) for n in range(WORKERS)]
+        ready_by = time.monotonic() + 60  # the faults start once every worker runs (opening the store is not retried)
+        while not all("running with" in (tmp_path / f"worker{n}.out").read_text() for n in range(WORKERS)):
+            assert time.monotonic() < ready_by and all(p.poll() is None for p in procs), "a worker did not start"
+            time.sleep(0.05)
         t0 = time.monotonic()
         faults = [(1.0, "restart fast"), (2.5, "terminate connections"), (4.0, "restart immediate")]  # under load
         done_faults, host_errors, unknown_starts = [], [], 0
