@@ -19,10 +19,14 @@ from __future__ import annotations
 from typing import List
 
 from abstractruntime import EffectHandlerDescriptor, EffectType, hookimpl
+from abstractruntime_pluginkit.lazy import lazy_exports, lazy_function
 
-from .effects import memory_compact, memory_note, memory_query, memory_rehydrate, memory_tag
-from .active_context import ActiveContextPolicy
-from .spans import TimeRange
+# The effects are imported at their first call: every plugin package is imported whenever a runtime is built.
+__getattr__, __dir__ = lazy_exports(__name__, {"ActiveContextPolicy": ".active_context", "TimeRange": ".spans"})
+memory_note, memory_query, memory_tag = (lazy_function(__name__, ".notes", n) for n in ("memory_note", "memory_query",
+                                                                                          "memory_tag"))
+memory_compact, memory_rehydrate = (lazy_function(__name__, ".compaction", n) for n in ("memory_compact",
+                                                                                        "memory_rehydrate"))
 
 #: memory spans are artifacts
 abstractruntime_requires = ('artifacts',)

@@ -18,41 +18,47 @@ Options (``[abstractruntime.plugin_options.artifacts]``): ``max_inline_bytes`` (
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import os
+from typing import TYPE_CHECKING, Any, List, Optional
 
 from attrs import field, frozen
 
 from abstractruntime import StashKey, hookimpl
 from abstractruntime.models import StepRecord
 from abstractruntime_pluginkit import plugin_options
+from abstractruntime_pluginkit.lazy import lazy_exports
 
-from .offloading import (
-    DEFAULT_MAX_INLINE_BYTES,
-    OffloadingLedgerStore,
-    OffloadingRunStore,
-    default_max_inline_bytes,
-    fits_inline,
-    offload_large_values,
-    offload_step_record,
-)
-from .store import (
-    Artifact,
-    ArtifactMetadata,
-    ArtifactStore,
-    FileArtifactStore,
-    InMemoryArtifactStore,
-    artifact_ref,
-    compute_artifact_id,
-    compute_blob_id,
-    get_artifact_id,
-    is_artifact_ref,
-    resolve_artifact,
-    validate_artifact_id,
-)
+if TYPE_CHECKING:  # pragma: no cover
+    from .store import ArtifactStore
+
+# The stores and the offloading are imported on first use: every plugin package is imported whenever a runtime is
+# built, and most runtimes never offload a value.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["OffloadingLedgerStore", "OffloadingRunStore", "fits_inline", "offload_large_values",
+                     "offload_step_record"], ".offloading"),
+    **dict.fromkeys(["Artifact", "ArtifactMetadata", "ArtifactStore", "FileArtifactStore", "InMemoryArtifactStore",
+                     "artifact_ref", "compute_artifact_id", "compute_blob_id", "get_artifact_id", "is_artifact_ref",
+                     "resolve_artifact", "validate_artifact_id"], ".store"),
+})
+
+DEFAULT_MAX_INLINE_BYTES = 256 * 1024
+ENV_MAX_INLINE_BYTES = "ABSTRACTRUNTIME_MAX_INLINE_BYTES"
+
+
+def default_max_inline_bytes() -> int:
+    """``ABSTRACTRUNTIME_MAX_INLINE_BYTES`` if set to an integer, else ``DEFAULT_MAX_INLINE_BYTES``."""
+    raw = os.environ.get(ENV_MAX_INLINE_BYTES, "").strip()
+    if not raw:
+        return DEFAULT_MAX_INLINE_BYTES
+    try:
+        return int(raw)
+    except ValueError:
+        return DEFAULT_MAX_INLINE_BYTES
+
 
 PLUGIN_NAME = "artifacts"
 
-_DEFAULT_STORE = StashKey[Optional[ArtifactStore]]()
+_DEFAULT_STORE = StashKey[Optional["ArtifactStore"]]()
 
 
 @frozen
@@ -62,7 +68,7 @@ class ArtifactsOptions:
     max_inline_bytes: int = field(factory=default_max_inline_bytes)
 
 
-def artifact_store_for(runtime: Any) -> Optional[ArtifactStore]:
+def artifact_store_for(runtime: Any) -> Optional["ArtifactStore"]:
     """``runtime.artifact_store``, else the store backend's own (``backend.artifact_store()``), else None."""
     explicit = runtime.artifact_store
     if explicit is not None:
@@ -86,6 +92,8 @@ def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: L
     threshold = max_inline_bytes_for(runtime)
     if threshold <= 0:
         return
+    from .offloading import fits_inline, offload_step_record
+
     store = None
     for record in records:
         if all(v is None or fits_inline(v, threshold) for v in (record.effect, record.result)):

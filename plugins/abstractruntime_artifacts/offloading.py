@@ -11,7 +11,6 @@ whose ``commit_step`` offloads and then delegates to the inner backend's.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -26,21 +25,9 @@ from abstractruntime.storage.base import LedgerStore, RunStore, StepCommit, Stor
 
 from .store import ArtifactStore, artifact_ref, is_artifact_ref
 
-#: The reference's default threshold (256 KiB). The decorators and the plugin read
-#: ``ABSTRACTRUNTIME_MAX_INLINE_BYTES`` when no threshold is given (see :func:`default_max_inline_bytes`).
-DEFAULT_MAX_INLINE_BYTES = 256 * 1024
-ENV_MAX_INLINE_BYTES = "ABSTRACTRUNTIME_MAX_INLINE_BYTES"
-
-
-def default_max_inline_bytes() -> int:
-    """``ABSTRACTRUNTIME_MAX_INLINE_BYTES`` if set to an integer, else ``DEFAULT_MAX_INLINE_BYTES``."""
-    raw = os.environ.get(ENV_MAX_INLINE_BYTES, "").strip()
-    if not raw:
-        return DEFAULT_MAX_INLINE_BYTES
-    try:
-        return int(raw)
-    except ValueError:
-        return DEFAULT_MAX_INLINE_BYTES
+# The reference's default threshold (256 KiB) and ``ABSTRACTRUNTIME_MAX_INLINE_BYTES``, read when no threshold is
+# given, are the package's (read when a runtime is built, without importing this module).
+from . import DEFAULT_MAX_INLINE_BYTES, ENV_MAX_INLINE_BYTES, default_max_inline_bytes  # noqa: E402,F401
 
 
 def _compact_json(value: Any) -> Optional[bytes]:

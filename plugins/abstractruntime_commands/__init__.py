@@ -6,19 +6,13 @@ cursor stores (:class:`InMemoryCommandCursorStore`, :class:`JsonFileCommandCurso
 commands, so this plugin registers no hook: it is the package that holds these primitives.
 """
 
-from .store import (
-    CommandAppendResult,
-    CommandCursorStore,
-    CommandRecord,
-    CommandStore,
-    InMemoryCommandCursorStore,
-    InMemoryCommandStore,
-    JsonFileCommandCursorStore,
-    JsonlCommandStore,
-    SqliteCommandCursorStore,
-    SqliteCommandStore,
-    ensure_command_tables,
-)
+from abstractruntime_pluginkit.lazy import lazy_exports
+
+# Imported on first use: every plugin package is imported whenever a runtime is built, and this one has no hook.
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys([
+    "CommandAppendResult", "CommandCursorStore", "CommandRecord", "CommandStore", "InMemoryCommandCursorStore",
+    "InMemoryCommandStore", "JsonFileCommandCursorStore", "JsonlCommandStore", "SqliteCommandCursorStore",
+    "SqliteCommandStore", "ensure_command_tables"], ".store"))
 
 __all__ = [
     "CommandRecord",

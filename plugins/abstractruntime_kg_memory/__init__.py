@@ -22,10 +22,26 @@ from typing import Any, List
 
 from abstractruntime import EffectHandlerDescriptor, EffectType, hookimpl
 
+from abstractruntime_pluginkit.lazy import lazy_exports
+
 from .errors import KgMemoryUnavailableError, KgStoreTypeError, UnknownMemoryScopeError
-from .handlers import build_memory_kg_effect_handlers, plugin_handler
-from .owners import resolve_scope_owner_id
 from .store import PLUGIN_NAME, KgMemoryOptions, check_options, close_kg_store, kg_store_for
+
+# The handlers are imported at the first KG effect: every plugin package is imported whenever a runtime is built.
+__getattr__, __dir__ = lazy_exports(__name__, {"build_memory_kg_effect_handlers": ".handlers",
+                                               "resolve_scope_owner_id": ".owners"})
+
+
+def plugin_handler(effect_type: Any) -> Any:
+    """:func:`.handlers.plugin_handler`, imported at the first call."""
+
+    def handle(call: Any) -> Any:
+        from .handlers import plugin_handler as build
+
+        return build(effect_type)(call)
+
+    handle.__name__ = handle.__qualname__ = f"kg_{str(getattr(effect_type, 'value', effect_type))}"
+    return handle
 
 #: the query packs assertions with the active_memory plugin's kg_packets and recall levels
 abstractruntime_requires = ("active_memory",)

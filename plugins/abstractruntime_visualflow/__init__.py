@@ -13,36 +13,27 @@ from typing import Any, List
 
 from abstractruntime import hookimpl
 
-from . import hookspecs
+from abstractruntime_pluginkit.lazy import lazy_exports
 
-from .agent_react import agent_workflow_specs, default_react_workflow, register_agent_workflows
-from .catalogue import builtin_node_types, load_node_types
-from .compiler import (
-    compile_flow,
-    compile_visualflow,
-    compile_visualflow_listeners,
-    compile_visualflow_tree,
-    listener_workflow_id,
-)
-from .drive import blocking_run, drive, start_listeners
-from .errors import (
-    CodeExecutionError,
-    DataCycleError,
-    NodeDependencyError,
-    NodeOutputError,
-    NodeTypeDefinitionError,
-    NodeTypeRegistrationError,
-    UnknownNodeTypeError,
-    VisualFlowCompileError,
-    VisualFlowError,
-    VisualFlowTypeError,
-    VisualNodeError,
-)
-from .executor import NodeContext, visual_to_flow
-from .flow import Flow, FlowEdge, FlowNode
-from .models import VisualEdge, VisualFlow, VisualNode, load_visualflow_json
-from .nodetypes import EffectMapping, Pin, VisualNodeType
+from . import hookspecs
 from .options import VisualFlowOptions, visualflow_options
+
+# The compiler, executor and catalogue are imported on first use: every plugin package is imported whenever a
+# runtime is built.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["agent_workflow_specs", "default_react_workflow", "register_agent_workflows"], ".agent_react"),
+    **dict.fromkeys(["builtin_node_types", "load_node_types"], ".catalogue"),
+    **dict.fromkeys(["compile_flow", "compile_visualflow", "compile_visualflow_listeners", "compile_visualflow_tree",
+                     "listener_workflow_id"], ".compiler"),
+    **dict.fromkeys(["blocking_run", "drive", "start_listeners"], ".drive"),
+    **dict.fromkeys(["CodeExecutionError", "DataCycleError", "NodeDependencyError", "NodeOutputError",
+                     "NodeTypeDefinitionError", "NodeTypeRegistrationError", "UnknownNodeTypeError",
+                     "VisualFlowCompileError", "VisualFlowError", "VisualFlowTypeError", "VisualNodeError"], ".errors"),
+    **dict.fromkeys(["NodeContext", "visual_to_flow"], ".executor"),
+    **dict.fromkeys(["Flow", "FlowEdge", "FlowNode"], ".flow"),
+    **dict.fromkeys(["VisualEdge", "VisualFlow", "VisualNode", "load_visualflow_json"], ".models"),
+    **dict.fromkeys(["EffectMapping", "Pin", "VisualNodeType"], ".nodetypes"),
+})
 
 
 abstractruntime_requires = ("workspace",)  # the read_file / write_file nodes
@@ -61,8 +52,10 @@ def abstractruntime_runtime_created(runtime: Any) -> None:
 
 
 @hookimpl
-def abstractruntime_register_visual_node_types() -> List[VisualNodeType]:
+def abstractruntime_register_visual_node_types() -> List[Any]:
     """The builtin catalogue, registered exactly as a third-party node-type plugin registers its types."""
+    from .catalogue import builtin_node_types
+
     return builtin_node_types()
 
 
