@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional
 
 from . import codec
 from .descriptors import EffectCall, EffectHandlerDescriptor
+from .errors import StoreUnavailableError
 from .hookspecs import hookimpl
 from .ledger_rows import status_row as _status_row
 from .logs import get_logger
@@ -164,6 +165,8 @@ class EffectExecutor:
                 if outcome is None:
                     outcome = EffectOutcome.failed(f"No outcome for effect {effect.type_value}")
                 self._hooks.fault_point(point="effect:after-execute", run_id=run.run_id)
+            except StoreUnavailableError:  # the store, not the effect: the tick stops, the step runs again
+                raise
             except Exception as exc:
                 outcome = EffectOutcome.failed(f"Effect handler raised exception: {exc}")
             if outcome.status == "completed":

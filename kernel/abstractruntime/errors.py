@@ -129,6 +129,11 @@ class StoreError(AbstractRuntimeError):
     """A store could not complete an operation; the operation wrote nothing."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached for now (a server restart, a lost connection). Raised inside a node or an effect
+    handler it is not the step's failure: the tick stops and the next one runs the step again."""
+
+
 class CorruptStoreError(StoreError):
     """Data in a store could not be decoded. The message says which record."""
 

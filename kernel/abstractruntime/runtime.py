@@ -24,6 +24,7 @@ from .errors import (
     NotFoundError,
     RunNotWaitingError,
     RunPausedError,
+    StoreUnavailableError,
     ValidationError,
     WaitKeyMismatchError,
     WorkflowSpecError,
@@ -452,6 +453,8 @@ class Runtime:
                 other = "effect" if plan.effect is not None else "next_node"
                 raise ValidationError(f"Node '{node_id}' returned a StepPlan with both complete_output and {other}: "
                                       f"a plan has one outcome (return complete_output alone to finish the run)")
+        except StoreUnavailableError:  # not the node's fault: the tick stops, the next one runs the step again
+            raise
         except Exception as exc:  # the node's fault: the run fails, the kernel does not
             return self._fail_node(run, node_id, exc)
 

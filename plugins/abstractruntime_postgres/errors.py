@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from abstractruntime.errors import ConcurrentModificationError, StoreError
+from abstractruntime.errors import StoreUnavailableError as KernelStoreUnavailableError
 
 
 class LeaseLostError(ConcurrentModificationError):
@@ -50,7 +51,7 @@ class RunLeasedError(ConcurrentModificationError):
         self.owner = owner
 
 
-class StoreUnavailableError(StoreError):
+class StoreUnavailableError(KernelStoreUnavailableError):
     """The connection to the PostgreSQL server was lost (a restart, a terminated session, a network failure) and
     the retry on a fresh connection failed too. Nothing was written by the call; call again once the server
     answers."""
