@@ -73,7 +73,18 @@ def refresh_entry_points() -> None:
 
 class _PluginManager(pluggy.PluginManager):
     """Any routine of a plugin named ``abstractruntime_*`` is a hook implementation, marked or not (as pytest treats
-    ``pytest_*``; no other name is), so a misspelled hook name reaches :func:`_check_pending`, not silence."""
+    ``pytest_*``; no other name is), so a misspelled hook name reaches :func:`_check_pending`, not silence.
+    ``generation`` counts (un)registrations: :class:`Hooks` caches its per-step observer calls by it."""
+
+    generation = 0
+
+    def register(self, plugin: Any, name: Optional[str] = None) -> Optional[str]:
+        self.generation += 1
+        return super().register(plugin, name)
+
+    def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
+        self.generation += 1
+        return super().unregister(plugin, name)
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         if not name.startswith(hookspecs.PREFIX) or name == REQUIRES_ATTRIBUTE:
@@ -180,6 +191,7 @@ class Hooks:
         self._hook = pm.hook
         self._strict = strict
         self.infos: List[PluginInfo] = infos if infos is not None else []
+        self._observers: Dict[str, Tuple[int, Any]] = {}
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -273,16 +285,33 @@ class Hooks:
         self._hook.abstractruntime_runtime_created(runtime=runtime)
 
     # --- observers --------------------------------------------------------------------------------------------
+    def _observer_calls(self, hook_name: str) -> Any:
+        """``(function, argnames, plugin)`` per implementation in pluggy's call order, cached per plugin-manager
+        generation (these hooks run at every step; pluggy's dispatch costs more than most observers); None while a
+        wrapper implements the hook (pluggy calls it then)."""
+        generation = getattr(self._pm, "generation", None)
+        cached = self._observers.get(hook_name)
+        if cached is not None and generation is not None and cached[0] == generation:
+            return cached[1]
+        impls = getattr(self._hook, hook_name).get_hookimpls()
+        calls = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(
+            (i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls))
+        self._observers[hook_name] = (generation, calls)
+        return calls
+
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
-        hook = getattr(self._hook, hook_name)
-        if not hook.get_hookimpls():
-            return
-        try:
-            hook(**kwargs)
-        except Exception as exc:
-            if self._strict:
-                raise
-            log.warning("observer_hook_failed", hook=hook_name, error=f"{type(exc).__name__}: {exc}")
+        """Call every observer; one that raises is logged (``strict``: raised) and the others still run."""
+        calls = self._observer_calls(hook_name)
+        if calls is None:
+            calls = ((functools.partial(getattr(self._hook, hook_name), **kwargs), (), None),)
+        for function, argnames, plugin in calls:
+            try:
+                function(*[kwargs[a] for a in argnames])
+            except Exception as exc:
+                if self._strict:
+                    raise
+                log.warning("observer_hook_failed", hook=hook_name, plugin=plugin,
+                            error=f"{type(exc).__name__}: {exc}")
 
     def before_step(self, *, run: RunState, node_id: str) -> None:
         self._notify("abstractruntime_before_step", run=run, node_id=node_id)

@@ -7,8 +7,9 @@ ordered (natively, or with :class:`SortedRunIndex` in process) and gets the refe
 
 from __future__ import annotations
 
-import bisect
 from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Tuple
+
+from sortedcontainers import SortedList
 
 from abstractruntime.models import RunState, RunStatus, WaitReason
 from abstractruntime.timeutil import instant_micros
@@ -99,11 +100,12 @@ def filter_runs(
 
 class SortedRunIndex:
     """An in-process ordered index of ``(kind, value, run_id)`` entries (:func:`index_entries`), for stores without
-    a native one (memory, JSON files): :meth:`set` replaces a run's entries, :meth:`scan` is a range scan. Not
-    thread-safe: the store calls it under its own lock."""
+    a native one (memory, JSON files): :meth:`set` replaces a run's entries, :meth:`scan` is a range scan. A
+    ``SortedList`` keeps an update O(log n) as runs pile up (a plain sorted list moved every entry after the
+    insertion point). Not thread-safe: the store calls it under its own lock."""
 
     def __init__(self) -> None:
-        self._items: List[Tuple[str, str, str]] = []  # sorted
+        self._items: SortedList = SortedList()
         self._of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
 
     def set(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
@@ -111,13 +113,13 @@ class SortedRunIndex:
         old = self._of.get(run_id, ())
         if old == entries:
             return
+        keep = set(old) & set(entries)
         for kind, value in old:
-            item = (kind, value, run_id)
-            i = bisect.bisect_left(self._items, item)
-            if i < len(self._items) and self._items[i] == item:
-                del self._items[i]
+            if (kind, value) not in keep:
+                self._items.discard((kind, value, run_id))
         for kind, value in entries:
-            bisect.insort(self._items, (kind, value, run_id))
+            if (kind, value) not in keep:
+                self._items.add((kind, value, run_id))
         if entries:
             self._of[run_id] = entries
         else:
@@ -126,27 +128,21 @@ class SortedRunIndex:
     def scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
         """Run ids with entries ``(kind, v)`` for ``lo <= v`` (and ``v <= hi`` if given), in index order."""
         out: List[str] = []
-        items = self._items
-        i = bisect.bisect_left(items, (kind, lo, ""))
-        while i < len(items):
-            k, v, run_id = items[i]
+        for k, v, run_id in self._items.irange((kind, lo, "")):
             if k != kind or (hi is not None and v > hi):
                 break
             out.append(run_id)
             if limit is not None and len(out) >= limit:
                 break
-            i += 1
         return out
 
     def iter_index(self, kind: str, lo: str = "", hi: Optional[str] = None,
                    reverse: bool = False) -> Iterator[Tuple[str, str]]:
         """``(value, run_id)`` of the entries ``(kind, v)``, ``lo <= v`` (and ``v <= hi``), in index order or
-        reversed (storekit.recency's reader; the list must not change while it is iterated)."""
-        items = self._items
-        start = bisect.bisect_left(items, (kind, lo))
-        end = bisect.bisect_left(items, (kind, hi + "\x00") if hi is not None else (kind + "\x00",))
-        for i in (range(end - 1, start - 1, -1) if reverse else range(start, end)):
-            yield items[i][1], items[i][2]
+        reversed (storekit.recency's reader; the index must not change while it is iterated)."""
+        maximum = (kind, hi + "\x00") if hi is not None else (kind + "\x00",)
+        for _k, v, run_id in self._items.irange((kind, lo), maximum, inclusive=(True, False), reverse=reverse):
+            yield v, run_id
 
     def entries_of(self, run_id: str) -> Optional[FrozenSet[Tuple[str, str]]]:
         entries = self._of.get(run_id)

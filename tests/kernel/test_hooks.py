@@ -396,6 +396,51 @@ def test_observer_that_raises_is_logged_not_raised():
     assert "observer bug" in failures[0]["error"]
 
 
+def test_an_observer_that_raises_does_not_keep_the_others_from_running():
+    rec = Recorder()
+    rt = runtime_on(plugins=[rec, FailingObserver()])  # pluggy order: the failing one is called first
+    wf = three_node_workflow()
+    with capture_logs() as logs:
+        rt.tick(workflow=wf, run_id=rt.start(workflow=wf))
+    assert [kw["node_id"] for kw in rec.of("before_step")] == ["a", "b", "c"]
+    failure = next(e for e in logs if e.get("event") == "observer_hook_failed")
+    assert failure["plugin"] == "failing_observer"
+
+
+def test_an_observer_registered_after_the_first_step_is_called_and_an_unregistered_one_is_not():
+    """Observer calls are cached per step; registering or unregistering a plugin renews the cache."""
+    first, late = Recorder(), Recorder()
+    rt = runtime_on(plugins=[first])
+    wf = three_node_workflow()
+    rt.tick(workflow=wf, run_id=rt.start(workflow=wf), max_steps=1)
+    pm = rt.hooks.plugin_manager
+    pm.register(late, name="late")
+    pm.unregister(first)
+    rt.tick(workflow=wf, run_id=rt.start(workflow=wf), max_steps=1)
+    assert len(first.of("before_step")) == 1 and len(late.of("before_step")) == 1
+
+
+class _WrappingObserver:
+    __name__ = "wrapping"
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl(wrapper=True)
+    def abstractruntime_after_step(self, node_id):
+        self.seen.append(node_id)
+        return (yield)
+
+
+def test_an_observer_hook_with_a_wrapper_is_still_called_through_pluggy():
+    wrapper, rec = _WrappingObserver(), Recorder()
+    rt = runtime_on(plugins=[wrapper, rec])
+    wf = three_node_workflow()
+    rt.tick(workflow=wf, run_id=rt.start(workflow=wf))
+    assert wrapper.seen == ["a", "b", "c"]
+    assert [kw["node_id"] for kw in rec.of("after_step")] == ["a", "b", "c"]
+
+
 def test_observer_that_raises_is_raised_in_strict_mode():
     rt = runtime_on(plugins=[FailingObserver()], settings={"plugins": {"strict": True}})
     wf = three_node_workflow()
