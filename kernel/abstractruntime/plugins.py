@@ -73,8 +73,7 @@ def refresh_entry_points() -> None:
 
 class _PluginManager(pluggy.PluginManager):
     """Any routine of a plugin named ``abstractruntime_*`` is a hook implementation, marked or not (as pytest treats
-    ``pytest_*``; no other name is), so a misspelled hook name reaches :func:`_check_pending`, not silence.
-    ``generation`` counts (un)registrations: :class:`Hooks` caches its per-step observer calls by it."""
+    ``pytest_*``), so a misspelled hook name reaches :func:`_check_pending`; ``generation`` counts (un)registrations."""
 
     generation = 0
 
@@ -273,9 +272,8 @@ class Hooks:
         hook = self._hook.abstractruntime_api_call  # only the kernel's own implementation: call directly
         return call() if len(hook.get_hookimpls()) <= 1 else hook(runtime=runtime, name=name, run_id=run_id, call=call)
 
-    def prepare_resume_payload(
-        self, *, run: RunState, wait: Any, payload: Dict[str, Any], runtime: Any
-    ) -> Dict[str, Any]:
+    def prepare_resume_payload(self, *, run: RunState, wait: Any, payload: Dict[str, Any],
+                               runtime: Any) -> Dict[str, Any]:
         replaced = self._call("abstractruntime_prepare_resume_payload", run=run, wait=wait, payload=payload,
                               runtime=runtime)
         return payload if replaced is None else replaced
@@ -286,9 +284,8 @@ class Hooks:
 
     # --- observers --------------------------------------------------------------------------------------------
     def _observer_calls(self, hook_name: str) -> Any:
-        """``(function, argnames, plugin)`` per implementation in pluggy's call order, cached per plugin-manager
-        generation (these hooks run at every step; pluggy's dispatch costs more than most observers); None while a
-        wrapper implements the hook (pluggy calls it then)."""
+        """``(function, argnames, plugin)`` per implementation in pluggy's order, cached per plugin-manager generation
+        (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements the hook."""
         generation = getattr(self._pm, "generation", None)
         cached = self._observers.get(hook_name)
         if cached is not None and generation is not None and cached[0] == generation:
@@ -316,9 +313,8 @@ class Hooks:
     def before_step(self, *, run: RunState, node_id: str) -> None:
         self._notify("abstractruntime_before_step", run=run, node_id=node_id)
 
-    def after_step(
-        self, *, run: RunState, node_id: str, plan: Optional[StepPlan], records: Sequence[StepRecord]
-    ) -> None:
+    def after_step(self, *, run: RunState, node_id: str, plan: Optional[StepPlan],
+                   records: Sequence[StepRecord]) -> None:
         self._notify("abstractruntime_after_step", run=run, node_id=node_id, plan=plan, records=records)
 
     def step_error(self, *, run: RunState, node_id: str, error: BaseException) -> None:

@@ -40,7 +40,7 @@ from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
 from abstractruntime.models import RunState, StepRecord, StepStatus
 from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import (GroupCommit, GroupEntry, IndexedRunQueries, RunLocks, check_contiguous,
+from abstractruntime_storekit import (GroupCommit, GroupEntry, HeadHints, IndexedRunQueries, RunLocks, check_contiguous,
                                       index_entries, validate_run_id)
 from abstractruntime_storekit.opening import os_error, store_directory
 from abstractruntime_storekit.files import FileSiblings
@@ -152,6 +152,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
         self.group = GroupCommit(self._write_batch)
+        self.heads = HeadHints()  # ledger_head_hint: the provenance chain needs no read before a commit
         self.run_store = LmdbRunStore(self)
         self.ledger_store = LmdbLedgerStore(self)
 
@@ -254,26 +255,48 @@ class LmdbBackend(FileSiblings, StoreBackend):
         """Group commit: concurrent callers' steps share one write transaction (and its fsync)."""
         self.group.submit(commit)
 
+    def ledger_head_hint(self, run_id: str) -> Optional[Tuple[int, Optional[str]]]:
+        """``(seq, record_hash)`` of the run's last ledger record as this backend last wrote it, or None (a hint:
+        the provenance precondition checks the head again inside the commit's transaction; storekit.heads)."""
+        return self.heads.get(run_id)
+
     def _write_batch(self, batch: List[GroupEntry]) -> None:
+        heads: Dict[str, Tuple[int, Optional[str]]] = {}
         if len(batch) == 1:  # alone: no nested transaction needed (a failure aborts the transaction)
-            self.write(lambda txn: self.commit_in(txn, batch[0].commit))
-            return
+            try:
+                self.write(lambda txn: self.commit_in(txn, batch[0].commit, heads))
+            except Exception:
+                self._forget_heads(batch[0].commit)  # a refused chain head: the next attempt reads the head
+                raise
+        else:
+            def tx(txn: Any) -> None:  # re-run from the start if the map had to grow
+                heads.clear()
+                for entry in batch:
+                    entry.error = None
+                    mine: Dict[str, Tuple[int, Optional[str]]] = {}
+                    try:
+                        with self.env.begin(write=True, parent=txn) as child:  # one commit's writes, or none
+                            self.commit_in(child, entry.commit, mine)
+                    except lmdb.Error:
+                        raise
+                    except Exception as exc:  # refused (revision, reservation, chain head): only this caller fails
+                        entry.error = exc
+                        self._forget_heads(entry.commit)
+                    else:
+                        heads.update(mine)
 
-        def tx(txn: Any) -> None:  # re-run from the start if the map had to grow
-            for entry in batch:
-                entry.error = None
-                try:
-                    with self.env.begin(write=True, parent=txn) as child:  # one commit's writes, or none
-                        self.commit_in(child, entry.commit)
-                except lmdb.Error:
-                    raise
-                except Exception as exc:  # refused (revision, reservation, chain head): only this caller fails
-                    entry.error = exc
+            self.write(tx)
+        for run_id, (seq, record_hash) in heads.items():  # durable now
+            self.heads.remember(run_id, seq, record_hash)
 
-        self.write(tx)
+    def _forget_heads(self, commit: StepCommit) -> None:
+        for record in commit.records:
+            self.heads.forget(record.run_id)
 
-    def commit_in(self, txn: Any, commit: StepCommit) -> None:
-        """Apply one step commit inside an open write transaction (``commit_step`` opens one per step)."""
+    def commit_in(self, txn: Any, commit: StepCommit,
+                  heads: Optional[Dict[str, Tuple[int, Optional[str]]]] = None) -> None:
+        """Apply one step commit inside an open write transaction (``commit_step`` opens one per step); ``heads``
+        gets each run's new last ``(seq, record_hash)``."""
         commit.check(CommitView(
             last_record=lambda run_id: self._last_record(txn, run_id),
             latest_status=lambda run_id, key: _STATUS_NAME.get(bytes((txn.get(_idem_key(_rid(run_id), key))
@@ -290,9 +313,11 @@ class LmdbBackend(FileSiblings, StoreBackend):
                     )
             index_json = self._reindex(txn, run, old, replace=commit.expected_revision is None)
             txn.put(key, pack_value(run.revision, index_json, commit.run_json or codec.encode_run(run)))
+            if old is None and heads is not None and self.last_seq(txn, _rid(run.run_id)) == 0:
+                heads[run.run_id] = (0, None)  # a new run: its ledger is empty (records below may extend it)
         if self.fault_injector is not None:
             self.fault_injector(FAULT_POINT)
-        self._append_records(txn, commit.records, commit.record_jsons)
+        self._append_records(txn, commit.records, commit.record_jsons, heads)
 
     def _reindex(self, txn: Any, run: RunState, old_value: Optional[bytes], replace: bool) -> bytes:
         """Update the ``x:`` entries of a run; return the JSON of its new entries (stored with the checkpoint).
@@ -343,7 +368,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
             return _U64.unpack(key[-8:])[0]
         return 0
 
-    def _append_records(self, txn: Any, records: Tuple[StepRecord, ...], texts: Tuple[bytes, ...]) -> None:
+    def _append_records(self, txn: Any, records: Tuple[StepRecord, ...], texts: Tuple[bytes, ...],
+                        written: Optional[Dict[str, Tuple[int, Optional[str]]]] = None) -> None:
         heads: Dict[bytes, int] = {}
         for record, text in zip(records, texts):
             rid = _rid(record.run_id)
@@ -352,6 +378,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
                 seq = self.last_seq(txn, rid)
             seq += 1
             heads[rid] = seq
+            if written is not None:
+                written[record.run_id] = (seq, record.record_hash)
             txn.put(_ledger_prefix(rid) + _U64.pack(seq), text)
             if record.idempotency_key:
                 ikey = _idem_key(rid, record.idempotency_key)
@@ -384,9 +412,12 @@ class LmdbBackend(FileSiblings, StoreBackend):
         return f"LMDB store at {self.path}"
 
     def load_in(self, txn: Any, run_id: str) -> Optional[RunState]:
-        raw = txn.get(_run_key(_rid(run_id)))
+        rid = _rid(run_id)
+        raw = txn.get(_run_key(rid))
         if raw is None:
             return None
+        if self.heads.knows(run_id):  # another process may have appended since this one did
+            self.heads.seen(run_id, self.last_seq(txn, rid))
         checkpoint = split_value(raw, self.where, run_id)[2]
         try:
             return codec.decode_run(checkpoint)

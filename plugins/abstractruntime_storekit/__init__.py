@@ -9,7 +9,8 @@ hook). The builtin stores are built on it, and so can a third-party store (``doc
 * :mod:`.ledger` -- :func:`check_contiguous`, the ledger-gap check of stores with a per-run ``seq``;
 * :mod:`.files` -- :func:`write_atomic` and :func:`fsync_dir`, durable file writes (every plugin that keeps files);
 * :mod:`.ids` -- :func:`validate_run_id`, the run-id rule of every builtin store;
-* :mod:`.groupcommit` -- :class:`GroupCommit`, many threads' commits in one transaction and one sync.
+* :mod:`.groupcommit` -- :class:`GroupCommit`, many threads' commits in one transaction and one sync;
+* :mod:`.heads` -- :class:`HeadHints`, what a backend last wrote at the end of each run's ledger (``ledger_head_hint``).
 
 The store contract itself (``StoreBackend``, ``StepCommit``, capabilities) is the kernel's
 (:mod:`abstractruntime.storage.base`); the conformance suite is :mod:`abstractruntime.testing`.
@@ -21,6 +22,7 @@ from abstractruntime_pluginkit.lazy import lazy_exports
 # whenever a runtime is built).
 __getattr__, __dir__ = lazy_exports(__name__, {
     "fsync_dir": ".files", "write_atomic": ".files", "GroupCommit": ".groupcommit", "GroupEntry": ".groupcommit",
+    "HeadHints": ".heads",
     "MAX_RUN_ID_LENGTH": ".ids", "validate_run_id": ".ids", "check_contiguous": ".ledger", "RunLocks": ".locks",
     **dict.fromkeys(["IndexedRunQueries", "SortedRunIndex", "best_index_query", "filter_runs", "index_entries",
                      "run_index_row", "timer_index_value"], ".indexing"),
@@ -29,5 +31,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 __all__ = [
     "index_entries", "timer_index_value", "run_index_row", "filter_runs", "best_index_query", "SortedRunIndex",
     "IndexedRunQueries", "RunLocks", "check_contiguous", "write_atomic", "fsync_dir", "validate_run_id",
-    "MAX_RUN_ID_LENGTH", "GroupCommit", "GroupEntry",
+    "MAX_RUN_ID_LENGTH", "GroupCommit", "GroupEntry", "HeadHints",
 ]
