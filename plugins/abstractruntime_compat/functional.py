@@ -5,8 +5,8 @@ namespace like the rest."""
 from abstractruntime_functional import (AsyncNotSupportedError, ChildWorkflowError, FunctionalContext, FunctionNode,
                                         NonDeterminismError, NotInStepError, StepDefinition, StepInfo,
                                         StepNotFoundError, WorkflowBodyError, WorkflowInputError, current_step,
-                                        function_of, registered_steps, step, workflow)
+                                        function_of, recorded_results, registered_steps, step, workflow)
 
 __all__ = ["workflow", "step", "current_step", "StepInfo", "StepDefinition", "registered_steps", "FunctionNode",
-           "function_of", "FunctionalContext", "NonDeterminismError", "WorkflowBodyError", "WorkflowInputError",
-           "ChildWorkflowError", "StepNotFoundError", "NotInStepError", "AsyncNotSupportedError"]
+           "function_of", "FunctionalContext", "recorded_results", "NonDeterminismError", "WorkflowBodyError",
+           "WorkflowInputError", "ChildWorkflowError", "StepNotFoundError", "NotInStepError", "AsyncNotSupportedError"]

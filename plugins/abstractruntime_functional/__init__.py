@@ -5,7 +5,9 @@ over the run's record (docs/functional.md).
 ``@workflow("id")`` makes a ``WorkflowSpec`` with one node, ``"fn"``, whose handler replays the function; its durable
 calls (``ctx.ask_user``, ``ctx.sleep``, ``ctx.wait_event``, ``ctx.llm_call``, ``ctx.run_workflow``, ``ctx.effect``,
 a ``@step`` function, and the recorded ``ctx.now()`` / ``ctx.random()`` / ``ctx.uuid()`` / ``ctx.patched(id)``) are
-numbered by call order and recorded under ``vars["_fn"]``.
+numbered by call order and recorded under ``vars["_fn"]`` (``recorded_results(state.vars)`` decodes the results).
+An ``async def`` workflow awaits its durable calls, and an ``async def`` step runs as an async effect handler: both
+work under the ``AsyncRuntime`` (awaited on the host's loop) and the sync ``Runtime`` (a private loop per step).
 
 Effect handlers (``abstractruntime_register_effect_handlers``):
 
@@ -19,7 +21,7 @@ Effect handlers (``abstractruntime_register_effect_handlers``):
 means "not completed" (an effect that failed, of a run set RUNNING again by ``retry_run``) -- except a timer.
 
 No options. The effects a body requests come from their own plugins (``waits``, ``events``,
-``subworkflows``, ``abstractcore``). ``async def`` workflows and steps (AsyncRuntime) are not available yet.
+``subworkflows``, ``abstractcore``).
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ __getattr__, __dir__ = lazy_exports(__name__, {
     "workflow": ".replay", "FunctionNode": ".replay", "function_of": ".replay",
     "step": ".steps", "current_step": ".steps", "StepInfo": ".steps", "StepDefinition": ".steps",
     "registered_steps": ".steps",
-    "FunctionalContext": ".context",
+    "FunctionalContext": ".context", "recorded_results": ".context",
     "NonDeterminismError": ".errors", "WorkflowBodyError": ".errors", "WorkflowInputError": ".errors",
     "ChildWorkflowError": ".errors", "StepNotFoundError": ".errors", "NotInStepError": ".errors",
     "AsyncNotSupportedError": ".errors",
 })
 
 __all__ = ["workflow", "step", "current_step", "StepInfo", "StepDefinition", "registered_steps", "FunctionNode",
-           "function_of", "FunctionalContext", "NonDeterminismError", "WorkflowBodyError", "WorkflowInputError",
-           "ChildWorkflowError", "StepNotFoundError", "NotInStepError", "AsyncNotSupportedError"]
+           "function_of", "FunctionalContext", "recorded_results", "NonDeterminismError", "WorkflowBodyError",
+           "WorkflowInputError", "ChildWorkflowError", "StepNotFoundError", "NotInStepError", "AsyncNotSupportedError"]
 
 
 @hookimpl

@@ -1,10 +1,16 @@
 """The ``ctx`` of a functional workflow: every durable call, numbered by call order and replayed from the run's vars.
 
 What a run recorded lives under ``vars["_fn"]``: ``calls["<n>"]`` is ``"<kind> <name> <digest>"`` (the
-non-determinism check: the digest is of the call's arguments) and ``results["<n>"]`` its result (an effect's
-``result_key`` points there, so the kernel writes it). Both are dicts keyed by the call number: a replayed call
-costs two dict lookups and the digest of its arguments. A call recorded without a result completed without one
-(a due timer, an effect that returned no result); a call not recorded is the frontier: it becomes the step's effect.
+non-determinism check: the digest is of the call's arguments) and ``packed["<n>"]`` its result as JSON text. An
+effect's ``result_key`` is ``results.<n>``, so the kernel writes the result there as a value; the next replay moves
+it to ``packed`` (:func:`pack_results`). Text, because the kernel checks and encodes the run's vars at every step:
+a string costs one type check there, a nested value a walk, and a long run's record is most of its vars. All are
+dicts keyed by the call number: a replayed call costs two dict lookups, the digest of its arguments and the parse
+of its result (which is also the private copy the body gets). A call recorded without a result completed without
+one (a due timer); a call not recorded is the frontier: it becomes the step's effect.
+
+In an ``async def`` workflow the durable calls are awaited: a recorded call returns a coroutine that returns its
+result at once; the frontier raises the internal Suspend at the call, through the body's coroutine.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .errors import ChildWorkflowError, NonDeterminismError, Suspend
 
 NODE = "fn"  #: the one node of a functional workflow
 STATE = "_fn"  #: the namespace of ``vars`` holding the recorded calls
+PACKED = "packed"  #: ``_fn.packed["<n>"]``: a recorded result, as JSON text
 STEP_EFFECT = "function_step"
 NONDETERMINISM_EFFECT = "function_nondeterminism"
 _ANSWER_KEYS = ("response", "text", "answer", "value")
@@ -64,6 +71,36 @@ def copy_json(value: Any) -> Any:
     return value
 
 
+def pack_results(state: Dict[str, Any]) -> None:
+    """Move the results the kernel wrote to ``_fn.results`` (usually the one of the last step) to ``_fn.packed`` as
+    JSON text: O(1) per step, and the kernel's per-step check of the vars then sees one string per call."""
+    results = state["results"]
+    if results:
+        packed = state[PACKED]
+        for key in list(results):
+            try:
+                packed[key] = orjson.dumps(results[key]).decode()
+            except TypeError:  # not JSON (the kernel refuses to store it anyway): left where it is
+                continue
+            del results[key]
+
+
+def recorded_results(vars: Dict[str, Any]) -> Dict[str, Any]:
+    """The results a functional run recorded, by call number (``"0"``, ``"1"``, ...), decoded: for hosts and tests
+    that read ``state.vars`` (a call recorded without a result -- a due timer -- is absent)."""
+    state = vars.get(STATE) if isinstance(vars, dict) else None
+    if not isinstance(state, dict):
+        return {}
+    found = {k: orjson.loads(v) for k, v in (state.get(PACKED) or {}).items()}
+    found.update(state.get("results") or {})
+    return dict(sorted(found.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else -1))
+
+
+async def _resolved(value: Any) -> Any:
+    """What a recorded durable call returns in an ``async def`` workflow: awaited, it gives the result at once."""
+    return value
+
+
 def describe(meta: str, arguments: bool = True) -> str:
     """``"step mod:charge 1a2b"`` -> ``step 'mod:charge' (arguments 1a2b)``."""
     kind, _, rest = meta.partition(" ")
@@ -85,15 +122,15 @@ def _answer(payload: Any) -> Any:
     if type(payload) is dict and len(payload) == 1:
         ((key, value),) = payload.items()
         if key in _ANSWER_KEYS:
-            return copy_json(value)
-    return copy_json(payload)
+            return value
+    return payload  # a private copy already (FunctionalContext._lookup)
 
 
 class FunctionalContext:
     """Passed as the first argument of a ``@workflow`` function. Its methods are the durable calls; the rest of the
     body must be deterministic (docs/functional.md#what-must-be-deterministic)."""
 
-    def __init__(self, run: RunState, state: Dict[str, Any]) -> None:
+    def __init__(self, run: RunState, state: Dict[str, Any], is_async: bool = False) -> None:
         self.run_id: str = run.run_id
         self.workflow_id: str = run.workflow_id
         self.session_id: Optional[str] = run.session_id
@@ -101,6 +138,8 @@ class FunctionalContext:
         self._state = state
         self._calls: Dict[str, str] = state["calls"]
         self._results: Dict[str, Any] = state["results"]
+        self._packed: Dict[str, str] = state[PACKED]
+        self._async = is_async  # an ``async def`` body: durable calls return awaitables
         self._recorded = len(self._calls)
         self._n = 0
         self._dirty = False  # values recorded in this pass that are not in the store yet
@@ -166,20 +205,32 @@ class FunctionalContext:
     def _value(self, kind: str, make: Callable[[], Any]) -> Any:
         key, meta, recorded = self._next(kind, kind, "")
         if recorded:
-            return self._results.get(key)
+            return self._lookup(key, None)
         value = make()
         self._calls[key] = meta
-        self._results[key] = value
+        self._packed[key] = orjson.dumps(value).decode()
         self._recorded = self._n
         self._dirty = True
         return value
 
+    def _lookup(self, key: str, default: Any = _MISSING) -> Any:
+        """The recorded result of call ``key`` as a private copy (a body that mutates it changes nothing)."""
+        text = self._packed.get(key)
+        if text is not None:
+            return orjson.loads(text)
+        result = self._results.get(key, default)  # written by the kernel in this step, not packed yet
+        return copy_json(result)
+
+    def _out(self, value: Any) -> Any:
+        """What a durable call returns to the body: the value, or in an async body an awaitable of it."""
+        return _resolved(value) if self._async else value
+
     def _effect(self, kind: str, name: str, arguments: Any, build: Build, *build_args: Any) -> Any:
-        """The recorded result of this call, else (the frontier) suspend with its effect: ``build(n, *build_args)``
-        makes the effect's type and payload (called at the frontier only)."""
+        """The recorded result of this call (a private copy), else (the frontier) suspend with its effect:
+        ``build(n, *build_args)`` makes the effect's type and payload (called at the frontier only)."""
         key, meta, recorded = self._next(kind, name, digest(arguments))
         if recorded:
-            result = self._results.get(key, _MISSING)
+            result = self._lookup(key)
             if result is not _MISSING:
                 return result
             if kind == "sleep":
@@ -243,14 +294,16 @@ class FunctionalContext:
                     data = orjson.dumps((args, kwargs), option=orjson.OPT_SORT_KEYS)
                 except TypeError:
                     data = None
-                if data is not None and recorded == f"step {name} {zlib.crc32(data):08x}":
-                    result = self._results.get(key)
-                    if type(result) is dict:
-                        self._n = n + 1
-                        value = result.get("value")
-                        return orjson.loads(orjson.dumps(value)) if type(value) in _CONTAINERS else value
+                if data is not None and recorded == "step %s %08x" % (name, zlib.crc32(data)):  # (f-string: slower)
+                    text = self._packed.get(key)
+                    if text is not None:
+                        result = orjson.loads(text)  # a private copy
+                        if type(result) is dict:
+                            self._n = n + 1
+                            value = result.get("value")
+                            return _resolved(value) if self._async else value
         result = self._effect("step", name, (args, kwargs), _step_payload, name, args, kwargs, retries, backoff_s)
-        return copy_json(result.get("value")) if type(result) is dict else None
+        return self._out(result.get("value") if type(result) is dict else None)
 
     def ask_user(self, prompt: str, *, choices: Optional[List[str]] = None, allow_free_text: Optional[bool] = None,
                  wait_key: Optional[str] = None) -> Any:
@@ -265,9 +318,9 @@ class FunctionalContext:
                                          "allow_free_text": free,
                                          "wait_key": wait_key or f"user:{self.run_id}:{NODE}:{n}"}
 
-        return _answer(self._effect("ask_user", "ask_user", (prompt, choices, free, wait_key), build))
+        return self._out(_answer(self._effect("ask_user", "ask_user", (prompt, choices, free, wait_key), build)))
 
-    def sleep(self, seconds: Optional[float] = None, *, until: Union[None, str, datetime] = None) -> None:
+    def sleep(self, seconds: Optional[float] = None, *, until: Union[None, str, datetime] = None) -> Any:
         """A durable timer (WAIT_UNTIL): ``seconds`` from when the run first reaches it (that instant is recorded),
         or ``until`` an instant (aware datetime or ISO-8601 string)."""
         if (seconds is None) == (until is None):
@@ -286,6 +339,7 @@ class FunctionalContext:
             return EffectType.WAIT_UNTIL, {"until": at}
 
         self._effect("sleep", "sleep", arguments, build)
+        return self._out(None)
 
     def wait_event(self, name: str, *, scope: str = "session", session_id: Optional[str] = None,
                    wait_key: Optional[str] = None) -> Any:
@@ -296,7 +350,7 @@ class FunctionalContext:
         def build(n: int) -> Tuple[EffectType, Dict[str, Any]]:
             return EffectType.WAIT_EVENT, {k: v for k, v in arguments.items() if v is not None}
 
-        return copy_json(self._effect("wait_event", name, arguments, build))
+        return self._out(self._effect("wait_event", name, arguments, build))
 
     def llm_call(self, prompt: Optional[str] = None, *, messages: Optional[List[Dict[str, Any]]] = None,
                  **fields: Any) -> Any:
@@ -304,7 +358,7 @@ class FunctionalContext:
         (``provider``, ``model``, ``system_prompt``, ``params``, ``response_schema``, ...). Returns its result."""
         payload = {"prompt": prompt, "messages": messages, **fields}
         payload = {k: v for k, v in payload.items() if v is not None}
-        return copy_json(self._effect("llm_call", "llm_call", payload,
+        return self._out(self._effect("llm_call", "llm_call", payload,
                                       lambda n: (EffectType.LLM_CALL, dict(payload))))
 
     def run_workflow(self, workflow: Union[WorkflowSpec, str], vars: Optional[Dict[str, Any]] = None, *,
@@ -325,13 +379,14 @@ class FunctionalContext:
             raise ChildWorkflowError(f"child run {result.get('sub_run_id')} of workflow '{workflow_id}' ended "
                                      f"{status}: {result.get('error')}", sub_run_id=result.get("sub_run_id"),
                                      status=status)
-        return copy_json(result.get("output"))
+        return self._out(result.get("output"))
 
     def effect(self, effect_type: Union[EffectType, str], payload: Optional[Dict[str, Any]] = None) -> Any:
         """Any installed effect type, with ``payload``; returns its result (``{}`` if it gave none)."""
         kind = effect_type_value(coerce_effect_type(effect_type))
         body = dict(payload or {})
-        return copy_json(self._effect("effect", kind, body, lambda n: (kind, dict(body))))
+        return self._out(self._effect("effect", kind, body, lambda n: (kind, dict(body))))
 
 
-__all__ = ["FunctionalContext", "active_context", "digest", "NODE", "STATE", "STEP_EFFECT", "NONDETERMINISM_EFFECT"]
+__all__ = ["FunctionalContext", "active_context", "digest", "pack_results", "recorded_results", "NODE", "STATE",
+           "PACKED", "STEP_EFFECT", "NONDETERMINISM_EFFECT"]

@@ -47,7 +47,8 @@ class NotInStepError(InvalidStateError):
 
 
 class AsyncNotSupportedError(InvalidTypeError):
-    """``async def`` workflows and steps need the AsyncRuntime, which is not available yet."""
+    """Kept for compatibility: no longer raised (``async def`` workflows and steps are supported since the
+    AsyncRuntime landed; docs/functional.md#async-workflows-and-steps)."""
 
 
 class Suspend(AbstractRuntimeError):

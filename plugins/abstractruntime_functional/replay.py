@@ -5,6 +5,9 @@ recorded stops the replay (:class:`~abstractruntime_functional.errors.Suspend`) 
 ``StepPlan(node_id="fn", effect=..., next_node="fn")``, whose result the kernel writes to the call's slot. When the
 function returns, the node returns ``complete_output``. A replay that diverges from the record parks the run in a
 wait that shows the :class:`NonDeterminismError`; an exception of the body fails the run with its traceback.
+
+An ``async def`` function is replayed the same way by a coroutine the node returns: the kernel awaits it through
+``Runtime.awaiter`` (under an ``AsyncRuntime`` on the host's loop; under a sync ``Runtime`` on a private loop).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from abstractruntime.descriptors import EffectCall
 from abstractruntime.logs import get_logger
 from abstractruntime.models import Effect, EffectOutcome, RunState, StepPlan, WaitReason, WaitState, WorkflowSpec
 
-from .context import _ACTIVE, NODE, NONDETERMINISM_EFFECT, STATE, FunctionalContext
-from .errors import AsyncNotSupportedError, NonDeterminismError, WorkflowBodyError, WorkflowInputError
+from .context import _ACTIVE, NODE, NONDETERMINISM_EFFECT, PACKED, STATE, FunctionalContext, pack_results
+from .errors import NonDeterminismError, WorkflowBodyError, WorkflowInputError
 
 log = get_logger("abstractruntime.functional")
 
@@ -44,6 +47,7 @@ class FunctionNode:
                                      f"first positional parameter: def {function.__name__}(ctx, ...)")
         self._params = params[1:]
         self._var_keyword = any(p.kind is p.VAR_KEYWORD for p in self._params)
+        self.is_async = inspect.iscoroutinefunction(function)
 
     def _bind(self, run: RunState) -> Tuple[List[Any], Dict[str, Any]]:
         """The function's arguments from the run's vars, by parameter name (``**kwargs``: the public vars)."""
@@ -70,13 +74,19 @@ class FunctionNode:
             kwargs.update({k: _private(v) for k, v in run.vars.items() if not k.startswith("_") and k not in named})
         return args, kwargs
 
-    def __call__(self, run: RunState, context: Any) -> StepPlan:
+    def __call__(self, run: RunState, context: Any) -> Any:
+        """Replay the function: a StepPlan, or for an ``async def`` function a coroutine of one."""
         state = run.vars.get(STATE)
         if not isinstance(state, dict) or not isinstance(state.get("calls"), dict) \
                 or not isinstance(state.get("results"), dict):
-            state = run.vars[STATE] = {"calls": {}, "results": {}}
+            state = run.vars[STATE] = {"calls": {}, "results": {}, PACKED: {}}
+        elif not isinstance(state.get(PACKED), dict):
+            state[PACKED] = {}  # a run recorded before results were packed
+        pack_results(state)
         args, kwargs = self._bind(run)
-        ctx = FunctionalContext(run, state)
+        ctx = FunctionalContext(run, state, self.is_async)
+        if self.is_async:
+            return self._replay_async(run, ctx, args, kwargs)
         failure: Optional[BaseException] = None
         value: Any = None
         token = _ACTIVE.set(ctx)
@@ -86,6 +96,23 @@ class FunctionNode:
             failure = exc
         finally:
             _ACTIVE.reset(token)
+        return self._conclude(run, ctx, value, failure)
+
+    async def _replay_async(self, run: RunState, ctx: FunctionalContext, args: List[Any],
+                            kwargs: Dict[str, Any]) -> StepPlan:
+        failure: Optional[BaseException] = None
+        value: Any = None
+        token = _ACTIVE.set(ctx)  # this coroutine's context (a task of the loop that awaits it)
+        try:
+            value = await self.function(ctx, *args, **kwargs)
+        except Exception as exc:  # as in the sync replay (a CancelledError is not caught: the step is cancelled)
+            failure = exc
+        finally:
+            _ACTIVE.reset(token)
+        return self._conclude(run, ctx, value, failure)
+
+    def _conclude(self, run: RunState, ctx: FunctionalContext, value: Any,
+                  failure: Optional[BaseException]) -> StepPlan:
         ctx.check_complete(failure)
         if ctx.error is not None:  # even if the body caught it
             return self._park(run, ctx.error)
@@ -109,13 +136,11 @@ class FunctionNode:
 
 def workflow(workflow_id: Union[None, str, Callable[..., Any]] = None, *,
              version: Optional[str] = None) -> Any:
-    """``@workflow("onboarding")`` (or bare ``@workflow``: the function's name) turns ``def f(ctx, ...)`` into a
-    ``WorkflowSpec`` with one node, ``"fn"``; run it as any workflow: ``rt.start(workflow=f, vars={...})``."""
+    """``@workflow("onboarding")`` (or bare ``@workflow``: the function's name) turns ``def f(ctx, ...)`` -- or
+    ``async def f(ctx, ...)``, whose durable calls are awaited -- into a ``WorkflowSpec`` with one node, ``"fn"``;
+    run it as any workflow: ``rt.start(workflow=f, vars={...})``."""
 
     def decorate(function: Callable[..., Any]) -> WorkflowSpec:
-        if inspect.iscoroutinefunction(function):
-            raise AsyncNotSupportedError(f"@workflow {function.__qualname__} is async: async workflows need the "
-                                         f"AsyncRuntime, which is not available yet; write it as a plain def")
         wid = workflow_id if isinstance(workflow_id, str) else function.__name__
         return WorkflowSpec(workflow_id=wid, entry_node=NODE, nodes={NODE: FunctionNode(function, wid)},
                             version=version)

@@ -9,10 +9,15 @@ it. A crash after the side effect and before the commit re-runs it under the sam
 Per-step retries (``@step(retries=3, backoff_s=0.5)``) are a loop inside the handler, so they hold whatever effect
 policy the host sets (``set_effect_policy`` replaces a policy wholesale; a wrapper around it would be lost). The
 effect policy's own attempts for ``function_step`` still apply around that loop (docs/functional.md#errors).
+
+An ``async def`` step runs as an async effect handler: the handler returns a coroutine (the tries, with
+``asyncio.sleep`` between them) that the kernel awaits through ``Runtime.awaiter`` -- under an ``AsyncRuntime`` on the
+host's loop, so the steps of many runs overlap there. Called in an ``async def`` workflow, any step is awaited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import inspect
@@ -20,7 +25,7 @@ import threading
 import time
 import traceback
 from contextvars import ContextVar
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Coroutine, Dict, List, Optional
 
 from attrs import frozen
 
@@ -30,7 +35,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import EffectOutcome
 
 from .context import _ACTIVE
-from .errors import AsyncNotSupportedError, NotInStepError, StepNotFoundError
+from .errors import NotInStepError, StepNotFoundError
 
 log = get_logger("abstractruntime.functional")
 #: the longest in-handler pause between two tries of a step (longer waits: the effect policy's durable backoff)
@@ -79,7 +84,8 @@ def step(function: Optional[Callable[..., Any]] = None, *, name: Optional[str] =
     """Register a side-effecting step: ``@step`` or ``@step(name="charge", retries=3, backoff_s=0.5)``.
 
     ``retries`` more tries after a raise, ``backoff_s * 2**(try-1)`` seconds apart (at most 60 s each). Arguments and
-    the return value must be plain JSON. Module-level functions only (the handler finds them by name)."""
+    the return value must be plain JSON. Module-level functions only (the handler finds them by name). An
+    ``async def`` step is awaited by the runtime (on the host's loop under an ``AsyncRuntime``)."""
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValidationError(f"@step(retries=...) must be an integer >= 0, got {retries!r}")
     if isinstance(backoff_s, bool) or not isinstance(backoff_s, (int, float)) or not 0 <= backoff_s <= MAX_BACKOFF_S:
@@ -87,9 +93,6 @@ def step(function: Optional[Callable[..., Any]] = None, *, name: Optional[str] =
                               f"got {backoff_s!r}")
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if inspect.iscoroutinefunction(fn):
-            raise AsyncNotSupportedError(f"@step {fn.__qualname__} is async: async steps need the AsyncRuntime, "
-                                         f"which is not available yet; write it as a plain def")
         step_name = name or f"{fn.__module__}:{fn.__qualname__}"
         definition = StepDefinition(step_name, fn, retries, float(backoff_s))
 
@@ -141,8 +144,9 @@ def _failure(name: str, exc: BaseException) -> str:
     return f"@step {name!r} raised {type(exc).__name__}: {exc}\n{text}"
 
 
-def function_step(call: EffectCall) -> EffectOutcome:
-    """The ``function_step`` effect handler: call the named step with the payload's JSON arguments."""
+def function_step(call: EffectCall) -> Any:
+    """The ``function_step`` effect handler: call the named step with the payload's JSON arguments (an async step:
+    return the coroutine that does, for the kernel to await)."""
     payload = call.effect.payload
     name = payload.get("step")
     if not isinstance(name, str) or not name:
@@ -157,11 +161,11 @@ def function_step(call: EffectCall) -> EffectOutcome:
     retries = payload.get("retries") or 0
     backoff_s = float(payload.get("backoff_s") or 0.0)
     number = (payload.get("functional_call") or {}).get("number")
+    if inspect.iscoroutinefunction(definition.function):
+        return _run_async(call, definition, name, args, kwargs, int(retries), backoff_s, number)
     error = ""
     for try_number in range(1, int(retries) + 2):
-        token = _CURRENT.set(StepInfo(run_id=call.run.run_id, workflow_id=call.run.workflow_id, name=name,
-                                      call=number, idempotency_key=call.idempotency_key, attempt=call.attempt,
-                                      try_number=try_number))
+        token = _CURRENT.set(_info(call, name, number, try_number))
         try:
             return EffectOutcome.completed({"value": definition.function(*args, **kwargs)})
         except Exception as exc:  # the step's fault: this try fails
@@ -169,12 +173,47 @@ def function_step(call: EffectCall) -> EffectOutcome:
         finally:
             _CURRENT.reset(token)
         if try_number <= retries:
-            delay = min(backoff_s * 2 ** (try_number - 1), MAX_BACKOFF_S)
-            log.warning("step_retry", run_id=call.run.run_id, step=name, call=number, try_number=try_number,
-                        delay_s=delay, error=error.splitlines()[0])
+            delay = _retry_delay(call, name, number, try_number, backoff_s, error)
             if delay > 0:
                 time.sleep(delay)
-    tries = f" (after {int(retries) + 1} tries)" if retries else ""
+    return _failed(error, int(retries))
+
+
+async def _run_async(call: EffectCall, definition: StepDefinition, name: str, args: List[Any],
+                     kwargs: Dict[str, Any], retries: int, backoff_s: float, number: Optional[int]) -> EffectOutcome:
+    """The tries of an ``async def`` step, awaited by the kernel (``Runtime.awaiter``)."""
+    error = ""
+    for try_number in range(1, retries + 2):
+        token = _CURRENT.set(_info(call, name, number, try_number))
+        try:
+            coroutine: Coroutine[Any, Any, Any] = definition.function(*args, **kwargs)
+            return EffectOutcome.completed({"value": await coroutine})
+        except Exception as exc:  # the step's fault: this try fails (a CancelledError is not: it propagates)
+            error = _failure(name, exc)
+        finally:
+            _CURRENT.reset(token)
+        if try_number <= retries:
+            delay = _retry_delay(call, name, number, try_number, backoff_s, error)
+            if delay > 0:
+                await asyncio.sleep(delay)
+    return _failed(error, retries)
+
+
+def _info(call: EffectCall, name: str, number: Optional[int], try_number: int) -> StepInfo:
+    return StepInfo(run_id=call.run.run_id, workflow_id=call.run.workflow_id, name=name, call=number,
+                    idempotency_key=call.idempotency_key, attempt=call.attempt, try_number=try_number)
+
+
+def _retry_delay(call: EffectCall, name: str, number: Optional[int], try_number: int, backoff_s: float,
+                 error: str) -> float:
+    delay = min(backoff_s * 2 ** (try_number - 1), MAX_BACKOFF_S)
+    log.warning("step_retry", run_id=call.run.run_id, step=name, call=number, try_number=try_number,
+                delay_s=delay, error=error.splitlines()[0])
+    return delay
+
+
+def _failed(error: str, retries: int) -> EffectOutcome:
+    tries = f" (after {retries + 1} tries)" if retries else ""
     return EffectOutcome.failed(error.replace("\n", f"{tries}\n", 1) if tries else error)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from abstractruntime import EffectOutcome, Runtime, RunStatus, WaitReason
 from abstractruntime.errors import JsonInvariantError
-from abstractruntime.functional import (AsyncNotSupportedError, NotInStepError, WorkflowBodyError, current_step,
-                                        function_of, step, workflow)
+from abstractruntime.functional import (NotInStepError, WorkflowBodyError, current_step, function_of,
+                                        recorded_results, step, workflow)
 
 import fn_flows
 from fn_flows import lines
@@ -123,7 +123,7 @@ def test_mutating_arguments_or_results_does_not_change_the_record(rt):
 
     state = drive(rt, mutate, items=[])
     assert state.output == {"items": ["x"], "n": 1}
-    assert state.vars["items"] == [] and state.vars["_fn"]["results"]["0"] == {"value": {"n": 0}}
+    assert state.vars["items"] == [] and recorded_results(state.vars)["0"] == {"value": {"n": 0}}
 
 
 def test_now_random_uuid_and_patched_are_recorded_and_replayed(rt):
@@ -135,7 +135,7 @@ def test_now_random_uuid_and_patched_are_recorded_and_replayed(rt):
 
     run_id = rt.start(workflow=values)
     state = rt.tick(workflow=values, run_id=run_id)
-    recorded = dict(state.vars["_fn"]["results"])
+    recorded = recorded_results(state.vars)
     assert state.vars["_fn"]["patches"] == {"p": True}
     state = rt.resume(workflow=values, run_id=run_id, wait_key=state.waiting.wait_key, payload={"text": "y"})
     assert state.output == {"now": recorded["0"], "random": recorded["1"], "uuid": recorded["2"], "patched": True}
@@ -243,17 +243,6 @@ def test_a_body_that_swallows_the_suspension_is_still_suspended(rt, provider):
     assert lines(provider / "notes.log") == ["a", "b"]
 
 
-def test_async_workflows_and_steps_are_refused_until_the_async_runtime(rt):
-    with pytest.raises(AsyncNotSupportedError, match="AsyncRuntime"):
-        @workflow("async")
-        async def flow(ctx):
-            return {}
-    with pytest.raises(AsyncNotSupportedError, match="AsyncRuntime"):
-        @step
-        async def s():
-            return 1
-
-
 def test_replaying_a_long_record_is_cheap(rt):
     """O(1) per recorded call: a replay of 600 recorded steps takes about a millisecond (the bound is generous);
     the number of calls replayed over the whole run is the sum 1 + 2 + ... (benchmarks/functional.py measures)."""
@@ -276,6 +265,25 @@ def test_replaying_a_long_record_is_cheap(rt):
     plan = node(state, None)
     assert time.perf_counter() - t0 < 0.25
     assert plan.complete_output == {"sum": 179700}
+
+
+def test_the_record_is_one_string_per_call_for_the_kernels_per_step_checks(rt):
+    """The kernel checks and encodes a run's vars at every step: a recorded result is packed as JSON text (one type
+    check there, not a walk of the value), moved out of ``_fn.results`` by the next replay (docs/functional.md)."""
+    @step
+    def nested(i: int) -> dict:
+        return {"i": i, "deep": {"list": [i, {"x": [1, 2]}]}}
+
+    @workflow("packed")
+    def packed(ctx, n):
+        return {"sum": sum(nested(i)["deep"]["list"][0] for i in range(n))}
+
+    state = drive(rt, packed, n=30)
+    assert state.output == {"sum": 435}
+    record = state.vars["_fn"]
+    assert record["results"] == {}  # the last step's result was packed by the final replay
+    assert len(record["packed"]) == 30 and all(type(v) is str for v in record["packed"].values())
+    assert recorded_results(state.vars)["7"] == {"value": {"i": 7, "deep": {"list": [7, {"x": [1, 2]}]}}}
 
 
 def test_a_run_failed_by_a_step_continues_with_retry_run(rt, tmp_path):

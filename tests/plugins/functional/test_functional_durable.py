@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from abstractruntime import Runtime, RunStatus
+from abstractruntime.functional import recorded_results
 
 import fn_flows
 from fn_flows import lines
@@ -115,7 +116,7 @@ def test_a_run_started_in_one_process_is_resumed_in_another(store_url, provider)
 
     with Runtime.from_config({"store": store_url}) as rt:  # a third process: the record replays the same
         state = rt.get_state(started["run_id"])
-        recorded = state.vars["_fn"]["results"]
+        recorded = recorded_results(state.vars)
         assert done["output"]["started"] == recorded["0"]  # ctx.now() of the first process, replayed
         assert done["output"]["token"] == recorded[str(len(recorded) - 1)]
         plan = fn_flows.onboarding.nodes["fn"](state, None)  # a replay of the finished run: no new call
