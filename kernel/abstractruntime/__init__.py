@@ -1,11 +1,8 @@
-"""AbstractRuntime: a durable workflow runtime built as a plugin microkernel.
-
-A workflow is a graph of node functions ``node(run, ctx) -> StepPlan``; side effects are requested as ``Effect``s
-and executed by plugins; every step is checkpointed and appended to the ledger in one store commit.
-
-The names below are the kernel's. The other names of the 0.4.2 root package (``SqliteRunStore``, ``Scheduler``, ...)
-live in plugins and resolve on first use through the namespace overlays (:mod:`abstractruntime._namespace`).
-"""
+"""AbstractRuntime: a durable workflow runtime built as a plugin microkernel. A workflow is a graph of node functions
+``node(run, ctx) -> StepPlan``; side effects are requested as ``Effect``s and executed by plugins; every step is
+checkpointed and appended to the ledger in one store commit. The names below are the kernel's; the other names of the
+0.4.2 root package (``SqliteRunStore``, ``Scheduler``, ...) live in plugins and resolve on first use through the
+namespace overlays (:mod:`abstractruntime._namespace`)."""
 
 from . import _namespace
 from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor, StoreLocation

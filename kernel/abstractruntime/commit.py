@@ -1,7 +1,6 @@
 """The write path of a runtime (:class:`RunWriter`): every write (the kernel's, ``Runtime.commit``, ``update_run``) is
-checked, encoded and committed here, then reported to the observers. With durability ``"barrier"``/``"none"`` a
-tick's steps are *staged* and written together at the next barrier; with ``"step"`` each is a commit
-(docs/durability.md)."""
+checked, encoded and committed here, then reported to the observers. Durability ``"barrier"``/``"none"``: a tick's
+steps are *staged* and written together at the next barrier; ``"step"``: each is a commit (docs/durability.md)."""
 
 from __future__ import annotations
 
@@ -97,12 +96,13 @@ class RunWriter:
         the staged checkpoint). Raises before writing anything if a value is not plain JSON."""
         live: Optional[RunState] = None
         run_json = None
+        vars_checked = False  # True: decoded from a stage's snapshot of vars, plain JSON by construction
         batch = self._batches.pop(run.run_id if run is not None else run_id or records[0].run_id, None)
         if batch is not None and (run is None or run is batch.run):
             records, expected_revision, previous_status = batch.records + list(records), batch.expected, \
                 batch.previous_status
             if run is None and batch.vars_json:  # a reservation carries the state before the step in progress
-                live, run, node_id = batch.run, batch.before(), batch.node_id
+                live, run, node_id, vars_checked = batch.run, batch.before(), batch.node_id, True
         elif batch is not None:  # another object of the run (a plugin's): the batch will meet its revision check
             self._batches[batch.run.run_id] = batch
         old_revision = run.revision if run is not None else None
@@ -111,7 +111,7 @@ class RunWriter:
             if run is not None:
                 run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
                 run.updated_at = utc_now_iso()
-                run_json = codec.encode_run(run, node_id=node_id)
+                run_json = codec.encode_run(run, node_id=node_id, vars_checked=vars_checked)
             if records:
                 by_run: Dict[str, List[StepRecord]] = {}
                 for r in records:

@@ -4,8 +4,7 @@ Sources, later ones winning: defaults < a TOML file (``ABSTRACTRUNTIME_CONFIG`` 
 ``Runtime.from_config``; keys under ``[abstractruntime]`` or at the top level) < environment variables < a dict
 given to ``Runtime.from_config``. Keys: ``store``, ``store_options``, ``plugins`` (``autoload``, ``strict``,
 ``allow``, ``block``), ``effects`` (effect type -> plugin) and ``plugin_options`` (plugin -> table). The layout,
-every environment variable and examples are in docs/configuration.md.
-"""
+every environment variable and examples are in docs/configuration.md."""
 
 from __future__ import annotations
 
