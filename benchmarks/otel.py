@@ -12,7 +12,8 @@ Run: python benchmarks/otel.py [--runs 200] [--trials 5] [--stores lmdb,memory] 
 
 Each figure is the median of --trials fresh processes, the modes interleaved (this machine's disk latency drifts):
 the wall-clock steps/s and the process's CPU time per step (user + system, the SDK's export thread included; it
-hardly moves with the machine's load). The targets: ``sdk`` within 10% of ``blocked`` on LMDB (the durable store
+hardly moves with the machine's load), and the SDK's floor: its calls per step in a loop without the runtime.
+The targets: ``sdk`` within 10% of ``blocked`` on LMDB (the durable store
 of S1e), ``idle`` within noise.
 """
 
@@ -92,11 +93,70 @@ WORKER = textwrap.dedent("""
 
 MODES = ("blocked", "idle", "sdk", "sdk10")
 
+#: the SDK's floor: per S1e step, the SDK calls the plugin makes (a step span and an effect span with their
+#: attributes, the effect's current, their two set_attribute calls, two histogram records), in a loop without the
+#: runtime -- what no plugin code can avoid (in the runtime it costs more: the kernel's work between evicts caches)
+FLOOR = textwrap.dedent("""
+    import time
+    from opentelemetry import context, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult, PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class NoSpans(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    class NoMetrics(MetricExporter):
+        def export(self, metrics_data, timeout_millis=10_000, **kwargs):
+            return MetricExportResult.SUCCESS
+        def force_flush(self, timeout_millis=10_000):
+            return True
+        def shutdown(self, timeout_millis=30_000, **kwargs):
+            pass
+
+    tp = TracerProvider()
+    tp.add_span_processor(BatchSpanProcessor(NoSpans()))
+    tracer = tp.get_tracer("floor")
+    meter = MeterProvider(metric_readers=[PeriodicExportingMetricReader(NoMetrics())]).get_meter("floor")
+    step_h, effect_h = meter.create_histogram("step", unit="s"), meter.create_histogram("effect", unit="s")
+    run_id, n = "4f0c6a1e-85c4-4b7e-9f59-0d5b2f1c3a77", 4000
+    def steps():
+        for i in range(n):
+            step = tracer.start_span("abstractruntime.step", attributes={"abstractruntime.run_id": run_id,
+                "abstractruntime.workflow_id": "s1e20", "abstractruntime.node_id": "n1", "abstractruntime.step": i})
+            step_token = context.attach(trace.set_span_in_context(step))
+            effect = tracer.start_span("abstractruntime.effect", attributes={"abstractruntime.run_id": run_id,
+                "abstractruntime.node_id": "n1", "abstractruntime.step": i, "abstractruntime.effect.type": "wait_until",
+                "abstractruntime.effect.attempt": 1})
+            effect_token = context.attach(trace.set_span_in_context(effect))
+            effect.set_attribute("abstractruntime.effect.outcome", "completed")
+            effect_h.record(0.0001, {"abstractruntime.effect.type": "wait_until",
+                                     "abstractruntime.effect.outcome": "completed"})
+            effect.end()
+            context.detach(effect_token)
+            step.set_attribute("abstractruntime.run.status", "running")
+            step.end()
+            context.detach(step_token)
+            step_h.record(0.0002, {"abstractruntime.workflow_id": "s1e20"})
+    steps()  # warm-up
+    c0 = time.process_time()
+    steps()
+    print((time.process_time() - c0) / n * 1e6)
+""")
+
 
 def store_url(store: str, workdir: str, trial: int, mode: str) -> str:
     if store == "memory":
         return "memory://"
     return f"lmdb://{workdir}/{mode}{trial}?sync=true"  # durable, as S1e in benchmarks/run.py
+
+
+def sdk_floor(trials: int) -> List[float]:
+    """CPU us per step of :data:`FLOOR`, one fresh process per trial."""
+    return [float(subprocess.run([sys.executable, "-c", FLOOR], capture_output=True, text=True, check=True,
+                                 timeout=600).stdout.split()[-1]) for _ in range(trials)]
 
 
 def measure(stores: List[str], runs: int, trials: int) -> Dict[str, Dict[str, Dict[str, float]]]:
@@ -129,8 +189,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     figures = measure(args.stores.split(","), args.runs, args.trials)
+    floor = sdk_floor(args.trials)
     if args.json:
-        print(json.dumps(figures, indent=2))
+        print(json.dumps({**figures, "sdk_floor_cpu_us_per_step": floor}, indent=2))
         return 0
     print(f"{'store':<8} {'mode':<8} {'steps/s':>8} {'vs blocked':>11} {'CPU us/step':>12} {'+CPU us/step':>13}")
     for store, by_mode in figures.items():
@@ -139,6 +200,8 @@ def main() -> int:
             print(f"{store:<8} {mode:<8} {figure['steps_per_s']:>8.0f} "
                   f"{figure['steps_per_s'] / base['steps_per_s']:>11.3f} {figure['cpu_us_per_step']:>12.1f} "
                   f"{figure['cpu_us_per_step'] - base['cpu_us_per_step']:>13.1f}")
+    print(f"the SDK's floor (its calls per step alone, no runtime): CPU us/step min {min(floor):.1f}, "
+          f"median {statistics.median(floor):.1f}, max {max(floor):.1f}")
     return 0
 
 

@@ -13,10 +13,11 @@ call returns, so no context is left attached. The tracing SDK costs tens of micr
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any, Dict, Optional
 
-from opentelemetry import context, trace
+from opentelemetry import context, metrics, trace
 from opentelemetry.trace import Link, Status, StatusCode
 
 from . import genai
@@ -44,11 +45,28 @@ _TERMINAL = ("completed", "failed", "cancelled")
 #: opentelemetry-api >= 1.23 links a span after it started: the API call's span links once to the run's trace;
 #: with an older API each step's span carries the link instead
 _ADD_LINK = hasattr(trace.NonRecordingSpan, "add_link")
+# the per-step calls, looked up once
+_attach, _detach, _in_context, _perf_counter = context.attach, context.detach, trace.set_span_in_context, \
+    time.perf_counter
+
+
+#: a status's string, per status object (an enum's ``.value`` costs a descriptor call each time)
+_STATUS_VALUES: Dict[Any, str] = {}
 
 
 def _status(run: Any) -> str:
     status = getattr(run, "status", None)
-    return getattr(status, "value", str(status))
+    try:
+        return _STATUS_VALUES[status]
+    except (KeyError, TypeError):  # first time, or unhashable
+        value = getattr(status, "value", None)
+        value = value if isinstance(value, str) else str(status)
+        if len(_STATUS_VALUES) < 64:
+            try:
+                _STATUS_VALUES[status] = value
+            except TypeError:
+                pass
+        return value
 
 
 def _error(span: Any, error: BaseException) -> None:
@@ -66,15 +84,54 @@ def _count(telemetry: Telemetry, key: tuple) -> None:
         _flush(telemetry, {key: 1})
 
 
+#: deferred histogram records an API call keeps at most before it makes them (bounds a long call's memory)
+_MAX_RECORDS = 256
+#: a record's context is an argument since opentelemetry-api 1.28 (before, the current one: no deferring then)
+_RECORD_CONTEXT = "context" in inspect.signature(metrics.Histogram.record).parameters
+
+
+def _record(histogram: Any, amount: float, attributes: Dict[str, str], ctx: Any) -> None:
+    """A histogram record, made when the API call returns (or at once outside one) in ``ctx`` (the context it
+    was measured in: the SDK's exemplars link to its span)."""
+    api = local.api
+    if not api or not _RECORD_CONTEXT:
+        histogram.record(amount, attributes)
+        return
+    records = api[-1].records
+    records.append((histogram.record, amount, attributes, ctx))
+    if len(records) >= _MAX_RECORDS:
+        _flush_records(records)
+
+
+def _flush_records(records: list) -> None:
+    for record, amount, attributes, ctx in records:
+        record(amount, attributes, ctx)
+    records.clear()
+
+
+#: attribute dicts of the per-step measurements, made once per set of values (the SDK copies what it keeps)
+_ATTRIBUTES: Dict[tuple, Dict[str, str]] = {}
+
+
+def _attributes(key: tuple) -> Dict[str, str]:
+    """``{name: value, ...}`` for ``key = (name, value, name, value, ...)``, the same dict for the same key."""
+    found = _ATTRIBUTES.get(key)
+    if found is None:
+        if len(_ATTRIBUTES) > 4096:  # bounded: a workflow id or an effect type per entry
+            _ATTRIBUTES.clear()
+        found = _ATTRIBUTES[key] = dict(zip(key[::2], key[1::2]))
+    return found
+
+
 def _flush(telemetry: Telemetry, counts: Dict[tuple, int]) -> None:
     instruments = telemetry.metrics
     if instruments is None:
         return
     for (name, a, b), n in counts.items():
         if name == "steps":
-            instruments.steps.add(n, {WORKFLOW_ID: a, RUN_STATUS: b})
+            instruments.steps.add(n, _attributes((WORKFLOW_ID, a, RUN_STATUS, b)))
         else:
-            instruments.effects.add(n, {EFFECT_TYPE: a, EFFECT_OUTCOME: b})
+            instruments.effects.add(n, _attributes((EFFECT_TYPE, a, EFFECT_OUTCOME, b)))
 
 
 # --- API calls ----------------------------------------------------------------------------------------------------
@@ -92,7 +149,8 @@ def open_api(telemetry: Optional[Telemetry], name: str, run_id: Optional[str]) -
     else:
         pending = None
     frame.span = telemetry.tracer.start_span("abstractruntime." + name, attributes=attributes)
-    frame.token = context.attach(trace.set_span_in_context(frame.span))
+    frame.context = trace.set_span_in_context(frame.span)
+    frame.token = context.attach(frame.context)
     if pending is not None:
         store_trace_context(pending)  # the run's trace: this span's (a child of the host's span, if any)
     return frame
@@ -102,6 +160,8 @@ def close_api(frame: ApiFrame, result: Any, error: Optional[BaseException]) -> N
     local.api.pop()
     _close_steps(frame.depth, error)
     telemetry = frame.telemetry
+    if frame.records:
+        _flush_records(frame.records)
     if telemetry is not None and frame.counts:
         _flush(telemetry, frame.counts)
     span = frame.span
@@ -130,29 +190,34 @@ def _link_api(frame: Optional[ApiFrame], run: Any) -> None:
 
 # --- steps --------------------------------------------------------------------------------------------------------
 def open_step(telemetry: Telemetry, run: Any, node_id: str) -> None:
+    """Start the step's span with every attribute known now (the SDK cleans a dict of attributes once; a
+    ``set_attribute`` call each) and make it current: a node function's own spans and log events are in it."""
     steps = local.steps
-    if steps and steps[-1].run_id == run.run_id:  # the last step of this run never reached after_step
+    run_id = run.run_id
+    if steps and steps[-1].run_id == run_id:  # the last step of this run never reached after_step
         _close_steps(len(steps) - 1, None)
-    if telemetry.metrics is not None:
+    instruments = telemetry.metrics
+    if instruments is not None:
         waited = pop_waited(run)
         if waited is not None:  # a due timer continued the run
-            telemetry.metrics.wait_duration.record(waited, {WAIT_REASON: "until"})
+            instruments.wait_duration.record(waited, {WAIT_REASON: "until"})
     span = token = None
-    if telemetry.tracer is not None:
+    tracer = telemetry.tracer
+    if tracer is not None:
         api = local.api
         frame = api[-1] if api else None
         links = ()
-        if _ADD_LINK and frame is not None and frame.span is not None and frame.run_id == run.run_id:
+        if _ADD_LINK and frame is not None and frame.span is not None and frame.run_id == run_id:
             if not frame.linked:
                 _link_api(frame, run)
         else:
             kept = run_span_context(run)
             if kept is not None and kept.trace_id != trace.get_current_span().get_span_context().trace_id:
-                links = (Link(kept, {LINK_KIND: "run", RUN_ID: run.run_id}),)
-        span = telemetry.tracer.start_span("abstractruntime.step", links=links, attributes={
-            RUN_ID: run.run_id, WORKFLOW_ID: run.workflow_id, NODE_ID: node_id, STEP: run.step + 1})
-        token = context.attach(trace.set_span_in_context(span))
-    steps.append(OpenStep(run.run_id, run.workflow_id, span, token, time.perf_counter()))
+                links = (Link(kept, {LINK_KIND: "run", RUN_ID: run_id}),)
+        span = tracer.start_span("abstractruntime.step", links=links, attributes={
+            RUN_ID: run_id, WORKFLOW_ID: run.workflow_id, NODE_ID: node_id, STEP: run.step + 1})
+        token = _attach(_in_context(span))
+    steps.append(OpenStep(run_id, run.workflow_id, span, token, _perf_counter()))
 
 
 def fail_step(run: Any, error: BaseException) -> None:
@@ -175,14 +240,18 @@ def close_step(telemetry: Telemetry, run: Any) -> None:
         _close_steps(steps.index(step) + 1, None)  # spans opened within it and left open (none, normally)
         steps.pop()
     status = _status(run)
-    if step.span is not None:
-        step.span.set_attribute(RUN_STATUS, status)
+    span = step.span
+    if span is not None:
+        span.set_attribute(RUN_STATUS, status)
         if status == "failed" and not step.failed:  # its effect failed for good
-            step.span.set_status(Status(StatusCode.ERROR, str(getattr(run, "error", None) or "run failed")))
-        step.span.end()
-        context.detach(step.token)
-    if telemetry.metrics is not None:
-        telemetry.metrics.step_duration.record(time.perf_counter() - step.started, {WORKFLOW_ID: step.workflow_id})
+            span.set_status(Status(StatusCode.ERROR, str(getattr(run, "error", None) or "run failed")))
+        span.end()
+        _detach(step.token)
+    instruments = telemetry.metrics
+    if instruments is not None:
+        api = local.api  # measured in the API call's context (the step's span has ended)
+        _record(instruments.step_duration, _perf_counter() - step.started, _attributes((WORKFLOW_ID, step.workflow_id)),
+                api[-1].context if api else None)
         _count(telemetry, ("steps", step.workflow_id, status))
 
 
@@ -208,20 +277,23 @@ def _close_steps(depth: int, error: Optional[BaseException]) -> None:
 
 # --- effects ------------------------------------------------------------------------------------------------------
 def open_effect(telemetry: Telemetry, call: Any) -> Any:
-    """Start the effect attempt's span and make it current; returns ``(span, token, started)``."""
-    if telemetry.tracer is None:
-        return None, None, time.perf_counter()
+    """Start the effect attempt's span and make it current (a handler's own spans nest in it); returns ``(span,
+    token, started, effect type, the context with the span)``."""
+    effect_type = call.effect.type_value
+    tracer = telemetry.tracer
+    if tracer is None:
+        return None, None, _perf_counter(), effect_type, None
     run = call.run
-    span = telemetry.tracer.start_span("abstractruntime.effect", attributes={
-        RUN_ID: run.run_id, NODE_ID: call.node_id, STEP: run.step + 1, EFFECT_TYPE: call.effect.type_value,
+    span = tracer.start_span("abstractruntime.effect", attributes={
+        RUN_ID: run.run_id, NODE_ID: call.node_id, STEP: run.step + 1, EFFECT_TYPE: effect_type,
         EFFECT_ATTEMPT: call.attempt})
-    return span, context.attach(trace.set_span_in_context(span)), time.perf_counter()
+    ctx = _in_context(span)
+    return span, _attach(ctx), _perf_counter(), effect_type, ctx
 
 
 def close_effect(telemetry: Telemetry, call: Any, opened: Any, outcome: Any, error: Optional[BaseException]) -> None:
-    span, token, started = opened
+    span, token, started, effect_type, ctx = opened
     try:
-        effect_type = call.effect.type_value
         result = "failed" if error is not None or outcome is None else outcome.status
         if span is not None:
             span.set_attribute(EFFECT_OUTCOME, result)
@@ -233,16 +305,17 @@ def close_effect(telemetry: Telemetry, call: Any, opened: Any, outcome: Any, err
                 span.set_attribute(WAIT_REASON, getattr(outcome.wait.reason, "value", str(outcome.wait.reason)))
             if effect_type == genai.LLM_CALL:
                 genai.annotate(span, call, outcome)
-        if telemetry.metrics is not None:
-            telemetry.metrics.effect_duration.record(time.perf_counter() - started,
-                                                     {EFFECT_TYPE: effect_type, EFFECT_OUTCOME: result})
+        instruments = telemetry.metrics
+        if instruments is not None:
+            _record(instruments.effect_duration, _perf_counter() - started,
+                    _attributes((EFFECT_TYPE, effect_type, EFFECT_OUTCOME, result)), ctx)
             _count(telemetry, ("effects", effect_type, result))
             if result == "waiting":
                 mark_waiting(call.run)
     finally:
         if span is not None:
             span.end()
-            context.detach(token)
+            _detach(token)
 
 
 # --- status changes and resumes -----------------------------------------------------------------------------------

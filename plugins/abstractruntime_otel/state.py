@@ -32,16 +32,18 @@ class OpenStep:
 class ApiFrame:
     """An API call in progress on this thread: the telemetry it runs with (None: off; the hooks inside use it
     instead of asking again), the run it is about, its span and context token (None without tracing), whether the span already links
-    to the run's trace, how many steps were open when it began, and the counter increments it adds up (flushed
-    when it returns: a counter's ``add`` costs microseconds, a dict increment does not)."""
+    to the run's trace, how many steps were open when it began, and the counter increments and histogram records
+    it defers (made when it returns: the SDK's calls cost microseconds each, and about half as much made one after
+    the other as spread between the kernel's work; a record keeps the context it was made in, for exemplars)."""
 
-    __slots__ = ("telemetry", "run_id", "span", "token", "linked", "depth", "counts")
+    __slots__ = ("telemetry", "run_id", "span", "token", "context", "linked", "depth", "counts", "records")
 
     def __init__(self, telemetry: Any, run_id: Optional[str], depth: int) -> None:
         self.telemetry, self.run_id, self.depth = telemetry, run_id, depth
-        self.span = self.token = None
+        self.span = self.token = self.context = None  # context: the one with the call's span (None without)
         self.linked = False
         self.counts: dict = {}
+        self.records: list = []  # (histogram.record, amount, attributes, context)
 
 
 class _Local(threading.local):
