@@ -220,24 +220,29 @@ def _is_plain_json(value: Any, depth: int = 0) -> bool:
     if depth > _MAX_FAST_DEPTH:
         return False  # deep or cyclic: the slow walk tells which
     if t is dict:
-        for k, v in value.items():
+        items: Any = value.values()
+        for k in value:
             if type(k) is not str:
                 return False
-            tv = type(v)
-            if tv is str or tv is bool or v is None:
+    elif t is list or t is tuple:
+        items = value
+    else:
+        return False
+    for v in items:  # scalars inline: a call per leaf would cost more than the check of it
+        tv = type(v)
+        if tv is str or tv is bool or v is None:
+            continue
+        if tv is int:
+            if _INT_MIN <= v <= _INT_MAX:
                 continue
-            if not _is_plain_json(v, depth + 1):
-                return False
-        return True
-    if t is list or t is tuple:
-        for v in value:
-            tv = type(v)
-            if tv is str or tv is bool or v is None:
+            return False
+        if tv is float:
+            if v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
                 continue
-            if not _is_plain_json(v, depth + 1):
-                return False
-        return True
-    return False
+            return False
+        if not _is_plain_json(v, depth + 1):
+            return False
+    return True
 
 
 def check_json(value: Any, path: str, *, run_id: Optional[str] = None, node_id: Optional[str] = None) -> None:
