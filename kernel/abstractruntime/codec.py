@@ -232,12 +232,8 @@ def _is_plain_json(value: Any, depth: int = 0) -> bool:
         tv = type(v)
         if tv is str or tv is bool or v is None:
             continue
-        if tv is int:
-            if _INT_MIN <= v <= _INT_MAX:
-                continue
-            return False
-        if tv is float:
-            if v - v == 0.0:  # finite (inf - inf and nan - nan are nan)
+        if tv is int or tv is float:  # in range; finite (inf - inf and nan - nan are nan)
+            if (_INT_MIN <= v <= _INT_MAX) if tv is int else v - v == 0.0:
                 continue
             return False
         if not _is_plain_json(v, depth + 1):
