@@ -22,7 +22,8 @@ Each figure is the total over ``--runs`` operations on a fresh database, minus o
 (measured alone), divided by the number of operations. Statements are ``pg_stat_statements`` calls of the
 database (``BEGIN`` and ``COMMIT`` included); transactions are ``pg_stat_database`` commits and rollbacks of the
 database (read-only ones included) and, in parentheses, write transactions (transaction ids assigned, from
-``pg_current_snapshot()``); WAL is the ``pg_current_wal_lsn()`` difference. The transaction-id and WAL counters
+``pg_current_snapshot()``); WAL is the ``pg_current_wal_insert_lsn()`` difference (byte-exact; the write position
+``pg_current_wal_lsn()`` moves in whole pages when commits are asynchronous). The transaction-id and WAL counters
 are cluster-wide, so the figures are exact only on a server nothing else uses: by default the script starts its
 own throwaway server with ``.ci/postgres.sh`` (``shared_preload_libraries=pg_stat_statements``,
 ``full_page_writes=off``: WAL without full-page images, i.e. between checkpoints) in a temporary directory.
@@ -188,7 +189,8 @@ class Meter:
             "SELECT queryid, query, calls FROM pg_stat_statements WHERE dbid = %s", (self.oid,)).fetchall()}
         xacts, wal, xid = self.conn.execute(
             "SELECT (SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datid = %s), "
-            "pg_current_wal_lsn(), pg_snapshot_xmax(pg_current_snapshot())::text::bigint", (self.oid,)).fetchone()
+            "pg_current_wal_insert_lsn(), pg_snapshot_xmax(pg_current_snapshot())::text::bigint",
+            (self.oid,)).fetchone()
         wal_bytes = int(self.conn.execute("SELECT %s::pg_lsn - '0/0'::pg_lsn", (wal,)).fetchone()[0])
         return {"stmts": stmts, "xacts": int(xacts), "wal": wal_bytes, "xids": int(xid)}
 

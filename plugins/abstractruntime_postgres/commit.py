@@ -114,6 +114,7 @@ class StepCommits:
     _sql: Any
     _schema: str
     _notify: bool
+    _pack: Any
     fault_injector: Any
 
     def _init_commits(self) -> None:
@@ -150,13 +151,13 @@ class StepCommits:
         run_params: Optional[Tuple[Any, ...]] = None
         if run is not None:
             _check_run_id(run.run_id)
-            run_params = _run_params(run, _bytes(commit.run_json, lambda: codec.encode_run(run)))
+            run_params = _run_params(run, self._pack(_bytes(commit.run_json, lambda: codec.encode_run(run))))
         columns: Dict[str, Tuple[List[Any], List[Any], List[Any], List[bytes]]] = {}
         last_hash: Dict[str, Optional[str]] = {}
         for i, record in enumerate(commit.records):
             _check_run_id(record.run_id)
-            data = _bytes(commit.record_jsons[i] if i < len(commit.record_jsons) else None,
-                          lambda r=record: codec.encode_record(r))
+            data = self._pack(_bytes(commit.record_jsons[i] if i < len(commit.record_jsons) else None,
+                               lambda r=record: codec.encode_record(r)))
             effect_type = record.effect.get("type") if isinstance(record.effect, dict) else None
             status, keys, types, datas = columns.setdefault(record.run_id, ([], [], [], []))
             status.append(record.status.value)

@@ -126,6 +126,15 @@ MIGRATIONS: Tuple[Tuple[str, ...], ...] = (
         # room on each page for the new version of a row: a step's update stays on its page (HOT)
         "ALTER TABLE {s}.runs SET (fillfactor = 80)",
     ),
+    # --- 3: checkpoints and ledger records are stored compressed (abstractruntime_postgres.packing) -----------
+    (
+        # Rows already stored stay as they are (JSON, still read); new values are written compressed, which code of
+        # version 2 cannot read: the version bump makes it refuse this database instead of misreading it.
+        "COMMENT ON COLUMN {s}.runs.data IS 'the checkpoint: JSON, or 0x01 + raw deflate of the JSON with the "
+        "preset dictionary of abstractruntime_postgres.packing (read it with the store, not in SQL)'",
+        "COMMENT ON COLUMN {s}.ledger.data IS 'the step record: JSON, or 0x01 + raw deflate of the JSON with the "
+        "preset dictionary of abstractruntime_postgres.packing (read it with the store, not in SQL)'",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,6 +54,7 @@ from abstractruntime_storekit.integrity import decode_skipping
 from .commit import FAULT_POINT, StepCommits
 from .errors import CommitOutcomeUnknownError, LeaseLostError, RunLeasedError, StoreUnavailableError
 from .leases import LISTEN_TCP, Fence, Leases
+from .packing import pack, unpack
 from .reference import PostgresLedgerStore, PostgresRunStore
 from .schema import SCHEMA_VERSION, check_current, check_schema_name, migrate
 from .sql import _reason, _Sql, describe
@@ -85,7 +86,8 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
                               Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.LEASES})
 
     def __init__(self, dsn: str = "", *, min_size: int = 1, max_size: int = 8, schema: str = "abstractruntime",
-                 notify: bool = True, pool_timeout: float = 30.0, read_only: bool = False) -> None:
+                 notify: bool = True, pool_timeout: float = 30.0, read_only: bool = False,
+                 compress: bool = True) -> None:
         self._schema = check_schema_name(schema)
         min_size, max_size = int(min_size), int(max_size)
         if min_size < 0 or max_size < 1 or min_size > max_size:
@@ -107,6 +109,7 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
         self._where = describe(params)
         self._sql = _Sql(self._schema)
         self._notify = bool(notify)
+        self._pack = pack if compress else bytes  # how new checkpoints and ledger records are stored (packing.py)
         self.channel = f"abstractruntime_work_{self._schema}"[:63]
         self._closed = False
         self._init_commits()
@@ -250,7 +253,7 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
     # --- decoding ---------------------------------------------------------------------------------------------
     def decode_run(self, run_id: str, data: Any) -> RunState:
         try:
-            return codec.decode_run(bytes(data))
+            return codec.decode_run(unpack(data))
         except Exception as exc:
             raise CorruptStoreError(
                 f"PostgreSQL store {self._where}: checkpoint of run {run_id} cannot be decoded ({exc})",
@@ -258,7 +261,7 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
 
     def decode_record(self, run_id: str, seq: int, data: Any) -> Dict[str, Any]:
         try:
-            row = codec.decode_record(bytes(data))
+            row = codec.decode_record(unpack(data))
         except Exception as exc:
             raise CorruptStoreError(
                 f"PostgreSQL store {self._where}: ledger record {seq} of run {run_id} cannot be decoded ({exc})",

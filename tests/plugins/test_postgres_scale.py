@@ -345,7 +345,7 @@ def test_a_version_1_database_is_migrated_with_its_queue_order_and_list_order(pg
                          "updated_at, data) VALUES (%s, 1, %s, 'wf', %s, %s, %s)",
                          (run.run_id, status, run.created_at, updated, codec.encode_run(run)))
     with PostgresBackend(pg_dsn) as backend:
-        assert backend.applied_migrations == [2]
+        assert backend.applied_migrations == [2, 3]
         claimed = [r for r, _ in backend.claim_runnable("w", limit=10)]
         assert claimed == [rows[3].run_id, rows[1].run_id, rows[0].run_id]  # unparsable first, then by updated_at
         listed = [r.run_id for r in backend.run_store.list_runs(limit=10)]  # text order, as before

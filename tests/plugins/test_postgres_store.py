@@ -123,7 +123,7 @@ def test_options_are_ours_or_libpq_and_are_stripped_from_the_dsn(psycopg_install
     dsn, kw = parse_location(_loc("postgresql://u:pw@h:5433/db?pool_max=3&sslmode=disable&schema=s1&notify=off"
                                   "&application_name=my%20app&pool_min=0&pool_timeout=2.5"), libpq)
     assert dsn == "postgresql://u:pw@h:5433/db?sslmode=disable&application_name=my%20app"
-    assert kw == {"min_size": 0, "max_size": 3, "schema": "s1", "notify": False, "pool_timeout": 2.5}
+    assert kw == {"min_size": 0, "max_size": 3, "schema": "s1", "notify": False, "pool_timeout": 2.5, "compress": True}
     # libpq parameters given in store_options reach the connection string too
     dsn, kw = parse_location(_loc("postgres://h/db", application_name="x", pool_max=2), libpq)
     assert psycopg.conninfo.conninfo_to_dict(dsn)["application_name"] == "x" and kw["max_size"] == 2
