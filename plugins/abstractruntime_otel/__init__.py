@@ -36,17 +36,13 @@ API_INSTALLED = _api_installed()
 INSTALL_HINT = "pip install 'abstractruntime[otel]' (the opentelemetry-api package)"
 
 if API_INSTALLED:
-    from .hooks import (  # noqa: F401  (hook implementations: pluggy finds them on this module)
-        abstractruntime_after_step,
-        abstractruntime_api_call,
-        abstractruntime_before_step,
-        abstractruntime_execute_effect,
+    from .hooks import (  # noqa: F401  (hook implementations: pluggy finds them on this module; the per-step ones
+        abstractruntime_api_call,  # are registered by the first API call made with telemetry active: StepHooks)
         abstractruntime_prepare_new_run,
         abstractruntime_prepare_resume_payload,
         abstractruntime_register_runtime_methods,
         abstractruntime_run_status_changed,
         abstractruntime_runtime_created,
-        abstractruntime_step_error,
     )
 else:
     from abstractruntime import hookimpl

@@ -1,10 +1,12 @@
 """The ``otel`` plugin's hook implementations. Imported only when ``opentelemetry-api`` is installed, and still
 without importing it: :mod:`.spans` (and ``opentelemetry`` with it) is imported by the first hook call, and every
-hook returns at once while no TracerProvider or MeterProvider is configured."""
+hook returns at once while no TracerProvider or MeterProvider is configured. The per-step hooks (:class:`StepHooks`)
+are registered in a runtime only once telemetry is active."""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 import weakref
 from typing import Any, Callable, Dict, List, Optional
@@ -46,7 +48,7 @@ def _telemetry() -> Any:
 
 
 @hookimpl(wrapper=True)
-def abstractruntime_api_call(name: str, run_id: Optional[str]) -> Any:
+def abstractruntime_api_call(runtime: Any, name: str, run_id: Optional[str]) -> Any:
     telemetry = _active()
     if telemetry is None:  # the hooks inside learn it from the frame: one check per call, not per step
         state.local.api.append(state.ApiFrame(None, run_id, len(state.local.steps)))
@@ -54,6 +56,7 @@ def abstractruntime_api_call(name: str, run_id: Optional[str]) -> Any:
             return (yield)
         finally:
             state.local.api.pop()
+    _with_step_hooks(runtime)
     frame = _spans.open_api(telemetry, name, run_id)
     try:
         result = yield
@@ -64,43 +67,64 @@ def abstractruntime_api_call(name: str, run_id: Optional[str]) -> Any:
     return result
 
 
-# The per-step hooks below look the call's telemetry up inline (what _telemetry does): a function call less each.
-@hookimpl
-def abstractruntime_before_step(run: Any, node_id: str) -> None:
-    api = state.local.api
-    telemetry = api[-1].telemetry if api else _active()
-    if telemetry is not None:
-        _spans.open_step(telemetry, run, node_id)
+class StepHooks:
+    """The per-step and per-effect hooks, registered in a runtime's plugin manager (as ``otel.steps``) by its first
+    API call made while telemetry is active: until then -- a host that installed opentelemetry-api but configured
+    no provider -- its steps and effects call nothing of this plugin. Once registered they stay (and return at once
+    if the provider goes away). They look the call's telemetry up inline (what _telemetry does)."""
+
+    NAME = "otel.steps"
+
+    @hookimpl
+    def abstractruntime_before_step(self, run: Any, node_id: str) -> None:
+        api = state.local.api
+        telemetry = api[-1].telemetry if api else _active()
+        if telemetry is not None:
+            _spans.open_step(telemetry, run, node_id)
+
+    @hookimpl
+    def abstractruntime_step_error(self, run: Any, error: BaseException) -> None:
+        if _telemetry() is not None:
+            _spans.fail_step(run, error)
+
+    @hookimpl
+    def abstractruntime_after_step(self, run: Any) -> None:
+        api = state.local.api
+        telemetry = api[-1].telemetry if api else _active()
+        if telemetry is not None:
+            _spans.close_step(telemetry, run)
+
+    @hookimpl(wrapper=True)
+    def abstractruntime_execute_effect(self, call: Any) -> Any:
+        api = state.local.api
+        telemetry = api[-1].telemetry if api else _active()
+        if telemetry is None:
+            return (yield)
+        opened = _spans.open_effect(telemetry, call)
+        try:
+            outcome = yield
+        except BaseException as exc:
+            _spans.close_effect(telemetry, call, opened, None, exc)
+            raise
+        _spans.close_effect(telemetry, call, opened, outcome, None)
+        return outcome
 
 
-@hookimpl
-def abstractruntime_step_error(run: Any, error: BaseException) -> None:
-    if _telemetry() is not None:
-        _spans.fail_step(run, error)
+STEP_HOOKS = StepHooks()
+_stepped: "weakref.WeakSet[Any]" = weakref.WeakSet()  # runtimes whose plugin manager has STEP_HOOKS
+_stepped_lock = threading.Lock()
 
 
-@hookimpl
-def abstractruntime_after_step(run: Any) -> None:
-    api = state.local.api
-    telemetry = api[-1].telemetry if api else _active()
-    if telemetry is not None:
-        _spans.close_step(telemetry, run)
-
-
-@hookimpl(wrapper=True)
-def abstractruntime_execute_effect(call: Any) -> Any:
-    api = state.local.api
-    telemetry = api[-1].telemetry if api else _active()
-    if telemetry is None:
-        return (yield)
-    opened = _spans.open_effect(telemetry, call)
-    try:
-        outcome = yield
-    except BaseException as exc:
-        _spans.close_effect(telemetry, call, opened, None, exc)
-        raise
-    _spans.close_effect(telemetry, call, opened, outcome, None)
-    return outcome
+def _with_step_hooks(runtime: Any) -> None:
+    if runtime in _stepped:
+        return
+    with _stepped_lock:
+        if runtime in _stepped:
+            return
+        pm = runtime.hooks.plugin_manager
+        if not pm.is_registered(STEP_HOOKS):
+            pm.register(STEP_HOOKS, name=StepHooks.NAME)
+        _stepped.add(runtime)
 
 
 @hookimpl

@@ -93,3 +93,33 @@ def test_a_host_that_configures_structlog_adds_the_trace_ids_with_the_plugins_pr
     (tick,) = otel.spans("abstractruntime.tick")
     assert step["run_id"] == run_id
     assert (step["trace_id"], step["span_id"]) == (f"{tick.context.trace_id:032x}", f"{tick.context.span_id:016x}")
+
+
+def _observers(rt, hook):
+    return [impl.plugin_name for impl in getattr(rt.hooks.plugin_manager.hook, hook).get_hookimpls()]
+
+
+def test_with_the_api_but_no_provider_no_step_hook_is_registered_until_telemetry_is_active(otel):
+    """Idle (no provider): steps and effects call nothing of the plugin. The first API call made once a provider is
+    configured registers the per-step hooks, and that very call's steps and effects get their spans."""
+    import abstractruntime_otel
+
+    flow = WorkflowSpec(workflow_id="w", entry_node="a", nodes={
+        "a": lambda run, ctx: StepPlan(node_id="a", effect=Effect(type=EffectType.ANSWER_USER,
+                                                                  payload={"message": "hi"}), next_node="b"),
+        "b": lambda run, ctx: StepPlan(node_id="b", complete_output={"ok": True})})
+    abstractruntime_otel.configure()  # no provider: idle
+    with Runtime.from_config({"store": "memory://"}) as rt:
+        rt.tick(workflow=flow, run_id=rt.start(workflow=flow))
+        hooks = ("abstractruntime_before_step", "abstractruntime_after_step", "abstractruntime_step_error",
+                 "abstractruntime_execute_effect")
+        assert not any("otel" in name for hook in hooks for name in _observers(rt, hook))
+        assert otel.spans("abstractruntime.step") == []
+        abstractruntime_otel.configure(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+        state = rt.tick(workflow=flow, run_id=rt.start(workflow=flow))
+        assert state.status.value == "completed"
+        assert all(_observers(rt, hook).count("otel.steps") == 1 for hook in hooks)
+        assert [s.attributes["abstractruntime.node_id"] for s in otel.spans("abstractruntime.step")] == ["a", "b"]
+        assert len(otel.spans("abstractruntime.effect")) == 1
+        rt.tick(workflow=flow, run_id=rt.start(workflow=flow))  # registered once per runtime
+        assert _observers(rt, "abstractruntime_before_step").count("otel.steps") == 1
