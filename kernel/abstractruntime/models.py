@@ -9,15 +9,13 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Union
 
-import attrs
-from attrs import define, field, frozen
+from attrs import define, evolve, field, frozen, setters
 
 from .errors import NotFoundError, ValidationError
 
 
 def _unstructure(obj: Any) -> Dict[str, Any]:
     from .codec import converter
-
     return converter.unstructure(obj)
 
 
@@ -98,6 +96,10 @@ def _dict_or_empty(value: Any) -> dict:
     return {} if value is None else value
 
 
+def _member_of(cls: Any) -> Any:  # a converter that returns a member at once (``Enum(...)`` costs ~1 us)
+    return lambda value: value if type(value) is cls else cls._value2member_map_.get(value) or cls(value)
+
+
 @frozen
 class Effect:
     type: Union[EffectType, str] = field(converter=coerce_effect_type)
@@ -123,7 +125,7 @@ class StepPlan:
 
 @define
 class WaitState:
-    reason: WaitReason = field(converter=WaitReason)
+    reason: WaitReason = field(converter=_member_of(WaitReason))
     wait_key: Optional[str] = None
     until: Optional[str] = None
     resume_to_node: Optional[str] = None
@@ -137,11 +139,12 @@ class WaitState:
         return _unstructure(self)
 
 
-@define(on_setattr=attrs.setters.convert)  # no validators: only ``status`` has work to do on assignment
+@define(on_setattr=setters.NO_OP)  # no validators: only ``status`` has work to do on assignment
 class RunState:
     run_id: str
     workflow_id: str
-    status: RunStatus = field(converter=RunStatus)
+    status: RunStatus = field(converter=_member_of(RunStatus),  # attrs' convert setter imports at every call
+                              on_setattr=lambda _run, attrib, value: attrib.converter(value))
     current_node: str
     vars: Dict[str, Any] = field(factory=dict)
     waiting: Optional[WaitState] = None
@@ -193,7 +196,7 @@ class StepRecord:
     run_id: str
     step_id: str
     node_id: str
-    status: StepStatus = field(converter=StepStatus)
+    status: StepStatus = field(converter=_member_of(StepStatus))
     effect: Optional[Dict[str, Any]] = None
     result: Optional[Dict[str, Any]] = None
     error: Optional[str] = None
@@ -307,7 +310,7 @@ class RuntimeConfig:
         }
 
     def with_capabilities(self, capabilities: Dict[str, Any]) -> "RuntimeConfig":
-        return attrs.evolve(self, model_capabilities=dict(capabilities))
+        return evolve(self, model_capabilities=dict(capabilities))
 
 
 @frozen
