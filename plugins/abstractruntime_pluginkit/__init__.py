@@ -16,13 +16,19 @@ hook). The builtin plugins are built on it, and so can a third-party one:
 Store authors have ``abstractruntime_storekit`` as well.
 """
 
-from .drivers import attach_driver, is_driven
-from .event_keys import SCOPES, build_event_wait_key
-from .hostloop import host_loop, on_host_loop, set_host_loop
-from .jsonload import DEFAULT_MAX_DEPTH, JsonTooDeepError, check_value_depth, loads_bounded
-from .options import plugin_options, structure_options
-from .registry import WorkflowRegistry, WorkflowVersionNotFoundError, spec_for_run
-from .run_tree import ancestors, find_in_run_tree, root_of
+from .lazy import lazy_exports
+
+# Each name is imported from its module on first use: every plugin package imports this one, and a plugin that needs
+# plugin_options should not pay for the others (hostloop's asyncio, the registry, ...) at start-up (issue 23).
+__getattr__, __dir__ = lazy_exports(__name__, {
+    **dict.fromkeys(["attach_driver", "is_driven"], ".drivers"),
+    **dict.fromkeys(["SCOPES", "build_event_wait_key"], ".event_keys"),
+    **dict.fromkeys(["host_loop", "on_host_loop", "set_host_loop"], ".hostloop"),
+    **dict.fromkeys(["DEFAULT_MAX_DEPTH", "JsonTooDeepError", "check_value_depth", "loads_bounded"], ".jsonload"),
+    **dict.fromkeys(["plugin_options", "structure_options"], ".options"),
+    **dict.fromkeys(["WorkflowRegistry", "WorkflowVersionNotFoundError", "spec_for_run"], ".registry"),
+    **dict.fromkeys(["ancestors", "find_in_run_tree", "root_of"], ".run_tree"),
+})
 
 __all__ = [
     "plugin_options", "structure_options", "WorkflowRegistry", "WorkflowVersionNotFoundError", "spec_for_run", "ancestors", "root_of", "find_in_run_tree",

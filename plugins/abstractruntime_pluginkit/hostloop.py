@@ -9,10 +9,12 @@ on that one loop. The runtime that awaits on a host loop says so with :func:`set
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from abstractruntime import StashKey
+
+if TYPE_CHECKING:  # asyncio costs ~18 ms of start-up: annotations only (issue 23)
+    import asyncio
 
 #: ``probe() -> the loop this runtime's awaiter awaits on now``, None when it would use a private loop
 _HOST_LOOP = StashKey["Callable[[], Optional[asyncio.AbstractEventLoop]]"]()

@@ -25,6 +25,7 @@ from abstractruntime.storage.base import CommitView, Precondition
 from abstractruntime.timeutil import now_utc, parse_instant
 from abstractruntime_pluginkit.queries import answers_run_queries
 
+from .choices import OVERLAPS
 from .timing import CATCH_UPS, InvalidScheduleError, Timing, fire_time_text, make_timing, next_fire_after
 
 #: the workflow id of schedule record runs (never a workflow of yours)
@@ -32,7 +33,6 @@ SCHEDULE_WORKFLOW_ID = "abstractruntime.schedule"
 #: the ``effect.type`` of the ledger rows of record runs, and of the first row of every run a schedule starts
 SCHEDULE_EFFECT_TYPE = "schedule"
 FIRE_EFFECT_TYPE = "schedule_fire"
-OVERLAPS = ("skip", "allow")
 MAX_SCHEDULES = 10_000
 _NAMESPACE = uuid.UUID("6f1c0a52-3b7e-5d0e-9a55-2f8e6c1d7b40")
 #: the idempotency key of the first ledger row of a run that must not exist yet (see :func:`create_only`)

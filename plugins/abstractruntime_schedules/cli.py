@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from abstractruntime.descriptors import CliCommandDescriptor
 from abstractruntime.errors import ValidationError
 
-from . import book
-from .book import OVERLAPS, Schedule
-from .timing import CATCH_UPS
+from .choices import CATCH_UPS, OVERLAPS
+
+if TYPE_CHECKING:
+    from .book import Schedule
+
+# The schedule book (zoneinfo, cronsim, the run queries) is imported when a schedules command runs, not when the
+# command line builds its parser (every `abstractruntime` invocation, --help included; issue 23).
 
 _COLUMNS = ["schedule_id", "workflow_id", "when", "overlap", "catch_up", "paused", "next_fire_time",
             "last_fire_time", "fired"]
@@ -30,6 +34,8 @@ def _cli_show(args: Any, rows: List[Dict[str, Any]]) -> None:
 
 
 def _cli_list(args: Any, runtime: Any) -> int:
+    from . import book
+
     _cli_show(args, [_row(book.schedule_of(r)) for r in book.active_records(runtime)])
     return 0
 
@@ -50,6 +56,8 @@ def _cli_add_args(parser: Any) -> None:
 def _cli_add(args: Any, runtime: Any) -> int:
     from abstractruntime_pluginkit.jsonload import loads_bounded
 
+    from . import book
+
     variables: Any = {}
     if args.vars is not None:
         try:
@@ -69,6 +77,8 @@ def _id_arg(parser: Any) -> None:
 
 def _cli_change(action: str) -> Any:
     def run(args: Any, runtime: Any) -> int:
+        from . import book
+
         _cli_show(args, [_row(book.change(runtime, args.schedule_id, action))])
         return 0
 

@@ -21,9 +21,10 @@ from cronsim import CronSim, CronSimError
 
 from abstractruntime.errors import ValidationError
 
+from .choices import CATCH_UPS
+
 UTC = timezone.utc
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CATCH_UPS = ("none", "one", "all")
 
 
 class InvalidScheduleError(ValidationError):

@@ -20,8 +20,10 @@ from abstractruntime import EffectHandlerDescriptor, EffectType, RunState, RunSt
 from abstractruntime.errors import ConcurrentModificationError, RunNotWaitingError, WaitKeyMismatchError
 from abstractruntime.logs import get_logger
 from abstractruntime_pluginkit import is_driven, plugin_options, spec_for_run
+from abstractruntime_pluginkit.lazy import lazy_exports, lazy_function
 
-from .start import start_subworkflow, wrap_child_result
+# .start (the run queries, the compat protocols) is imported on the first subworkflow, not by every runtime (issue 23)
+__getattr__, __dir__ = lazy_exports(__name__, dict.fromkeys(["start_subworkflow", "wrap_child_result"], ".start"))
 
 #: a child's node traces (include_traces) come from the observation plugin's runtime method
 abstractruntime_requires = ("observation",)
@@ -44,7 +46,8 @@ def abstractruntime_runtime_created(runtime: Any) -> None:
 
 @hookimpl
 def abstractruntime_register_effect_handlers() -> List[EffectHandlerDescriptor]:
-    return [EffectHandlerDescriptor(EffectType.START_SUBWORKFLOW, start_subworkflow, "Start a child workflow")]
+    return [EffectHandlerDescriptor(EffectType.START_SUBWORKFLOW,
+                                    lazy_function(__name__, ".start", "start_subworkflow"), "Start a child workflow")]
 
 
 @hookimpl
@@ -55,6 +58,8 @@ def abstractruntime_prepare_resume_payload(run: RunState, wait: WaitState, paylo
         return None
     if isinstance(payload, dict) and "mode" in payload and "results" in payload:
         return None  # already an envelope
+    from .start import wrap_child_result
+
     return wrap_child_result(
         output=(payload or {}).get("output"),
         sub_run_id=(payload or {}).get("sub_run_id") or details.get("sub_run_id"),
