@@ -8,7 +8,6 @@ import json
 import math
 from typing import Any, Dict, List, Optional, Union
 
-import cattrs
 import orjson
 
 from .errors import InvalidTypeError, JsonInvariantError, ValidationError
@@ -26,35 +25,13 @@ from .models import (
     utc_now_iso,
 )
 
-converter = cattrs.Converter(detailed_validation=False)
-
-converter.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
-converter.register_unstructure_hook(Union[EffectType, str], effect_type_value)
-# Enums become their plain string values (what the reference's asdict + JSON gives readers).
-for _enum in (RunStatus, WaitReason, StepStatus, EffectType):
-    converter.register_unstructure_hook(_enum, lambda value: value.value)
-
-# Free-form JSON fields (vars, output, details, effect, result) are checked by ``check_json`` and passed through as
-# they are, both ways: (un)structuring them value by value only costs time (80% of decoding a checkpoint).
-_JSON_FIELD_TYPES = (Dict[str, Any], Optional[Dict[str, Any]], Optional[List[str]])
-converter.register_unstructure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value: value)
-converter.register_structure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value, _t: value)
-
 
 # Checkpoints are decoded on every load and timer poll: explicit hooks take a few microseconds, generated code ~20.
 # Unknown keys are ignored (forward compatibility); missing optional keys take the model's defaults.
 def _structure_wait(d: Dict[str, Any], _t: Any = None) -> WaitState:
-    return WaitState(
-        reason=d["reason"],
-        wait_key=d.get("wait_key"),
-        until=d.get("until"),
-        resume_to_node=d.get("resume_to_node"),
-        result_key=d.get("result_key"),
-        prompt=d.get("prompt"),
-        choices=d.get("choices"),
-        allow_free_text=d.get("allow_free_text", True),
-        details=d.get("details"),
-    )
+    return WaitState(reason=d["reason"], wait_key=d.get("wait_key"), until=d.get("until"),
+                     resume_to_node=d.get("resume_to_node"), result_key=d.get("result_key"), prompt=d.get("prompt"),
+                     choices=d.get("choices"), allow_free_text=d.get("allow_free_text", True), details=d.get("details"))
 
 
 def _structure_run(d: Dict[str, Any], _t: Any = None) -> RunState:
@@ -79,10 +56,6 @@ def _structure_run(d: Dict[str, Any], _t: Any = None) -> RunState:
     )
 
 
-converter.register_structure_hook(WaitState, _structure_wait)
-converter.register_structure_hook(RunState, _structure_run)
-
-
 def _import_path(fn: Any) -> str:
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
@@ -104,24 +77,41 @@ def _resolve_import_path(path: str) -> Any:
     return obj
 
 
-converter.register_unstructure_hook(
-    WorkflowSpec,
-    lambda spec: {
-        "workflow_id": spec.workflow_id,
-        "entry_node": spec.entry_node,
+# Free-form JSON fields (vars, output, details, effect, result) are checked by ``check_json`` and passed through as
+# they are, both ways: (un)structuring them value by value only costs time (80% of decoding a checkpoint).
+_JSON_FIELD_TYPES = (Dict[str, Any], Optional[Dict[str, Any]], Optional[List[str]])
+_converter: Any = None
+
+
+def _build_converter() -> Any:
+    """The converter, built on first use: ``import cattrs`` and its hooks are a third of ``import abstractruntime``."""
+    global _converter
+    import cattrs
+
+    conv = cattrs.Converter(detailed_validation=False)
+    conv.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
+    conv.register_unstructure_hook(Union[EffectType, str], effect_type_value)
+    for enum in (RunStatus, WaitReason, StepStatus, EffectType):  # enums become their plain string values
+        conv.register_unstructure_hook(enum, lambda value: value.value)
+    conv.register_unstructure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value: value)
+    conv.register_structure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value, _t: value)
+    conv.register_structure_hook(WaitState, _structure_wait)
+    conv.register_structure_hook(RunState, _structure_run)
+    conv.register_unstructure_hook(WorkflowSpec, lambda spec: {
+        "workflow_id": spec.workflow_id, "entry_node": spec.entry_node,
         "nodes": {node_id: _import_path(fn) for node_id, fn in spec.nodes.items()},
-        **({"version": spec.version} if spec.version is not None else {}),
-    },
-)
-converter.register_structure_hook(
-    WorkflowSpec,
-    lambda d, _t: WorkflowSpec(
-        workflow_id=d["workflow_id"],
-        entry_node=d["entry_node"],
-        nodes={node_id: _resolve_import_path(ref) for node_id, ref in d["nodes"].items()},
-        version=d.get("version"),
-    ),
-)
+        **({"version": spec.version} if spec.version is not None else {})})
+    conv.register_structure_hook(WorkflowSpec, lambda d, _t: WorkflowSpec(
+        workflow_id=d["workflow_id"], entry_node=d["entry_node"], version=d.get("version"),
+        nodes={node_id: _resolve_import_path(ref) for node_id, ref in d["nodes"].items()}))
+    _converter = conv
+    return conv
+
+
+def __getattr__(name: str) -> Any:  # ``codec.converter``: the one cattrs converter (PEP 562: built on first use)
+    if name == "converter":
+        return _converter or _build_converter()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def to_json_bytes(value: Any) -> bytes:
@@ -250,19 +240,19 @@ def check_json(value: Any, path: str, *, run_id: Optional[str] = None, node_id: 
 
 
 def run_to_dict(run: RunState) -> Dict[str, Any]:
-    return converter.unstructure(run)
+    return (_converter or _build_converter()).unstructure(run)
 
 
 def run_from_dict(data: Dict[str, Any]) -> RunState:
-    return converter.structure(data, RunState)
+    return (_converter or _build_converter()).structure(data, RunState)
 
 
 def record_to_dict(record: StepRecord) -> Dict[str, Any]:
-    return converter.unstructure(record)
+    return (_converter or _build_converter()).unstructure(record)
 
 
 def record_from_dict(data: Dict[str, Any]) -> StepRecord:
-    return converter.structure(data, StepRecord)
+    return (_converter or _build_converter()).structure(data, StepRecord)
 
 
 def check_run(run: RunState, *, node_id: Optional[str] = None, vars_checked: bool = False) -> None:

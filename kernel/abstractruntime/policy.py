@@ -3,7 +3,6 @@ loop repeating an effect executes it again, a crash-and-retry of the same step r
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Dict, Optional, Protocol, runtime_checkable
 
@@ -64,6 +63,8 @@ def compute_idempotency_key(*, run_id: str, node_id: str, effect: Effect, step: 
     data: Dict[str, Any] = {"run_id": run_id, "node_id": node_id, "effect_type": effect_type, "effect_payload": payload}
     if step is not None:
         data["step"] = step
+    import hashlib  # here: ``import abstractruntime`` stays light
+
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
 

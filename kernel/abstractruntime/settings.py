@@ -9,20 +9,15 @@ every environment variable and examples are in docs/configuration.md."""
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple, Union
-from urllib.parse import parse_qsl, unquote, urlsplit
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Union
 
 from attrs import field, frozen
 
 from .descriptors import StoreLocation
 from .errors import ConfigurationError
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+if TYPE_CHECKING:  # pathlib, urllib.parse and tomllib are imported where used: ``import abstractruntime`` stays light
+    from pathlib import Path
 
 
 def _names(value: Any) -> Tuple[str, ...]:
@@ -96,6 +91,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 def default_home() -> Path:
     """Where the runtime keeps its files by default (the default store plugin's store among them):
     ``$ABSTRACTRUNTIME_HOME``, else ``$XDG_DATA_HOME/abstractruntime``, else ``~/.local/share/abstractruntime``."""
+    from pathlib import Path
+
     explicit = os.environ.get("ABSTRACTRUNTIME_HOME")
     if explicit:
         return Path(explicit).expanduser()
@@ -142,6 +139,13 @@ def _merge(base: Dict[str, Any], overlay: Mapping[str, Any], origin: str) -> Dic
 
 
 def read_toml(path: Union[str, Path]) -> Dict[str, Any]:
+    import sys
+    from pathlib import Path
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
     p = Path(path).expanduser()
     try:
         with p.open("rb") as fh:
@@ -182,7 +186,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     merged: Dict[str, Any] = {}
     file_path: Optional[Union[str, Path]] = None
-    if isinstance(source, (str, Path)):
+    if isinstance(source, (str, os.PathLike)):
         file_path = source
     elif env.get("ABSTRACTRUNTIME_CONFIG"):
         file_path = env["ABSTRACTRUNTIME_CONFIG"]
@@ -191,7 +195,7 @@ def load_settings(
     merged = _merge(merged, _from_env(env), "environment")
     if isinstance(source, Mapping):
         merged = _merge(merged, source, "the configuration dict")
-    elif source is not None and not isinstance(source, (str, Path)):
+    elif source is not None and not isinstance(source, (str, os.PathLike)):
         raise ConfigurationError(
             f"Configuration must be a dict, a path to a TOML file, or None; got {type(source).__name__}"
         )
@@ -226,6 +230,8 @@ def parse_store_url(url: str, options: Optional[Mapping[str, Any]] = None) -> St
                 f"(three slashes before an absolute path) or a bare store name (e.g. 'memory')")
         merged = dict(options or {})
         return StoreLocation(url=text, scheme=text.lower(), path="", options=merged)
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
     parts = urlsplit(text)
     scheme = parts.scheme.lower()
     if not scheme:

@@ -63,3 +63,21 @@ def test_the_lazy_names_still_resolve_and_the_commands_still_offer_their_choices
         print("ok")
     """)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_import_abstractruntime_imports_neither_cattrs_nor_pathlib_tomllib_urllib_or_hashlib():
+    """The kernel builds its cattrs converter on first use and imports pathlib, urllib.parse, tomllib and hashlib
+    where they are used: together about a quarter of ``import abstractruntime``; the converter still works."""
+    out = _run("""
+        import sys
+        import abstractruntime
+        heavy = ("cattrs", "pathlib", "urllib.parse", "tomllib", "hashlib")
+        print(sorted(m for m in heavy if m in sys.modules))
+        from abstractruntime import codec
+        from abstractruntime.codec import converter
+        run = abstractruntime.RunState.new(workflow_id="w", entry_node="a")
+        assert codec.run_from_dict(codec.run_to_dict(run)) == run and converter is codec.converter
+        print("cattrs" in sys.modules)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]
