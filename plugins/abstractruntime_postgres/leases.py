@@ -151,7 +151,8 @@ class Leases:
     # --- leases -----------------------------------------------------------------------------------------------
     def claim_runnable(self, worker_id: str, *, limit: int = 10, lease_s: float = 30.0,
                        wait_reasons: Iterable[Union[str, WaitReason]] = (),
-                       exclude: Iterable[Tuple[str, int]] = ()) -> List[Tuple[str, int]]:
+                       exclude: Iterable[Tuple[str, int]] = (), polled: Optional[List[bool]] = None
+                       ) -> List[Tuple[str, int]]:
         """Claim up to ``limit`` runs that can make progress and are not leased (or whose lease expired).
 
         Runnable: RUNNING runs and WAITING runs whose ``UNTIL`` deadline is due, in the order they became
@@ -163,6 +164,8 @@ class Leases:
         seconds from now (server clock). Returns ``[(run_id, epoch), ...]``: pass them to :meth:`fenced`.
         ``exclude`` lists ``(run_id, revision)`` pairs not to claim while the run still has that revision (a worker
         passes the runs whose checkpoint it found corrupt, so they never take the places of healthy runs).
+        ``polled`` (a list) gets ``True`` appended when the runs waiting for ``wait_reasons`` were looked at (there
+        was room left after the runnable ones).
         """
         worker_id = _check_worker(worker_id)
         limit = int(limit)
@@ -176,6 +179,8 @@ class Leases:
             for i, (query, params) in enumerate(picks):
                 if i == 2 and len(found) >= limit:  # runs waiting for a child or a job: what room is left
                     break
+                if i == 2 and polled is not None:
+                    polled.append(True)
                 cur.execute(query, params + (limit - len(found) if i == 2 else limit,))
                 for run_id, ready in cur.fetchall():
                     found.setdefault(run_id, (i == 2, ready, run_id))
@@ -252,13 +257,16 @@ class Leases:
 
     def release(self, worker_id: str, run_id: str, epoch: Optional[int] = None) -> bool:
         """Give up this worker's lease on ``run_id`` (only if it still holds it). A run left RUNNING is
-        announced on the channel so that another worker picks it up at once. Returns whether it was held."""
+        announced on the channel so that another worker picks it up at once; one left waiting without a timer (a
+        parent polled for its child, still running) goes to the back of the polling order, so the waiting runs
+        behind it are polled too. Returns whether it was held."""
         worker_id = _check_worker(worker_id)
         s = self._sql.s
 
         def tx(cur: psycopg.Cursor) -> Optional[str]:
             cur.execute(
-                f"UPDATE {s}.runs SET lease_owner = NULL, lease_expires_at = NULL WHERE run_id = %s "
+                f"UPDATE {s}.runs SET lease_owner = NULL, lease_expires_at = NULL, ready_at = CASE WHEN status = "
+                f"'{_WAITING}' AND wait_until IS NULL THEN clock_timestamp() ELSE ready_at END WHERE run_id = %s "
                 f"AND lease_owner = %s AND (%s::bigint IS NULL OR fencing_epoch = %s::bigint) RETURNING status",
                 (run_id, worker_id, epoch, epoch))
             row = cur.fetchone()

@@ -181,9 +181,12 @@ class PostgresWorker:
         now = time.monotonic()
         if self.wait_reasons and now - self._last_pollable >= self.pollable_interval_s:
             reasons = self.wait_reasons
-            self._last_pollable = now
+        polled: List[bool] = []
         claims = self.backend.claim_runnable(self.worker_id, limit=self.batch_size, lease_s=self.lease_s,
-                                             wait_reasons=reasons, exclude=list(self._corrupt.items()))
+                                             wait_reasons=reasons, exclude=list(self._corrupt.items()),
+                                             polled=polled)
+        if polled:  # a batch full of runnable runs left no room: the waiting runs are polled at the next cycle
+            self._last_pollable = now
         if not claims:
             return 0
         with self._stats_lock:

@@ -357,6 +357,33 @@ def test_two_workers_claim_disjoint_sets(pg_dsn):
         assert lease["owner"] == "A" and lease["epoch"] == 1 and not lease["expired"]
 
 
+def test_polled_waiting_runs_go_to_the_back_so_every_waiting_parent_is_polled(backend):
+    """A parent polled for its child (still running) and released goes behind the other waiting parents: with more
+    waiting parents than a batch, the ones behind are polled at the next passes (they starved before: the same first
+    batch every pass). ``polled`` says whether the waiting runs were looked at at all."""
+    parents = []
+    for i in range(5):
+        parent = _run()
+        parent.status = RunStatus.WAITING
+        parent.waiting = WaitState(reason=WaitReason.SUBWORKFLOW, wait_key=f"subworkflow:c{i}", resume_to_node="b")
+        _commit(backend, parent)
+        parents.append(parent.run_id)
+    seen = []
+    for worker in ("w1", "w2", "w3"):
+        polled = []
+        claimed = backend.claim_runnable(worker, limit=2, wait_reasons=["subworkflow"], polled=polled)
+        assert polled == [True]
+        seen.append([r for r, _ in claimed])
+        for run_id, epoch in claimed:
+            assert backend.release(worker, run_id, epoch)
+    assert seen == [parents[0:2], parents[2:4], [parents[4], parents[0]]]
+    (running,) = _running_runs(backend, 1)  # a runnable run fills a batch of one: no room to poll
+    polled = []
+    assert [r for r, _ in backend.claim_runnable("w4", limit=1, wait_reasons=["subworkflow"], polled=polled)] == [
+        running.run_id]
+    assert polled == []
+
+
 def test_claim_skips_rows_locked_by_another_claimer(backend, pg_dsn):
     locked, free = _running_runs(backend, 2)
     with psycopg.connect(pg_dsn) as conn:  # a claimer in the middle of its transaction
