@@ -31,8 +31,6 @@ transaction.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -44,6 +42,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState
 from abstractruntime.storage.base import CommitView, StepCommit
 from abstractruntime.timeutil import parse_instant
+from abstractruntime_storekit import HeadHints
 
 from .errors import CommitOutcomeUnknownError, RunLeasedError
 from .leases import _FENCES, Fence
@@ -118,32 +117,20 @@ class StepCommits:
     fault_injector: Any
 
     def _init_commits(self) -> None:
-        self._heads: "OrderedDict[str, Tuple[int, Optional[str]]]" = OrderedDict()
-        self._heads_lock = threading.Lock()
+        self._heads = HeadHints(HEADS_KEPT)
 
-    # --- chain head hints -------------------------------------------------------------------------------------
+    # --- chain head hints (storekit.heads) --------------------------------------------------------------------
     def ledger_head_hint(self, run_id: str) -> Optional[Tuple[int, Optional[str]]]:
         """``(seq, record_hash)`` of the run's last ledger record as this backend last wrote it, or None when it
         does not know. A hint: whatever is chained on it is checked again inside the commit's transaction."""
-        with self._heads_lock:
-            return self._heads.get(run_id)
+        return self._heads.get(run_id)
 
     def _remember_head(self, run_id: str, seq: int, record_hash: Optional[str]) -> None:
-        with self._heads_lock:
-            known = self._heads.get(run_id)
-            if known is not None and known[0] > seq:
-                return  # a later commit of another thread got here first
-            self._heads[run_id] = (seq, record_hash)
-            self._heads.move_to_end(run_id)
-            while len(self._heads) > HEADS_KEPT:
-                self._heads.popitem(last=False)
+        self._heads.remember(run_id, seq, record_hash)
 
     def _stored_head(self, run_id: str, last_seq: Optional[int]) -> None:
         """A load saw the run's ``last_seq``: forget a hint it contradicts (someone else appended)."""
-        with self._heads_lock:
-            known = self._heads.get(run_id)
-            if known is not None and known[0] != (last_seq or 0):
-                del self._heads[run_id]
+        self._heads.seen(run_id, last_seq or 0)
 
     # --- the step commit --------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:
