@@ -65,8 +65,10 @@ def compute_idempotency_key(*, run_id: str, node_id: str, effect: Effect, step: 
         data["step"] = step
     import hashlib  # here: ``import abstractruntime`` stays light
 
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(_CANONICAL.encode(data).encode("utf-8")).hexdigest()[:32]
+
+
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # json.dumps(...) builds one per call (2 us)
 
 
 @define
