@@ -110,6 +110,9 @@ class Scheduler:
         self._in_flight: set = set()
         self._in_flight_lock = threading.Lock()
         self._failed_at: Dict[str, int] = {}  # run_id -> revision that failed (skip until the run changes)
+        #: waiting runs polled this round and not ready (run_id -> revision): the next polls take the others first,
+        #: so a parent whose wake-up was missed is reached however many parents wait for children still running
+        self._unready: Dict[str, int] = {}
         self._stop = threading.Event()
         self._wake_event = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -171,7 +174,8 @@ class Scheduler:
         # waits that a plugin may declare ready on tick (abstractruntime_poll_wait): a parent whose child finished
         queries = [lambda: store.list_due_wait_until(now_iso=now, limit=limit),
                    lambda: store.list_runs(status=RunStatus.RUNNING, limit=limit)] + [
-            lambda reason=reason: store.list_runs(status=RunStatus.WAITING, wait_reason=reason, limit=limit)
+            lambda reason=reason: store.list_runs(status=RunStatus.WAITING, wait_reason=reason,
+                                                  limit=max(limit, self.batch_size))
             for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)]
         found: List[RunState] = []
         with collect_skipped() as skipped:  # a corrupt run is left out by the store's queries, and counted here
@@ -184,15 +188,26 @@ class Scheduler:
                         skipped.append(CorruptRecord(store="", kind="checkpoint", run_id=exc.run_id,
                                                      error=exc.message))
         self._note_corrupt(skipped)
-        seen, out = set(), []
+        seen, out, pollable, unready = set(), [], [], 0
+        with self._in_flight_lock:
+            polled = dict(self._unready)
         for run in found:
             if run.run_id in seen or run.is_paused:
                 continue
             seen.add(run.run_id)
             if self._failed_at.get(run.run_id) == run.revision:
                 continue  # failed at this revision already (e.g. workflow not registered): wait for a change
+            if run.status is RunStatus.WAITING and run.waiting is not None and run.waiting.until is None:
+                if polled.get(run.run_id) == run.revision:
+                    unready += 1  # polled this round already: the others first
+                elif len(pollable) < limit:
+                    pollable.append(run)
+                continue
             out.append(run)
-        return out
+        if not pollable and unready:  # every waiting run was polled this round: the next round starts
+            with self._in_flight_lock:
+                self._unready.clear()
+        return out + pollable
 
     def _note_corrupt(self, skipped: List[CorruptRecord]) -> None:
         corrupt = sorted({r.run_id for r in skipped if r.run_id})
@@ -254,6 +269,9 @@ class Scheduler:
                 if state.revision == before:  # no step was taken: another process is driving this run
                     break
             if state.revision == run.revision:  # a pollable wait that was not ready: nothing happened
+                if run.status is RunStatus.WAITING:
+                    with self._in_flight_lock:
+                        self._unready[run.run_id] = run.revision
                 return
             with self._stats_lock:
                 self._stats.runs_resumed += 1

@@ -351,3 +351,47 @@ def test_restart_after_sigkill_every_parked_run_completes_exactly_once(tmp_path)
         started = [r["step_id"] for r in rows if r["status"] == "started"]
         assert len(started) == len(set(started)) == 1, statuses  # the wait step recorded once
     rt.close()
+
+
+def test_a_parent_whose_wake_up_was_missed_is_reached_however_many_parents_wait_for_running_children():
+    """A waiting parent is polled in turn with the others: with more parents waiting for children still running than
+    one poll takes (here 8: one worker), the oldest one -- whose child finished while no driver was attached, so its
+    wake-up was missed -- used to be left out of every poll (the store lists the newest first)."""
+    quick = WorkflowSpec(workflow_id="quick", entry_node="a", nodes={
+        "a": lambda run, ctx: StepPlan(node_id="a", complete_output={"answer": 42})})
+    asker = ask_flow("asker")
+
+    def parent_of(child_id):
+        return WorkflowSpec(workflow_id=f"parent_{child_id}", entry_node="spawn", nodes={
+            "spawn": lambda run, ctx: StepPlan(node_id="spawn", effect=Effect(
+                EffectType.START_SUBWORKFLOW, {"workflow_id": child_id, "async": True, "wait": True}, "sub"),
+                next_node="done"),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"sub": run.vars["sub"]})})
+
+    ready_parent, waiting_parent = parent_of("quick"), parent_of("asker")
+    registry = WorkflowRegistry()
+    for spec in (quick, asker, ready_parent, waiting_parent):
+        registry.register(spec)
+    backend = MemoryBackend()
+    rt = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store, workflow_registry=registry)
+    missed = rt.start(workflow=ready_parent)
+    state = rt.tick(workflow=ready_parent, run_id=missed)
+    assert state.status is RunStatus.WAITING and state.waiting.reason is WaitReason.SUBWORKFLOW
+    child = state.waiting.details["sub_run_id"]
+    assert rt.tick(workflow=quick, run_id=child).status is RunStatus.COMPLETED  # no driver: the parent stays waiting
+    assert rt.get_state(missed).status is RunStatus.WAITING
+    others = []
+    for _ in range(12):
+        time.sleep(0.002)  # newer than the missed parent
+        run_id = rt.start(workflow=waiting_parent)
+        state = rt.tick(workflow=waiting_parent, run_id=run_id)
+        rt.tick(workflow=asker, run_id=state.waiting.details["sub_run_id"])  # the child waits for a person
+        others.append(run_id)
+    scheduler = Scheduler(runtime=rt, registry=registry, poll_interval_s=0.02, workers=1)
+    scheduler.start()
+    try:
+        assert wait_for(lambda: rt.get_state(missed).status is RunStatus.COMPLETED, timeout=10)
+        assert rt.get_state(missed).output["sub"]["output"] == {"answer": 42}
+        assert all(rt.get_state(r).status is RunStatus.WAITING for r in others)
+    finally:
+        scheduler.stop()
