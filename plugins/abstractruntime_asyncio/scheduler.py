@@ -254,6 +254,7 @@ class AsyncScheduler:
                     if state.status is not RunStatus.RUNNING or self._stopping or state.revision == before:
                         break  # done for now, stopping, or another process drives it (no step was taken)
             if state.revision == run.revision:  # a pollable wait that was not ready: nothing happened
+                finder._note_not_ready(run)
                 return
             with finder._stats_lock:
                 finder._stats.runs_resumed += 1

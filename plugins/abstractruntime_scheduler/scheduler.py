@@ -209,6 +209,12 @@ class Scheduler:
                 self._unready.clear()
         return out + pollable
 
+    def _note_not_ready(self, run: RunState) -> None:
+        """A waiting run polled and found not ready: the other waiting runs are polled before it again."""
+        if run.status is RunStatus.WAITING:
+            with self._in_flight_lock:
+                self._unready[run.run_id] = run.revision
+
     def _note_corrupt(self, skipped: List[CorruptRecord]) -> None:
         corrupt = sorted({r.run_id for r in skipped if r.run_id})
         with self._stats_lock:
@@ -269,9 +275,7 @@ class Scheduler:
                 if state.revision == before:  # no step was taken: another process is driving this run
                     break
             if state.revision == run.revision:  # a pollable wait that was not ready: nothing happened
-                if run.status is RunStatus.WAITING:
-                    with self._in_flight_lock:
-                        self._unready[run.run_id] = run.revision
+                self._note_not_ready(run)
                 return
             with self._stats_lock:
                 self._stats.runs_resumed += 1

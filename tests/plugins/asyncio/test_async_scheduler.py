@@ -230,3 +230,39 @@ def test_a_scheduler_cancelled_during_its_poll_drives_the_runs_when_started_agai
 
 async def _all_waiting(rt, run_ids):
     return all([(await rt.get_state(r)).status is RunStatus.WAITING for r in run_ids])
+
+
+def test_a_parent_whose_wake_up_was_missed_is_polled_in_turn_with_the_others():
+    """As the thread-based Scheduler: with more parents waiting for children still running than one poll takes, the
+    oldest parent -- its child finished while nothing drove the runtime -- is still reached."""
+    quick = WorkflowSpec(workflow_id="quick", entry_node="a", nodes={
+        "a": lambda run, ctx: StepPlan(node_id="a", complete_output={"answer": 42})})
+
+    def parent_of(child_id):
+        return WorkflowSpec(workflow_id=f"parent_{child_id}", entry_node="spawn", nodes={
+            "spawn": lambda run, ctx: StepPlan(node_id="spawn", effect=Effect(
+                EffectType.START_SUBWORKFLOW, {"workflow_id": child_id, "async": True, "wait": True}, "sub"),
+                next_node="done"),
+            "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"sub": run.vars["sub"]})})
+
+    ready_parent, waiting_parent = parent_of("quick"), parent_of(ASK.workflow_id)
+    registry = _registry(quick, ASK, ready_parent, waiting_parent)
+
+    async def main():
+        async with AsyncRuntime(settings={"store": "memory://"}, workflow_registry=registry) as rt:
+            sync = rt.runtime  # set up before any driver is attached: the quick child's completion wakes no one
+            missed = sync.start(workflow=ready_parent)
+            child = sync.tick(workflow=ready_parent, run_id=missed).waiting.details["sub_run_id"]
+            assert sync.tick(workflow=quick, run_id=child).status is RunStatus.COMPLETED
+            others = []
+            for _ in range(6):
+                time.sleep(0.002)
+                run_id = sync.start(workflow=waiting_parent)
+                state = sync.tick(workflow=waiting_parent, run_id=run_id)
+                sync.tick(workflow=ASK, run_id=state.waiting.details["sub_run_id"])
+                others.append(run_id)
+            async with AsyncScheduler(rt, registry, poll_interval_s=0.02, concurrency=1):
+                assert await _until(lambda: _completed(rt, missed))
+            return [(await rt.get_state(r)).status for r in others]
+
+    assert set(asyncio.run(main())) == {RunStatus.WAITING}
