@@ -16,6 +16,7 @@ runtime's per-run lock and revision check refuse a second writer anyway.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -113,6 +114,7 @@ class Scheduler:
         #: waiting runs polled this round and not ready (run_id -> revision): the next polls take the others first,
         #: so a parent whose wake-up was missed is reached however many parents wait for children still running
         self._unready: Dict[str, int] = {}
+        self._polled_at = 0.0  # when the waiting runs were last listed (at most once per poll_interval_s)
         self._stop = threading.Event()
         self._wake_event = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -173,10 +175,12 @@ class Scheduler:
         now = utc_now_iso()
         # waits that a plugin may declare ready on tick (abstractruntime_poll_wait): a parent whose child finished
         queries = [lambda: store.list_due_wait_until(now_iso=now, limit=limit),
-                   lambda: store.list_runs(status=RunStatus.RUNNING, limit=limit)] + [
-            lambda reason=reason: store.list_runs(status=RunStatus.WAITING, wait_reason=reason,
-                                                  limit=max(limit, self.batch_size))
-            for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)]
+                   lambda: store.list_runs(status=RunStatus.RUNNING, limit=limit)]
+        if time.monotonic() - self._polled_at >= self.poll_interval_s:  # a fallback: not at every wake-up
+            self._polled_at = time.monotonic()
+            queries += [lambda reason=reason: store.list_runs(status=RunStatus.WAITING, wait_reason=reason,
+                                                              limit=max(limit, self.batch_size))
+                        for reason in (WaitReason.SUBWORKFLOW, WaitReason.JOB)]
         found: List[RunState] = []
         with collect_skipped() as skipped:  # a corrupt run is left out by the store's queries, and counted here
             for query in queries:
@@ -227,6 +231,7 @@ class Scheduler:
 
     def poll_once(self) -> int:
         """One cycle, synchronously: drive every runnable run; returns how many were driven."""
+        self._polled_at = 0.0  # asked for: the waiting runs too
         return self._poll(submit=False, limit=self.batch_size)
 
     def _poll(self, *, submit: bool, limit: int) -> int:
