@@ -27,7 +27,6 @@ not carry an open backend across ``fork()``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import struct
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import lmdb
+import orjson
 
 from abstractruntime import codec
 from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
@@ -75,7 +75,6 @@ def _idem_key(rid: bytes, key: str) -> bytes:
 _STATUS_BYTE = {s.value: s.value[0].encode() for s in StepStatus}  # s, c, w, f
 _COMPLETED = _STATUS_BYTE[StepStatus.COMPLETED.value]
 _STATUS_NAME = {b: name for name, b in _STATUS_BYTE.items()}
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # index JSON (json.dumps would build an encoder per call)
 
 
 
@@ -324,7 +323,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
         """Update the ``x:`` entries of a run; return the JSON of its new entries (stored with the checkpoint).
         A corrupt old checkpoint is refused, unless ``replace`` (a plain save): then its entries are found by a scan."""
         new = sorted(set(index_entries(run)))
-        new_json = _COMPACT.encode(new).encode("utf-8")
+        new_json = orjson.dumps(new)  # (stores written before: json.dumps bytes, the same for ASCII values)
         try:
             old: Optional[List[Tuple[str, str]]] = old_entries(old_value, self.where, run.run_id, new_json)
         except CorruptStoreError as exc:
