@@ -185,7 +185,7 @@ class PostgresWorker:
         claims = self.backend.claim_runnable(self.worker_id, limit=self.batch_size, lease_s=self.lease_s,
                                              wait_reasons=reasons, exclude=list(self._corrupt.items()),
                                              polled=polled)
-        if polled:  # a batch full of runnable runs left no room: the waiting runs are polled at the next cycle
+        if polled:  # looked at: the timer restarts (a batch full of runnable runs left them for the next cycle)
             self._last_pollable = now
         if not claims:
             return 0
