@@ -98,6 +98,15 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
     wait_key = f"subworkflow:{child_id}"
     wrap_details = {"wrap_as_tool_result": True, "tool_name": tool_name, "call_id": call_id} if wrap else {}
 
+    def wait_for_child() -> EffectOutcome:
+        """Wait for a child someone else drives (or will): its end -- or a poll (poll_wait) -- wakes the parent."""
+        return EffectOutcome.waiting(WaitState(
+            reason=WaitReason.SUBWORKFLOW, wait_key=wait_key, resume_to_node=resume_to,
+            result_key=call.effect.result_key,
+            details={"sub_run_id": child_id, "sub_workflow_id": workflow_id, "include_traces": include_traces,
+                     "sub_waiting": None, **wrap_details},
+        ))
+
     if payload.get("async"):
         if payload.get("wait"):
             return EffectOutcome.waiting(WaitState(
@@ -113,18 +122,15 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
             }]})
         return EffectOutcome.completed({"sub_run_id": child_id, "async": True})
 
+    first_step = 0  # the child's step count before the inline tick
     if retried:
         existing = runtime.run_store.load(child_id)
+        first_step = existing.step if existing is not None else 0
         if existing is not None and existing.status is RunStatus.RUNNING:
             # This step is being retried (a crash, or another worker took the parent over) and its child is
             # RUNNING: it may be driven right now by another worker. Never drive it a second time inline: wait
             # for it; the parent is woken when the child finishes (run_status_changed / poll_wait).
-            return EffectOutcome.waiting(WaitState(
-                reason=WaitReason.SUBWORKFLOW, wait_key=wait_key, resume_to_node=resume_to,
-                result_key=call.effect.result_key,
-                details={"sub_run_id": child_id, "sub_workflow_id": workflow_id, "include_traces": include_traces,
-                         "sub_waiting": None, **wrap_details},
-            ))
+            return wait_for_child()
     try:
         state = runtime.tick(workflow=spec, run_id=child_id, max_steps=SYNC_MAX_STEPS)
     except StoreError as exc:
@@ -132,12 +138,7 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
             return EffectOutcome.failed(f"Subworkflow '{workflow_id}' failed: {exc}")
         # The store, not the child (a database restart): the child is stored and driven by whoever claims it;
         # wait for it like a retried step does -- its end (or poll_wait) wakes the parent.
-        return EffectOutcome.waiting(WaitState(
-            reason=WaitReason.SUBWORKFLOW, wait_key=wait_key, resume_to_node=resume_to,
-            result_key=call.effect.result_key,
-            details={"sub_run_id": child_id, "sub_workflow_id": workflow_id, "include_traces": include_traces,
-                     "sub_waiting": None, **wrap_details},
-        ))
+        return wait_for_child()
     except Exception as exc:
         return EffectOutcome.failed(f"Subworkflow '{workflow_id}' failed: {exc}")
     if state.status is RunStatus.COMPLETED:
@@ -159,4 +160,8 @@ def start_subworkflow(call: EffectCall) -> EffectOutcome:
                      "sub_waiting": {"reason": sub_wait.reason.value if sub_wait else None,
                                      "wait_key": sub_wait.wait_key if sub_wait else None}, **wrap_details},
         ))
-    return EffectOutcome.failed(f"Unexpected subworkflow status: {state.status.value}")
+    if state.status is RunStatus.RUNNING and state.step - first_step < SYNC_MAX_STEPS:
+        # The tick stopped before its steps ran out: another process drives the child (it holds its lease or its
+        # run lock, or committed first). Wait for the child as a retried step does: its end wakes the parent.
+        return wait_for_child()
+    return EffectOutcome.failed(f"Unexpected subworkflow status: {state.status.value}")  # after 100 steps (0.4.2)

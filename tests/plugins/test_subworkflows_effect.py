@@ -583,3 +583,44 @@ def test_a_retried_step_waits_for_a_running_child_instead_of_driving_it_a_second
     done = rt.get_state(pid)
     assert done.status is RunStatus.COMPLETED
     assert done.output["sub"] == {"sub_run_id": cid, "output": {"answer": 42}}
+
+
+def test_sync_child_still_running_after_100_steps_fails_the_parent_as_in_0_4_2():
+    def spin(run, ctx):
+        run.vars["n"] = run.vars.get("n", 0) + 1
+        return StepPlan(node_id="spin", next_node="spin")
+
+    spinner = WorkflowSpec(workflow_id="spinner", entry_node="spin", nodes={"spin": spin})
+    parent = parent_wf({"workflow_id": "spinner"}, workflow_id="parent_spin")
+    rt = make_runtime(parent, spinner)
+    _pid, state = run_parent(rt, parent)
+    assert state.status is RunStatus.FAILED
+    assert state.error == "Effect failed after 1 attempt: Unexpected subworkflow status: running"
+
+
+def test_sync_child_driven_elsewhere_mid_tick_makes_the_parent_wait_for_it_instead_of_failing():
+    """The inline tick of a sync child stops early when someone else changes the child (another host, another
+    worker holding it): the child is RUNNING after fewer than 100 steps. The parent waits for it (as for a retried
+    step) and is woken when it finishes; it used to fail with "Unexpected subworkflow status: running"."""
+    backend = MemoryBackend()
+    other = Runtime(run_store=backend.run_store, ledger_store=backend.ledger_store)  # another host on the store
+
+    def first(run, ctx):
+        if not other.get_state(run.run_id).vars.get("touched"):  # the other host commits while this tick runs
+            other.update_run(run.run_id, lambda stored: stored.vars.update(touched=True) or [])
+        return StepPlan(node_id="first", next_node="last")
+
+    def last(run, ctx):
+        return StepPlan(node_id="last", complete_output={"done": True})
+
+    child = WorkflowSpec(workflow_id="contested", entry_node="first", nodes={"first": first, "last": last})
+    parent = parent_wf({"workflow_id": "contested"}, workflow_id="parent_contested")
+    rt = make_runtime(parent, child, backend=backend)
+    pid, state = run_parent(rt, parent)
+    assert state.status is RunStatus.WAITING, state.error
+    assert state.waiting.reason is WaitReason.SUBWORKFLOW
+    child_id = state.waiting.details["sub_run_id"]
+    assert rt.get_state(child_id).status is RunStatus.RUNNING  # left to whoever drives it
+    assert rt.tick(workflow=child, run_id=child_id).status is RunStatus.COMPLETED
+    final = rt.get_state(pid)  # woken by the child's end (drive_parents)
+    assert final.status is RunStatus.COMPLETED and final.output["sub"]["output"] == {"done": True}
