@@ -1,7 +1,7 @@
 """What one operation costs the PostgreSQL server: statements, transactions and WAL, measured on a real server.
 
 Run: python benchmarks/pg_statements.py [--runs 20] [--detail] [--dsn ADMIN_DSN] [--durability barrier]
-                                        [--throughput-runs 3000] [--threads 8] [--no-throughput]
+                                        [--throughput-runs 800] [--threads 8] [--no-throughput]
 
 Operations (provenance on, the default plugins, durability ``barrier`` unless --durability says otherwise):
 
@@ -29,9 +29,11 @@ own throwaway server with ``.ci/postgres.sh`` (``shared_preload_libraries=pg_sta
 ``full_page_writes=off``: WAL without full-page images, i.e. between checkpoints) in a temporary directory.
 ``--dsn`` takes a superuser (or ``pg_read_all_stats``) DSN of a server that preloads pg_stat_statements instead.
 
-NOTIFY: ``--threads`` threads call ``rt.start`` for ``--throughput-runs`` runs in all while another process listens
-(``backend.wait_for_work``, as an idle worker does), once with the store option ``notify = true`` and once with
-``notify = false``, alternating, ``--trials`` times; the difference of the medians is what waking workers costs.
+NOTIFY: ``--threads`` threads call ``rt.start`` for ``--throughput-runs`` runs per block while another process
+listens (``backend.wait_for_work``, as an idle worker does): four runtimes on one database, two with the store option
+``notify = true`` and two with ``notify = false``, a block on each per round, in rotating order, ``--trials`` rounds
+(see :func:`throughput`). What waking workers costs is the difference of the medians of the two settings; the
+difference between two runtimes of one setting is the noise of the measurement.
 """
 
 from __future__ import annotations
@@ -345,8 +347,16 @@ print(heard, flush=True)
 """
 
 
-def throughput(admin_dsn: str, runs: int, threads: int, notify: bool, durability: str) -> float:
-    """Starts per second from ``threads`` threads on one runtime, while a worker process listens."""
+def throughput(admin_dsn: str, runs: int, threads: int, rounds: int, durability: str) -> Dict[str, List[float]]:
+    """Starts per second from ``threads`` threads, while a worker process listens, with and without notify.
+
+    One database and four runtimes on it, each with its own pool: two with the store option ``notify = true``
+    ("on", "on2") and two with ``notify = false`` ("off", "off2"), so the difference between two runtimes of the same
+    setting shows the noise. Each round starts ``runs`` runs on each runtime in turn, in the next of the 24 orders
+    (no runtime keeps a position). A block's time ends when its last ``start`` returned; the waker's statements that
+    block asked for are sent during it (at most one every 50 ms) and the last one right after it."""
+    import itertools
+
     import psycopg
 
     wf = _workflows()["calls2"]
@@ -354,31 +364,47 @@ def throughput(admin_dsn: str, runs: int, threads: int, notify: bool, durability
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     dsn = _with_db(admin_dsn, name)
+    per = runs // threads
+
+    def block(rt: Any) -> float:
+        def work() -> None:
+            for _ in range(per):
+                rt.start(workflow=wf)
+
+        ts = [threading.Thread(target=work) for _ in range(threads)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        rate = per * threads / (time.perf_counter() - t0)
+        rt.run_store.backend.waker.flush()  # the host does not wait for it: a wake-up is sent after the commit
+        return rate
+
     try:
-        with _runtime(dsn, durability, notify=notify) as rt:
-            listener = subprocess.Popen([sys.executable, "-c", LISTENER, dsn, "60"], stdout=subprocess.PIPE,
+        rts = {key: _runtime(dsn, durability, notify=key.startswith("on")) for key in ("on", "off", "on2", "off2")}
+        rates: Dict[str, List[float]] = {key: [] for key in rts}
+        try:
+            listener = subprocess.Popen([sys.executable, "-c", LISTENER, dsn, "3600"], stdout=subprocess.PIPE,
                                         text=True)
             try:
                 assert listener.stdout.readline().strip() == "listening"
-                for _ in range(50):  # warm the pool
-                    rt.start(workflow=wf)
-                per = runs // threads
-
-                def work() -> None:
-                    for _ in range(per):
-                        rt.start(workflow=wf)
-
-                ts = [threading.Thread(target=work) for _ in range(threads)]
-                t0 = time.perf_counter()
-                for t in ts:
-                    t.start()
-                for t in ts:
-                    t.join()
-                rate = per * threads / (time.perf_counter() - t0)
+                for rt in rts.values():  # warm the pools
+                    block(rt)
+                orders = list(itertools.permutations(rts))
+                for i in range(rounds):
+                    for key in orders[i % len(orders)]:
+                        rates[key].append(block(rts[key]))
             finally:
                 listener.terminate()
                 listener.wait(30)
-            return rate
+            sent = sum(rts[k].run_store.backend.waker.statements for k in ("on", "on2"))
+            heard = sum(rts[k].run_store.backend.waker.notified for k in ("on", "on2"))
+            print(f"(the notifying runtimes sent {sent} NOTIFY statements, {heard} notifications)")
+            return rates
+        finally:
+            for rt in rts.values():
+                rt.close()
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -403,9 +429,9 @@ def main() -> None:
     ap.add_argument("--durability", default="barrier", choices=("barrier", "step", "none"))
     ap.add_argument("--dsn", default="", help="an admin DSN of a server that preloads pg_stat_statements")
     ap.add_argument("--detail", action="store_true", help="print the statements of each operation")
-    ap.add_argument("--throughput-runs", type=int, default=3000)
+    ap.add_argument("--throughput-runs", type=int, default=800)
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--trials", type=int, default=5, help="throughput trials (the median of each is kept)")
+    ap.add_argument("--trials", type=int, default=24, help="NOTIFY rounds (a block with and one without notify each)")
     ap.add_argument("--no-throughput", action="store_true")
     args = ap.parse_args()
     with server(args.dsn) as admin:
@@ -418,16 +444,15 @@ def main() -> None:
               f"{args.runs} operations each")
         _print(operations(admin, args.runs, args.durability), args.detail)
         if not args.no_throughput:
-            rates: Dict[bool, List[float]] = {True: [], False: []}
-            for _ in range(args.trials):
-                for notify in (False, True):
-                    rates[notify].append(throughput(admin, args.throughput_runs, args.threads, notify,
-                                                    args.durability))
-            off, on = statistics.median(rates[False]), statistics.median(rates[True])
-            print(f"\nNOTIFY: {args.threads} threads start {args.throughput_runs} runs, a worker process listening: "
-                  f"{off:.0f} starts/s without notify, {on:.0f} with; notify costs {(1 - on / off) * 100:.1f}% "
-                  f"(medians of {args.trials}: {[round(r) for r in rates[False]]} / {[round(r) for r in rates[True]]})")
-
+            rates = throughput(admin, args.throughput_runs, args.threads, args.trials, args.durability)
+            med = {key: statistics.median(r) for key, r in rates.items()}
+            on, off = statistics.median(rates["on"] + rates["on2"]), statistics.median(rates["off"] + rates["off2"])
+            print(f"\nNOTIFY: {args.threads} threads start {args.throughput_runs} runs per block, a worker process "
+                  f"listening, {args.trials} rounds; starts/s, medians: "
+                  + ", ".join(f"{key} {v:.0f}" for key, v in med.items())
+                  + f"\n  notify costs {(1 - on / off) * 100:.1f}% ({on:.0f} with, {off:.0f} without); noise (same "
+                  f"setting, two runtimes): {abs(1 - med['on2'] / med['on']) * 100:.1f}% on, "
+                  f"{abs(1 - med['off2'] / med['off']) * 100:.1f}% off")
 
 if __name__ == "__main__":
     main()
