@@ -8,10 +8,13 @@ G20 / G400    the same N ``function_step`` effects as a graph of N nodes whose r
               costs per step for the same growing state, without replay
 replay        the node handler alone on the finished run (a full replay of N recorded calls), per recorded call
 
-Each tick replays the function from the top, so a run of N calls replays 1 + 2 + ... + N recorded calls: O(N^2) in
-total, O(N) per call. What keeps the ratio low is that a replayed call is two dict lookups and a digest of its
-arguments (about a microsecond), against a step's commit and the kernel's per-step checks of the run's vars.
-Figures are medians of --trials.
+R20 / R400    F with the body replayed from the top at every step (continuation off): what a run costs whose steps
+              each come in a tick of their own
+
+The whole run is one tick, so its body is continued from step to step (docs/functional.md#how-it-runs); replayed,
+a run of N calls replays 1 + 2 + ... + N recorded calls: O(N^2) in total, O(N) per call, at about a microsecond
+per recorded call (two dict lookups, a digest of its arguments, the parse of its result). Figures are medians of
+--trials, the workloads interleaved.
 """
 
 from __future__ import annotations
@@ -44,6 +47,12 @@ def functional(n: int) -> WorkflowSpec:
         return {"total": total}
 
     return body
+
+
+def replayed(n: int) -> WorkflowSpec:
+    spec = functional(n)
+    spec.nodes["fn"]._bodies = None  # continuation off: every step replays from the top
+    return spec
 
 
 def graph(n: int) -> WorkflowSpec:
@@ -85,18 +94,17 @@ def replay_cost(rt: Runtime, spec: WorkflowSpec, n: int, repeat: int) -> float:
 
 def measure(url: str, trials: int, sizes: tuple) -> dict:
     """Per-call seconds of each workload, trials interleaved (a disk's latency drifts: every size sees the same)."""
-    specs = {n: (functional(n), graph(n)) for n in sizes}
-    times: dict = {(n, kind): [] for n in sizes for kind in ("fn", "graph")}
+    kinds = {"fn": functional, "replayed": replayed, "graph": graph}
+    specs = {(n, kind): make(n) for n in sizes for kind, make in kinds.items()}
+    times: dict = {key: [] for key in specs}
     with Runtime.from_config({"store": url}) as rt:
-        for n, (f_spec, g_spec) in specs.items():  # warm-up
-            one_run(rt, f_spec, n), one_run(rt, g_spec, n)
+        for (n, _kind), spec in specs.items():  # warm-up
+            one_run(rt, spec, n)
         for _ in range(trials):
-            for n, (f_spec, g_spec) in specs.items():
-                times[n, "fn"].append(one_run(rt, f_spec, n) / n)
-                times[n, "graph"].append(one_run(rt, g_spec, n) / n)
-        return {n: {"fn_us": statistics.median(times[n, "fn"]) * 1e6,
-                    "graph_us": statistics.median(times[n, "graph"]) * 1e6,
-                    "replay_us": replay_cost(rt, specs[n][0], n, 20) * 1e6} for n in sizes}
+            for (n, kind), spec in specs.items():
+                times[n, kind].append(one_run(rt, spec, n) / n)
+        return {n: {**{f"{kind}_us": statistics.median(times[n, kind]) * 1e6 for kind in kinds},
+                    "replay_us": replay_cost(rt, specs[n, "fn"], n, 20) * 1e6} for n in sizes}
 
 
 def main(argv: list) -> int:
@@ -119,9 +127,10 @@ def main(argv: list) -> int:
         print(f"store {store} (durability barrier), median of {trials}:")
         for n in sizes:
             r = res[n]
-            print(f"  F{n:<4} {r['fn_us']:8.1f} us/call   G{n:<4} {r['graph_us']:8.1f} us/call   "
-                  f"replay {r['replay_us']:.2f} us per recorded call")
-        print(f"  per-call cost F400/F20 = {ratio:.2f}x (goal <= 2x); the graph's G400/G20 = {graph_ratio:.2f}x")
+            print(f"  F{n:<4} {r['fn_us']:8.1f} us/call   R{n:<4} {r['replayed_us']:8.1f} us/call   "
+                  f"G{n:<4} {r['graph_us']:8.1f} us/call   replay {r['replay_us']:.2f} us per recorded call")
+        print(f"  per-call cost F400/F20 = {ratio:.2f}x (goal <= 2x); replayed at every step R400/R20 = "
+              f"{big['replayed_us'] / small['replayed_us']:.2f}x; the graph's G400/G20 = {graph_ratio:.2f}x")
         ok = ok and ratio <= 2.0
     return 0 if ok else 1
 

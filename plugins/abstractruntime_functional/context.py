@@ -40,6 +40,10 @@ NONDETERMINISM_EFFECT = "function_nondeterminism"
 _ANSWER_KEYS = ("response", "text", "answer", "value")
 
 _MISSING = object()
+#: what a frontier switches to the node with, on a greenlet (suspended.py)
+SUSPENDED = object()
+#: frontiers that usually end the tick (a wait): they unwind the body even on a greenlet (suspended.py)
+_WAITS = frozenset({"ask_user", "wait_event", "sleep"})
 
 _ACTIVE: "ContextVar[Optional[FunctionalContext]]" = ContextVar("abstractruntime_functional_context", default=None)
 
@@ -145,6 +149,7 @@ class FunctionalContext:
         self._dirty = False  # values recorded in this pass that are not in the store yet
         self.plan: Optional[StepPlan] = None  # set by the frontier call: what the node returns
         self.error: Optional[NonDeterminismError] = None
+        self._parent: Any = None  # on a greenlet: what a frontier switches to (suspended.py); else it raises
 
     @property
     def calls_made(self) -> int:
@@ -155,6 +160,23 @@ class FunctionalContext:
         return self._recorded
 
     # --- the replay machinery ---------------------------------------------------------------------------------
+    def suspend_to(self, parent: Any) -> None:
+        """Frontiers switch to the greenlet ``parent`` (None: they raise Suspend); a body continued after the step
+        that executed its plan starts a new pass over the same record (:mod:`.suspended`)."""
+        self._parent = parent
+        if parent is not None and self.plan is not None:
+            self.plan = None
+            self._dirty = False
+            self._recorded = len(self._calls)
+
+    def _suspend(self, n: int, kind: str) -> None:
+        """Stop at the frontier call ``n`` (``self.plan`` is set): unwind the body, or on a greenlet switch to the
+        node and, continued at the next step, go back to call ``n``, whose result is recorded now."""
+        if self._parent is None or kind in _WAITS:
+            raise Suspend()
+        self._parent.switch(SUSPENDED)
+        self._n = n
+
     def _enter(self) -> None:
         if self.plan is not None:
             raise Suspend()  # the body swallowed the suspension: stop at its next durable call
@@ -228,27 +250,29 @@ class FunctionalContext:
     def _effect(self, kind: str, name: str, arguments: Any, build: Build, *build_args: Any) -> Any:
         """The recorded result of this call (a private copy), else (the frontier) suspend with its effect:
         ``build(n, *build_args)`` makes the effect's type and payload (called at the frontier only)."""
-        key, meta, recorded = self._next(kind, name, digest(arguments))
-        if recorded:
-            result = self._lookup(key)
-            if result is not _MISSING:
-                return result
-            if kind == "sleep":
-                return None  # a timer that came due: the kernel cleared the wait and wrote nothing
-            # Issued and not completed (every completion writes a result: the plugin's execute_effect wrapper):
-            # the effect failed and the run was set RUNNING again (``retry_run``). It is the frontier again.
-        if self._dirty:
-            # Values recorded in this pass reach the store first (a pure step): a side effect's reservation
-            # checkpoints the state *before* its step, and its replay after a crash must see the same values.
-            self.plan = StepPlan(node_id=NODE, next_node=NODE)
-            raise Suspend()
-        n = self._n - 1
-        effect_type, payload = build(n, *build_args)
-        payload["functional_call"] = {"number": n, "name": name}
-        self._calls[key] = meta
-        self.plan = StepPlan(node_id=NODE, effect=Effect(effect_type, payload, f"{STATE}.results.{key}"),
-                             next_node=NODE)
-        raise Suspend()
+        arg_digest = digest(arguments)
+        while True:
+            key, meta, recorded = self._next(kind, name, arg_digest)
+            if recorded:
+                result = self._lookup(key)
+                if result is not _MISSING:
+                    return result
+                if kind == "sleep":
+                    return None  # a timer that came due: the kernel cleared the wait and wrote nothing
+                # Issued and not completed (every completion writes a result: the plugin's execute_effect wrapper):
+                # the effect failed and the run was set RUNNING again (``retry_run``). It is the frontier again.
+            n = self._n - 1
+            if self._dirty:
+                # Values recorded in this pass reach the store first (a pure step): a side effect's reservation
+                # checkpoints the state *before* its step, and its replay after a crash must see the same values.
+                self.plan = StepPlan(node_id=NODE, next_node=NODE)
+            else:
+                effect_type, payload = build(n, *build_args)
+                payload["functional_call"] = {"number": n, "name": name}
+                self._calls[key] = meta
+                self.plan = StepPlan(node_id=NODE, effect=Effect(effect_type, payload, f"{STATE}.results.{key}"),
+                                     next_node=NODE)
+            self._suspend(n, kind)
 
     # --- recorded values --------------------------------------------------------------------------------------
     def now(self) -> datetime:

@@ -1,8 +1,10 @@
 """``@workflow``: a plain function as a ``WorkflowSpec`` of one node whose handler replays it over the run's record.
 
-Each tick runs the function again from the top. Its durable calls return what the run recorded; the first call not
+Each step runs the function again from the top. Its durable calls return what the run recorded; the first call not
 recorded stops the replay (:class:`~abstractruntime_functional.errors.Suspend`) and becomes the step's effect,
-``StepPlan(node_id="fn", effect=..., next_node="fn")``, whose result the kernel writes to the call's slot. When the
+``StepPlan(node_id="fn", effect=..., next_node="fn")``, whose result the kernel writes to the call's slot. A plain
+body runs on a greenlet instead, kept suspended at its frontier and continued at the next step of the same tick
+(:mod:`.suspended`); it replays from the top whenever it cannot be continued. When the
 function returns, the node returns ``complete_output``. A replay that diverges from the record parks the run in a
 wait that shows the :class:`NonDeterminismError`; an exception of the body fails the run with its traceback.
 
@@ -24,6 +26,7 @@ from abstractruntime.models import Effect, EffectOutcome, RunState, StepPlan, Wa
 
 from .context import _ACTIVE, NODE, NONDETERMINISM_EFFECT, PACKED, STATE, FunctionalContext, pack_results
 from .errors import NonDeterminismError, WorkflowBodyError, WorkflowInputError
+from .suspended import AVAILABLE, SUSPENDED, Suspended, SuspendedBodies
 
 log = get_logger("abstractruntime.functional")
 
@@ -48,6 +51,8 @@ class FunctionNode:
         self._params = params[1:]
         self._var_keyword = any(p.kind is p.VAR_KEYWORD for p in self._params)
         self.is_async = inspect.iscoroutinefunction(function)
+        #: the plain bodies kept suspended between the steps of a tick (None: every step replays; suspended.py)
+        self._bodies = SuspendedBodies() if AVAILABLE and not self.is_async else None
 
     def _bind(self, run: RunState) -> Tuple[List[Any], Dict[str, Any]]:
         """The function's arguments from the run's vars, by parameter name (``**kwargs``: the public vars)."""
@@ -83,6 +88,8 @@ class FunctionNode:
         elif not isinstance(state.get(PACKED), dict):
             state[PACKED] = {}  # a run recorded before results were packed
         pack_results(state)
+        if self._bodies is not None:
+            return self._continue_or_start(run, state)
         args, kwargs = self._bind(run)
         ctx = FunctionalContext(run, state, self.is_async)
         if self.is_async:
@@ -97,6 +104,24 @@ class FunctionNode:
         finally:
             _ACTIVE.reset(token)
         return self._conclude(run, ctx, value, failure)
+
+    def _continue_or_start(self, run: RunState, state: Dict[str, Any]) -> StepPlan:
+        """The body of this run suspended at the previous step of this tick continues, else it starts from the top
+        (a replay) on a greenlet of its own; either runs to its next frontier or its end (suspended.py)."""
+        held = self._bodies.take(run.run_id)
+        if held is not None and held.continues(state):
+            outcome = held.switch()
+        else:
+            if held is not None:
+                held.close()
+            args, kwargs = self._bind(run)
+            held = Suspended(FunctionalContext(run, state), state)
+            outcome = held.switch(self.function, held.ctx, args, kwargs)
+        if outcome is SUSPENDED:
+            self._bodies.keep(run.run_id, held)
+            return held.ctx.plan
+        value, failure = outcome
+        return self._conclude(run, held.ctx, value, failure)
 
     async def _replay_async(self, run: RunState, ctx: FunctionalContext, args: List[Any],
                             kwargs: Dict[str, Any]) -> StepPlan:
