@@ -6,7 +6,8 @@ over the run's record (docs/functional.md).
 calls (``ctx.ask_user``, ``ctx.sleep``, ``ctx.wait_event``, ``ctx.llm_call``, ``ctx.run_workflow``, ``ctx.effect``,
 a ``@step`` function, and the recorded ``ctx.now()`` / ``ctx.random()`` / ``ctx.uuid()`` / ``ctx.patched(id)``) are
 numbered by call order and recorded under ``vars["_fn"]`` (``recorded_results(state.vars)`` decodes the results).
-Between the steps of one tick a plain body is continued on a greenlet instead of replayed (``suspended.py``).
+Between the steps of one tick a body is continued instead of replayed (``suspended.py``): a plain one on a
+greenlet, an ``async def`` one as a coroutine driven on the AsyncRuntime's loop.
 An ``async def`` workflow awaits its durable calls, and an ``async def`` step runs as an async effect handler: both
 work under the ``AsyncRuntime`` (awaited on the host's loop) and the sync ``Runtime`` (a private loop per step).
 

@@ -15,6 +15,8 @@ result at once; the frontier raises the internal Suspend at the call, through th
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random as _random
 import uuid as _uuid
 import zlib
@@ -40,8 +42,10 @@ NONDETERMINISM_EFFECT = "function_nondeterminism"
 _ANSWER_KEYS = ("response", "text", "answer", "value")
 
 _MISSING = object()
-#: what a frontier switches to the node with, on a greenlet (suspended.py)
+#: what a frontier switches to the node with, on a greenlet, or yields to an async body's driver (suspended.py)
 SUSPENDED = object()
+#: ``ctx._parent`` of an ``async def`` body that a driver keeps suspended at its frontiers (suspended.py)
+DRIVER = object()
 #: frontiers that usually end the tick (a wait): they unwind the body even on a greenlet (suspended.py)
 _WAITS = frozenset({"ask_user", "wait_event", "sleep"})
 
@@ -120,6 +124,54 @@ def _step_payload(n: int, name: str, args: Tuple[Any, ...], kwargs: Dict[str, An
     return STEP_EFFECT, payload
 
 
+class _Parked(Exception):
+    """Internal: the frontier ``n`` of a driven ``async def`` body (caught by :func:`_parkable`, never seen by it)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.n = n
+
+
+def _parkable(method: Callable[..., Any]) -> Callable[..., Any]:
+    """A durable call whose frontier, in a driven ``async def`` body, returns a :class:`_Frontier` to await."""
+
+    @functools.wraps(method)
+    def call(self: "FunctionalContext", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _Parked as parked:
+            return _Frontier(self, method, args, kwargs, parked.n)
+
+    return call
+
+
+class _Frontier:
+    """What the frontier call of a driven ``async def`` body returns (its plan is set). Awaited by the body itself,
+    it yields :data:`SUSPENDED` to the driver, which returns the plan and keeps the body; continued at the next step,
+    it makes the call again (its result is recorded by then) and returns what that returns. Awaited anywhere else
+    (a task of the body's own), it unwinds the body as a replay does."""
+
+    __slots__ = ("ctx", "method", "args", "kwargs", "n")
+
+    def __init__(self, ctx: "FunctionalContext", method: Callable[..., Any], args: Tuple[Any, ...],
+                 kwargs: Dict[str, Any], n: int) -> None:
+        self.ctx, self.method, self.args, self.kwargs, self.n = ctx, method, args, kwargs, n
+
+    def __await__(self) -> Any:
+        ctx, n = self.ctx, self.n
+        while True:
+            if ctx.driven_by is None or ctx.driven_by is not asyncio.current_task():
+                raise Suspend()
+            yield SUSPENDED
+            ctx._n = n
+            try:
+                awaitable = self.method(ctx, *self.args, **self.kwargs)
+                break
+            except _Parked as parked:  # issued and not completed: the frontier again
+                n = parked.n
+        return (yield from awaitable.__await__())
+
+
 def _answer(payload: Any) -> Any:
     """What ``ask_user`` returns: the answer of a one-key payload (``{"response": ...}`` from the console,
     ``{"text": ...}``, ``{"answer": ...}``, ``{"value": ...}``), else the whole resume payload."""
@@ -150,6 +202,7 @@ class FunctionalContext:
         self.plan: Optional[StepPlan] = None  # set by the frontier call: what the node returns
         self.error: Optional[NonDeterminismError] = None
         self._parent: Any = None  # on a greenlet: what a frontier switches to (suspended.py); else it raises
+        self.driven_by: Any = None  # the task of the driver running an async body just now (suspended.py)
 
     @property
     def calls_made(self) -> int:
@@ -161,8 +214,9 @@ class FunctionalContext:
 
     # --- the replay machinery ---------------------------------------------------------------------------------
     def suspend_to(self, parent: Any) -> None:
-        """Frontiers switch to the greenlet ``parent`` (None: they raise Suspend); a body continued after the step
-        that executed its plan starts a new pass over the same record (:mod:`.suspended`)."""
+        """Frontiers switch to the greenlet ``parent`` (:data:`DRIVER`: they are awaited; None: they raise
+        Suspend); a body continued after the step that executed its plan starts a new pass over the same record
+        (:mod:`.suspended`)."""
         self._parent = parent
         if parent is not None and self.plan is not None:
             self.plan = None
@@ -174,6 +228,8 @@ class FunctionalContext:
         node and, continued at the next step, go back to call ``n``, whose result is recorded now."""
         if self._parent is None or kind in _WAITS:
             raise Suspend()
+        if self._parent is DRIVER:
+            raise _Parked(n)  # the call returns a _Frontier: the body awaits it
         self._parent.switch(SUSPENDED)
         self._n = n
 
@@ -306,6 +362,7 @@ class FunctionalContext:
         return value
 
     # --- effects ----------------------------------------------------------------------------------------------
+    @_parkable
     def call_step(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any], retries: Optional[int],
                   backoff_s: float) -> Any:
         """A ``@step`` called in the body (the decorator calls this): its recorded result, else its effect."""
@@ -376,6 +433,7 @@ class FunctionalContext:
 
         return self._out(self._effect("wait_event", name, arguments, build))
 
+    @_parkable
     def llm_call(self, prompt: Optional[str] = None, *, messages: Optional[List[Dict[str, Any]]] = None,
                  **fields: Any) -> Any:
         """An LLM call (LLM_CALL, the abstractcore plugin); ``fields`` are the effect's other payload keys
@@ -385,6 +443,7 @@ class FunctionalContext:
         return self._out(self._effect("llm_call", "llm_call", payload,
                                       lambda n: (EffectType.LLM_CALL, dict(payload))))
 
+    @_parkable
     def run_workflow(self, workflow: Union[WorkflowSpec, str], vars: Optional[Dict[str, Any]] = None, *,
                      session_id: Optional[str] = None) -> Any:
         """Start a child workflow (START_SUBWORKFLOW; it must be in the runtime's ``workflow_registry``) and wait
@@ -405,6 +464,7 @@ class FunctionalContext:
                                      status=status)
         return self._out(result.get("output"))
 
+    @_parkable
     def effect(self, effect_type: Union[EffectType, str], payload: Optional[Dict[str, Any]] = None) -> Any:
         """Any installed effect type, with ``payload``; returns its result (``{}`` if it gave none)."""
         kind = effect_type_value(coerce_effect_type(effect_type))
@@ -413,4 +473,4 @@ class FunctionalContext:
 
 
 __all__ = ["FunctionalContext", "active_context", "digest", "pack_results", "recorded_results", "NODE", "STATE",
-           "PACKED", "STEP_EFFECT", "NONDETERMINISM_EFFECT"]
+           "PACKED", "STEP_EFFECT", "NONDETERMINISM_EFFECT", "SUSPENDED", "DRIVER"]

@@ -26,7 +26,7 @@ from abstractruntime.models import Effect, EffectOutcome, RunState, StepPlan, Wa
 
 from .context import _ACTIVE, NODE, NONDETERMINISM_EFFECT, PACKED, STATE, FunctionalContext, pack_results
 from .errors import NonDeterminismError, WorkflowBodyError, WorkflowInputError
-from .suspended import AVAILABLE, SUSPENDED, Suspended, SuspendedBodies
+from .suspended import AVAILABLE, SUSPENDED, DrivenBody, Suspended, SuspendedBodies, drive
 
 log = get_logger("abstractruntime.functional")
 
@@ -51,8 +51,8 @@ class FunctionNode:
         self._params = params[1:]
         self._var_keyword = any(p.kind is p.VAR_KEYWORD for p in self._params)
         self.is_async = inspect.iscoroutinefunction(function)
-        #: the plain bodies kept suspended between the steps of a tick (None: every step replays; suspended.py)
-        self._bodies = SuspendedBodies() if AVAILABLE and not self.is_async else None
+        #: the bodies kept suspended between the steps of a tick (None: every step replays; suspended.py)
+        self._bodies = SuspendedBodies() if AVAILABLE or self.is_async else None
 
     def _bind(self, run: RunState) -> Tuple[List[Any], Dict[str, Any]]:
         """The function's arguments from the run's vars, by parameter name (``**kwargs``: the public vars)."""
@@ -89,7 +89,7 @@ class FunctionNode:
             state[PACKED] = {}  # a run recorded before results were packed
         pack_results(state)
         if self._bodies is not None:
-            return self._continue_or_start(run, state)
+            return self._drive(run, state) if self.is_async else self._continue_or_start(run, state)
         args, kwargs = self._bind(run)
         ctx = FunctionalContext(run, state, self.is_async)
         if self.is_async:
@@ -117,6 +117,22 @@ class FunctionNode:
             args, kwargs = self._bind(run)
             held = Suspended(FunctionalContext(run, state), state)
             outcome = held.switch(self.function, held.ctx, args, kwargs)
+        if outcome is SUSPENDED:
+            self._bodies.keep(run.run_id, held)
+            return held.ctx.plan
+        value, failure = outcome
+        return self._conclude(run, held.ctx, value, failure)
+
+    async def _drive(self, run: RunState, state: Dict[str, Any]) -> StepPlan:
+        """:meth:`_continue_or_start` of an ``async def`` body: its coroutine, driven on the loop (suspended.py)."""
+        held = self._bodies.take(run.run_id)
+        if held is None or not held.continues(state):
+            if held is not None:
+                held.close()
+            args, kwargs = self._bind(run)
+            ctx = FunctionalContext(run, state, True)
+            held = DrivenBody(self.function(ctx, *args, **kwargs), ctx, state)
+        outcome = await drive(held)
         if outcome is SUSPENDED:
             self._bodies.keep(run.run_id, held)
             return held.ctx.plan

@@ -21,13 +21,21 @@ it sets stays set across its durable calls, and never leaks into the kernel's co
 (``ask_user``, ``wait_event``, ``sleep``) unwind as in a replay instead of keeping the body: a run waiting for days
 holds no greenlet. At most :data:`MAX_SUSPENDED` bodies per workflow are kept (the oldest is dropped first).
 
-Without the ``greenlet`` package (:data:`AVAILABLE` false) every step replays. ``async def`` bodies always replay.
+An ``async def`` body needs no greenlet: it is a coroutine, driven by :func:`drive`, which passes on to the event
+loop what the body awaits and stops at a frontier's :data:`SUSPENDED` (yielded by the awaitable the frontier call
+returns). It continues under the same conditions, with "on the same event loop" for "in the same thread" (a sync
+``Runtime`` awaits each step on a private loop: there it replays). It keeps a context of its own as a plain body
+does. A frontier awaited by a task of the body's own (``asyncio.gather`` of durable calls) unwinds it as a replay.
+
+Without the ``greenlet`` package (:data:`AVAILABLE` false) every step of a plain body replays.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
+import types
 from typing import Any, Dict, Optional, Tuple
 
 try:
@@ -35,7 +43,7 @@ try:
 except ImportError:  # pragma: no cover - greenlet is a dependency; without it, every step replays
     greenlet = None  # type: ignore[assignment,misc]
 
-from .context import _ACTIVE, SUSPENDED, FunctionalContext
+from .context import _ACTIVE, DRIVER, SUSPENDED, FunctionalContext
 
 AVAILABLE = greenlet is not None
 #: bodies kept per workflow; a suspended body holds its stack and the run's state until continued or dropped
@@ -84,18 +92,74 @@ class Suspended:
                 pass
 
 
+class DrivenBody:
+    """An ``async def`` body's coroutine, with its context, the state it records into and its event loop."""
+
+    __slots__ = ("coro", "ctx", "state", "calls", "loop", "context")
+
+    def __init__(self, coro: Any, ctx: FunctionalContext, state: Dict[str, Any]) -> None:
+        self.coro = coro
+        self.ctx = ctx
+        self.state = state
+        self.calls = -1
+        self.loop = asyncio.get_running_loop()
+        self.context = contextvars.copy_context()
+        self.context.run(_ACTIVE.set, ctx)
+
+    def continues(self, state: Dict[str, Any]) -> bool:
+        """May this body continue with ``state`` (see the module doc)? Called on the loop that awaits the step."""
+        return (state is self.state and self.loop is asyncio.get_running_loop()
+                and len(state["calls"]) == self.calls and not state["results"])
+
+    def close(self) -> None:
+        """Drop the body: ``close()`` its coroutine (its ``finally`` blocks run) unless its loop is another one."""
+        try:
+            if self.loop is asyncio.get_running_loop():
+                self.coro.close()
+        except BaseException:  # noqa: BLE001 - whatever the body raises while closing, it is gone
+            pass
+
+
+@types.coroutine
+def drive(body: DrivenBody) -> Any:
+    """Run an async body until its next frontier (:data:`SUSPENDED`) or its end (``(value, failure)``): what the
+    body awaits goes to the loop, what the loop sends or throws (a cancellation) goes to the body."""
+    ctx, coro, run = body.ctx, body.coro, body.context.run
+    ctx.suspend_to(DRIVER)  # continued: a new pass over the record
+    task = asyncio.current_task()
+    value: Any = None
+    error: Optional[BaseException] = None
+    while True:
+        ctx.driven_by = task
+        try:
+            yielded = run(coro.throw, error) if error is not None else run(coro.send, value)
+        except StopIteration as stop:
+            return stop.value, None
+        except Exception as exc:  # as a replay catches it (a cancellation is not caught: the step is cancelled)
+            return None, exc
+        finally:
+            ctx.driven_by = None
+        if yielded is SUSPENDED:
+            body.calls = len(body.state["calls"])
+            return SUSPENDED
+        try:
+            value, error = (yield yielded), None
+        except BaseException as exc:  # noqa: BLE001 - thrown into this task: into the body
+            value, error = None, exc
+
+
 class SuspendedBodies:
-    """The bodies of one workflow kept suspended, by run id."""
+    """The bodies of one workflow kept suspended, by run id (:class:`Suspended` or :class:`DrivenBody`)."""
 
     def __init__(self) -> None:
-        self._by_run: Dict[str, Suspended] = {}
+        self._by_run: Dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    def take(self, run_id: str) -> Optional[Suspended]:
+    def take(self, run_id: str) -> Any:
         with self._lock:
             return self._by_run.pop(run_id, None)
 
-    def keep(self, run_id: str, body: Suspended) -> None:
+    def keep(self, run_id: str, body: Any) -> None:
         with self._lock:
             self._by_run[run_id] = body
             dropped = [self._by_run.pop(next(iter(self._by_run))) for _ in range(len(self._by_run) - MAX_SUSPENDED)]
@@ -114,4 +178,5 @@ def run_body(function: Any, ctx: FunctionalContext, args: Tuple[Any, ...], kwarg
         return None, exc
 
 
-__all__ = ["AVAILABLE", "MAX_SUSPENDED", "SUSPENDED", "Suspended", "SuspendedBodies", "run_body"]
+__all__ = ["AVAILABLE", "MAX_SUSPENDED", "SUSPENDED", "Suspended", "DrivenBody", "SuspendedBodies", "drive",
+           "run_body"]

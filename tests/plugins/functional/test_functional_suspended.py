@@ -1,19 +1,20 @@
-"""A plain workflow body kept suspended between the steps of one tick (plugins/abstractruntime_functional/suspended.py):
-it continues instead of replaying while the run stays in memory in the same thread, and replays from the top
-whenever that is not so (a new tick, another runtime, another thread). Real LMDB stores in temp dirs."""
+"""A workflow body kept suspended between the steps of one tick (plugins/abstractruntime_functional/suspended.py): a
+plain body on a greenlet, an ``async def`` body as a coroutine driven on the AsyncRuntime's loop. It continues instead
+of replaying while the run stays in memory in the same thread (on the same loop), and replays from the top whenever
+that is not so (a new tick, another runtime, another thread or loop, a wait). Real LMDB stores in temp dirs."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 
 import pytest
 
-from abstractruntime import Runtime, RunStatus
+from abstractruntime import AsyncRuntime, Runtime, RunStatus
 from abstractruntime.functional import recorded_results, step, workflow
 from abstractruntime_functional import suspended
 
-pytestmark = pytest.mark.skipif(not suspended.AVAILABLE, reason="greenlet is not installed")
 
 PASSES = []  # one entry each time a body below starts from the top
 UNWOUND = []  # bodies whose finally ran
@@ -60,6 +61,10 @@ def _replaying(flow):
     return flow
 
 
+needs_greenlet = pytest.mark.skipif(not suspended.AVAILABLE, reason="greenlet is not installed")
+
+
+@needs_greenlet
 def test_a_body_runs_once_per_tick_and_records_what_a_replay_records(rt):
     kept, replayed = _counting("fn_kept", 30), _replaying(_counting("fn_replayed", 30))
     states = {}
@@ -78,6 +83,7 @@ def test_a_body_runs_once_per_tick_and_records_what_a_replay_records(rt):
     assert len(kept.nodes["fn"]._bodies) == 0  # finished: nothing kept
 
 
+@needs_greenlet
 def test_a_wait_unwinds_the_body_and_the_resume_replays_it(rt):
     flow = _counting("fn_waits", 6, ask_at=3)
     run_id = rt.start(workflow=flow)
@@ -90,6 +96,7 @@ def test_a_wait_unwinds_the_body_and_the_resume_replays_it(rt):
     assert PASSES == ["fn_waits", "fn_waits"]  # the resume replayed once, then continued
 
 
+@needs_greenlet
 def test_a_run_picked_up_by_another_runtime_replays_and_the_old_body_is_dropped(tmp_path):
     flow = _counting("fn_moves", 10)
     with Runtime.from_config({"store": f"lmdb://{tmp_path}/db"}) as first:
@@ -104,6 +111,7 @@ def test_a_run_picked_up_by_another_runtime_replays_and_the_old_body_is_dropped(
     assert UNWOUND == ["fn_moves", "fn_moves"]  # the stale body was unwound, then the new one finished
 
 
+@needs_greenlet
 def test_a_tick_in_another_thread_replays(rt):
     flow = _counting("fn_threads", 8)
     run_id = rt.start(workflow=flow)
@@ -116,6 +124,7 @@ def test_a_tick_in_another_thread_replays(rt):
     assert PASSES == ["fn_threads", "fn_threads"]
 
 
+@needs_greenlet
 def test_a_body_is_continued_only_in_its_own_thread(rt):
     # The kernel hands the node the same state at each step of a tick; here the node is called as the kernel would,
     # the second time from another thread (a greenlet cannot be switched to from another thread): it replays.
@@ -140,6 +149,7 @@ def test_a_body_is_continued_only_in_its_own_thread(rt):
     assert plan.complete_output["total"] == 6 and PASSES == ["fn_direct"] * 3
 
 
+@needs_greenlet
 def test_context_variables_set_by_the_body_stay_set_and_never_reach_the_caller(rt):
     @workflow("fn_colour")
     def colour(ctx):
@@ -151,13 +161,17 @@ def test_context_variables_set_by_the_body_stay_set_and_never_reach_the_caller(r
         seen.append(COLOUR.get())
         return {"seen": seen}
 
-    COLOUR.set("caller")
-    run_id = rt.start(workflow=colour)
-    state = rt.tick(workflow=colour, run_id=run_id, max_steps=100)
-    assert state.output == {"seen": ["caller", "blue", "blue"]}
-    assert COLOUR.get() == "caller"
+    token = COLOUR.set("caller")
+    try:
+        run_id = rt.start(workflow=colour)
+        state = rt.tick(workflow=colour, run_id=run_id, max_steps=100)
+        assert state.output == {"seen": ["caller", "blue", "blue"]}
+        assert COLOUR.get() == "caller"
+    finally:
+        COLOUR.reset(token)
 
 
+@needs_greenlet
 def test_at_most_max_suspended_bodies_are_kept_and_the_dropped_ones_unwind(rt, monkeypatch):
     monkeypatch.setattr(suspended, "MAX_SUSPENDED", 3)
     flow = _counting("fn_many", 5)
@@ -171,6 +185,7 @@ def test_at_most_max_suspended_bodies_are_kept_and_the_dropped_ones_unwind(rt, m
         assert state.status is RunStatus.COMPLETED and state.output["total"] == 2 * sum(range(5))
 
 
+@needs_greenlet
 def test_a_body_that_fails_after_continuing_fails_the_run_with_its_traceback(rt):
     @workflow("fn_breaks")
     def breaks(ctx):
@@ -182,3 +197,97 @@ def test_a_body_that_fails_after_continuing_fails_the_run_with_its_traceback(rt)
     state = rt.tick(workflow=breaks, run_id=run_id, max_steps=100)
     assert state.status is RunStatus.FAILED
     assert "broken after two steps" in state.error and "test_functional_suspended.py" in state.error
+
+
+# --- async def bodies: a coroutine driven on the host's loop --------------------------------------------------------
+
+@step(name="test_suspended:triple")
+async def triple(i: int) -> dict:
+    await asyncio.sleep(0)
+    return {"i": i, "thrice": 3 * i}
+
+
+def _async_counting(workflow_id, n, ask_at=None):
+    @workflow(workflow_id)
+    async def body(ctx, n: int = n):
+        PASSES.append(workflow_id)
+        try:
+            total = 0
+            for i in range(n):
+                if i == ask_at:
+                    total += int(await ctx.ask_user("How much?"))
+                total += (await triple(i))["thrice"]
+                total += (await double(i))["twice"]  # a plain step, awaited
+                await asyncio.sleep(0)  # the body's own awaits go to the loop
+            return {"total": total}
+        finally:
+            UNWOUND.append(workflow_id)
+
+    return body
+
+
+def _async_drive(url, flow, answer=None, **vars):
+    async def main():
+        async with AsyncRuntime.from_config({"store": url}) as art:
+            run_id = await art.start(workflow=flow, vars=vars)
+            state = await art.tick(workflow=flow, run_id=run_id, max_steps=1000)
+            if answer is not None:
+                state = await art.resume(workflow=flow, run_id=run_id, wait_key=state.waiting.wait_key,
+                                         payload={"response": answer})
+            return state
+
+    return asyncio.run(main())
+
+
+def test_an_async_body_is_driven_once_per_tick_on_the_asyncruntime(tmp_path):
+    url = f"lmdb://{tmp_path}/db"
+    kept = _async_drive(url, _async_counting("fn_async_kept", 12))
+    replayed = _async_drive(url, _replaying(_async_counting("fn_async_replayed", 12)))
+    assert kept.status is replayed.status is RunStatus.COMPLETED, (kept.error, replayed.error)
+    assert kept.output == replayed.output == {"total": 5 * sum(range(12))}
+    assert PASSES.count("fn_async_kept") == 1 and PASSES.count("fn_async_replayed") == 25
+    assert recorded_results(kept.vars) == recorded_results(replayed.vars)
+
+
+def test_an_async_wait_unwinds_and_the_resume_replays(tmp_path):
+    flow = _async_counting("fn_async_waits", 4, ask_at=2)
+    state = _async_drive(f"lmdb://{tmp_path}/db", flow, answer="7")
+    assert state.status is RunStatus.COMPLETED and state.output == {"total": 7 + 5 * sum(range(4))}
+    assert PASSES == ["fn_async_waits"] * 2 and UNWOUND == ["fn_async_waits"] * 2
+    assert len(flow.nodes["fn"]._bodies) == 0
+
+
+def test_an_async_body_on_the_sync_runtime_replays_at_each_step(rt):
+    # The sync Runtime awaits each step on a private loop: a coroutine is continued only on the loop it ran on.
+    flow = _async_counting("fn_async_sync_rt", 3)
+    run_id = rt.start(workflow=flow)
+    state = rt.tick(workflow=flow, run_id=run_id, max_steps=100)
+    assert state.status is RunStatus.COMPLETED and state.output == {"total": 5 * sum(range(3))}
+    assert PASSES.count("fn_async_sync_rt") == 7  # 6 steps and the return, each from the top
+
+
+def test_gathered_durable_calls_unwind_the_async_body_as_a_replay(tmp_path):
+    @workflow("fn_async_gather")
+    async def gathered(ctx):
+        PASSES.append("fn_async_gather")
+        a, b = await asyncio.gather(triple(1), triple(2))  # awaited by tasks of the body's own, not by the body
+        return {"sum": a["thrice"] + b["thrice"]}
+
+    state = _async_drive(f"lmdb://{tmp_path}/db", gathered)
+    assert state.status is RunStatus.COMPLETED and state.output == {"sum": 9}, state.error
+    assert PASSES == ["fn_async_gather"] * 3  # call 0, call 1, the return: each a replay
+
+
+def test_an_async_body_keeps_its_context_variables(tmp_path):
+    @workflow("fn_async_colour")
+    async def colour(ctx):
+        seen = [COLOUR.get()]
+        COLOUR.set("green")
+        await triple(1)
+        seen.append(COLOUR.get())
+        await triple(2)
+        seen.append(COLOUR.get())
+        return {"seen": seen}
+
+    state = _async_drive(f"lmdb://{tmp_path}/db", colour)
+    assert state.output == {"seen": ["none", "green", "green"]}, state.error
