@@ -124,11 +124,11 @@ def _step_payload(n: int, name: str, args: Tuple[Any, ...], kwargs: Dict[str, An
     return STEP_EFFECT, payload
 
 
-class _Parked(Exception):
+class _Parked(Suspend):
     """Internal: the frontier ``n`` of a driven ``async def`` body (caught by :func:`_parkable`, never seen by it)."""
 
     def __init__(self, n: int) -> None:
-        super().__init__(n)
+        super().__init__()
         self.n = n
 
 
