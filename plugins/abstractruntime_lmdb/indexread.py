@@ -17,6 +17,7 @@ from abstractruntime.errors import CorruptStoreError
 from abstractruntime.logs import get_logger
 from abstractruntime.models import RunState
 
+from .commit import reindex
 from .store import _INDEX, _SEP, _run_key
 from .values import pack_value, split_value
 
@@ -84,7 +85,7 @@ def add_updated_entries(backend: "LmdbBackend", txn: Any) -> int:
         try:
             revision, _entries, checkpoint = split_value(raw, backend.where, run_id)
             run = codec.decode_run(checkpoint)
-            index_json = backend._reindex(txn, run, raw, replace=False)
+            index_json = reindex(backend, txn, run, raw)
         except Exception as exc:  # a damaged run stays as it is; every read of it reports it
             log.warning("run_index_not_upgraded", store=backend.where, run_id=run_id, error=str(exc))
             continue

@@ -1,5 +1,6 @@
 """LMDB store: one environment directory, one B-tree; concurrent step commits share one write transaction
-(group commit: storekit's ``GroupCommit``, a nested transaction per commit so a refused one writes nothing).
+(group commit: storekit's ``GroupCommit``; each commit is checked before it writes, so a refused one writes
+nothing: commit.py).
 
 Everything lives in LMDB's main database under key prefixes (integers are 8-byte big-endian so they sort
 numerically; ``\\0`` separates parts). One tree means a step dirties few pages -- the checkpoint's and the new
@@ -28,63 +29,30 @@ not carry an open backend across ``fork()``.
 from __future__ import annotations
 
 import os
-import re
-import struct
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import lmdb
-import orjson
 
 from abstractruntime import codec
-from abstractruntime.errors import ConcurrentModificationError, CorruptStoreError, StoreError, ValidationError
-from abstractruntime.models import RunState, StepRecord, StepStatus
-from abstractruntime.storage.base import Capability, CommitView, LedgerStore, RunStore, StepCommit, StoreBackend
-from abstractruntime_storekit import (GroupCommit, GroupEntry, HeadHints, IndexedRunQueries, RunLocks, check_contiguous,
-                                      index_entries, validate_run_id)
+from abstractruntime.errors import AbstractRuntimeError, CorruptStoreError, StoreError, ValidationError
+from abstractruntime.models import RunState, StepRecord
+from abstractruntime.storage.base import Capability, LedgerStore, RunStore, StepCommit, StoreBackend
+from abstractruntime_storekit import (GroupCommit, GroupEntry, HeadHints, IndexedRunQueries, RunLocks,
+                                      check_contiguous)
 from abstractruntime_storekit.opening import os_error, store_directory
 from abstractruntime_storekit.files import FileSiblings
 from abstractruntime_storekit.integrity import load_skipping
 
 from . import DEFAULT_MAP_SIZE, check
+from .commit import FAULT_POINT, Heads, plan  # noqa: F401  (FAULT_POINT: the fault point's name, for tests)
 from .guards import SharedExclusiveLock, check_data_file, file_size
-from .values import driver_error, old_entries, pack_value, purge_index, revision_of, split_value
+from .keys import (_DATA, _IDEM_TAG, _INDEX, _LEDGER_TAG, _META, _RUN_TAG, _SEP, _TAGS, _U64,  # noqa: F401
+                   _idem_key, _ledger_prefix, _rid, _run_key, last_seq)
+from .values import driver_error, revision_of, split_value
 
 SCHEMA_VERSION = 3  # 2: checkpoints carry a checksum (values.py); version-1 values are read without one
 # 3: every run has an ``updated`` index entry (added on a writable open of an older store, indexread.py)
-FAULT_POINT = "commit:after-checkpoint"
-_U64 = struct.Struct(">Q")
-_SEP = b"\x00"
-_META = b"m:schema_version"
-_DATA = b"d:"  # d: run_id, then \x00 checkpoint | \x01 seq ledger record | \x02 key idempotency entry
-_RUN_TAG, _LEDGER_TAG, _IDEM_TAG = b"\x00", b"\x01", b"\x02"
-_TAGS = re.compile(rb"[\x00-\x02]")
-_INDEX = b"x:"
-
-
-def _run_key(rid: bytes) -> bytes:
-    return _DATA + rid + _RUN_TAG
-
-
-def _ledger_prefix(rid: bytes) -> bytes:
-    return _DATA + rid + _LEDGER_TAG
-
-
-def _idem_key(rid: bytes, key: str) -> bytes:
-    return _DATA + rid + _IDEM_TAG + key.encode("utf-8")
-_STATUS_BYTE = {s.value: s.value[0].encode() for s in StepStatus}  # s, c, w, f
-_COMPLETED = _STATUS_BYTE[StepStatus.COMPLETED.value]
-_STATUS_NAME = {b: name for name, b in _STATUS_BYTE.items()}
-
-
-
-
-def _rid(run_id: str) -> bytes:
-    return validate_run_id(run_id, store="the lmdb store").encode("utf-8")
-
-
-def _index_key(kind: str, value: str, run_id: str) -> bytes:
-    return _INDEX + f"{kind}\x00{value}\x00{run_id}".encode("utf-8")
 
 
 class LmdbBackend(FileSiblings, StoreBackend):
@@ -261,31 +229,53 @@ class LmdbBackend(FileSiblings, StoreBackend):
         return self.heads.get(run_id)
 
     def _write_batch(self, batch: List[GroupEntry]) -> None:
-        heads: Dict[str, Tuple[int, Optional[str]]] = {}
-        if len(batch) == 1:  # alone: no nested transaction needed (a failure aborts the transaction)
-            try:
-                self.write(lambda txn: self.commit_in(txn, batch[0].commit, heads))
-            except Exception:
-                self._forget_heads(batch[0].commit)  # a refused chain head: the next attempt reads the head
-                raise
-        else:
-            def tx(txn: Any) -> None:  # re-run from the start if the map had to grow
-                heads.clear()
-                for entry in batch:
-                    entry.error = None
-                    mine: Dict[str, Tuple[int, Optional[str]]] = {}
-                    try:
-                        with self.env.begin(write=True, parent=txn) as child:  # one commit's writes, or none
-                            self.commit_in(child, entry.commit, mine)
-                    except lmdb.Error:
-                        raise
-                    except Exception as exc:  # refused (revision, reservation, chain head): only this caller fails
-                        entry.error = exc
-                        self._forget_heads(entry.commit)
-                    else:
-                        heads.update(mine)
+        """One transaction for the batch. Each commit is checked, then written (commit.py): a refused one fails its
+        own caller and has written nothing; one whose writing fails midway (the fault point, an unexpected error)
+        is taken out and the batch written again without it. No nested transaction per commit: each py-lmdb call
+        releases the GIL, and the writer waits to get it back behind every other thread."""
+        heads: Heads = {}
+        failed: Dict[int, Exception] = {}  # batch index -> what its writing raised
 
-            self.write(tx)
+        def tx(txn: Any) -> None:  # re-run from the start if the map had to grow
+            heads.clear()
+            for i, entry in enumerate(batch):
+                entry.error = failed.get(i)
+                if entry.error is not None:
+                    continue
+                mine: Heads = {}
+                try:
+                    todo = plan(self, txn, entry.commit, mine)
+                except lmdb.Error:
+                    raise
+                except Exception as exc:  # refused (revision, reservation, chain head): only this caller fails
+                    entry.error = exc
+                    continue
+                try:
+                    todo.apply(self, txn)
+                except lmdb.Error:
+                    raise
+                except Exception as exc:  # part of it may be written: abort, write the batch again without it
+                    failed[i] = exc
+                    raise _Rewrite(f"{self.where}: a commit failed while it was written") from exc
+                heads.update(mine)
+
+        try:
+            while True:
+                try:
+                    self.write(tx)
+                    break
+                except _Rewrite:
+                    if len(failed) == len(batch):
+                        break
+        except BaseException:
+            for entry in batch:
+                self._forget_heads(entry.commit)
+            raise
+        for i, exc in failed.items():
+            batch[i].error = exc
+        for entry in batch:
+            if entry.error is not None:
+                self._forget_heads(entry.commit)  # a refused chain head: the next attempt reads the head
         for run_id, (seq, record_hash) in heads.items():  # durable now
             self.heads.remember(run_id, seq, record_hash)
 
@@ -293,99 +283,17 @@ class LmdbBackend(FileSiblings, StoreBackend):
         for record in commit.records:
             self.heads.forget(record.run_id)
 
-    def commit_in(self, txn: Any, commit: StepCommit,
-                  heads: Optional[Dict[str, Tuple[int, Optional[str]]]] = None) -> None:
-        """Apply one step commit inside an open write transaction (``commit_step`` opens one per step); ``heads``
-        gets each run's new last ``(seq, record_hash)``."""
-        commit.check(CommitView(
-            last_record=lambda run_id: self._last_record(txn, run_id),
-            latest_status=lambda run_id, key: _STATUS_NAME.get(bytes((txn.get(_idem_key(_rid(run_id), key))
-                                                                      or b"")[:1]))))
-        run = commit.run
-        if run is not None:
-            key = _run_key(_rid(run.run_id))
-            old = txn.get(key)
-            if commit.expected_revision is not None:
-                actual = revision_of(old, self.where, run.run_id) if old is not None else None
-                if actual != commit.expected_revision:
-                    raise ConcurrentModificationError(
-                        run_id=run.run_id, expected=commit.expected_revision, actual=actual
-                    )
-            index_json = self._reindex(txn, run, old, replace=commit.expected_revision is None)
-            txn.put(key, pack_value(run.revision, index_json, commit.run_json or codec.encode_run(run)))
-            if old is None and heads is not None and self.last_seq(txn, _rid(run.run_id)) == 0:
-                heads[run.run_id] = (0, None)  # a new run: its ledger is empty (records below may extend it)
-        if self.fault_injector is not None:
-            self.fault_injector(FAULT_POINT)
-        self._append_records(txn, commit.records, commit.record_jsons, heads)
-
-    def _reindex(self, txn: Any, run: RunState, old_value: Optional[bytes], replace: bool) -> bytes:
-        """Update the ``x:`` entries of a run; return the JSON of its new entries (stored with the checkpoint).
-        A corrupt old checkpoint is refused, unless ``replace`` (a plain save): then its entries are found by a scan."""
-        new = sorted(set(index_entries(run)))
-        new_json = orjson.dumps(new)  # (stores written before: json.dumps bytes, the same for ASCII values)
-        try:
-            old: Optional[List[Tuple[str, str]]] = old_entries(old_value, self.where, run.run_id, new_json)
-        except CorruptStoreError as exc:
-            if not replace:
-                raise
-            purge_index(txn, _INDEX, run.run_id, self.where, exc)
-            old = []
-        if old is None:  # the same entries
-            return new_json
-        for kind, value in set(old) - set(new):
-            txn.delete(_index_key(kind, value, run.run_id))
-        for kind, value in set(new) - set(old):
-            txn.put(_index_key(kind, value, run.run_id), b"")
-        return new_json
-
-    def _last_record(self, txn: Any, run_id: str) -> Optional[Dict[str, Any]]:
-        """The run's last ledger record (None for an empty ledger)."""
-        rid = _rid(run_id)
-        seq = self.last_seq(txn, rid)
-        if seq == 0:
-            return None
-        key = _ledger_prefix(rid) + _U64.pack(seq)
-        return self.ledger_store._decode(run_id, key, txn.get(key))
+    def commit_in(self, txn: Any, commit: StepCommit, heads: Optional[Heads] = None) -> None:
+        """Apply one step commit inside an open write transaction (``commit_step`` batches them); ``heads`` gets
+        each run's new last ``(seq, record_hash)``. A refused commit raises having written nothing."""
+        plan(self, txn, commit, heads).apply(self, txn)
 
     # --- sibling services (FileSiblings): files beside the environment -------------------------------------------
     @property
     def sibling_dir(self) -> Path:
         return self.path
 
-    @staticmethod
-    def last_seq(txn: Any, rid: bytes) -> int:
-        """The run's last ledger sequence number: one cursor step back from the end of its key range."""
-        prefix = _ledger_prefix(rid)
-        cur = txn.cursor()
-        if cur.set_range(_DATA + rid + _IDEM_TAG):
-            if not cur.prev():
-                return 0
-        elif not cur.last():
-            return 0
-        key = cur.key()
-        if key.startswith(prefix) and len(key) == len(prefix) + 8:
-            return _U64.unpack(key[-8:])[0]
-        return 0
-
-    def _append_records(self, txn: Any, records: Tuple[StepRecord, ...], texts: Tuple[bytes, ...],
-                        written: Optional[Dict[str, Tuple[int, Optional[str]]]] = None) -> None:
-        heads: Dict[bytes, int] = {}
-        for record, text in zip(records, texts):
-            rid = _rid(record.run_id)
-            seq = heads.get(rid)
-            if seq is None:
-                seq = self.last_seq(txn, rid)
-            seq += 1
-            heads[rid] = seq
-            if written is not None:
-                written[record.run_id] = (seq, record.record_hash)
-            txn.put(_ledger_prefix(rid) + _U64.pack(seq), text)
-            if record.idempotency_key:
-                ikey = _idem_key(rid, record.idempotency_key)
-                prev = txn.get(ikey)
-                if prev is None or prev[:1] != _COMPLETED:
-                    txn.put(ikey, _STATUS_BYTE[record.status.value] + _U64.pack(seq))
+    last_seq = staticmethod(last_seq)  # the run's last ledger seq: one cursor step back from its key range's end
 
     # --- index scans ------------------------------------------------------------------------------------------
     def scan_index(self, txn: Any, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
@@ -445,6 +353,11 @@ class LmdbBackend(FileSiblings, StoreBackend):
             if key.endswith(_RUN_TAG) and not _TAGS.search(key, len(_DATA), len(key) - 1):
                 out.append(key[len(_DATA):-1].decode("utf-8"))
         return out
+
+
+class _Rewrite(AbstractRuntimeError):
+    """A commit's writing failed midway: the batch's transaction is aborted and written again without it (never
+    leaves ``_write_batch``)."""
 
 
 class LmdbRunStore(IndexedRunQueries, RunStore):

@@ -124,7 +124,7 @@ def test_sixteen_threads_share_transactions_and_syncs_on_lmdb(tmp_path):
 
 def test_a_refused_commit_in_a_batch_fails_alone_and_writes_nothing(tmp_path):
     """One LMDB transaction holding three commits, the middle one stale (wrong revision): the other two are
-    written, the stale one gets its own ConcurrentModificationError and leaves no trace (nested transaction)."""
+    written, the stale one gets its own ConcurrentModificationError and leaves no trace (checked before writing)."""
     from abstractruntime import RunState, StepRecord, codec
     from abstractruntime.errors import ConcurrentModificationError
     from abstractruntime.models import StepStatus
