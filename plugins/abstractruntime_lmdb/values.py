@@ -16,12 +16,12 @@ Every ``lmdb.Error`` that escapes a transaction becomes a store error naming the
 
 from __future__ import annotations
 
-import json
 import struct
 import zlib
 from typing import Any, List, Optional, Tuple
 
 import lmdb
+import orjson
 
 from abstractruntime.errors import CorruptStoreError, StoreError
 from abstractruntime.logs import get_logger
@@ -88,7 +88,7 @@ def old_entries(raw: Optional[bytes], where: str, run_id: str, new_json: bytes) 
         return None
     _layout(raw, where, run_id, True)
     try:
-        return [tuple(e) for e in json.loads(raw[start:start + n])]
+        return [tuple(e) for e in orjson.loads(raw[start:start + n])]
     except (ValueError, TypeError) as exc:
         raise CorruptStoreError(f"{where}: index entries of run {run_id} cannot be decoded ({exc})",
                                 run_id=run_id) from exc
