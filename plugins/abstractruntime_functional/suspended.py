@@ -1,4 +1,4 @@
-"""A plain (``def``) workflow body kept suspended at its frontier between the steps of one tick, on a greenlet.
+"""A workflow body kept suspended at its frontier between the steps of one tick: on a greenlet, or as a coroutine.
 
 Replaying the function from the top at every step makes a run of N calls cost O(N) per step (docs/functional.md#cost).
 But within one ``tick`` the kernel hands the node the same ``RunState`` at every step, and the only change it makes
@@ -17,9 +17,10 @@ A continued body makes the calls a replay would make, in the same state, so what
 does not do is run the code before its frontier again, so a non-deterministic body is detected when the run is
 replayed (its next tick, another process), not between the steps of one tick. The body runs in a copy of the
 context variables of the step that started it (a replay ran in the caller's), and keeps its own from then on: what
-it sets stays set across its durable calls, and never leaks into the kernel's context. The frontiers that usually end a tick
-(``ask_user``, ``wait_event``, ``sleep``) unwind as in a replay instead of keeping the body: a run waiting for days
-holds no greenlet. At most :data:`MAX_SUSPENDED` bodies per workflow are kept (the oldest is dropped first).
+it sets stays set across its durable calls, and never leaks into the kernel's context. The frontiers that usually
+end a tick (``ask_user``, ``wait_event``, ``sleep``) unwind as in a replay instead of keeping the body: a run
+waiting for days holds no greenlet. At most :data:`MAX_SUSPENDED` bodies per workflow are kept (the oldest is
+dropped first).
 
 An ``async def`` body needs no greenlet: it is a coroutine, driven by :func:`drive`, which passes on to the event
 loop what the body awaits and stops at a frontier's :data:`SUSPENDED` (yielded by the awaitable the frontier call
