@@ -249,6 +249,14 @@ def test_an_async_body_is_driven_once_per_tick_on_the_asyncruntime(tmp_path):
     assert recorded_results(kept.vars) == recorded_results(replayed.vars)
 
 
+@needs_greenlet
+def test_a_plain_body_on_the_asyncruntime_is_continued_too(tmp_path):
+    # The AsyncRuntime runs each tick in one worker thread: a plain body is continued there as on the sync Runtime.
+    state = _async_drive(f"lmdb://{tmp_path}/db", _counting("fn_plain_on_async", 10))
+    assert state.status is RunStatus.COMPLETED and state.output["total"] == 2 * sum(range(10))
+    assert PASSES == ["fn_plain_on_async"]
+
+
 def test_an_async_wait_unwinds_and_the_resume_replays(tmp_path):
     flow = _async_counting("fn_async_waits", 4, ask_at=2)
     state = _async_drive(f"lmdb://{tmp_path}/db", flow, answer="7")
