@@ -140,7 +140,7 @@ def _parkable(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(self, *args, **kwargs)
         except _Parked as parked:
-            return _Frontier(self, method, args, kwargs, parked.n)
+            return _Frontier(self, call, args, kwargs, parked.n)
 
     return call
 
@@ -158,18 +158,13 @@ class _Frontier:
         self.ctx, self.method, self.args, self.kwargs, self.n = ctx, method, args, kwargs, n
 
     def __await__(self) -> Any:
-        ctx, n = self.ctx, self.n
-        while True:
-            if ctx.driven_by is None or ctx.driven_by is not asyncio.current_task():
-                raise Suspend()
-            yield SUSPENDED
-            ctx._n = n
-            try:
-                awaitable = self.method(ctx, *self.args, **self.kwargs)
-                break
-            except _Parked as parked:  # issued and not completed: the frontier again
-                n = parked.n
-        return (yield from awaitable.__await__())
+        ctx = self.ctx
+        if ctx.driven_by is None or ctx.driven_by is not asyncio.current_task():
+            raise Suspend()
+        yield SUSPENDED
+        ctx._n = self.n
+        # the call again: its result (an awaitable of it), or -- issued and not completed -- the frontier again
+        return (yield from self.method(ctx, *self.args, **self.kwargs).__await__())
 
 
 def _answer(payload: Any) -> Any:
@@ -362,7 +357,6 @@ class FunctionalContext:
         return value
 
     # --- effects ----------------------------------------------------------------------------------------------
-    @_parkable
     def call_step(self, name: str, args: Tuple[Any, ...], kwargs: Dict[str, Any], retries: Optional[int],
                   backoff_s: float) -> Any:
         """A ``@step`` called in the body (the decorator calls this): its recorded result, else its effect."""
@@ -383,7 +377,11 @@ class FunctionalContext:
                             self._n = n + 1
                             value = result.get("value")
                             return _resolved(value) if self._async else value
-        result = self._effect("step", name, (args, kwargs), _step_payload, name, args, kwargs, retries, backoff_s)
+        try:  # (not @_parkable: a wrapper would cost every replayed step a call)
+            result = self._effect("step", name, (args, kwargs), _step_payload, name, args, kwargs, retries, backoff_s)
+        except _Parked as parked:
+            return _Frontier(self, FunctionalContext.call_step, (name, args, kwargs, retries, backoff_s), {},
+                             parked.n)
         return self._out(result.get("value") if type(result) is dict else None)
 
     def ask_user(self, prompt: str, *, choices: Optional[List[str]] = None, allow_free_text: Optional[bool] = None,
