@@ -123,7 +123,7 @@ class StepPlan:
     complete_output: Optional[Dict[str, Any]] = None
 
 
-@define
+@define(on_setattr=setters.NO_OP)
 class WaitState:
     reason: WaitReason = field(converter=_member_of(WaitReason))
     wait_key: Optional[str] = None
@@ -139,12 +139,11 @@ class WaitState:
         return _unstructure(self)
 
 
-@define(on_setattr=setters.NO_OP)  # no validators: only ``status`` has work to do on assignment
+@define(on_setattr=setters.NO_OP)  # no __setattr__ hook: assign RunStatus members (a hook costs every field)
 class RunState:
     run_id: str
     workflow_id: str
-    status: RunStatus = field(converter=_member_of(RunStatus),  # attrs' convert setter imports at every call
-                              on_setattr=lambda _run, attrib, value: attrib.converter(value))
+    status: RunStatus = field(converter=_member_of(RunStatus))
     current_node: str
     vars: Dict[str, Any] = field(factory=dict)
     waiting: Optional[WaitState] = None
@@ -191,7 +190,7 @@ class RunState:
         return _unstructure(self)
 
 
-@define
+@define(on_setattr=setters.NO_OP)
 class StepRecord:
     run_id: str
     step_id: str

@@ -302,3 +302,16 @@ def test_run_state_new_defaults():
     assert run.created_at.endswith("+00:00")
     assert run.step == 0 and run.revision == 0
     assert RunState.new(workflow_id="wf", entry_node="e").run_id != run.run_id
+
+
+def test_a_status_assigned_as_a_string_is_stored_as_its_member_and_a_wrong_one_is_refused():
+    # RunState/StepRecord have no __setattr__ hook (it cost every field assignment): a string assigned to ``status``
+    # stays a string in memory -- as with the reference's dataclasses -- and is checked and stored as its value.
+    run = RunState.new(workflow_id="w", entry_node="a")
+    run.status = "completed"
+    back = decode_run(encode_run(run))
+    assert back.status is RunStatus.COMPLETED
+    run.status = "finished"
+    with pytest.raises(ValueError):
+        encode_run(run)
+    assert RunState(run_id="r", workflow_id="w", status="waiting", current_node="a").status is RunStatus.WAITING
