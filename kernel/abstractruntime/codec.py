@@ -91,8 +91,8 @@ def _build_converter() -> Any:
     conv = cattrs.Converter(detailed_validation=False)
     conv.register_structure_hook(Union[EffectType, str], lambda v, _t: coerce_effect_type(v))
     conv.register_unstructure_hook(Union[EffectType, str], effect_type_value)
-    for enum in (RunStatus, WaitReason, StepStatus, EffectType):  # plain string values (a str assigned: checked)
-        conv.register_unstructure_hook(enum, lambda v, enum=enum: v.value if type(v) is enum else enum(v).value)
+    for enum in (RunStatus, WaitReason, StepStatus, EffectType):  # enums become their plain string values
+        conv.register_unstructure_hook(enum, lambda value: value.value)
     conv.register_unstructure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value: value)
     conv.register_structure_hook_func(lambda t: t in _JSON_FIELD_TYPES, lambda value, _t: value)
     conv.register_structure_hook(WaitState, _structure_wait)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Callable, Dict, List, Optional, Union
 
-from attrs import define, evolve, field, frozen, setters
+from attrs import define, evolve, field, fields_dict, frozen, setters
 
 from .errors import NotFoundError, ValidationError
 
@@ -139,7 +139,7 @@ class WaitState:
         return _unstructure(self)
 
 
-@define(on_setattr=setters.NO_OP)  # no __setattr__ hook: assign RunStatus members (a hook costs every field)
+@define(on_setattr=setters.NO_OP)  # no __setattr__ hook (it costs every field): ``status`` converts (below)
 class RunState:
     run_id: str
     workflow_id: str
@@ -252,6 +252,11 @@ class StepRecord:
         return _unstructure(self)
 
 
+for _cls, _name in ((RunState, "status"), (StepRecord, "status"), (WaitState, "reason")):  # converted on assignment:
+    _slot, _convert = _cls.__dict__[_name], fields_dict(_cls)[_name].converter  # a property over the slot (reads in
+    setattr(_cls, _name, property(_slot.__get__, lambda o, v, s=_slot, c=_convert: s.__set__(o, c(v))))  # C)
+
+
 NodeHandler = Callable[[RunState, Any], StepPlan]
 
 
@@ -296,17 +301,10 @@ class RuntimeConfig:
         max_input = self.max_input_tokens
         if max_input is not None and max_output is not None:
             max_input = max(0, min(int(max_input), int(max_tokens) - int(max_output) - 256))
-        return {
-            "max_iterations": self.max_iterations,
-            "current_iteration": 0,
-            "max_tokens": max_tokens,
-            "max_output_tokens": max_output,
-            "max_input_tokens": max_input,
-            "estimated_tokens_used": 0,
-            "max_history_messages": self.max_history_messages,
-            "warn_iterations_pct": self.warn_iterations_pct,
-            "warn_tokens_pct": self.warn_tokens_pct,
-        }
+        return {"max_iterations": self.max_iterations, "current_iteration": 0, "max_tokens": max_tokens,
+                "max_output_tokens": max_output, "max_input_tokens": max_input, "estimated_tokens_used": 0,
+                "max_history_messages": self.max_history_messages, "warn_iterations_pct": self.warn_iterations_pct,
+                "warn_tokens_pct": self.warn_tokens_pct}
 
     def with_capabilities(self, capabilities: Dict[str, Any]) -> "RuntimeConfig":
         return evolve(self, model_capabilities=dict(capabilities))

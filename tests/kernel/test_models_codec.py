@@ -304,14 +304,21 @@ def test_run_state_new_defaults():
     assert RunState.new(workflow_id="wf", entry_node="e").run_id != run.run_id
 
 
-def test_a_status_assigned_as_a_string_is_stored_as_its_member_and_a_wrong_one_is_refused():
-    # RunState/StepRecord have no __setattr__ hook (it cost every field assignment): a string assigned to ``status``
-    # stays a string in memory -- as with the reference's dataclasses -- and is checked and stored as its value.
+def test_status_and_reason_convert_on_assignment_without_a_setattr_hook_on_other_fields():
+    # ``status`` / ``reason`` are properties over their slots (kernel/abstractruntime/models.py): a string assigned
+    # becomes its member at once and a wrong one is refused; the classes have no __setattr__ hook, which attrs would
+    # run in Python for every field assignment (each object's __init__ included).
     run = RunState.new(workflow_id="w", entry_node="a")
     run.status = "completed"
-    back = decode_run(encode_run(run))
-    assert back.status is RunStatus.COMPLETED
-    run.status = "finished"
+    assert run.status is RunStatus.COMPLETED and decode_run(encode_run(run)).status is RunStatus.COMPLETED
     with pytest.raises(ValueError):
-        encode_run(run)
+        run.status = "finished"
+    assert run.status is RunStatus.COMPLETED
+    record = StepRecord(run_id="r", step_id="s", node_id="n", status="started")
+    record.status = "completed"
+    wait = WaitState(reason="user")
+    wait.reason = "event"
+    assert record.status is StepStatus.COMPLETED and wait.reason is WaitReason.EVENT
+    for cls in (RunState, StepRecord, WaitState):
+        assert cls.__setattr__ is object.__setattr__, cls
     assert RunState(run_id="r", workflow_id="w", status="waiting", current_node="a").status is RunStatus.WAITING
