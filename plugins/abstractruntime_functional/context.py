@@ -10,7 +10,9 @@ of its result (which is also the private copy the body gets). A call recorded wi
 one (a due timer); a call not recorded is the frontier: it becomes the step's effect.
 
 In an ``async def`` workflow the durable calls are awaited: a recorded call returns a coroutine that returns its
-result at once; the frontier raises the internal Suspend at the call, through the body's coroutine.
+result at once; the frontier raises the internal Suspend at the call, through the body's coroutine -- or, in a body
+driven by suspended.py, returns an awaitable that stops the body there until the next step (:class:`_Frontier`).
+Between the steps of a tick a plain body waits at its frontier on a greenlet instead (:meth:`_suspend`).
 """
 
 from __future__ import annotations
