@@ -431,7 +431,7 @@ def main() -> None:
     ap.add_argument("--detail", action="store_true", help="print the statements of each operation")
     ap.add_argument("--throughput-runs", type=int, default=800)
     ap.add_argument("--threads", type=int, default=8)
-    ap.add_argument("--trials", type=int, default=24, help="NOTIFY rounds (a block with and one without notify each)")
+    ap.add_argument("--trials", type=int, default=24, help="NOTIFY rounds (a block on each of the four runtimes per round)")
     ap.add_argument("--no-throughput", action="store_true")
     args = ap.parse_args()
     with server(args.dsn) as admin:

@@ -2,9 +2,9 @@
 
 Each step runs the function again from the top. Its durable calls return what the run recorded; the first call not
 recorded stops the replay (:class:`~abstractruntime_functional.errors.Suspend`) and becomes the step's effect,
-``StepPlan(node_id="fn", effect=..., next_node="fn")``, whose result the kernel writes to the call's slot. A plain
-body runs on a greenlet instead, kept suspended at its frontier and continued at the next step of the same tick
-(:mod:`.suspended`); it replays from the top whenever it cannot be continued. When the
+``StepPlan(node_id="fn", effect=..., next_node="fn")``, whose result the kernel writes to the call's slot. A body
+is kept suspended at its frontier instead and continued at the next step of the same tick (:mod:`.suspended`: a
+plain one on a greenlet, an ``async def`` one as a driven coroutine); it replays from the top whenever it cannot be. When the
 function returns, the node returns ``complete_output``. A replay that diverges from the record parks the run in a
 wait that shows the :class:`NonDeterminismError`; an exception of the body fails the run with its traceback.
 
