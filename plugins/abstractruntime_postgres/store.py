@@ -65,6 +65,15 @@ log = get_logger("abstractruntime.postgres")
 DEFAULT_CONNECT_TIMEOUT = 10
 
 
+def _synchronous_commits(conn: psycopg.Connection) -> None:
+    """A pooled session's commits wait for the WAL flush even where the server's (or database's, or role's) default
+    is ``synchronous_commit = off``: a durable commit is one a crash cannot take back once acknowledged (durability
+    ``barrier`` and ``step``; durability ``none`` turns it off per transaction). Stronger settings (``remote_apply``,
+    ``remote_write``, ``local``, ``on``) are kept."""
+    if conn.execute("SHOW synchronous_commit").fetchone()[0] == "off":
+        conn.execute("SET synchronous_commit = on")
+
+
 def transient(exc: BaseException) -> bool:
     """A lost or refused connection (a server restart, a terminated session): worth one retry on another one."""
     if isinstance(exc, PoolTimeout) or not isinstance(exc, psycopg.OperationalError):
@@ -136,7 +145,7 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
                      versions=self.applied_migrations)
         self._pool = ConnectionPool(self._conninfo, min_size=min_size, max_size=max_size, open=False,
                                     kwargs={"autocommit": True}, timeout=float(pool_timeout),
-                                    name=f"abstractruntime-{self._schema}")
+                                    name=f"abstractruntime-{self._schema}", configure=_synchronous_commits)
         try:
             self._pool.open(wait=min_size > 0, timeout=float(pool_timeout))
         except psycopg.Error as exc:

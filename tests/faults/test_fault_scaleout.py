@@ -88,11 +88,22 @@ def _answer_waits(rt, waiting_ids) -> int:
     return released
 
 
-def _describe(rt, run_id, kind):
+def _describe(rt, run_id, kind, logs=None):
+    """A run's state and ledger; for a run that started children, theirs too, and the lines of the workers' logs
+    (``logs``: their paths) that name it or them."""
     state = rt.get_state(run_id)
-    rows = [(r["node_id"], r["status"], r.get("attempt"), (r.get("error") or "")[:300]) for r in rt.get_ledger(run_id)]
-    return {"run_id": run_id, "kind": kind, "status": state.status.value, "error": state.error,
-            "waiting": state.waiting, "ledger": rows}
+    ledger = rt.get_ledger(run_id)
+    rows = [(r["node_id"], r["status"], r.get("attempt"), r.get("started_at"), r.get("ended_at"),
+             (r.get("error") or "")[:300]) for r in ledger]
+    out = {"run_id": run_id, "kind": kind, "status": state.status.value, "error": state.error,
+           "waiting": state.waiting, "ledger": rows}
+    children = [c.run_id for c in rt.run_store.list_children(parent_run_id=run_id)]
+    out["children"] = {c: (rt.get_state(c).status.value, rt.get_state(c).created_at) for c in children}
+    if logs:
+        names = [run_id, *children]
+        out["logs"] = [line for path in logs if path.exists() for line in path.read_text().splitlines()
+                       if any(n in line for n in names)][:20]
+    return out
 
 
 def test_three_workers_survive_repeated_sigkills_without_double_steps_or_charges(pg_dsn, tmp_path):
@@ -372,9 +383,10 @@ def test_runs_complete_once_through_server_restarts_and_terminated_connections(t
         rows = _query(dsn, "SELECT run_id, workflow_id, status FROM abstractruntime.runs")
         not_done = [(r, w, s) for r, w, s in rows if s != "completed"]
         first = sorted(not_done, key=lambda row: row[2] not in ("failed", "cancelled"))[:3]  # a failed run first
+        logs = [tmp_path / f"worker{n}.{ext}" for n in range(WORKERS) for ext in ("out", "err")]
         assert not not_done, (f"{len(not_done)} runs not completed after {elapsed:.1f} s (statuses "
                               f"{collections.Counter(s for _r, _w, s in rows)}, host errors {host_errors[:3]}): e.g. "
-                              f"{[_describe(rt, r, kinds.get(r)) for r, _w, _s in first]}")
+                              f"{[_describe(rt, r, kinds.get(r), logs) for r, _w, _s in first]}")
         mains = [r for r, w, _s in rows if w == "so_main"]
         assert set(run_ids) <= set(mains) and len(run_ids) <= len(mains) <= len(run_ids) + unknown_starts
         problems, started_per_key = [], collections.Counter()

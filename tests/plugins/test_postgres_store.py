@@ -198,6 +198,27 @@ class socket_closed_port:
         pass
 
 
+def test_pooled_sessions_commit_synchronously_unless_a_stronger_setting_is_configured(pg_dsn):
+    """The test server runs with synchronous_commit = off (fast, and its durability is not under test): without the
+    store's session setting, an immediate restart took back commits it had acknowledged (the restart fault test)."""
+    import psycopg
+
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        server = conn.execute("SHOW synchronous_commit").fetchone()[0]
+        database = conn.execute("SELECT current_database()").fetchone()[0]
+    with PostgresBackend(pg_dsn, min_size=1, max_size=2) as b:
+        session = b.fetchone("SHOW synchronous_commit")[0]
+    assert session == ("on" if server == "off" else server)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:  # a database default stronger than "on" is kept
+        conn.execute(f'ALTER DATABASE "{database}" SET synchronous_commit = remote_apply')
+    try:
+        with PostgresBackend(pg_dsn, min_size=1, max_size=2) as b:
+            assert b.fetchone("SHOW synchronous_commit")[0] == "remote_apply"
+    finally:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{database}" RESET synchronous_commit')
+
+
 # --- schema and migrations ----------------------------------------------------------------------------------------
 def test_schema_is_created_versioned_and_migrations_are_idempotent(pg_dsn):
     with PostgresBackend(pg_dsn) as first:
