@@ -118,7 +118,7 @@ class FunctionNode:
             held = Suspended(FunctionalContext(run, state), state)
             outcome = held.switch(self.function, held.ctx, args, kwargs)
         if outcome is SUSPENDED:
-            self._bodies.keep(run.run_id, held)
+            self._bodies.keep(run.run_id, held, run)
             return held.ctx.plan
         value, failure = outcome
         return self._conclude(run, held.ctx, value, failure)
@@ -134,7 +134,7 @@ class FunctionNode:
             held = DrivenBody(self.function(ctx, *args, **kwargs), ctx, state)
         outcome = await drive(held)
         if outcome is SUSPENDED:
-            self._bodies.keep(run.run_id, held)
+            self._bodies.keep(run.run_id, held, run)
             return held.ctx.plan
         value, failure = outcome
         return self._conclude(run, held.ctx, value, failure)

@@ -20,7 +20,8 @@ context variables of the step that started it (a replay ran in the caller's), an
 it sets stays set across its durable calls, and never leaks into the kernel's context. The frontiers that usually
 end a tick (``ask_user``, ``wait_event``, ``sleep``) unwind as in a replay instead of keeping the body: a run
 waiting for days holds no greenlet. At most :data:`MAX_SUSPENDED` bodies per workflow are kept (the oldest is
-dropped first).
+dropped first), and none outlives the in-memory run state it was kept for (a weak reference: once the tick is over
+and the host let go of its result, the body is let go too).
 
 An ``async def`` body needs no greenlet: it is a coroutine, driven by :func:`drive`, which passes on to the event
 loop what the body awaits and stops at a frontier's :data:`SUSPENDED` (yielded by the awaitable the frontier call
@@ -37,6 +38,7 @@ import asyncio
 import contextvars
 import threading
 import types
+import weakref
 from typing import Any, Dict, Optional, Tuple
 
 try:
@@ -54,7 +56,7 @@ MAX_SUSPENDED = 64
 class Suspended:
     """A body on its greenlet, with its context and the state it records into."""
 
-    __slots__ = ("body", "ctx", "state", "calls", "thread")
+    __slots__ = ("body", "ctx", "state", "calls", "thread", "watched")
 
     def __init__(self, ctx: FunctionalContext, state: Dict[str, Any]) -> None:
         self.body = greenlet(run_body)
@@ -62,6 +64,7 @@ class Suspended:
         self.state = state
         self.calls = -1
         self.thread = threading.get_ident()
+        self.watched = False
 
     def continues(self, state: Dict[str, Any]) -> bool:
         """May this body continue with ``state`` (see the module doc)?"""
@@ -96,7 +99,7 @@ class Suspended:
 class DrivenBody:
     """An ``async def`` body's coroutine, with its context, the state it records into and its event loop."""
 
-    __slots__ = ("coro", "ctx", "state", "calls", "loop", "context")
+    __slots__ = ("coro", "ctx", "state", "calls", "loop", "context", "watched")
 
     def __init__(self, coro: Any, ctx: FunctionalContext, state: Dict[str, Any]) -> None:
         self.coro = coro
@@ -106,6 +109,7 @@ class DrivenBody:
         self.loop = asyncio.get_running_loop()
         self.context = contextvars.copy_context()
         self.context.run(_ACTIVE.set, ctx)
+        self.watched = False
 
     def continues(self, state: Dict[str, Any]) -> bool:
         """May this body continue with ``state`` (see the module doc)? Called on the loop that awaits the step."""
@@ -160,12 +164,23 @@ class SuspendedBodies:
         with self._lock:
             return self._by_run.pop(run_id, None)
 
-    def keep(self, run_id: str, body: Any) -> None:
+    def keep(self, run_id: str, body: Any, run: Any) -> None:
+        """Keep ``body`` for the next step of ``run``; it is forgotten when ``run`` (the in-memory state the kernel
+        ticks, which a continuation needs) is garbage: the tick is over and the host let go of its result."""
         with self._lock:
             self._by_run[run_id] = body
             dropped = [self._by_run.pop(next(iter(self._by_run))) for _ in range(len(self._by_run) - MAX_SUSPENDED)]
+        if not body.watched:
+            body.watched = True
+            weakref.finalize(run, self._forget, run_id, body)
         for old in dropped:
             old.close()
+
+    def _forget(self, run_id: str, body: Any) -> None:
+        """(A finalizer, in whatever thread collected the run: the body is only let go, not unwound here.)"""
+        with self._lock:
+            if self._by_run.get(run_id) is body:
+                del self._by_run[run_id]
 
     def __len__(self) -> int:
         return len(self._by_run)

@@ -176,13 +176,30 @@ def test_at_most_max_suspended_bodies_are_kept_and_the_dropped_ones_unwind(rt, m
     monkeypatch.setattr(suspended, "MAX_SUSPENDED", 3)
     flow = _counting("fn_many", 5)
     runs = [rt.start(workflow=flow) for _ in range(5)]
-    for run_id in runs:
-        assert rt.tick(workflow=flow, run_id=run_id, max_steps=2).status is RunStatus.RUNNING
+    states = [rt.tick(workflow=flow, run_id=run_id, max_steps=2) for run_id in runs]  # held: see the next test
+    assert all(state.status is RunStatus.RUNNING for state in states)
     assert len(flow.nodes["fn"]._bodies) == 3
     assert UNWOUND == ["fn_many", "fn_many"]  # the two oldest were dropped and unwound
     for run_id in runs:  # every run still completes: a dropped body is replayed
         state = rt.tick(workflow=flow, run_id=run_id, max_steps=100)
         assert state.status is RunStatus.COMPLETED and state.output["total"] == 2 * sum(range(5))
+
+
+@needs_greenlet
+def test_a_body_is_let_go_with_the_state_it_was_kept_for(rt):
+    # A tick that ends at a frontier that does not wait (here: its step budget) leaves the body suspended, for a next
+    # step on the same in-memory state; once nobody holds that state, no step can continue it: the body goes too.
+    import gc
+
+    flow = _counting("fn_let_go", 6)
+    run_id = rt.start(workflow=flow)
+    state = rt.tick(workflow=flow, run_id=run_id, max_steps=2)
+    assert state.status is RunStatus.RUNNING and len(flow.nodes["fn"]._bodies) == 1
+    del state
+    gc.collect()
+    assert len(flow.nodes["fn"]._bodies) == 0 and UNWOUND == ["fn_let_go"]  # unwound when collected
+    state = rt.tick(workflow=flow, run_id=run_id, max_steps=100)  # replayed from the record
+    assert state.status is RunStatus.COMPLETED and state.output["total"] == 2 * sum(range(6))
 
 
 @needs_greenlet
