@@ -65,13 +65,21 @@ log = get_logger("abstractruntime.postgres")
 DEFAULT_CONNECT_TIMEOUT = 10
 
 
-def _synchronous_commits(conn: psycopg.Connection) -> None:
-    """A pooled session's commits wait for the WAL flush even where the server's (or database's, or role's) default
-    is ``synchronous_commit = off``: a durable commit is one a crash cannot take back once acknowledged (durability
-    ``barrier`` and ``step``; durability ``none`` turns it off per transaction). Stronger settings (``remote_apply``,
-    ``remote_write``, ``local``, ``on``) are kept."""
-    if conn.execute("SHOW synchronous_commit").fetchone()[0] == "off":
+def _session_settings(conn: psycopg.Connection) -> None:
+    """What the store's sessions need whatever the server's (or database's, or role's) defaults say:
+
+    - commits wait for the WAL flush where ``synchronous_commit`` is ``off``: a durable commit is one a crash cannot
+      take back once acknowledged (durability ``barrier`` and ``step``; durability ``none`` turns it off per
+      transaction); stronger settings (``local``, ``remote_write``, ``remote_apply``) are kept;
+    - transactions are ``READ COMMITTED``: the commit path and the claims are built on it (revision-checked updates,
+      row locks, ``SKIP LOCKED``); under a ``repeatable read`` or ``serializable`` default, concurrent commits would
+      fail with serialization errors instead of a ConcurrentModificationError, and claims would collide."""
+    sync, isolation = conn.execute("SELECT current_setting('synchronous_commit'), "
+                                   "current_setting('default_transaction_isolation')").fetchone()
+    if sync == "off":
         conn.execute("SET synchronous_commit = on")
+    if isolation != "read committed":
+        conn.execute("SET default_transaction_isolation = 'read committed'")
 
 
 def transient(exc: BaseException) -> bool:
@@ -145,7 +153,7 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
                      versions=self.applied_migrations)
         self._pool = ConnectionPool(self._conninfo, min_size=min_size, max_size=max_size, open=False,
                                     kwargs={"autocommit": True}, timeout=float(pool_timeout),
-                                    name=f"abstractruntime-{self._schema}", configure=_synchronous_commits)
+                                    name=f"abstractruntime-{self._schema}", configure=_session_settings)
         try:
             self._pool.open(wait=min_size > 0, timeout=float(pool_timeout))
         except psycopg.Error as exc:
@@ -156,7 +164,13 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
 
     # --- connections ------------------------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self._conninfo, autocommit=True)
+        conn = psycopg.connect(self._conninfo, autocommit=True)
+        try:
+            _session_settings(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _connect_listener(self) -> psycopg.Connection:
         """A connection for ``LISTEN``: TCP keepalives and ``tcp_user_timeout`` (:data:`LISTEN_TCP`) unless the DSN
