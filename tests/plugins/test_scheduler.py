@@ -357,17 +357,10 @@ def test_a_parent_whose_wake_up_was_missed_is_reached_however_many_parents_wait_
     """A waiting parent is polled in turn with the others: with more parents waiting for children still running than
     one poll takes (here 8: one worker), the oldest one -- whose child finished while no driver was attached, so its
     wake-up was missed -- used to be left out of every poll (the store lists the newest first)."""
-    quick = WorkflowSpec(workflow_id="quick", entry_node="a", nodes={
-        "a": lambda run, ctx: StepPlan(node_id="a", complete_output={"answer": 42})})
+    sys.path.insert(0, SUPPORT)
+    from sched_flows import QUICK as quick, parent_of
+
     asker = ask_flow("asker")
-
-    def parent_of(child_id):
-        return WorkflowSpec(workflow_id=f"parent_{child_id}", entry_node="spawn", nodes={
-            "spawn": lambda run, ctx: StepPlan(node_id="spawn", effect=Effect(
-                EffectType.START_SUBWORKFLOW, {"workflow_id": child_id, "async": True, "wait": True}, "sub"),
-                next_node="done"),
-            "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"sub": run.vars["sub"]})})
-
     ready_parent, waiting_parent = parent_of("quick"), parent_of("asker")
     registry = WorkflowRegistry()
     for spec in (quick, asker, ready_parent, waiting_parent):

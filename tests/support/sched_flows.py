@@ -30,3 +30,17 @@ TIMER = WorkflowSpec(workflow_id="timer_flow", entry_node="wait", nodes={"wait":
 EVENT = WorkflowSpec(workflow_id="event_flow", entry_node="wait", nodes={"wait": _event, "done": _done})
 USER = WorkflowSpec(workflow_id="user_flow", entry_node="wait", nodes={"wait": _user, "done": _done})
 ALL = (TIMER, EVENT, USER)
+
+
+#: a child that completes at once (the missed-wake-up tests of both schedulers)
+QUICK = WorkflowSpec(workflow_id="quick", entry_node="a", nodes={
+    "a": lambda run, ctx: StepPlan(node_id="a", complete_output={"answer": 42})})
+
+
+def parent_of(child_id: str) -> WorkflowSpec:
+    """A parent that starts ``child_id`` asynchronously, waits for it and completes with its result."""
+    return WorkflowSpec(workflow_id=f"parent_{child_id}", entry_node="spawn", nodes={
+        "spawn": lambda run, ctx: StepPlan(node_id="spawn", effect=Effect(
+            EffectType.START_SUBWORKFLOW, {"workflow_id": child_id, "async": True, "wait": True}, "sub"),
+            next_node="done"),
+        "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"sub": run.vars["sub"]})})

@@ -4,8 +4,10 @@ shuts down gracefully when stopped or cancelled."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from async_flows import ASK, SLOW, TIMER, AsyncEffects
@@ -235,15 +237,8 @@ async def _all_waiting(rt, run_ids):
 def test_a_parent_whose_wake_up_was_missed_is_polled_in_turn_with_the_others():
     """As the thread-based Scheduler: with more parents waiting for children still running than one poll takes, the
     oldest parent -- its child finished while nothing drove the runtime -- is still reached."""
-    quick = WorkflowSpec(workflow_id="quick", entry_node="a", nodes={
-        "a": lambda run, ctx: StepPlan(node_id="a", complete_output={"answer": 42})})
-
-    def parent_of(child_id):
-        return WorkflowSpec(workflow_id=f"parent_{child_id}", entry_node="spawn", nodes={
-            "spawn": lambda run, ctx: StepPlan(node_id="spawn", effect=Effect(
-                EffectType.START_SUBWORKFLOW, {"workflow_id": child_id, "async": True, "wait": True}, "sub"),
-                next_node="done"),
-            "done": lambda run, ctx: StepPlan(node_id="done", complete_output={"sub": run.vars["sub"]})})
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "support"))
+    from sched_flows import QUICK as quick, parent_of
 
     ready_parent, waiting_parent = parent_of("quick"), parent_of(ASK.workflow_id)
     registry = _registry(quick, ASK, ready_parent, waiting_parent)
