@@ -51,11 +51,12 @@ class _Batch:
 
 def _snapshot(record: StepRecord) -> StepRecord:
     """Check a record's free-form parts now and copy them: a later node may mutate what they share with vars."""
-    for name in ("effect", "result"):
-        value = getattr(record, name)
-        codec.check_json(value, f"ledger.{name}", run_id=record.run_id, node_id=record.node_id)
-        if value is not None:
-            setattr(record, name, codec.from_json_text(codec.to_json_bytes(value)))
+    parts = [record.effect, record.result]
+    found = codec.plain_json(parts)
+    if found is None:  # the walk names the path, or it is plain JSON after all (a tuple, ...)
+        codec.check_json(record.effect, "ledger.effect", run_id=record.run_id, node_id=record.node_id)
+        codec.check_json(record.result, "ledger.result", run_id=record.run_id, node_id=record.node_id)
+    record.effect, record.result = codec.from_json_text(codec.to_json_bytes(parts)) if found is None else found[1]
     return record
 
 
@@ -151,10 +152,15 @@ class RunWriter:
         batch = self._batches.get(run.run_id)
         if batch is None or batch.run is not run:
             batch = self._batches[run.run_id] = _Batch(run, previous_status)
-        try:
-            codec.check_run(run, node_id=node_id)  # every step: a JsonInvariantError names the node that did it
-            batch.vars_json = codec.snapshot_bytes(run.vars)
-            batch.records.extend(_snapshot(r) for r in records)
+        try:  # every step: a JsonInvariantError names the node that did it
+            found = codec.plain_json(run.vars)
+            if found is None:
+                codec.check_json(run.vars, "vars", run_id=run.run_id, node_id=node_id)
+            batch.vars_json = codec.to_json_bytes(run.vars) if found is None else found[0]
+            if run.output is not None or run.waiting is not None:
+                codec.check_run(run, node_id=node_id, vars_checked=True)
+            if records:
+                batch.records.extend(_snapshot(r) for r in records)
         except BaseException:
             self._batches.pop(run.run_id, None)
             raise

@@ -37,6 +37,11 @@ class _LibraryLogger:
                     for k, v in fields().items()}}], wrapper_class=structlog.stdlib.BoundLogger)
         return getattr(self._stdlib, method)(event, **kw)
 
+    def enabled(self, level: int = logging.DEBUG) -> bool:
+        """Could an event at ``level`` be emitted? (To skip building a per-step event nobody will see.)"""
+        structlog = sys.modules.get("structlog")
+        return bool(structlog and getattr(structlog, "is_configured", bool)()) or self._stdlib_logger.isEnabledFor(level)
+
     def debug(self, event: str, **kw: Any) -> None:
         self._emit(logging.DEBUG, "debug", event, kw)
 

@@ -190,7 +190,8 @@ class Hooks:
         self._hook = pm.hook
         self._strict = strict
         self.infos: List[PluginInfo] = infos if infos is not None else []
-        self._observers: Dict[str, Tuple[int, Any]] = {}
+        self._observers: Dict[str, Any] = {}
+        self._generation = -1
 
     @property
     def plugin_manager(self) -> pluggy.PluginManager:
@@ -284,22 +285,23 @@ class Hooks:
 
     # --- observers --------------------------------------------------------------------------------------------
     def _observer_calls(self, hook_name: str) -> Any:
-        """``(function, argnames, plugin)`` per implementation in pluggy's order, cached per plugin-manager generation
+        """``(function, argnames, plugin)`` per implementation in pluggy's order, cached until a plugin is (un)registered
         (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements the hook."""
-        generation = getattr(self._pm, "generation", None)
-        cached = self._observers.get(hook_name)
-        if cached is not None and generation is not None and cached[0] == generation:
-            return cached[1]
-        impls = getattr(self._hook, hook_name).get_hookimpls()
-        calls = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(
-            (i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls))
-        self._observers[hook_name] = (generation, calls)
+        if self._pm.generation != self._generation:
+            self._observers, self._generation = {}, self._pm.generation
+        calls = self._observers.get(hook_name, self)
+        if calls is self:  # not looked up since the last change
+            impls = getattr(self._hook, hook_name).get_hookimpls()
+            calls = self._observers[hook_name] = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(
+                (i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls))
         return calls
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
         """Call every observer; one that raises is logged (``strict``: raised) and the others still run."""
         calls = self._observer_calls(hook_name)
-        if calls is None:
+        if not calls:
+            if calls is not None:
+                return  # no observer
             calls = ((functools.partial(getattr(self._hook, hook_name), **kwargs), (), None),)
         for function, argnames, plugin in calls:
             try:

@@ -16,38 +16,14 @@ from . import control
 from .commit import Mutate, RunWriter
 from .descriptors import EffectHandlerDescriptor, legacy_handler
 from .effect_execution import RETRY, EffectDispatch, EffectExecutor
-from .errors import (
-    ConcurrentModificationError,
-    ConfigurationError,
-    DuplicateProviderError,
-    InvalidTypeError,
-    NotFoundError,
-    RunNotWaitingError,
-    RunPausedError,
-    StoreUnavailableError,
-    ValidationError,
-    WaitKeyMismatchError,
-    WorkflowSpecError,
-    WorkflowVersionError,
-)
+from .errors import (ConcurrentModificationError, ConfigurationError, DuplicateProviderError, InvalidTypeError,
+    NotFoundError, RunNotWaitingError, RunPausedError, StoreUnavailableError, ValidationError, WaitKeyMismatchError,
+    WorkflowSpecError, WorkflowVersionError)
 from .ledger_rows import row as _row
 from .ledger_rows import status_row as _status_row
 from .logs import get_logger
-from .models import (
-    Effect,
-    EffectOutcome,
-    RunState,
-    RunStatus,
-    RuntimeConfig,
-    StepPlan,
-    StepRecord,
-    StepStatus,
-    WaitReason,
-    WaitState,
-    WorkflowSpec,
-    effect_type_value,
-    utc_now_iso,
-)
+from .models import (Effect, EffectOutcome, RunState, RunStatus, RuntimeConfig, StepPlan, StepRecord, StepStatus,
+    WaitReason, WaitState, WorkflowSpec, effect_type_value, utc_now_iso)
 from .observation import LedgerSubscriptions
 from .paths import set_path
 from .plugins import Hooks, PluginInfo, build_plugin_manager, open_store, select_effect_handlers
@@ -480,7 +456,8 @@ class Runtime:
             limits["current_iteration"] = (current if type(current) is int else 0) + 1
         self._writer.stage(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
         self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
-        log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
+        if log.enabled():
+            log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
         return run
 
     def _fail_node(self, run: RunState, node_id: str, exc: Optional[Exception], *, wait: Optional[WaitState] = None,

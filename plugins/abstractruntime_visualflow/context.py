@@ -294,7 +294,7 @@ class NodeContext:
         return self.node.exec_out.get(handle)
 
     def store_output(self, output: Any, *, last: bool = True) -> None:
-        violation = None if codec._is_plain_json(output) else codec.find_json_violation(output, "output")
+        violation = None if codec.plain_json(output) is not None else codec.find_json_violation(output, "output")
         if violation is not None:
             raise NodeOutputError(f"node output is not plain JSON: {violation[0]}: {violation[1]}",
                                   node_id=self.node.id)

@@ -296,3 +296,62 @@ def test_values_nested_too_deep_are_refused_quickly_with_a_path_and_nothing_is_w
 
     done = rt.resume(workflow=wf, run_id=run_id, wait_key=waiting.waiting.wait_key, payload={"x": _deep(240)})
     assert done.status is RunStatus.COMPLETED
+
+
+class _Tag(str):
+    pass
+
+
+class _Color(__import__("enum").Enum):
+    RED = 1
+
+
+def _json_like_values():
+    """Values around every edge of the invariant: what the fast check must refuse or leave to the walk."""
+    import uuid
+    from collections import OrderedDict
+
+    yield from (make() for _n, _k, make, _p in BAD_VALUES)
+    nan_where_none_was = {"a": None, "b": [1, None]}
+    nan_where_none_was["b"][1] = float("nan")
+    yield from [
+        {"max_tokens": None, "score": float("nan")}, [None, float("inf")], nan_where_none_was,
+        {"id": uuid.uuid4()}, {"c": _Color.RED}, {"t": _Tag("x")}, {_Tag("k"): 1}, OrderedDict(a=1), (1, [2]),
+        {"big": 2**64}, {"big": -(2**63) - 1}, {"ok": 2**64 - 1}, _deep(250), _deep(251), _deep(254), _deep(300),
+        {"plain": [1, 2.5, "s", None, True, {"b": []}], "neg_zero": -0.0, "e": 1e308}, {}, [], None, "s", 3,
+    ]
+
+
+def test_the_fast_check_accepts_nothing_the_path_walk_refuses_and_encodes_plain_json_exactly():
+    """``plain_json`` (orjson + decode-and-compare, what each step's check runs first) must never let through
+    what ``find_json_violation`` refuses -- NaN/Infinity written as null where a None was, an Enum or UUID written as
+    its value, str subclasses, 251+ levels -- and for plain JSON it gives the bytes orjson writes."""
+    import orjson
+
+    from abstractruntime.codec import plain_json
+
+    accepted = 0
+    for value in _json_like_values():
+        found = plain_json(value)
+        if found is not None:
+            accepted += 1
+            assert find_json_violation(value, "vars") is None, value
+            assert found[0] == orjson.dumps(value) and found[1] == orjson.loads(found[0])
+    assert accepted >= 8  # plain values do take the fast path
+    assert plain_json(_deep(250)) is not None and plain_json(_deep(251)) is None
+
+
+def test_str_subclasses_in_vars_are_plain_json_between_barriers_too():
+    """A ``str`` subclass (what the invariant accepts: it encodes as its value) in vars under barrier durability
+    used to escape the staged step as orjson's raw TypeError; it is written as the string."""
+    rt = runtime_on()
+
+    def tag(run, ctx):
+        run.vars["tag"] = _Tag("x")
+        return StepPlan(node_id="tag", next_node="end")
+
+    wf = workflow({"tag": tag, "end": lambda run, ctx: StepPlan(node_id="end", complete_output={"t": run.vars["tag"]})})
+    run_id = rt.start(workflow=wf)
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status is RunStatus.COMPLETED
+    assert rt.get_state(run_id).vars["tag"] == "x" and type(rt.get_state(run_id).vars["tag"]) is str
