@@ -312,12 +312,14 @@ class Hooks:
                 log.warning("observer_hook_failed", hook=hook_name, plugin=plugin,
                             error=f"{type(exc).__name__}: {exc}")
 
-    def before_step(self, *, run: RunState, node_id: str) -> None:
-        self._notify("abstractruntime_before_step", run=run, node_id=node_id)
+    def before_step(self, *, run: RunState, node_id: str) -> None:  # at every step: nobody observing costs a lookup
+        if self._observers.get("abstractruntime_before_step") != () or self._pm.generation != self._generation:
+            self._notify("abstractruntime_before_step", run=run, node_id=node_id)
 
     def after_step(self, *, run: RunState, node_id: str, plan: Optional[StepPlan],
                    records: Sequence[StepRecord]) -> None:
-        self._notify("abstractruntime_after_step", run=run, node_id=node_id, plan=plan, records=records)
+        if self._observers.get("abstractruntime_after_step") != () or self._pm.generation != self._generation:
+            self._notify("abstractruntime_after_step", run=run, node_id=node_id, plan=plan, records=records)
 
     def step_error(self, *, run: RunState, node_id: str, error: BaseException) -> None:
         self._notify("abstractruntime_step_error", run=run, node_id=node_id, error=error)
