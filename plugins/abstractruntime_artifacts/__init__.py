@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, List, Optional
 
+import orjson
 from attrs import field, frozen
 
 from abstractruntime import StashKey, hookimpl
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # The stores and the offloading are imported on first use: every plugin package is imported whenever a runtime is
 # built, and most runtimes never offload a value.
 __getattr__, __dir__ = lazy_exports(__name__, {
-    **dict.fromkeys(["OffloadingLedgerStore", "OffloadingRunStore", "fits_inline", "offload_large_values",
+    **dict.fromkeys(["OffloadingLedgerStore", "OffloadingRunStore", "offload_large_values",
                      "offload_step_record"], ".offloading"),
     **dict.fromkeys(["Artifact", "ArtifactMetadata", "ArtifactStore", "FileArtifactStore", "InMemoryArtifactStore",
                      "artifact_ref", "compute_artifact_id", "compute_blob_id", "get_artifact_id", "is_artifact_ref",
@@ -68,6 +69,20 @@ class ArtifactsOptions:
     max_inline_bytes: int = field(factory=default_max_inline_bytes)
 
 
+def fits_inline(value: Any, max_inline_bytes: int) -> bool:
+    """True when nothing inside ``value`` can need offloading: its whole compact JSON fits the threshold.
+
+    (A string's UTF-8 size and any subtree's compact JSON are never larger than the whole document's.) Values
+    that are not plain JSON (bytes, ...) never fit, so they go through the full walk.
+    """
+    if max_inline_bytes <= 0:
+        return True
+    try:
+        return len(orjson.dumps(value)) <= max_inline_bytes
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+
+
 def artifact_store_for(runtime: Any) -> Optional["ArtifactStore"]:
     """``runtime.artifact_store``, else the store backend's own (``backend.artifact_store()``), else None."""
     explicit = runtime.artifact_store
@@ -92,12 +107,13 @@ def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: L
     threshold = max_inline_bytes_for(runtime)
     if threshold <= 0:
         return
-    from .offloading import fits_inline, offload_step_record
-
     store = None
     for record in records:
-        if all(v is None or fits_inline(v, threshold) for v in (record.effect, record.result)):
+        effect, result = record.effect, record.result
+        if (effect is None or fits_inline(effect, threshold)) and (result is None or fits_inline(result, threshold)):
             continue  # the common case: no artifact store is even looked up (nor its directory created)
+        from .offloading import offload_step_record
+
         if store is None:
             store = artifact_store_for(runtime)
             if store is None:

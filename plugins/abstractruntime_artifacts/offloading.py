@@ -28,6 +28,7 @@ from .store import ArtifactStore, artifact_ref, is_artifact_ref
 # The reference's default threshold (256 KiB) and ``ABSTRACTRUNTIME_MAX_INLINE_BYTES``, read when no threshold is
 # given, are the package's (read when a runtime is built, without importing this module).
 from . import DEFAULT_MAX_INLINE_BYTES, ENV_MAX_INLINE_BYTES, default_max_inline_bytes  # noqa: E402,F401
+from . import fits_inline  # noqa: E402  (the commit hook's check, defined beside it)
 
 
 def _compact_json(value: Any) -> Optional[bytes]:
@@ -35,20 +36,6 @@ def _compact_json(value: Any) -> Optional[bytes]:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, RecursionError):
         return None
-
-
-def fits_inline(value: Any, max_inline_bytes: int) -> bool:
-    """True when nothing inside ``value`` can need offloading: its whole compact JSON fits the threshold.
-
-    (A string's UTF-8 size and any subtree's compact JSON are never larger than the whole document's.) Values
-    that are not plain JSON (bytes, ...) never fit, so they go through the full walk.
-    """
-    if max_inline_bytes <= 0:
-        return True
-    try:
-        return len(orjson.dumps(value)) <= max_inline_bytes
-    except (TypeError, orjson.JSONEncodeError):
-        return False
 
 
 def offload_large_values(

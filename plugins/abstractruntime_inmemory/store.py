@@ -38,6 +38,7 @@ class MemoryBackend(StoreBackend):
         self._index = SortedRunIndex()
         self._ledger: Dict[str, List[bytes]] = {}
         self._idem: Dict[Tuple[str, str], Tuple[str, int]] = {}
+        self._heads: Dict[str, Optional[str]] = {}  # run id -> record_hash of its last ledger row (ledger_head_hint)
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
         self._view = CommitView(last_record=self._last_record,
@@ -47,8 +48,13 @@ class MemoryBackend(StoreBackend):
 
     # --- the step commit ----------------------------------------------------------------------------------------
     def commit_step(self, commit: StepCommit) -> None:
-        for run_id in {r.run_id for r in commit.records} | ({commit.run.run_id} if commit.run is not None else set()):
-            validate_run_id(run_id, store="the memory store")
+        # An id already stored was checked when it was first written (an id's validity never changes): only a new
+        # one is checked again.
+        if commit.run is not None and commit.run.run_id not in self._runs:
+            validate_run_id(commit.run.run_id, store="the memory store")
+        for record in commit.records:
+            if record.run_id not in self._ledger and record.run_id not in self._runs:
+                validate_run_id(record.run_id, store="the memory store")
         with self._lock:
             run = commit.run
             if run is not None and commit.expected_revision is not None:
@@ -59,7 +65,7 @@ class MemoryBackend(StoreBackend):
                     )
             commit.check(self._view)
             # Stage everything first; dict/list mutations below cannot fail half-way.
-            new_entries = tuple(sorted(set(index_entries(run)))) if run is not None else None
+            new_entries = index_entries(run) if run is not None else None
             if self.fault_injector is not None:
                 self.fault_injector(FAULT_POINT)
             if run is not None:
@@ -69,11 +75,20 @@ class MemoryBackend(StoreBackend):
             for record, text in zip(commit.records, commit.record_jsons):
                 rows = self._ledger.setdefault(record.run_id, [])
                 rows.append(text)
+                self._heads[record.run_id] = record.record_hash
                 if record.idempotency_key:
                     k = (record.run_id, record.idempotency_key)
                     prev = self._idem.get(k)
                     if prev is None or prev[0] != StepStatus.COMPLETED.value:
                         self._idem[k] = (record.status.value, len(rows) - 1)
+
+    def ledger_head_hint(self, run_id: str) -> Optional[Tuple[int, Optional[str]]]:
+        """``(seq, record_hash)`` of the run's last ledger record (``(0, None)``: none yet), read without decoding
+        it: the provenance plugin chains a commit's records on it (storekit.heads; the commit's precondition
+        checks the head again)."""
+        with self._lock:
+            rows = self._ledger.get(run_id)
+            return (len(rows), self._heads.get(run_id)) if rows else (0, None)
 
     def _last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         rows = self._ledger.get(run_id)

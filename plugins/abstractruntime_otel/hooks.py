@@ -51,11 +51,12 @@ def _telemetry() -> Any:
 def abstractruntime_api_call(runtime: Any, name: str, run_id: Optional[str]) -> Any:
     telemetry = _active()
     if telemetry is None:  # the hooks inside learn it from the frame: one check per call, not per step
-        state.local.api.append(state.ApiFrame(None, run_id, len(state.local.steps)))
+        api = state.local.api
+        api.append(state.OFF)
         try:
             return (yield)
         finally:
-            state.local.api.pop()
+            api.pop()
     _with_step_hooks(runtime)
     frame = _spans.open_api(telemetry, name, run_id)
     try:

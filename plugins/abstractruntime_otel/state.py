@@ -46,6 +46,11 @@ class ApiFrame:
         self.records: list = []  # (histogram.record, amount, attributes, context)
 
 
+#: the frame of every API call made while telemetry is off (the hooks inside only read its ``telemetry``, None; an
+#: off frame is never written to, so one shared frame is pushed instead of a new one per call)
+OFF = ApiFrame(None, None, 0)
+
+
 class _Local(threading.local):
     def __init__(self) -> None:
         self.steps: List[OpenStep] = []
@@ -69,4 +74,5 @@ def store_name(runtime: Any) -> str:
     return type(getattr(runtime, "backend", runtime)).__name__
 
 
-__all__ = ["tracer_provider", "meter_provider", "runtimes", "runtimes_lock", "local", "OpenStep", "ApiFrame", "store_name"]
+__all__ = ["tracer_provider", "meter_provider", "runtimes", "runtimes_lock", "local", "OpenStep", "ApiFrame", "OFF",
+           "store_name"]

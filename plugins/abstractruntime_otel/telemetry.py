@@ -92,9 +92,38 @@ _cache: Tuple[Any, Any, Optional[Telemetry]] = (None, None, None)
 _cache_lock = threading.Lock()
 
 
+#: The API's globals behind ``get_tracer_provider`` / ``get_meter_provider`` (None until a provider is set). While
+#: neither they nor the providers given to ``configure`` change, ``current`` returns its last answer without calling
+#: the getters: each looks its environment variable up in ``os.environ`` while no provider is set, the bulk of an
+#: idle plugin's cost. (A getter loads the provider named by ``OTEL_PYTHON_TRACER_PROVIDER`` /
+#: ``OTEL_PYTHON_METER_PROVIDER`` on its first call; only a variable set after that first call goes unnoticed until
+#: a provider changes -- the API itself reads them once.) An API without these globals: the getters, every call.
+_trace_api = trace
+_metrics_api = getattr(metrics, "_internal", None)
+_GLOBALS = hasattr(_trace_api, "_TRACER_PROVIDER") and hasattr(_metrics_api, "_METER_PROVIDER")
+_UNSET = object()
+#: (configured tracer provider, configured meter provider, global tracer provider, global meter provider, answer)
+_last: Tuple[Any, Any, Any, Any, Optional[Telemetry]] = (_UNSET, _UNSET, _UNSET, _UNSET, None)
+
+
 def current() -> Optional[Telemetry]:
     """The telemetry of the providers in use now (those given to ``configure``, else the global ones), or None
     while neither a TracerProvider nor a MeterProvider is configured (every hook then returns at once)."""
+    global _last
+    if _GLOBALS:
+        st_tp, st_mp, g_tp, g_mp, telemetry = _last
+        if state.tracer_provider is st_tp and state.meter_provider is st_mp \
+                and _trace_api._TRACER_PROVIDER is g_tp and _metrics_api._METER_PROVIDER is g_mp:
+            return telemetry
+        # read before the getters: a provider set meanwhile by another thread is seen at the next call
+        key = (state.tracer_provider, state.meter_provider, _trace_api._TRACER_PROVIDER, _metrics_api._METER_PROVIDER)
+        telemetry = _current()
+        _last = key + (telemetry,)
+        return telemetry
+    return _current()
+
+
+def _current() -> Optional[Telemetry]:
     global _cache
     tp = state.tracer_provider if state.tracer_provider is not None else trace.get_tracer_provider()
     mp = state.meter_provider if state.meter_provider is not None else metrics.get_meter_provider()

@@ -17,7 +17,7 @@ from abstractruntime.errors import LedgerGapError, ValidationError
 from abstractruntime.models import StepRecord
 from abstractruntime.storage.base import Capability, LedgerStore, declared_capabilities
 
-from .hashing import compute_record_hash, get_hasher, split_record_hash
+from .hashing import HasherDescriptor, compute_record_hash, get_hasher, hash_owned, split_record_hash
 from .signing import load_signing_key, signer_for, verifier_for
 
 PAGE_SIZE = 1000
@@ -46,11 +46,14 @@ def stamp_record(record: StepRecord, prev_hash: Optional[str], *, algorithm: Opt
 
     Without a signer ``signature`` is left as it is: the field belongs to provenance only when a key is configured.
     """
-    get_hasher(algorithm)  # a configuration error must not be mistaken for a bad record below
+    return _stamp(record, prev_hash, get_hasher(algorithm), signer)  # a bad algorithm fails before any record
+
+
+def _stamp(record: StepRecord, prev_hash: Optional[str], desc: HasherDescriptor,
+           signer: Optional[Callable[[str], str]]) -> str:
     record.prev_hash = prev_hash
-    data = codec.record_to_dict(record)
-    try:
-        digest = compute_record_hash(record=data, prev_hash=prev_hash, algorithm=algorithm)
+    try:  # a fresh dict: hashed without a copy
+        digest = hash_owned(codec.record_to_dict(record), prev_hash, desc)
     except (TypeError, ValueError):
         codec.encode_record(record)  # raises the kernel's JsonInvariantError naming the offending value
         raise
@@ -63,8 +66,9 @@ def stamp_record(record: StepRecord, prev_hash: Optional[str], *, algorithm: Opt
 def chain_records(records: Iterable[StepRecord], head: Optional[str], *, algorithm: Optional[str] = None,
                   signer: Optional[Callable[[str], str]] = None) -> Optional[str]:
     """Stamp ``records`` (one run's, in append order) after ``head``; return the new head."""
+    desc = get_hasher(algorithm)
     for record in records:
-        head = stamp_record(record, head, algorithm=algorithm, signer=signer)
+        head = _stamp(record, head, desc, signer)
     return head
 
 

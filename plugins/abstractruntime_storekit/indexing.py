@@ -25,8 +25,8 @@ def timer_index_value(until_iso: str) -> str:
     return f"{instant_micros(until_iso) + _TIMER_OFFSET:020d}"
 
 
-def index_entries(run: RunState) -> Iterable[Tuple[str, str]]:
-    """The ``(kind, value)`` index entries of a checkpoint.
+def index_entries(run: RunState) -> Tuple[Tuple[str, str], ...]:
+    """The ``(kind, value)`` index entries of a checkpoint (each kind at most once).
 
     Kinds: ``status``, ``workflow``, ``updated`` (``updated_at``), ``parent``, ``wait`` (wait reason of a waiting
     run), ``timer`` (a waiting ``UNTIL`` run, value = fixed-width sortable instant) and ``event`` (a waiting
@@ -34,22 +34,26 @@ def index_entries(run: RunState) -> Iterable[Tuple[str, str]]:
     waiting for key K" and "the newest N runs" (a reverse scan of ``updated``) are range scans, never a scan of
     all runs.
     """
-    status = run.status.value
-    yield ("status", status)
-    yield ("updated", run.updated_at or "")
-    yield ("workflow", run.workflow_id)
-    if run.parent_run_id:
-        yield ("parent", run.parent_run_id)
+    status = run.status
     waiting = run.waiting
-    if run.status is RunStatus.WAITING and waiting is not None:
-        yield ("wait", waiting.reason.value)
-        if waiting.reason is WaitReason.UNTIL and waiting.until:
-            try:
-                yield ("timer", timer_index_value(waiting.until))
-            except ValueError:
-                pass  # an unparsable deadline never becomes due; tick reports it
-        elif waiting.reason is WaitReason.EVENT and waiting.wait_key:
-            yield ("event", waiting.wait_key)
+    if run.parent_run_id:
+        if status is not RunStatus.WAITING or waiting is None:  # the common cases first: one tuple, no list
+            return (("status", status.value), ("updated", run.updated_at or ""), ("workflow", run.workflow_id),
+                    ("parent", run.parent_run_id))
+    elif status is not RunStatus.WAITING or waiting is None:
+        return (("status", status.value), ("updated", run.updated_at or ""), ("workflow", run.workflow_id))
+    out = [("status", status.value), ("updated", run.updated_at or ""), ("workflow", run.workflow_id)]
+    if run.parent_run_id:
+        out.append(("parent", run.parent_run_id))
+    out.append(("wait", waiting.reason.value))
+    if waiting.reason is WaitReason.UNTIL and waiting.until:
+        try:
+            out.append(("timer", timer_index_value(waiting.until)))
+        except ValueError:
+            pass  # an unparsable deadline never becomes due; tick reports it
+    elif waiting.reason is WaitReason.EVENT and waiting.wait_key:
+        out.append(("event", waiting.wait_key))
+    return tuple(out)
 
 
 def run_index_row(run: RunState) -> Dict[str, Any]:
@@ -102,31 +106,42 @@ class SortedRunIndex:
     """An in-process ordered index of ``(kind, value, run_id)`` entries (:func:`index_entries`), for stores without
     a native one (memory, JSON files): :meth:`set` replaces a run's entries, :meth:`scan` is a range scan. A
     ``SortedList`` keeps an update O(log n) as runs pile up (a plain sorted list moved every entry after the
-    insertion point). Not thread-safe: the store calls it under its own lock."""
+    insertion point). :meth:`set` only notes the run's new entries: they are applied by the next read (a store
+    commits far more often than it is queried, and a run committed several times between two queries is re-sorted
+    once). Not thread-safe: the store calls it under its own lock."""
 
     def __init__(self) -> None:
         self._items: SortedList = SortedList()
-        self._of: Dict[str, Tuple[Tuple[str, str], ...]] = {}
+        self._of: Dict[str, FrozenSet[Tuple[str, str]]] = {}
+        self._pending: Dict[str, Iterable[Tuple[str, str]]] = {}
 
-    def set(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
-        """Replace the run's entries (sorted, unique); ``()`` removes the run."""
-        old = self._of.get(run_id, ())
-        if old == entries:
-            return
-        keep = set(old) & set(entries)
-        for kind, value in old:
-            if (kind, value) not in keep:
-                self._items.discard((kind, value, run_id))
-        for kind, value in entries:
-            if (kind, value) not in keep:
-                self._items.add((kind, value, run_id))
-        if entries:
-            self._of[run_id] = entries
-        else:
-            self._of.pop(run_id, None)
+    def set(self, run_id: str, entries: Iterable[Tuple[str, str]]) -> None:
+        """Replace the run's entries (any order; a tuple or another collection the caller no longer changes);
+        ``()`` removes the run."""
+        self._pending[run_id] = entries
+
+    def _apply(self) -> None:
+        """Bring ``_items`` up to date with the entries noted by :meth:`set` since the last read."""
+        pending, self._pending = self._pending, {}
+        items, of = self._items, self._of
+        for run_id, entries in pending.items():
+            new = frozenset(entries)
+            old = of.get(run_id, frozenset())
+            if old == new:
+                continue
+            for kind, value in old - new:
+                items.discard((kind, value, run_id))
+            for kind, value in new - old:
+                items.add((kind, value, run_id))
+            if new:
+                of[run_id] = new
+            else:
+                of.pop(run_id, None)
 
     def scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
         """Run ids with entries ``(kind, v)`` for ``lo <= v`` (and ``v <= hi`` if given), in index order."""
+        if self._pending:
+            self._apply()
         out: List[str] = []
         for k, v, run_id in self._items.irange((kind, lo, "")):
             if k != kind or (hi is not None and v > hi):
@@ -140,13 +155,16 @@ class SortedRunIndex:
                    reverse: bool = False) -> Iterator[Tuple[str, str]]:
         """``(value, run_id)`` of the entries ``(kind, v)``, ``lo <= v`` (and ``v <= hi``), in index order or
         reversed (storekit.recency's reader; the index must not change while it is iterated)."""
+        if self._pending:
+            self._apply()
         maximum = (kind, hi + "\x00") if hi is not None else (kind + "\x00",)
         for _k, v, run_id in self._items.irange((kind, lo), maximum, inclusive=(True, False), reverse=reverse):
             yield v, run_id
 
     def entries_of(self, run_id: str) -> Optional[FrozenSet[Tuple[str, str]]]:
-        entries = self._of.get(run_id)
-        return frozenset(entries) if entries is not None else None
+        if self._pending:
+            self._apply()
+        return self._of.get(run_id)
 
 
 class IndexedRunQueries:
