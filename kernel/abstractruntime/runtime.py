@@ -381,15 +381,12 @@ class Runtime:
             if waiting is not None and waiting.resume_to_node:
                 run.current_node = waiting.resume_to_node
             # not saved here: the next step's commit carries the transition
-        steps = 0
-        fresh = True
-        while steps < max_steps:
-            if not fresh and self._writer.changed_elsewhere(run):
+        debug = log.enabled()  # the per-step event, looked up once a tick
+        for steps in range(max_steps):
+            if steps and self._writer.changed_elsewhere(run):
                 return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
-            fresh = False
-            steps += 1
             try:
-                run = self._step(workflow, run, previous_status)
+                run = self._step(workflow, run, previous_status, debug)
             except ConcurrentModificationError:
                 return self._load(run_id)
             previous_status = RunStatus.RUNNING
@@ -407,7 +404,7 @@ class Runtime:
             return False
 
     # --- one step ---------------------------------------------------------------------------------------------
-    def _step(self, workflow: WorkflowSpec, run: RunState, previous_status: RunStatus) -> RunState:
+    def _step(self, workflow: WorkflowSpec, run: RunState, previous_status: RunStatus, debug: bool) -> RunState:
         node_id = run.current_node
         expected = run.revision
         self._hooks.before_step(run=run, node_id=node_id)
@@ -456,7 +453,7 @@ class Runtime:
             limits["current_iteration"] = (current if type(current) is int else 0) + 1
         self._writer.stage(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
         self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
-        if log.enabled():
+        if debug:
             log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
         return run
 
