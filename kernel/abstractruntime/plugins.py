@@ -13,13 +13,8 @@ import pluggy
 from attrs import frozen
 
 from . import hookspecs
-from .descriptors import (
-    CliCommandDescriptor,
-    EffectCall,
-    EffectHandlerDescriptor,
-    RuntimeMethodDescriptor,
-    StoreDescriptor,
-)
+from .descriptors import (CliCommandDescriptor, EffectCall, EffectHandlerDescriptor, RuntimeMethodDescriptor,
+    StoreDescriptor)
 from .errors import ConfigurationError, DuplicateProviderError, InvalidTypeError, PluginError, UnknownStoreError
 from .logs import get_logger
 from .models import EffectOutcome, RunState, RunStatus, StepPlan, StepRecord
@@ -180,6 +175,10 @@ def _check_pending(hooks: "Hooks") -> None:
     pm.check_pending()
 
 
+def _always() -> bool:
+    return True
+
+
 class Hooks:
     """The kernel's typed, keyword-only view of the hooks."""
 
@@ -270,8 +269,15 @@ class Hooks:
         return self._hook.abstractruntime_execute_effect(call=call)
 
     def api_call(self, runtime: Any, name: str, run_id: Optional[str], call: Callable[[], Any]) -> Any:
-        hook = self._hook.abstractruntime_api_call  # only the kernel's own implementation: call directly
-        return call() if len(hook.get_hookimpls()) <= 1 else hook(runtime=runtime, name=name, run_id=run_id, call=call)
+        """``call()`` directly while no implementation is active: one may carry ``active``, a no-argument callable
+        that says whether it wraps this call (the kernel's never does; telemetry only while configured)."""
+        gates = self._cache().get("api_call.active")
+        if gates is None:
+            gates = self._cache()["api_call.active"] = tuple(getattr(i.function, "active", _always) for i in
+                                                              self._hook.abstractruntime_api_call.get_hookimpls())
+        if any(active() for active in gates):
+            return self._hook.abstractruntime_api_call(runtime=runtime, name=name, run_id=run_id, call=call)
+        return call()
 
     def prepare_resume_payload(self, *, run: RunState, wait: Any, payload: Dict[str, Any],
                                runtime: Any) -> Dict[str, Any]:
@@ -284,12 +290,16 @@ class Hooks:
         self._hook.abstractruntime_runtime_created(runtime=runtime)
 
     # --- observers --------------------------------------------------------------------------------------------
+    def _cache(self) -> Dict[str, Any]:
+        """What the per-step and per-call dispatch looked up, kept until a plugin is (un)registered."""
+        if self._pm.generation != self._generation:
+            self._observers, self._generation = {}, self._pm.generation
+        return self._observers
+
     def _observer_calls(self, hook_name: str) -> Any:
         """``(function, argnames, plugin)`` per implementation in pluggy's order, cached until a plugin is (un)registered
         (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements the hook."""
-        if self._pm.generation != self._generation:
-            self._observers, self._generation = {}, self._pm.generation
-        calls = self._observers.get(hook_name, self)
+        calls = self._cache().get(hook_name, self)
         if calls is self:  # not looked up since the last change
             impls = getattr(self._hook, hook_name).get_hookimpls()
             calls = self._observers[hook_name] = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(

@@ -68,6 +68,10 @@ def abstractruntime_api_call(runtime: Any, name: str, run_id: Optional[str]) -> 
     return result
 
 
+#: while no provider is configured the kernel calls the API directly, past this wrapper (docs/hooks.md, api_call)
+abstractruntime_api_call.active = lambda: _active() is not None  # type: ignore[attr-defined]
+
+
 class StepHooks:
     """The per-step and per-effect hooks, registered in a runtime's plugin manager (as ``otel.steps``) by its first
     API call made while telemetry is active: until then -- a host that installed opentelemetry-api but configured

@@ -722,3 +722,33 @@ def test_api_call_wraps_every_public_call_with_its_run_and_result():
         ("enter", "cancel_run", other), ("exit", "cancel_run", RunStatus.CANCELLED),
         ("enter", "resume", other), ("raised", "resume", "RunNotWaitingError"),
     ]
+
+
+def test_an_api_call_wrapper_whose_active_says_no_is_passed_by_and_called_again_when_it_says_yes():
+    """``active`` on an implementation: while it returns False the kernel calls the API directly (what keeps an
+    idle telemetry plugin from costing a pluggy dispatch per call); it is asked at every call."""
+    calls = ApiCalls()
+    switch = {"on": False}
+
+    class Gated(ApiCalls):
+        __name__ = "gated"
+
+        @hookimpl(wrapper=True)
+        def abstractruntime_api_call(self, runtime, name, run_id):
+            return (yield from ApiCalls.abstractruntime_api_call(self, runtime, name, run_id))
+
+        abstractruntime_api_call.active = lambda: switch["on"]
+
+    gated = Gated()
+    rt = runtime_on(plugins=[gated])
+    wf = workflow({"done": lambda run, ctx: StepPlan(node_id="done", complete_output={})})
+    first = rt.start(workflow=wf)
+    assert gated.seen == [] and rt.tick(workflow=wf, run_id=first).status is RunStatus.COMPLETED
+    switch["on"] = True
+    second = rt.start(workflow=wf)
+    assert gated.seen == [("enter", "start", second), ("exit", "start", second)]
+    rt.hooks.plugin_manager.register(calls, name="api_calls")  # an ungated one: every call goes through pluggy again
+    switch["on"] = False
+    third = rt.start(workflow=wf)
+    assert calls.seen == [("enter", "start", third), ("exit", "start", third)]
+    assert gated.seen[-1] == ("exit", "start", third)  # its own wrapper decides what to do then
