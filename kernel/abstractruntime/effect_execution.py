@@ -97,7 +97,7 @@ class EffectExecutor:
         key = self.policy.idempotency_key(run=run, node_id=node_id, effect=effect)
         records: List[StepRecord] = []
         prior = self._find_prior(run.run_id, key)
-        if prior is not None and prior.get("status") == StepStatus.COMPLETED.value:
+        if prior is not None and prior.get("status") == StepStatus.COMPLETED:
             outcome = EffectOutcome.completed(prior.get("result"))
             log.debug("effect_reused", run_id=run.run_id, node=node_id, key=key)
         else:
@@ -134,12 +134,12 @@ class EffectExecutor:
         max_attempts = self.policy.max_attempts(effect)
         attempt = 1
         in_doubt: Optional[StepRecord] = None
-        if prior is not None and prior.get("status") == StepStatus.STARTED.value:
+        if prior is not None and prior.get("status") == StepStatus.STARTED:
             # A crash happened between this step's reservation and its outcome: the effect may or may not have
             # run. Re-run it under the same step_id and idempotency key; never record a second start.
             in_doubt = codec.record_from_dict(prior)
             attempt = in_doubt.attempt
-        elif prior is not None and prior.get("status") == StepStatus.FAILED.value:
+        elif prior is not None and prior.get("status") == StepStatus.FAILED:
             attempt = int(prior.get("attempt") or 1) + 1
             if attempt > max_attempts:
                 return EffectOutcome.failed(

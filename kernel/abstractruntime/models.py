@@ -89,7 +89,7 @@ def coerce_effect_type(value: Union[EffectType, str]) -> Union[EffectType, str]:
 
 
 def effect_type_value(value: Union[EffectType, str]) -> str:
-    return value.value if isinstance(value, Enum) else str(value)
+    return value._value_ if isinstance(value, Enum) else str(value)  # (``.value`` is a Python-level property)
 
 
 def _dict_or_empty(value: Any) -> dict:
