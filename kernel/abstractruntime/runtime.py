@@ -382,9 +382,11 @@ class Runtime:
                 run.current_node = waiting.resume_to_node
             # not saved here: the next step's commit carries the transition
         debug = log.enabled()  # the per-step event, looked up once a tick
-        for steps in range(max_steps):
+        steps = 0
+        while steps < max_steps:  # (any number: float("inf") included)
             if steps and self._writer.changed_elsewhere(run):
                 return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
+            steps += 1
             try:
                 run = self._step(workflow, run, previous_status, debug)
             except ConcurrentModificationError:

@@ -120,6 +120,16 @@ def test_max_steps_is_respected_and_run_stays_running_at_the_right_node():
     assert state.status is RunStatus.COMPLETED and trail == ["a", "b", "c", "d"]
 
 
+def test_max_steps_may_be_any_number_infinity_included():
+    rt = runtime_on()
+    trail = []
+    wf = linear_workflow(trail)
+    run_id = rt.start(workflow=wf)
+    assert rt.tick(workflow=wf, run_id=run_id, max_steps=1.5).current_node == "c"  # steps while below it
+    assert rt.tick(workflow=wf, run_id=run_id, max_steps=float("inf")).status is RunStatus.COMPLETED
+    assert trail == ["a", "b", "c", "d"]
+
+
 def test_complete_output_writes_completion_row_then_terminal_status_row():
     rt = runtime_on()
     trail = []
