@@ -6,32 +6,11 @@ namespace overlays (:mod:`abstractruntime._namespace`)."""
 
 from . import _namespace
 from .descriptors import EffectCall, EffectHandlerDescriptor, StoreDescriptor, StoreLocation
-from .errors import (
-    AbstractRuntimeError,
-    ConcurrentModificationError,
-    ConfigurationError,
-    JsonInvariantError,
-    RunNotWaitingError,
-    RunPausedError,
-    UnknownRunError,
-    UnknownStoreError,
-    WaitKeyMismatchError,
-)
+from .errors import (AbstractRuntimeError, ConcurrentModificationError, ConfigurationError, JsonInvariantError,
+    RunNotWaitingError, RunPausedError, UnknownRunError, UnknownStoreError, WaitKeyMismatchError)
 from .hookspecs import hookimpl
-from .models import (
-    Effect,
-    EffectOutcome,
-    EffectType,
-    RunState,
-    RunStatus,
-    RuntimeConfig,
-    StepPlan,
-    StepRecord,
-    StepStatus,
-    WaitReason,
-    WaitState,
-    WorkflowSpec,
-)
+from .models import (Effect, EffectOutcome, EffectType, RunState, RunStatus, RuntimeConfig, StepPlan, StepRecord,
+    StepStatus, WaitReason, WaitState, WorkflowSpec)
 from .policy import DefaultEffectPolicy, EffectPolicy, compute_idempotency_key
 from .runtime import DefaultRunContext, Runtime
 from .settings import Settings, load_settings

@@ -63,8 +63,6 @@ class EffectDispatch:
     def abstractruntime_api_call(self, call: Callable[[], Any]) -> Any:
         return call()
 
-    abstractruntime_api_call.active = lambda: False  # type: ignore[attr-defined]  # Hooks.api_call calls call()
-
 
 #: ``commit(run, records, *, node_id, expected_revision, run_id, reservation)``: the runtime's commit path
 CommitFn = Callable[..., None]

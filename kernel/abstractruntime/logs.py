@@ -40,7 +40,8 @@ class _LibraryLogger:
     def enabled(self, level: int = logging.DEBUG) -> bool:
         """Could an event at ``level`` be emitted? (To skip building a per-step event nobody will see.)"""
         structlog = sys.modules.get("structlog")
-        return bool(structlog and getattr(structlog, "is_configured", bool)()) or self._stdlib_logger.isEnabledFor(level)
+        configured = structlog is not None and getattr(structlog, "is_configured", bool)()
+        return configured or self._stdlib_logger.isEnabledFor(level)
 
     def debug(self, event: str, **kw: Any) -> None:
         self._emit(logging.DEBUG, "debug", event, kw)

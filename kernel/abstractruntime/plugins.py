@@ -175,10 +175,6 @@ def _check_pending(hooks: "Hooks") -> None:
     pm.check_pending()
 
 
-def _always() -> bool:
-    return True
-
-
 class Hooks:
     """The kernel's typed, keyword-only view of the hooks."""
 
@@ -243,9 +239,31 @@ class Hooks:
         return self.collect("abstractruntime_register_cli_commands", CliCommandDescriptor)
 
     def _call(self, hook_name: str, default: Any = None, **kwargs: Any) -> Any:
-        """Call a work hook; ``default`` when no plugin implements it (per-step hooks cost nothing then)."""
-        hook = getattr(self._hook, hook_name)
-        return hook(**kwargs) if hook.get_hookimpls() else default
+        """Call a work hook; ``default`` when no plugin implements it. While none of its wrappers is active (a
+        wrapper's function may carry ``active``, called with the hook's arguments: does it wrap this call?), the
+        other implementations are called as pluggy would, without its dispatch (docs/hooks.md, ``active``)."""
+        plan = self._observers.get((hook_name,)) if self._pm.generation == self._generation else None
+        if plan is None:
+            hook = getattr(self._hook, hook_name)
+            impls = [(i.hookwrapper or i.wrapper, i) for i in hook.get_hookimpls()]
+            plan = self._cache()[(hook_name,)] = (
+                hook, bool(hook.spec and hook.spec.opts.get("firstresult")),
+                tuple(getattr(i.function, "active", None) for wrapper, i in impls if wrapper),
+                tuple((i.function, i.argnames) for wrapper, i in reversed(impls) if not wrapper))
+        hook, first, gates, plain = plan
+        for active in gates:
+            if active is None or active(**kwargs):
+                return hook(**kwargs)
+        if not plain:
+            return default
+        results = []
+        for function, argnames in plain:
+            result = function(*map(kwargs.__getitem__, argnames))
+            if result is not None:
+                if first:
+                    return result
+                results.append(result)
+        return None if first else results
 
     def fault_point(self, *, point: str, run_id: str) -> None:  # twice per commit: the cheapest check
         hook = self._hook.abstractruntime_fault_point
@@ -266,18 +284,10 @@ class Hooks:
 
     # --- work -------------------------------------------------------------------------------------------------
     def execute_effect(self, *, call: EffectCall) -> Optional[EffectOutcome]:
-        return self._hook.abstractruntime_execute_effect(call=call)
+        return self._call("abstractruntime_execute_effect", call=call)
 
     def api_call(self, runtime: Any, name: str, run_id: Optional[str], call: Callable[[], Any]) -> Any:
-        """``call()`` directly while no implementation is active: one may carry ``active``, a no-argument callable
-        that says whether it wraps this call (the kernel's never does; telemetry only while configured)."""
-        gates = self._cache().get("api_call.active")
-        if gates is None:
-            gates = self._cache()["api_call.active"] = tuple(getattr(i.function, "active", _always) for i in
-                                                              self._hook.abstractruntime_api_call.get_hookimpls())
-        if any(active() for active in gates):
-            return self._hook.abstractruntime_api_call(runtime=runtime, name=name, run_id=run_id, call=call)
-        return call()
+        return self._call("abstractruntime_api_call", runtime=runtime, name=name, run_id=run_id, call=call)
 
     def prepare_resume_payload(self, *, run: RunState, wait: Any, payload: Dict[str, Any],
                                runtime: Any) -> Dict[str, Any]:
@@ -297,7 +307,7 @@ class Hooks:
         return self._observers
 
     def _observer_calls(self, hook_name: str) -> Any:
-        """``(function, argnames, plugin)`` per implementation in pluggy's order, cached until a plugin is (un)registered
+        """``(function, argnames, plugin)`` per implementation in pluggy's order, kept until a plugin is (un)registered
         (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements the hook."""
         calls = self._cache().get(hook_name, self)
         if calls is self:  # not looked up since the last change
@@ -315,7 +325,7 @@ class Hooks:
             calls = ((functools.partial(getattr(self._hook, hook_name), **kwargs), (), None),)
         for function, argnames, plugin in calls:
             try:
-                function(*[kwargs[a] for a in argnames])
+                function(*map(kwargs.__getitem__, argnames))
             except Exception as exc:
                 if self._strict:
                     raise

@@ -12,7 +12,7 @@ row after the call (reference-style handlers given to ``Runtime(effect_handlers=
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List
 
 from abstractruntime import hookimpl
 
@@ -51,20 +51,24 @@ def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: L
     """Ground ``llm_call`` payloads of ``started`` rows before any other implementation sees the rows (a wrapper
     runs first: offloading and hashing see the grounded payload)."""
     try:
-        enabled: Optional[bool] = None
-        for record in records:
-            effect = getattr(record, "effect", None)
-            status = getattr(record, "status", None)
-            status = getattr(status, "value", status)
-            if status != "started" or not isinstance(effect, dict) or effect.get("type") != "llm_call":
-                continue
-            if enabled is None:
-                enabled = grounding_enabled(runtime)
-            if enabled:
+        started = [record.effect for record in records if _started_llm_call(record)]
+        if started and grounding_enabled(runtime):
+            for effect in started:
                 ground_payload(effect.get("payload"))
     except Exception:  # grounding must never block a commit
         pass
     return (yield)
+
+
+def _started_llm_call(record: Any) -> bool:
+    effect, status = getattr(record, "effect", None), getattr(record, "status", None)
+    return (getattr(status, "value", status) == "started" and isinstance(effect, dict)
+            and effect.get("type") == "llm_call")
+
+
+#: a commit without a started llm_call row passes this wrapper by (docs/hooks.md, ``active``)
+abstractruntime_prepare_ledger_records.active = (  # type: ignore[attr-defined]
+    lambda records, **_: any(_started_llm_call(record) for record in records))
 
 
 __all__ = ["ground_payload", "grounding_enabled"]

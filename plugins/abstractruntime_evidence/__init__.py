@@ -86,6 +86,11 @@ def abstractruntime_execute_effect(call: EffectCall):
     return outcome
 
 
+#: only TOOL_CALLS leave evidence: for any other effect the kernel passes this wrapper by (docs/hooks.md, ``active``)
+abstractruntime_execute_effect.active = (  # type: ignore[attr-defined]
+    lambda call, **_: call.effect.type_value == EffectType.TOOL_CALLS.value)
+
+
 def _list_evidence(runtime: Any, run_id: str) -> List[Dict[str, Any]]:
     return list_evidence(runtime.get_state(run_id))
 

@@ -63,6 +63,13 @@ def abstractruntime_execute_effect(call: EffectCall) -> Generator[Any, Any, Opti
     """A functional workflow's effect that completes without a result completes with ``{}``."""
     outcome = yield
     if outcome is not None and outcome.status == "completed" and outcome.result is None \
-            and (call.effect.result_key or "").startswith("_fn.results."):
+            and _is_functional(call):
         return EffectOutcome.completed({})
     return outcome
+
+
+def _is_functional(call: EffectCall, **_: Any) -> bool:
+    return (call.effect.result_key or "").startswith("_fn.results.")
+
+
+abstractruntime_execute_effect.active = _is_functional  # type: ignore[attr-defined]  # docs/hooks.md, ``active``

@@ -69,7 +69,7 @@ def abstractruntime_api_call(runtime: Any, name: str, run_id: Optional[str]) -> 
 
 
 #: while no provider is configured the kernel calls the API directly, past this wrapper (docs/hooks.md, api_call)
-abstractruntime_api_call.active = lambda: _active() is not None  # type: ignore[attr-defined]
+abstractruntime_api_call.active = lambda **_: _active() is not None  # type: ignore[attr-defined]
 
 
 class StepHooks:

@@ -737,7 +737,7 @@ def test_an_api_call_wrapper_whose_active_says_no_is_passed_by_and_called_again_
         def abstractruntime_api_call(self, runtime, name, run_id):
             return (yield from ApiCalls.abstractruntime_api_call(self, runtime, name, run_id))
 
-        abstractruntime_api_call.active = lambda: switch["on"]
+        abstractruntime_api_call.active = lambda **kwargs: switch["on"]
 
     gated = Gated()
     rt = runtime_on(plugins=[gated])
@@ -752,3 +752,50 @@ def test_an_api_call_wrapper_whose_active_says_no_is_passed_by_and_called_again_
     third = rt.start(workflow=wf)
     assert calls.seen == [("enter", "start", third), ("exit", "start", third)]
     assert gated.seen[-1] == ("exit", "start", third)  # its own wrapper decides what to do then
+
+
+def test_a_work_hook_wrapper_that_is_not_active_is_passed_by_and_the_others_run_as_pluggy_would():
+    """``active`` on a work hook's wrapper (here prepare_ledger_records and execute_effect): while it says no, the
+    kernel calls the other implementations itself -- same order, same results, exceptions raised -- and asks the
+    gate again at the next call, with the hook's arguments."""
+    seen, asked, switch = [], [], {"on": False}
+
+    def plain(name, **opts):
+        @hookimpl(**opts)
+        def abstractruntime_prepare_ledger_records(runtime, run_id, records):
+            seen.append((name, len(records)))
+        return type(name, (), {"__name__": name, "abstractruntime_prepare_ledger_records":
+                               staticmethod(abstractruntime_prepare_ledger_records)})()
+
+    class Gated:
+        __name__ = "gated"
+
+        @hookimpl(wrapper=True)
+        def abstractruntime_prepare_ledger_records(self, records):
+            seen.append(("wrapper", len(records)))
+            return (yield)
+
+        @hookimpl(wrapper=True)
+        def abstractruntime_execute_effect(self, call):
+            seen.append(("effect wrapper", call.effect.type_value))
+            return (yield)
+
+        abstractruntime_prepare_ledger_records.active = lambda records, **_: asked.append(len(records)) or switch["on"]
+        abstractruntime_execute_effect.active = lambda call, **_: switch["on"]
+
+    rt = runtime_on(plugins=[plain("late"), plain("first", tryfirst=True), Gated()])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    assert rt.tick(workflow=wf, run_id=run_id).status is RunStatus.COMPLETED
+    off = list(seen)
+    assert off and all(name in ("first", "late") for name, _n in off)
+    assert asked == [n for name, n in off if name == "first"]  # asked once per call, with the call's records
+    assert [name for name, _n in off] == ["first", "late"] * (len(off) // 2)  # pluggy's order: tryfirst first
+    rows = rt.get_ledger(run_id)
+    seen.clear()
+    switch["on"] = True
+    other = rt.start(workflow=wf)
+    assert rt.tick(workflow=wf, run_id=other).status is RunStatus.COMPLETED
+    assert [name for name, _n in seen if name in ("first", "late")] == [name for name, _n in off]
+    assert ("wrapper", off[0][1]) in seen and any(name == "effect wrapper" for name, _n in seen)
+    assert [r["status"] for r in rt.get_ledger(other)] == [r["status"] for r in rows]
