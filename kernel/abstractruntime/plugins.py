@@ -73,12 +73,16 @@ class _PluginManager(pluggy.PluginManager):
     generation = 0
 
     def register(self, plugin: Any, name: Optional[str] = None) -> Optional[str]:
-        self.generation += 1
-        return super().register(plugin, name)
+        try:
+            return super().register(plugin, name)
+        finally:  # after: what a concurrent call cached meanwhile is looked up again
+            self.generation += 1
 
     def unregister(self, plugin: Any = None, name: Optional[str] = None) -> Any:
-        self.generation += 1
-        return super().unregister(plugin, name)
+        try:
+            return super().unregister(plugin, name)
+        finally:
+            self.generation += 1
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
         if not name.startswith(hookspecs.PREFIX) or name == REQUIRES_ATTRIBUTE:
