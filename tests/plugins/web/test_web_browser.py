@@ -74,9 +74,16 @@ def _wait(predicate, timeout: float = 10.0, what: str = "condition"):
 
 
 def _text(driver, css: str) -> str:
-    from selenium.webdriver.common.by import By
+    """The element's rendered text, found and read in one script: a poll that swaps the fragment between a
+    find and a read makes chromedriver fail the read ("Node with given id does not belong to the document")."""
+    from selenium.common.exceptions import NoSuchElementException
 
-    return driver.find_element(By.CSS_SELECTOR, css).text
+    text = driver.execute_script(
+        "const e = document.querySelector(arguments[0]); return e === null ? null : e.innerText;", css
+    )
+    if text is None:
+        raise NoSuchElementException(f"no element matches {css!r}")
+    return text
 
 
 def _no_alert(driver) -> bool:
