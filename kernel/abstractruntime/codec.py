@@ -107,8 +107,9 @@ def __getattr__(name: str) -> Any:  # ``codec.converter``: the one cattrs conver
 
 
 def to_json_bytes(value: Any) -> bytes:
-    """Compact UTF-8 JSON of an already-checked JSON value."""
-    return orjson.dumps(value)
+    """Compact UTF-8 JSON of an already-checked JSON value, in bytes of its own size: orjson returns its growth
+    buffer (4-8 KiB for a small value, up to twice a large one), which a store keeping the bytes would keep too."""
+    return memoryview(orjson.dumps(value)).tobytes()
 
 
 _STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS

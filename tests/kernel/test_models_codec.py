@@ -322,3 +322,21 @@ def test_status_and_reason_convert_on_assignment_without_a_setattr_hook_on_other
     for cls in (RunState, StepRecord, WaitState):
         assert cls.__setattr__ is object.__setattr__, cls
     assert RunState(run_id="r", workflow_id="w", status="waiting", current_node="a").status is RunStatus.WAITING
+
+
+def test_encoded_json_is_kept_in_bytes_of_its_own_size():
+    # orjson returns its growth buffer (4-8 KiB for a few bytes of JSON); a store that keeps the encoded checkpoint
+    # or record (the memory store keeps every one) would keep the buffer too.
+    import tracemalloc
+
+    from abstractruntime import codec
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [codec.to_json_bytes({"i": i, "text": "x" * 100}) for i in range(500)]
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept[7] == b'{"i":7,"text":"' + b"x" * 100 + b'"}'
+    assert grown / len(kept) < 400, f"{grown / len(kept):.0f} bytes kept per 122-byte encoding"
