@@ -20,20 +20,25 @@ from typing import Any, Callable, List, Optional
 class GroupEntry:
     """One caller's commit in a batch; ``apply`` sets ``error`` to refuse it alone."""
 
-    __slots__ = ("commit", "error", "done")
+    __slots__ = ("commit", "error", "done", "_wake")
 
     def __init__(self, commit: Any) -> None:
         self.commit = commit
         self.error: Optional[BaseException] = None
         self.done = False
+        self._wake: Optional[Any] = None  # a held lock its caller blocks on while it waits (released: look again)
 
 
 class GroupCommit:
-    """Leader-based group commit around ``apply(batch: list[GroupEntry])`` (one transaction per call)."""
+    """Leader-based group commit around ``apply(batch: list[GroupEntry])`` (one transaction per call).
+
+    A waiting caller blocks on a lock of its own, released once -- when its batch is durable, or when it is the
+    first of the queue as a batch ends (it leads the next one): each wake-up is a thread switch, and with many
+    threads waking them all at once (a condition's ``notify_all``) costs every one of them a switch per batch."""
 
     def __init__(self, apply: Callable[[List[GroupEntry]], None]) -> None:
         self._apply = apply
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
         self._queue: List[GroupEntry] = []
         self._writing = False
         self.transactions = 0
@@ -42,27 +47,39 @@ class GroupCommit:
     def submit(self, commit: Any) -> None:
         """Write ``commit`` in the next batch; return once it is durable, or raise its error."""
         entry = GroupEntry(commit)
-        with self._cond:
+        with self._mutex:
             self._queue.append(entry)
-            while not entry.done and self._writing:
-                self._cond.wait()
+            if self._writing:
+                entry._wake = wake = threading.Lock()
+                wake.acquire()
+            else:  # nothing being written, so nothing queued: a batch of one, unless others come meanwhile
+                self._writing = True
+                wake = None
+                batch, self._queue = self._queue, []
+        if wake is not None:
+            wake.acquire()  # released by the leader: written, or this caller leads the next batch
             if entry.done:
                 return self._outcome(entry)
-            self._writing = True
-            batch, self._queue = self._queue, []
+            with self._mutex:
+                batch, self._queue = self._queue, []
         try:
             self._apply(batch)
         except BaseException as exc:
             for e in batch:
                 e.error = e.error or exc
         finally:
-            with self._cond:
+            with self._mutex:
                 self.transactions += 1
                 self.commits += len(batch)
                 for e in batch:
                     e.done = True
-                self._writing = False
-                self._cond.notify_all()
+                leader = self._queue[0] if self._queue else None
+                self._writing = leader is not None  # handed on: nobody else may start a batch meanwhile
+            for e in batch:
+                if e is not entry and e._wake is not None:
+                    e._wake.release()
+            if leader is not None:
+                leader._wake.release()
         return self._outcome(entry)
 
     @staticmethod

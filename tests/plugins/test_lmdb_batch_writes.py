@@ -70,22 +70,29 @@ def _ask(run, ctx):
 
 ASK = WorkflowSpec(workflow_id="ask", entry_node="ask",
                    nodes={"ask": _ask, "done": lambda run, ctx: StepPlan(node_id="done", complete_output={})})
-#: py-lmdb calls that release the GIL (what the batch writer pays for under many threads)
-RELEASING = {"put", "get", "delete", "set_range", "set_key", "prev", "next", "last", "first", "value", "item",
-             "__exit__", "commit", "abort", "replace", "pop", "putmulti", "getmulti"}
+#: py-lmdb calls that release the GIL (what the batch writer pays for under many threads), by their type: beside one
+#: busy thread, Transaction.get / put / delete cost 100-400 us each (waiting to get the GIL back), cursor calls
+#: 1-2 us -- except putmulti, which releases it once per item
+RELEASING = {"Transaction": {"get", "put", "delete", "replace", "pop", "__exit__", "commit", "abort"},
+             "Cursor": {"putmulti"}}
 
 
-def test_a_human_in_the_loop_run_costs_few_lmdb_calls_in_the_writer(tmp_path):
-    """start -> ask_user -> resume -> complete: three commits; 41 GIL-releasing calls in the writer before (a
-    nested transaction per batched commit came on top), 35 now."""
+def test_a_human_in_the_loop_run_costs_the_writer_no_gil_release_but_its_transactions(tmp_path):
+    """start -> ask_user -> resume -> complete: three commits, three transactions. The writer reads and writes
+    through a cursor (store.CursorTxn): 41 GIL-releasing calls before the batch writer, 35 after it, none now
+    but the three transactions' commits (each fsyncs: it must release the GIL)."""
     rt = Runtime.from_config({"store": f"lmdb://{tmp_path}/db?sync=false"})
     backend = rt.run_store.backend
     counts: Counter = Counter()
+    kept: Counter = Counter()  # the cursor calls it makes instead (that the test sees the writer's calls at all)
 
     def profile(frame, event, arg):
-        if event == "c_call" and type(getattr(arg, "__self__", None)).__name__ in ("Transaction", "Cursor"):
-            if arg.__name__ in RELEASING:
-                counts[arg.__name__] += 1
+        if event == "c_call":
+            kind = type(getattr(arg, "__self__", None)).__name__
+            if arg.__name__ in RELEASING.get(kind, ()):
+                counts[f"{kind}.{arg.__name__}"] += 1
+            elif kind == "Cursor":
+                kept[arg.__name__] += 1
 
     write = backend.group._apply
 
@@ -103,8 +110,7 @@ def test_a_human_in_the_loop_run_costs_few_lmdb_calls_in_the_writer(tmp_path):
         state = rt.resume(workflow=ASK, run_id=run_id, wait_key=state.waiting.wait_key, payload={})
         assert state.status is RunStatus.COMPLETED
         assert backend.group.commits == 3
-        # top-level commits (one per batch) apart: the commits' own calls
-        assert sum(counts.values()) - counts["__exit__"] <= 35, counts
-        assert counts["__exit__"] == 3  # one per transaction: no nested transaction per commit
+        assert counts == Counter({"Transaction.__exit__": 3}), counts  # one per transaction, nothing else
+        assert kept["put"] >= 15 and kept["get"] >= 3, kept
     finally:
         rt.close()
