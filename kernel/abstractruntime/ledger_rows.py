@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from .models import RunState, StepRecord, StepStatus, utc_now_iso
+from .models import RunState, StepRecord, StepStatus, new_id, utc_now_iso
 
 
 def row(run: RunState, node_id: str, status: StepStatus, **fields: Any) -> StepRecord:
     now = utc_now_iso()
-    return StepRecord(run_id=run.run_id, step_id=str(uuid.uuid4()), node_id=node_id, status=status, started_at=now,
+    return StepRecord(run_id=run.run_id, step_id=new_id(), node_id=node_id, status=status, started_at=now,
                       ended_at=now, actor_id=run.actor_id, session_id=run.session_id, **fields)
 
 

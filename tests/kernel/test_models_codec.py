@@ -340,3 +340,37 @@ def test_encoded_json_is_kept_in_bytes_of_its_own_size():
         tracemalloc.stop()
     assert kept[7] == b'{"i":7,"text":"' + b"x" * 100 + b'"}'
     assert grown / len(kept) < 400, f"{grown / len(kept):.0f} bytes kept per 122-byte encoding"
+
+
+def test_new_ids_are_random_uuid4_strings_and_a_forked_child_draws_its_own():
+    import os
+    import threading
+    import uuid
+
+    from abstractruntime.models import new_id
+
+    ids = [new_id() for _ in range(1000)]  # several 256-id pools
+    assert len(set(ids)) == 1000
+    for text in ids[:300]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+    other = []
+    t = threading.Thread(target=lambda: other.extend(new_id() for _ in range(300)))
+    t.start()
+    t.join()
+    assert not set(other) & set(ids)  # a thread draws from a pool of its own
+
+    if not hasattr(os, "fork"):
+        return
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, from the pool it must not have inherited
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert uuid.UUID(child).version == 4
+    assert child != new_id()  # with the parent's pool copied, the child would have drawn the parent's next id
