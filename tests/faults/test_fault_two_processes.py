@@ -9,6 +9,7 @@ provider. Without create-only reservations both processes would have called it.
 from __future__ import annotations
 
 import subprocess
+import textwrap
 import sys
 import time
 from pathlib import Path
@@ -116,3 +117,51 @@ def test_two_run_locks_on_one_file_in_one_process_share_it(tmp_path):
     assert out == "False"  # still held: closing `second` did not release `first`'s lock
     first.release("r1")
     first.close()
+
+
+def test_run_locks_are_the_same_byte_locks_as_fcntl_lockf(tmp_path):
+    """On Linux RunLocks sets its locks through ctypes (keeping the GIL); another process using the standard library's
+    ``fcntl.lockf`` on the same byte must see them, and be seen -- whichever way the lock is taken."""
+    fcntl = pytest.importorskip("fcntl")
+    from abstractruntime_storekit import RunLocks
+    from abstractruntime_storekit import locks as locks_module
+
+    path = tmp_path / "runs.lock"
+    locks = RunLocks(path)
+    offset = RunLocks._offset("r1")
+    probe = textwrap.dedent('''
+        import fcntl, sys, time
+        f = open(sys.argv[1], "ab")
+        try:
+            fcntl.lockf(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, int(sys.argv[2]))
+        except OSError:
+            print("refused"); sys.exit(0)
+        print("locked", flush=True)
+        if sys.argv[3] == "hold":
+            sys.stdin.readline()
+    ''')
+    try:
+        assert locks.acquire("r1")
+        out = subprocess.run([sys.executable, "-c", probe, str(path), str(offset), "once"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == "refused"
+        out = subprocess.run([sys.executable, "-c", probe, str(path), str(offset + 1), "once"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == "locked"  # exactly that byte: the next one is free
+        locks.release("r1")
+        out = subprocess.run([sys.executable, "-c", probe, str(path), str(offset), "once"], capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == "locked"
+        holder = subprocess.Popen([sys.executable, "-c", probe, str(path), str(offset), "hold"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline().strip() == "locked"
+            assert locks.acquire("r1") is False  # the other process's lockf is seen
+        finally:
+            holder.communicate("\n", timeout=30)
+        assert locks.acquire("r1")
+        locks.release("r1")
+    finally:
+        locks.close()
+    if sys.platform.startswith("linux"):
+        assert locks_module._SETLK is not locks_module._setlk_by_lockf  # the GIL-keeping call is the one tested
