@@ -220,7 +220,7 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
                 raise StoreError(f"PostgreSQL store {self._where} is closed")
             committing = False
             try:
-                with self._pool.connection() as conn:
+                with self._connection(checked=attempt == 2) as conn:
                     if not transaction:
                         with conn.cursor() as cur:
                             return fn(cur)
@@ -239,9 +239,28 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
                 if attempt == 2:
                     raise StoreUnavailableError(where=self._where, reason=_reason(exc)) from exc
                 log.info("postgres_connection_lost_retrying", where=self._where, error=_reason(exc))
-                with contextlib.suppress(Exception):
-                    self._pool.check()  # drop the other pooled connections the same event broke
         raise StoreError(f"PostgreSQL store {self._where}: unreachable")  # pragma: no cover
+
+    @contextlib.contextmanager
+    def _connection(self, *, checked: bool) -> Iterator[psycopg.Connection]:
+        """A pooled connection; ``checked`` (the retry after a lost one): one that answers an empty query. The event
+        that broke a connection (a server restart, terminated backends) broke the others too, including any the
+        pool was opening meanwhile -- which ``pool.check()`` did not see, so a retry could take one of them. Each
+        broken one is handed back (the pool drops it and opens another); after ``max_size`` of them, a new one."""
+        pool = self._pool
+        conn = pool.getconn()
+        for _ in range(pool.max_size if checked else 0):
+            try:
+                pool.check_connection(conn)
+                break
+            except psycopg.Error:
+                pool.putconn(conn)
+                conn = pool.getconn()
+        try:
+            with conn:  # as pool.connection(): commit, or roll back on an error (a pooled connection stays open)
+                yield conn
+        finally:
+            pool.putconn(conn)
 
     def write(self, fn: Callable[[psycopg.Cursor], Any]) -> Any:
         """Run ``fn(cursor)`` in one transaction; any exception rolls everything back. A connection lost before

@@ -274,6 +274,25 @@ def test_a_lost_connection_is_retried_once_and_a_lasting_outage_is_a_typed_error
                 time.sleep(0.2)
 
 
+
+def test_the_retry_takes_a_connection_that_answers_even_when_every_pooled_one_is_broken(pg_dsn):
+    """The retry after a lost connection must not take another connection the same event broke -- including one the
+    pool was opening meanwhile, which pool.check() never saw (the test above failed now and then under load so).
+    Every pooled connection broken: the checked connection skips them all and is a live one."""
+    config = {"store": pg_dsn, "store_options": {"pool_min": 3, "pool_max": 3, "pool_timeout": 5}}
+    with Runtime.from_config(config) as rt, psycopg.connect(pg_dsn, autocommit=True) as conn:
+        backend = rt.backend
+        pool = backend.pool
+        pool.wait(timeout=10)
+        assert pool.get_stats()["pool_available"] == 3
+        assert _terminate_others(conn) == 3
+        with backend._connection(checked=True) as live:
+            assert live.execute("SELECT 1").fetchone() == (1,)
+        assert pool.get_stats()["returns_bad"] == 3  # each broken one handed back (the pool dropped it)
+        wf = _ask()
+        run_id = rt.start(workflow=wf)  # and the store works on
+        assert rt.get_state(run_id).status is RunStatus.RUNNING
+
 # --- the worker ---------------------------------------------------------------------------------------------------
 def test_drive_does_not_count_a_run_whose_lease_was_lost_as_progressed(pg_dsn):
     calls: list = []
