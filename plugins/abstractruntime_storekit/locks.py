@@ -14,7 +14,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def _setlk_keeping_the_gil() -> Optional[Callable[[int, int, int], None]]:
+def _setlk_keeping_the_gil() -> Optional[Callable[[int, int, int], bool]]:
     """``fcntl(fd, F_SETLK, {type, SEEK_SET, offset, 1})`` called through ctypes' ``PyDLL``, which keeps the GIL.
     ``fcntl.lockf`` releases it around the call -- which never blocks here (``F_SETLK``) -- and under many threads each
     release is a thread switch: 16 threads driving runs on LMDB, ~9 switches per run and ~10% of its CPU (measured,
@@ -31,21 +31,24 @@ def _setlk_keeping_the_gil() -> Optional[Callable[[int, int, int], None]]:
             _fields_ = [("l_type", ctypes.c_short), ("l_whence", ctypes.c_short), ("l_start", ctypes.c_int64),
                         ("l_len", ctypes.c_int64), ("l_pid", ctypes.c_int)]
 
-        call = ctypes.PyDLL(None, use_errno=True).fcntl
+        call = ctypes.PyDLL(None).fcntl
         call.argtypes, call.restype = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(Flock)], ctypes.c_int
     except (ImportError, OSError, AttributeError):  # pragma: no cover - no ctypes or no libc symbol
         return None
 
-    def setlk(fd: int, lock_type: int, offset: int) -> None:
-        if call(fd, fcntl.F_SETLK, ctypes.byref(Flock(lock_type, os.SEEK_SET, offset, 1, 0))) == -1:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err))
+    def setlk(fd: int, lock_type: int, offset: int) -> bool:
+        return call(fd, fcntl.F_SETLK, ctypes.byref(Flock(lock_type, os.SEEK_SET, offset, 1, 0))) != -1
 
     return setlk
 
 
-def _setlk_by_lockf(fd: int, lock_type: int, offset: int) -> None:
-    fcntl.lockf(fd, fcntl.LOCK_UN if lock_type == fcntl.F_UNLCK else fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+def _setlk_by_lockf(fd: int, lock_type: int, offset: int) -> bool:
+    """False if the lock is held elsewhere (or the file cannot be locked)."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_UN if lock_type == fcntl.F_UNLCK else fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+    except OSError:
+        return False
+    return True
 
 
 _SETLK = _setlk_keeping_the_gil() or _setlk_by_lockf
@@ -102,9 +105,7 @@ class RunLocks:
             if owner != me:
                 return False
             if count == 0 and shared.file is not None:
-                try:
-                    _SETLK(shared.file.fileno(), fcntl.F_WRLCK, offset)
-                except OSError:
+                if not _SETLK(shared.file.fileno(), fcntl.F_WRLCK, offset):
                     return False
             shared.held[offset] = (me, count + 1)
             return True
