@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextvars
-import functools
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Union
 
@@ -25,6 +23,8 @@ from abstractruntime.errors import InvalidStateError
 from abstractruntime.logs import get_logger
 from abstractruntime.settings import Settings
 from abstractruntime_pluginkit.hostloop import set_host_loop
+
+from .workers import Workers
 
 log = get_logger(__name__)
 
@@ -57,8 +57,7 @@ class AsyncRuntime:
         if max_threads < 1:
             raise InvalidStateError(f"max_threads must be at least 1, got {max_threads!r}")
         self._rt = runtime if runtime is not None else Runtime(**kwargs)
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=max_threads,
-                                                               thread_name_prefix="abstractruntime")
+        self._workers = Workers(max_threads, "abstractruntime")
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
         self._rt.awaiter = self._await_on_host_loop
@@ -140,7 +139,7 @@ class AsyncRuntime:
 
         try:  # cancelled: a call not started yet never starts; one that runs finishes, its outcome is dropped
             # the caller's context (its tracing span, contextvars) goes with the call to the worker thread
-            return await loop.run_in_executor(self._executor, contextvars.copy_context().run, run)
+            return await self._workers.submit(loop, run, lambda: call.cancelled)
         except asyncio.CancelledError:
             call.cancelled = True
             for pending in list(call.futures):
@@ -184,7 +183,7 @@ class AsyncRuntime:
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, functools.partial(self._executor.shutdown, wait=True))
+        await loop.run_in_executor(None, self._workers.shutdown)
         await loop.run_in_executor(None, self._rt.close)
 
     async def __aenter__(self) -> "AsyncRuntime":
