@@ -20,13 +20,14 @@ from typing import Any, Callable, List, Optional
 class GroupEntry:
     """One caller's commit in a batch; ``apply`` sets ``error`` to refuse it alone."""
 
-    __slots__ = ("commit", "error", "done", "_wake")
+    __slots__ = ("commit", "error", "done", "_wake", "_lead")
 
     def __init__(self, commit: Any) -> None:
         self.commit = commit
         self.error: Optional[BaseException] = None
         self.done = False
         self._wake: Optional[Any] = None  # a held lock its caller blocks on while it waits (released: look again)
+        self._lead = False  # handed the next batch
 
 
 class GroupCommit:
@@ -52,12 +53,16 @@ class GroupCommit:
             if self._writing:
                 entry._wake = wake = threading.Lock()
                 wake.acquire()
-            else:  # nothing being written, so nothing queued: a batch of one, unless others come meanwhile
+            else:  # nothing being written, so nothing queued: this commit alone (others queue for the next batch)
                 self._writing = True
                 wake = None
                 batch, self._queue = self._queue, []
         if wake is not None:
-            wake.acquire()  # released by the leader: written, or this caller leads the next batch
+            try:
+                wake.acquire()  # released by the leader: written, or this caller leads the next batch
+            except BaseException:  # interrupted (KeyboardInterrupt): leave the queue, and the lead if it came
+                self._abandon(entry)
+                raise
             if entry.done:
                 return self._outcome(entry)
             with self._mutex:
@@ -73,14 +78,31 @@ class GroupCommit:
                 self.commits += len(batch)
                 for e in batch:
                     e.done = True
-                leader = self._queue[0] if self._queue else None
-                self._writing = leader is not None  # handed on: nobody else may start a batch meanwhile
+                leader = self._handed_on()
             for e in batch:
                 if e is not entry and e._wake is not None:
                     e._wake.release()
             if leader is not None:
                 leader._wake.release()
         return self._outcome(entry)
+
+    def _handed_on(self) -> Optional[GroupEntry]:
+        """(Under the mutex.) The first queued commit leads the next batch; none: nothing is being written."""
+        leader = self._queue[0] if self._queue else None
+        if leader is not None:
+            leader._lead = True  # nobody else may start a batch meanwhile
+        self._writing = leader is not None
+        return leader
+
+    def _abandon(self, entry: GroupEntry) -> None:
+        """An interrupted waiter: out of the queue (its commit is not written; one already taken into a batch is),
+        and a lead it was handed goes to the next in line."""
+        with self._mutex:
+            if entry in self._queue:
+                self._queue.remove(entry)
+            leader = self._handed_on() if entry._lead and not entry.done else None
+        if leader is not None:
+            leader._wake.release()
 
     @staticmethod
     def _outcome(entry: GroupEntry) -> None:

@@ -73,3 +73,61 @@ def test_a_failing_batch_fails_its_callers_and_the_next_one_still_writes():
     group.submit("fine")
     assert calls == [["boom"], ["fine"]]
     assert group.transactions == 2 and group._writing is False
+
+
+def test_an_interrupted_waiter_leaves_the_queue_and_its_commit_is_not_written():
+    import signal
+
+    batches = []
+    started, finish = threading.Event(), threading.Event()
+
+    def apply(batch):
+        batches.append([e.commit for e in batch])
+        if len(batches) == 1:
+            started.set()
+            assert finish.wait(10)
+
+    group = GroupCommit(apply)
+    leader = threading.Thread(target=group.submit, args=("first",))
+    leader.start()
+    assert started.wait(10)
+    later = threading.Thread(target=group.submit, args=("later",))
+
+    def interrupt_when_queued():
+        while len(group._queue) < 1:
+            threading.Event().wait(0.001)
+        later.start()
+        while len(group._queue) < 2:
+            threading.Event().wait(0.001)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    helper = threading.Thread(target=interrupt_when_queued)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        group.submit("interrupted")  # the main thread waits behind "first" until the signal comes
+    helper.join(10)
+    assert [e.commit for e in group._queue] == ["later"]
+    finish.set()
+    for t in (leader, later):
+        t.join(10)
+        assert not t.is_alive()
+    assert batches == [["first"], ["later"]]  # never written, and "later" was not left waiting
+    assert group._writing is False and group._queue == []
+
+
+def test_a_lead_handed_to_a_waiter_that_was_interrupted_goes_to_the_next_in_line():
+    from abstractruntime_storekit.groupcommit import GroupEntry
+
+    group = GroupCommit(lambda batch: None)
+    first, second = GroupEntry("a"), GroupEntry("b")
+    for entry in (first, second):
+        entry._wake = threading.Lock()
+        entry._wake.acquire()
+    group._queue, group._writing = [first, second], True
+    first._lead = True
+    first._wake.release()  # the lead was handed to "a" ... whose caller was interrupted before it took it
+    group._abandon(first)
+    assert group._queue == [second] and second._lead and group._writing
+    assert second._wake.acquire(blocking=False)  # "b" was woken to lead the next batch
+    group._abandon(second)  # and if it is interrupted too, nothing is being written any more
+    assert group._queue == [] and group._writing is False
