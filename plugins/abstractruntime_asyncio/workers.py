@@ -8,20 +8,25 @@ here. A worker takes calls from one queue; outcomes are collected and handed to 
 for all the outcomes that are ready when it runs.
 
 Threads start on demand, up to ``max_threads`` (a call waits in the queue while all are busy); idle ones wait on
-the queue. ``shutdown()`` lets the queued calls run, then stops the threads.
+the queue. ``shutdown()`` lets the queued calls run, then stops the threads. They are daemon threads (an idle one
+must not keep the process alive), and at interpreter exit the calls in flight and queued still finish, as a
+``ThreadPoolExecutor``'s do: a host that never closed its AsyncRuntime does not lose a call half-way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextvars
 import queue
 import threading
+import weakref
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from abstractruntime.errors import InvalidStateError
 
 Outcome = Tuple["asyncio.Future[Any]", bool, Any]
+_LIVE: "weakref.WeakSet[Workers]" = weakref.WeakSet()
 
 
 class Workers:
@@ -34,6 +39,7 @@ class Workers:
         self._idle = 0
         self._ready: Dict[asyncio.AbstractEventLoop, List[Outcome]] = {}  # per loop: outcomes not handed back yet
         self._closed = False
+        _LIVE.add(self)
 
     def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any],
                skip: Callable[[], bool]) -> "asyncio.Future[Any]":
@@ -104,6 +110,12 @@ class Workers:
             self._queue.put(None)
         for thread in threads:
             thread.join()
+
+
+@atexit.register
+def _finish_at_exit() -> None:
+    for workers in list(_LIVE):
+        workers.shutdown()
 
 
 __all__ = ["Workers"]

@@ -98,3 +98,26 @@ def test_outcomes_ready_together_reach_the_loop_in_one_wake_up():
     asyncio.run(main())
     workers.shutdown()
     assert deliveries == [8]  # one wake-up of the loop for the eight outcomes
+
+
+def test_a_call_in_flight_finishes_when_the_interpreter_exits(tmp_path):
+    """A host that never closed its AsyncRuntime: at exit, the call a worker runs still finishes (daemon threads,
+    waited for at exit as a ThreadPoolExecutor's are)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    marker = tmp_path / "finished"
+    script = textwrap.dedent(f"""
+        import asyncio, pathlib, time
+        from abstractruntime_asyncio.workers import Workers
+        workers = Workers(2, "t")
+        async def main():
+            slow = lambda: (time.sleep(0.3), pathlib.Path({str(marker)!r}).write_text("ok"))
+            workers.submit(asyncio.get_running_loop(), slow, lambda: False)
+            await asyncio.sleep(0.05)  # the call is running; main returns without awaiting it
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert marker.read_text() == "ok"
