@@ -205,7 +205,7 @@ def test_a_console_with_a_token_needs_it(browser, store):
         token = "browser-token-1234"
         with serving(abstractruntime_web.app(rt, token=token)) as url:
             browser.get(f"{url}/runs/{run_id}")
-            assert "needs its token" in browser.find_element(By.TAG_NAME, "body").text
+            assert "needs its token" in _text(browser, "body")
             browser.get(f"{url}/?token={token}")
             _wait(lambda: "token=" not in browser.current_url, what="the redirect without the token")
             assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-run-id="{run_id}"]')
@@ -228,6 +228,10 @@ def test_a_groceries_run_shows_its_flow_graph(browser, store):
             browser.find_element(By.ID, "answer-response").send_keys("Ada")
             browser.find_element(By.ID, "answer-send").click()
             _wait(lambda: "completed" in _text(browser, "#run-status"), what="the run to complete")
+            current_node = ("const g = document.querySelector('#flow-graph g.node.current'); "
+                            "return g === null ? null : g.getAttribute('data-node');")
+            _wait(lambda: browser.execute_script(current_node) == "end",  # its fragment may be swapped a poll later
+                  what="the graph to show the end node as current")
             graph = browser.find_element(By.ID, "flow-graph")
             current = graph.find_element(By.CSS_SELECTOR, "g.node.current")
             assert current.get_attribute("data-node") == "end"
