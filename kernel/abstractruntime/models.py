@@ -26,7 +26,8 @@ def utc_now_iso() -> str:
 
 
 _IDS = threading.local()
-os.register_at_fork(after_in_child=lambda: vars(_IDS).clear())  # a forked child must not draw its parent's ids
+if hasattr(os, "register_at_fork"):  # POSIX: a forked child must not draw its parent's ids
+    os.register_at_fork(after_in_child=lambda: vars(_IDS).clear())
 
 
 def new_id() -> str:
