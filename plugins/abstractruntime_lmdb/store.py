@@ -231,8 +231,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
     def _write_batch(self, batch: List[GroupEntry]) -> None:
         """One transaction for the batch. Each commit is checked, then written (commit.py): a refused one fails its
         own caller and has written nothing; one whose writing fails midway (the fault point, an unexpected error)
-        is taken out and the batch written again without it. No nested transaction per commit: each py-lmdb call
-        releases the GIL, and the writer waits to get it back behind every other thread."""
+        is taken out and the batch written again without it. No nested transaction per commit: beginning and
+        ending one releases the GIL, and the writer would wait to get it back behind every other thread."""
         heads: Heads = {}
         failed: Dict[int, Exception] = {}  # batch index -> what its writing raised
 

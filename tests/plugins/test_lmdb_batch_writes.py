@@ -1,6 +1,7 @@
 """The LMDB batch writer checks each commit before it writes (no nested transaction per commit): a commit whose
-writing fails midway is taken out and the batch written again without it, and a commit makes few py-lmdb calls
-(each one releases the GIL, and under many threads the writer waits to get it back: docs/benchmarks.md)."""
+writing fails midway is taken out and the batch written again without it, and the writer makes no py-lmdb call
+that releases the GIL but its transactions' (under many threads each release is a wait to get it back:
+docs/benchmarks.md)."""
 
 from __future__ import annotations
 
