@@ -40,6 +40,9 @@ class Workers:
         self._ready: Dict[asyncio.AbstractEventLoop, List[Outcome]] = {}  # per loop: outcomes not handed back yet
         self._closed = False
         _LIVE.add(self)
+        # dropped without shutdown() (a host that never closed its AsyncRuntime): the idle threads stop, as a
+        # ThreadPoolExecutor's do -- they hold only a weak reference to this object between calls
+        weakref.finalize(self, _stop, self._queue, self._threads).atexit = False
 
     def submit(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], Any],
                skip: Callable[[], bool]) -> "asyncio.Future[Any]":
@@ -52,30 +55,23 @@ class Workers:
             if self._idle:
                 self._idle -= 1  # one waiting worker takes it
             elif len(self._threads) < self._max:
-                thread = threading.Thread(target=self._work, name=f"{self._name}_{len(self._threads)}",
-                                          daemon=True)
+                thread = threading.Thread(target=_work, args=(weakref.ref(self), self._queue),
+                                          name=f"{self._name}_{len(self._threads)}", daemon=True)
                 self._threads.append(thread)
                 thread.start()
         self._queue.put((loop, future, contextvars.copy_context(), fn, skip))
         return future
 
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            loop, future, context, fn, skip = item
-            del item
-            if not skip():
-                try:
-                    outcome: Outcome = (future, True, context.run(fn))
-                except BaseException as exc:  # handed to the caller as it is, like an executor's future
-                    outcome = (future, False, exc)
-                self._hand_back(loop, outcome)
-                del outcome
-            del loop, future, context, fn, skip
-            with self._lock:
-                self._idle += 1
+    def _run(self, item: Tuple[Any, ...]) -> None:
+        loop, future, context, fn, skip = item
+        if not skip():
+            try:
+                outcome: Outcome = (future, True, context.run(fn))
+            except BaseException as exc:  # handed to the caller as it is, like an executor's future
+                outcome = (future, False, exc)
+            self._hand_back(loop, outcome)
+        with self._lock:
+            self._idle += 1
 
     def _hand_back(self, loop: asyncio.AbstractEventLoop, outcome: Outcome) -> None:
         with self._lock:
@@ -110,6 +106,21 @@ class Workers:
             self._queue.put(None)
         for thread in threads:
             thread.join()
+
+
+def _work(ref: "weakref.ReferenceType[Workers]", calls: "queue.SimpleQueue[Optional[Tuple[Any, ...]]]") -> None:
+    while True:
+        item = calls.get()
+        workers = ref() if item is not None else None
+        if workers is None:
+            return
+        workers._run(item)
+        del workers, item  # nothing of the pool or the call kept while waiting for the next
+
+
+def _stop(calls: "queue.SimpleQueue[Optional[Tuple[Any, ...]]]", threads: List[threading.Thread]) -> None:
+    for _ in list(threads):
+        calls.put(None)
 
 
 @atexit.register

@@ -121,3 +121,24 @@ def test_a_call_in_flight_finishes_when_the_interpreter_exits(tmp_path):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert marker.read_text() == "ok"
+
+
+def test_a_pool_dropped_without_shutdown_stops_its_idle_threads():
+    """A host that creates AsyncRuntimes and never closes them must not keep their threads forever (as a
+    ThreadPoolExecutor's stop when it is collected)."""
+    import gc
+
+    workers = Workers(4, "dropped")
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*[workers.submit(loop, lambda: time.sleep(0.01), lambda: False) for _ in range(4)])
+
+    asyncio.run(main())
+    threads = list(workers._threads)
+    assert threads and all(t.is_alive() for t in threads)
+    del workers
+    gc.collect()
+    for t in threads:
+        t.join(10)
+    assert not any(t.is_alive() for t in threads)
