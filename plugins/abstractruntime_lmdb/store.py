@@ -359,8 +359,8 @@ class CursorTxn:
     """A transaction whose ``get`` / ``put`` / ``delete`` go through one cursor. py-lmdb releases the GIL around
     ``Transaction.get``, ``.put`` and ``.delete`` (not around cursor calls), and with other threads busy each
     release makes the caller wait to get the GIL back: measured 100-400 us per call beside one busy thread, 0.5 us
-    alone. The batch writer makes ~50 such calls per S2 run that every committer waits for (docs/benchmarks.md,
-    S2x16). Everything else is the transaction's."""
+    alone. The batch writer made ~50 such calls per S2 run, and every committer waits for it (docs/benchmarks.md,
+    S2x16); through this it makes none. Everything else is the transaction's."""
 
     __slots__ = ("txn", "_cur")
 
