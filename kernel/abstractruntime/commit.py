@@ -34,11 +34,12 @@ class _Batch:
     status the batch extends, and the state after the last staged step (``vars_json`` and ``fields``: what a
     reservation checkpoints and a failing node falls back to; the live run may be half-mutated by then)."""
 
-    __slots__ = ("run", "records", "expected", "previous_status", "node_id", "due", "vars_json", "fields", "probe")
+    __slots__ = ("run", "records", "expected", "previous_status", "node_id", "due", "vars_json", "vars_copy",
+                 "fields", "probe")
 
     def __init__(self, run: RunState, previous_status: Optional[RunStatus]) -> None:
         self.run, self.expected, self.previous_status = run, run.revision, previous_status
-        self.records, self.node_id, self.vars_json, self.fields = [], None, b"", ()  # type: Any
+        self.records, self.node_id, self.vars_json, self.vars_copy, self.fields = [], None, b"", None, ()  # type: Any
         self.probe = time.monotonic() + PROBE_SECONDS
         self.due = self.probe - PROBE_SECONDS + MAX_STAGED_SECONDS
 
@@ -47,6 +48,18 @@ class _Batch:
         run = attrs.evolve(self.run, vars=codec.from_json_text(self.vars_json), revision=self.expected)
         run.current_node, run.step, run.status, run.error, run.waiting, run.output = self.fields
         return run
+
+
+def _unchanged_json(batch: _Batch, run_vars: Any) -> Optional[bytes]:
+    """``run_vars``' JSON if they equal the vars the batch checked last (decoded), the kernel's own iteration counter
+    mirrored first: most steps change nothing else. None: check them in full."""
+    copy = batch.vars_copy
+    if copy is None or type(run_vars) is not dict:
+        return None
+    limits, copied = run_vars.get("_limits"), copy.get("_limits")
+    if type(limits) is dict and type(copied) is dict and type(limits.get("current_iteration")) is int:
+        copied["current_iteration"] = limits["current_iteration"]  # what Runtime._step wrote itself
+    return codec.json_if_equal(run_vars, copy)
 
 
 def _snapshot(record: StepRecord) -> StepRecord:
@@ -153,10 +166,11 @@ class RunWriter:
         if batch is None or batch.run is not run:
             batch = self._batches[run.run_id] = _Batch(run, previous_status)
         try:  # every step: a JsonInvariantError names the node that did it
-            found = codec.plain_json(run.vars)
+            data = _unchanged_json(batch, run.vars)  # (orjson's buffer: replaced at the next step, never stored)
+            found = (data, batch.vars_copy) if data is not None else codec.plain_json(run.vars)
             if found is None:
                 codec.check_json(run.vars, "vars", run_id=run.run_id, node_id=node_id)
-            batch.vars_json = codec.to_json_bytes(run.vars) if found is None else found[0]
+            batch.vars_json, batch.vars_copy = (codec.to_json_bytes(run.vars), None) if found is None else found
             if run.output is not None or run.waiting is not None:
                 codec.check_run(run, node_id=node_id, vars_checked=True)
             if records:

@@ -301,15 +301,8 @@ class Runtime:
         return self._subscriptions.subscribe(callback, run_id=run_id)
 
     # --- public API -------------------------------------------------------------------------------------------
-    def start(
-        self,
-        *,
-        workflow: WorkflowSpec,
-        vars: Optional[Dict[str, Any]] = None,
-        actor_id: Optional[str] = None,
-        session_id: Optional[str] = None,
-        parent_run_id: Optional[str] = None,
-    ) -> str:
+    def start(self, *, workflow: WorkflowSpec, vars: Optional[Dict[str, Any]] = None, actor_id: Optional[str] = None,
+              session_id: Optional[str] = None, parent_run_id: Optional[str] = None) -> str:
         """Create and checkpoint a RUNNING run at the workflow's entry node. Executes nothing."""
         if workflow.entry_node not in workflow.nodes:
             raise WorkflowSpecError(
@@ -319,14 +312,8 @@ class Runtime:
         run_vars = dict(vars or {})
         if "_limits" not in run_vars:
             run_vars["_limits"] = self._config.to_limits_dict()
-        run = RunState.new(
-            workflow_id=workflow.workflow_id,
-            entry_node=workflow.entry_node,
-            actor_id=actor_id,
-            session_id=session_id,
-            vars=run_vars,
-            parent_run_id=parent_run_id,
-        )
+        run = RunState.new(workflow_id=workflow.workflow_id, entry_node=workflow.entry_node, actor_id=actor_id,
+                           session_id=session_id, vars=run_vars, parent_run_id=parent_run_id)
         run.workflow_version = workflow.version
         self._hooks.prepare_new_run(runtime=self, run=run)
         return self._hooks.api_call(self, "start", run.run_id, functools.partial(self._create, run))

@@ -10,7 +10,7 @@ import pytest
 from abstractruntime import Effect, EffectOutcome, EffectType, JsonInvariantError, RunStatus, StepPlan
 from abstractruntime.codec import find_json_violation
 
-from kernel_support import HandlerPlugin, Counter, runtime_on, snapshot, workflow
+from kernel_support import HandlerPlugin, Counter, finish, goto, runtime_on, snapshot, workflow
 
 
 class Opaque:
@@ -355,3 +355,69 @@ def test_str_subclasses_in_vars_are_plain_json_between_barriers_too():
     state = rt.tick(workflow=wf, run_id=run_id)
     assert state.status is RunStatus.COMPLETED
     assert rt.get_state(run_id).vars["tag"] == "x" and type(rt.get_state(run_id).vars["tag"]) is str
+
+
+def _same_json_swaps():
+    """A value swapped, in place, for one that orjson writes the same way but the invariant refuses."""
+    import uuid
+
+    u = uuid.uuid4()
+    return [
+        ("none_to_nan", {"x": None}, lambda v: v.__setitem__("x", float("nan")), "vars.x"),
+        ("none_to_inf_nested", {"m": {"y": [None]}}, lambda v: v["m"]["y"].__setitem__(0, float("inf")), "vars.m.y[0]"),
+        ("str_to_uuid", {"id": str(u)}, lambda v: v.__setitem__("id", u), "vars.id"),
+        ("value_to_enum", {"c": 1}, lambda v: v.__setitem__("c", _Color.RED), "vars.c"),
+    ]
+
+
+@pytest.mark.parametrize("name,start_vars,swap,path", _same_json_swaps(), ids=[s[0] for s in _same_json_swaps()])
+def test_a_swap_that_keeps_the_json_is_caught_at_its_step_after_steps_that_changed_nothing(name, start_vars, swap,
+                                                                                        path):
+    """Steps that leave vars as they were (the kernel's iteration counter aside) are staged without decoding their
+    JSON again (vars compared with the copy checked last): a node that swaps a value for a non-JSON one written the
+    same way (NaN for None, a UUID for its string, an Enum for its value) is still refused at its own step."""
+    rt = runtime_on()
+
+    def bad(run, ctx):
+        swap(run.vars)
+        return StepPlan(node_id="bad", next_node="end")
+
+    wf = workflow({"a": goto("a", "b"), "b": goto("b", "c"), "c": goto("c", "bad"), "bad": bad,
+                   "end": finish("end")})
+    run_id = rt.start(workflow=wf, vars=start_vars)
+    before = snapshot(rt, run_id)
+    with pytest.raises(JsonInvariantError) as exc_info:
+        rt.tick(workflow=wf, run_id=run_id)
+    assert (exc_info.value.path, exc_info.value.node_id) == (path, "bad")
+    assert snapshot(rt, run_id) == before  # the staged steps were never written
+
+
+def test_steps_that_change_nothing_stage_the_state_a_failing_node_falls_back_to():
+    """The state after a run of unchanged steps -- its iteration counter moved at each -- is what a node that raises
+    falls back to (and what is written): not the live vars it half-mutated."""
+    rt = runtime_on()
+
+    def boom(run, ctx):
+        run.vars["half"] = "written"
+        raise RuntimeError("boom")
+
+    wf = workflow({"a": goto("a", "b"), "b": goto("b", "c"), "c": goto("c", "boom"), "boom": boom})
+    run_id = rt.start(workflow=wf, vars={"keep": [1, {"k": None}]})
+    state = rt.tick(workflow=wf, run_id=run_id)
+    assert state.status is RunStatus.FAILED and "boom" in state.error
+    stored = rt.get_state(run_id)
+    assert stored.vars["keep"] == [1, {"k": None}] and "half" not in stored.vars
+    assert stored.vars["_limits"]["current_iteration"] == 3  # a, b and c; boom's step failed
+
+
+def test_a_tuple_swapped_for_a_list_is_plain_json_and_written_as_the_list():
+    rt = runtime_on()
+
+    def swap(run, ctx):
+        run.vars["l"] = tuple(run.vars["l"])
+        return StepPlan(node_id="swap", next_node="end")
+
+    wf = workflow({"a": goto("a", "swap"), "swap": swap, "end": finish("end")})
+    run_id = rt.start(workflow=wf, vars={"l": [1, 2]})
+    assert rt.tick(workflow=wf, run_id=run_id).status is RunStatus.COMPLETED
+    assert rt.get_state(run_id).vars["l"] == [1, 2]
