@@ -117,6 +117,8 @@ class RunWriter:
                 batch.previous_status
             if run is None and batch.vars_json:  # a reservation carries the state before the step in progress
                 live, run, node_id, vars_checked = batch.run, batch.before(), batch.node_id, True
+            elif run is not None:  # a barrier: vars as the last staged step left them need no decoding again
+                vars_checked = _unchanged_json(batch, run.vars) is not None
         elif batch is not None:  # another object of the run (a plugin's): the batch will meet its revision check
             self._batches[batch.run.run_id] = batch
         old_revision = run.revision if run is not None else None
