@@ -55,8 +55,9 @@ class MemoryBackend(StoreBackend):
         for record in commit.records:
             if record.run_id not in self._ledger and record.run_id not in self._runs:
                 validate_run_id(record.run_id, store="the memory store")
+        run = commit.run
+        new_entries = index_entries(run) if run is not None else None
         with self._lock:
-            run = commit.run
             if run is not None and commit.expected_revision is not None:
                 actual = self._revisions.get(run.run_id)
                 if actual != commit.expected_revision:
@@ -64,8 +65,7 @@ class MemoryBackend(StoreBackend):
                         run_id=run.run_id, expected=commit.expected_revision, actual=actual
                     )
             commit.check(self._view)
-            # Stage everything first; dict/list mutations below cannot fail half-way.
-            new_entries = index_entries(run) if run is not None else None
+            # Everything was staged first; dict/list mutations below cannot fail half-way.
             if self.fault_injector is not None:
                 self.fault_injector(FAULT_POINT)
             if run is not None:
@@ -86,9 +86,8 @@ class MemoryBackend(StoreBackend):
         """``(seq, record_hash)`` of the run's last ledger record (``(0, None)``: none yet), read without decoding
         it: the provenance plugin chains a commit's records on it (storekit.heads; the commit's precondition
         checks the head again)."""
-        with self._lock:
-            rows = self._ledger.get(run_id)
-            return (len(rows), self._heads.get(run_id)) if rows else (0, None)
+        rows = self._ledger.get(run_id)  # a hint: read without the lock (the commit's precondition checks it)
+        return (len(rows), self._heads.get(run_id)) if rows else (0, None)
 
     def _last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         rows = self._ledger.get(run_id)
@@ -128,13 +127,11 @@ class InMemoryRunStore(IndexedRunQueries, RunStore):
         self.backend.commit_step(StepCommit(run=run, run_json=text))
 
     def load(self, run_id: str) -> Optional[RunState]:
-        with self.backend._lock:
-            text = self.backend._runs.get(run_id)
+        text = self.backend._runs.get(run_id)  # one dict lookup: atomic under the GIL, no lock needed
         return codec.decode_run(text) if text is not None else None
 
     def load_revision(self, run_id: str) -> Optional[int]:
-        with self.backend._lock:
-            return self.backend._revisions.get(run_id)
+        return self.backend._revisions.get(run_id)
 
     # --- queries (IndexedRunQueries) --------------------------------------------------------------------------
     INDEX_MAY_LAG = False  # index and runs change together under the backend's lock
