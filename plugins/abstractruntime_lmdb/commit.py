@@ -6,10 +6,10 @@ value; :meth:`Plan.apply` then only writes. A refused commit has written nothing
 nested transaction per commit; the batch writer (``LmdbBackend._write_batch``) writes the batch again without a
 commit whose writing failed midway (the fault point, an unexpected error), so that one leaves no trace either.
 
-Why so few calls: each costs CPU in the batch writer, which every committer waits for (docs/benchmarks.md, S2x16);
-the transaction it is given reads and writes through a cursor, which keeps the GIL (store.CursorTxn). So a commit
-looks a run's last sequence number up once (its preconditions and its records share it), reads an idempotency key
-once and writes it once, with its final value.
+Why so few calls: each costs CPU in the batch writer, which every committer waits for, and each releases the GIL
+(py-lmdb wraps every LMDB call in Py_BEGIN_ALLOW_THREADS): under many threads a release may be a wait to get it
+back (docs/benchmarks.md, S2x16). So a commit looks a run's last sequence number up once (its preconditions and its
+records share it), reads an idempotency key once and writes it once, with its final value.
 """
 
 from __future__ import annotations

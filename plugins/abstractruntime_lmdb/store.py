@@ -168,7 +168,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
             try:
                 with self._rw.shared():
                     with self.env.begin(write=True) as txn:
-                        return fn(CursorTxn(txn))
+                        return fn(txn)
             except lmdb.MapFullError:
                 self._grow()
             except lmdb.MapResizedError:
@@ -183,7 +183,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
             try:
                 with self._rw.shared():
                     with self.env.begin(write=False) as txn:
-                        return fn(CursorTxn(txn))
+                        return fn(txn)
             except lmdb.MapResizedError:
                 self._adopt_resize()
             except lmdb.Error as exc:
@@ -353,35 +353,6 @@ class LmdbBackend(FileSiblings, StoreBackend):
             if key.endswith(_RUN_TAG) and not _TAGS.search(key, len(_DATA), len(key) - 1):
                 out.append(key[len(_DATA):-1].decode("utf-8"))
         return out
-
-
-class CursorTxn:
-    """A transaction whose ``get`` / ``put`` / ``delete`` go through one cursor. py-lmdb releases the GIL around
-    ``Transaction.get``, ``.put`` and ``.delete`` (not around cursor calls), and with other threads busy each
-    release makes the caller wait to get the GIL back: measured 100-400 us per call beside one busy thread, 0.5 us
-    alone. The batch writer made ~50 such calls per S2 run, and every committer waits for it (docs/benchmarks.md,
-    S2x16); through this it makes none. Everything else is the transaction's."""
-
-    __slots__ = ("txn", "_cur")
-
-    def __init__(self, txn: Any) -> None:
-        self.txn = txn
-        self._cur = txn.cursor()
-
-    def get(self, key: bytes, default: Any = None) -> Any:
-        return self._cur.get(key, default)
-
-    def put(self, key: bytes, value: bytes) -> bool:
-        return self._cur.put(key, value)
-
-    def delete(self, key: bytes) -> bool:
-        return self._cur.set_key(key) and self._cur.delete()
-
-    def cursor(self) -> Any:
-        return self.txn.cursor()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.txn, name)
 
 
 class _Rewrite(AbstractRuntimeError):
