@@ -182,8 +182,10 @@ class RunState:
     def new(cls, *, workflow_id: str, entry_node: str, actor_id: Optional[str] = None,
             session_id: Optional[str] = None, vars: Optional[Dict[str, Any]] = None,
             parent_run_id: Optional[str] = None) -> "RunState":
+        now = utc_now_iso()
         return cls(run_id=new_id(), workflow_id=workflow_id, status=RunStatus.RUNNING, current_node=entry_node,
-                   vars=vars or {}, actor_id=actor_id, session_id=session_id, parent_run_id=parent_run_id)
+                   vars=vars or {}, actor_id=actor_id, session_id=session_id, parent_run_id=parent_run_id,
+                   created_at=now, updated_at=now)
 
     @property
     def is_paused(self) -> bool:
