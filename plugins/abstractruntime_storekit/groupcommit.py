@@ -16,11 +16,15 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, List, Optional
 
+#: how long a waiter of a written batch waits for the one before it to wake it before it looks for itself (only a
+#: caller interrupted at the wrong instant -- KeyboardInterrupt -- fails to pass the wake-up on)
+STALL_SECONDS = 0.05
+
 
 class GroupEntry:
     """One caller's commit in a batch; ``apply`` sets ``error`` to refuse it alone."""
 
-    __slots__ = ("commit", "error", "done", "_wake", "_lead")
+    __slots__ = ("commit", "error", "done", "_wake", "_lead", "_next", "_gone")
 
     def __init__(self, commit: Any) -> None:
         self.commit = commit
@@ -28,14 +32,17 @@ class GroupEntry:
         self.done = False
         self._wake: Optional[Any] = None  # a held lock its caller blocks on while it waits (released: look again)
         self._lead = False  # handed the next batch
+        self._next: Optional["GroupEntry"] = None  # the waiter of the same batch this one wakes once it runs
+        self._gone = False  # its caller was interrupted: not waiting any more
 
 
 class GroupCommit:
     """Leader-based group commit around ``apply(batch: list[GroupEntry])`` (one transaction per call).
 
     A waiting caller blocks on a lock of its own, released once -- when its batch is durable, or when it is the
-    first of the queue as a batch ends (it leads the next one): each wake-up is a thread switch, and with many
-    threads waking them all at once (a condition's ``notify_all``) costs every one of them a switch per batch."""
+    first of the queue as a batch ends (it leads the next one). The waiters of a written batch are woken one after
+    the other, each by the one before it once it runs: woken all at once they would all want the GIL at once, and
+    each that does not get it sleeps again (S2x16 on LMDB: 25 -> 16-19 thread switches per run)."""
 
     def __init__(self, apply: Callable[[List[GroupEntry]], None]) -> None:
         self._apply = apply
@@ -58,12 +65,9 @@ class GroupCommit:
                 wake = None
                 batch, self._queue = self._queue, []
         if wake is not None:
-            try:
-                wake.acquire()  # released by the leader: written, or this caller leads the next batch
-            except BaseException:  # interrupted (KeyboardInterrupt): leave the queue, and the lead if it came
-                self._abandon(entry)
-                raise
+            self._wait(entry)
             if entry.done:
+                self._wake_next(entry)
                 return self._outcome(entry)
             with self._mutex:
                 batch, self._queue = self._queue, []
@@ -76,15 +80,29 @@ class GroupCommit:
             with self._mutex:
                 self.transactions += 1
                 self.commits += len(batch)
+                waiting = [e for e in batch if e is not entry and e._wake is not None and not e._gone]
+                for e, after in zip(waiting, waiting[1:]):
+                    e._next = after
                 for e in batch:
                     e.done = True
                 leader = self._handed_on()
-            for e in batch:
-                if e is not entry and e._wake is not None:
-                    e._wake.release()
+            if waiting:
+                waiting[0]._wake.release()
             if leader is not None:
                 leader._wake.release()
         return self._outcome(entry)
+
+    def _wait(self, entry: GroupEntry) -> None:
+        """Block until woken: by the waiter before it in a written batch (the leader wakes the first), or to lead
+        the next batch. A written batch's waiter not woken within STALL_SECONDS looks for itself (the one before
+        was interrupted between its wake-up and this one's). Interrupted: leave (:meth:`_abandon`) and re-raise."""
+        try:
+            while not entry._wake.acquire(timeout=STALL_SECONDS):
+                if entry.done:
+                    return
+        except BaseException:  # KeyboardInterrupt: leave the queue, and the lead if it came
+            self._abandon(entry)
+            raise
 
     def _handed_on(self) -> Optional[GroupEntry]:
         """(Under the mutex.) The first queued commit leads the next batch; none: nothing is being written."""
@@ -98,11 +116,20 @@ class GroupCommit:
         """An interrupted waiter: out of the queue (its commit is not written; one already taken into a batch is),
         and a lead it was handed goes to the next in line."""
         with self._mutex:
+            entry._gone = True
             if entry in self._queue:
                 self._queue.remove(entry)
             leader = self._handed_on() if entry._lead and not entry.done else None
         if leader is not None:
             leader._wake.release()
+        if entry.done:
+            self._wake_next(entry)  # the waiter it was to wake, if it did not yet
+
+    @staticmethod
+    def _wake_next(entry: GroupEntry) -> None:
+        after, entry._next = entry._next, None  # taken before it is released: released once at most
+        if after is not None:
+            after._wake.release()
 
     @staticmethod
     def _outcome(entry: GroupEntry) -> None:
@@ -110,4 +137,4 @@ class GroupCommit:
             raise entry.error
 
 
-__all__ = ["GroupCommit", "GroupEntry"]
+__all__ = ["GroupCommit", "GroupEntry", "STALL_SECONDS"]

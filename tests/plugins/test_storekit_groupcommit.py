@@ -131,3 +131,82 @@ def test_a_lead_handed_to_a_waiter_that_was_interrupted_goes_to_the_next_in_line
     assert second._wake.acquire(blocking=False)  # "b" was woken to lead the next batch
     group._abandon(second)  # and if it is interrupted too, nothing is being written any more
     assert group._queue == [] and group._writing is False
+
+
+def _waiters(group, commits):
+    """Entries of a written batch whose callers wait (their wake locks held), chained as the leader chains them."""
+    from abstractruntime_storekit.groupcommit import GroupEntry
+
+    entries = []
+    for commit in commits:
+        entry = GroupEntry(commit)
+        entry._wake = threading.Lock()
+        entry._wake.acquire()
+        entries.append(entry)
+    for entry, after in zip(entries, entries[1:]):
+        entry._next = after
+    for entry in entries:
+        entry.done = True
+    return entries
+
+
+def test_the_waiters_of_a_batch_wake_one_another_in_turn():
+    """Sixteen callers queued behind a batch being written: the first leads the next batch, and once it is written
+    the others are woken in turn -- the leader wakes one, each the next once it runs (not all at once: they would
+    all want the GIL at once)."""
+    release = threading.Event()
+    woken = []
+
+    def apply(batch):
+        if not release.is_set():
+            assert release.wait(10)
+
+    group = GroupCommit(apply)
+    original = GroupCommit._wake_next
+
+    def recording(entry):
+        woken.append(entry.commit)
+        original(entry)
+
+    group._wake_next = recording  # (an instance attribute: the class's static method is untouched)
+    leader = threading.Thread(target=group.submit, args=(-1,))
+    leader.start()
+    while not group._writing:
+        threading.Event().wait(0.001)
+    threads = [threading.Thread(target=group.submit, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    while len(group._queue) < 16:
+        threading.Event().wait(0.001)
+    order = [e.commit for e in group._queue]
+    release.set()
+    for t in [leader, *threads]:
+        t.join(10)
+        assert not t.is_alive()
+    assert woken == order[1:]  # the first leads the next batch; each other one was woken by the one before it
+    assert group._writing is False and group._queue == []
+
+
+def test_a_waiter_interrupted_after_its_batch_was_written_still_wakes_the_next():
+    group = GroupCommit(lambda batch: None)
+    first, second, third = _waiters(group, "abc")
+    group._abandon(first)  # interrupted before it passed the wake-up on
+    assert second._wake.acquire(blocking=False)  # "b" was woken
+    assert not third._wake.acquire(blocking=False)  # "c" is b's to wake
+
+
+def test_a_waiter_not_woken_by_the_one_before_it_looks_for_itself():
+    """The one before was interrupted between its wake-up and waking this one: this one goes on after
+    STALL_SECONDS (its batch is written) and wakes the next."""
+    import time
+
+    from abstractruntime_storekit.groupcommit import STALL_SECONDS
+
+    group = GroupCommit(lambda batch: None)
+    _first, second, third = _waiters(group, "abc")
+    t0 = time.monotonic()
+    group._wait(second)  # nobody releases b's lock
+    assert STALL_SECONDS <= time.monotonic() - t0 < 10 * STALL_SECONDS + 1
+    group._wake_next(second)
+    assert third._wake.acquire(blocking=False)
+    group._wake_next(second)  # passed on once: a second call releases nothing (no RuntimeError)
