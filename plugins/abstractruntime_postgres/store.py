@@ -248,14 +248,20 @@ class PostgresBackend(StepCommits, Leases, StoreBackend):
         pool was opening meanwhile -- which ``pool.check()`` did not see, so a retry could take one of them. Each
         broken one is handed back (the pool drops it and opens another); after ``max_size`` of them, a new one."""
         pool = self._pool
-        conn = pool.getconn()
-        for _ in range(pool.max_size if checked else 0):
-            try:
-                pool.check_connection(conn)
-                break
-            except psycopg.Error:
+        conn: Any = pool.getconn()
+        try:
+            for _ in range(pool.max_size if checked else 0):
+                try:
+                    pool.check_connection(conn)
+                    break
+                except psycopg.Error:
+                    pool.putconn(conn)
+                    conn = None
+                    conn = pool.getconn()
+        except BaseException:  # anything else out of the check (an interrupt, a pool timeout): none kept checked out
+            if conn is not None:
                 pool.putconn(conn)
-                conn = pool.getconn()
+            raise
         try:
             with conn:  # as pool.connection(): commit, or roll back on an error (a pooled connection stays open)
                 yield conn

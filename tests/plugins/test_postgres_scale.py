@@ -293,6 +293,29 @@ def test_the_retry_takes_a_connection_that_answers_even_when_every_pooled_one_is
         run_id = rt.start(workflow=wf)  # and the store works on
         assert rt.get_state(run_id).status is RunStatus.RUNNING
 
+
+def test_a_retry_interrupted_while_it_checks_a_connection_hands_it_back(pg_dsn):
+    """Anything but a connection error out of the check (an interrupt, a pool timeout) must not leave the connection
+    checked out of the pool: after max_size such retries the store would hang on its next call."""
+    config = {"store": pg_dsn, "store_options": {"pool_min": 2, "pool_max": 2, "pool_timeout": 5}}
+    with Runtime.from_config(config) as rt:
+        backend = rt.backend
+        pool = backend.pool
+        pool.wait(timeout=10)
+
+        def interrupted(conn):
+            raise KeyboardInterrupt
+
+        pool.check_connection = interrupted  # (psycopg_pool's method, on this pool object only)
+        for _ in range(3):  # more than the pool holds
+            with pytest.raises(KeyboardInterrupt):
+                with backend._connection(checked=True):
+                    pass
+        del pool.check_connection
+        assert pool.get_stats()["pool_available"] == 2  # both back in the pool
+        wf = _ask()
+        assert rt.get_state(rt.start(workflow=wf)).status is RunStatus.RUNNING
+
 # --- the worker ---------------------------------------------------------------------------------------------------
 def test_drive_does_not_count_a_run_whose_lease_was_lost_as_progressed(pg_dsn):
     calls: list = []
