@@ -150,10 +150,13 @@ def _waiters(group, commits):
     return entries
 
 
-def test_the_waiters_of_a_batch_wake_one_another_in_turn():
+def test_the_waiters_of_a_batch_wake_one_another_in_turn(monkeypatch):
     """Sixteen callers queued behind a batch being written: the first leads the next batch, and once it is written
     the others are woken in turn -- the leader wakes one, each the next once it runs (not all at once: they would
     all want the GIL at once)."""
+    from abstractruntime_storekit import groupcommit
+
+    monkeypatch.setattr(groupcommit, "STALL_SECONDS", 10.0)  # a loaded machine must not make one go on by itself
     release = threading.Event()
     woken = []
 
