@@ -24,25 +24,14 @@ def _structure_wait(d: Dict[str, Any], _t: Any = None) -> WaitState:
 
 
 def _structure_run(d: Dict[str, Any], _t: Any = None) -> RunState:
-    waiting = d.get("waiting")
+    waiting, get = d.get("waiting"), d.get
     return RunState(
-        run_id=d["run_id"],
-        workflow_id=d["workflow_id"],
-        status=d["status"],
-        current_node=d["current_node"],
-        vars=d.get("vars") if d.get("vars") is not None else {},
-        waiting=_structure_wait(waiting) if waiting is not None else None,
-        output=d.get("output"),
-        error=d.get("error"),
-        actor_id=d.get("actor_id"),
-        session_id=d.get("session_id"),
-        parent_run_id=d.get("parent_run_id"),
-        created_at=d.get("created_at") or utc_now_iso(),
-        updated_at=d.get("updated_at") or utc_now_iso(),
-        step=d.get("step", 0),
-        revision=d.get("revision", 0),
-        workflow_version=d.get("workflow_version"),
-    )
+        run_id=d["run_id"], workflow_id=d["workflow_id"], status=d["status"], current_node=d["current_node"],
+        vars=get("vars") if get("vars") is not None else {},
+        waiting=_structure_wait(waiting) if waiting is not None else None, output=get("output"), error=get("error"),
+        actor_id=get("actor_id"), session_id=get("session_id"), parent_run_id=get("parent_run_id"),
+        created_at=get("created_at") or utc_now_iso(), updated_at=get("updated_at") or utc_now_iso(),
+        step=get("step", 0), revision=get("revision", 0), workflow_version=get("workflow_version"))
 
 
 def _import_path(fn: Any) -> str:

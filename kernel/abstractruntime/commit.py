@@ -155,7 +155,7 @@ class RunWriter:
             self._publish(records)
         if run is not None and previous_status is not None and run.status is not previous_status:
             self._hooks.run_status_changed(run=run, previous_status=previous_status, runtime=self._runtime)
-            log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status.value)
+            log.debug("run_status", run_id=rid, node=node_id, step=run.step, status=run.status._value_)
 
     def stage(self, run: RunState, records: Sequence[StepRecord], *, node_id: Optional[str],
               expected_revision: Optional[int], previous_status: Optional[RunStatus] = None) -> None:

@@ -269,10 +269,10 @@ class Hooks:
                 results.append(result)
         return None if first else results
 
-    def fault_point(self, *, point: str, run_id: str) -> None:  # twice per commit: the cheapest check
-        hook = self._hook.abstractruntime_fault_point
-        if hook.get_hookimpls():
-            hook(point=point, run_id=run_id)
+    def fault_point(self, *, point: str, run_id: str) -> None:  # twice per commit: nobody injecting costs a lookup
+        if self._observers.get("abstractruntime_fault_point") != () or self._pm.generation != self._generation:
+            if self._observer_calls("abstractruntime_fault_point") != ():  # (its exceptions propagate: no _notify)
+                self._hook.abstractruntime_fault_point(point=point, run_id=run_id)
 
     def poll_wait(self, *, runtime: Any, run: RunState) -> Optional[Dict[str, Any]]:
         return self._call("abstractruntime_poll_wait", runtime=runtime, run=run)
@@ -313,10 +313,10 @@ class Hooks:
     def _observer_calls(self, hook_name: str) -> Any:
         """``(function, argnames, plugin)`` per implementation in pluggy's order, kept until a plugin is (un)registered
         (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements the hook."""
-        calls = self._cache().get(hook_name, self)
+        calls = self._observers.get(hook_name, self) if self._pm.generation == self._generation else self
         if calls is self:  # not looked up since the last change
             impls = getattr(self._hook, hook_name).get_hookimpls()
-            calls = self._observers[hook_name] = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(
+            calls = self._cache()[hook_name] = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(
                 (i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls))
         return calls
 
@@ -352,7 +352,8 @@ class Hooks:
         self._notify("abstractruntime_run_status_changed", run=run, previous_status=previous_status, runtime=runtime)
 
     def ledger_appended(self, *, run_id: str, records: Sequence[StepRecord]) -> None:
-        self._notify("abstractruntime_ledger_appended", run_id=run_id, records=records)
+        if self._observers.get("abstractruntime_ledger_appended") != () or self._pm.generation != self._generation:
+            self._notify("abstractruntime_ledger_appended", run_id=run_id, records=records)
 
 
 def select_effect_handlers(

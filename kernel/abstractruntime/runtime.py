@@ -428,7 +428,7 @@ class Runtime:
                 _row(run, plan.node_id, StepStatus.COMPLETED,
                      result={"completed": True, "output": plan.complete_output})
             )
-            records.append(_status_row(run, RunStatus.COMPLETED.value))
+            records.append(_status_row(run, RunStatus.COMPLETED._value_))
         elif plan.effect is None:
             run.current_node = plan.next_node  # type: ignore[assignment]
         else:
@@ -528,7 +528,7 @@ class Runtime:
                          result={"completed": True, "via": "resume", "wait_reason": wait.reason.value,
                                  "wait_key": wait.wait_key, "output": run.output})
                 )
-                records.append(_status_row(run, RunStatus.COMPLETED.value))
+                records.append(_status_row(run, RunStatus.COMPLETED._value_))
             else:
                 run.status = RunStatus.RUNNING
                 run.current_node = wait.resume_to_node

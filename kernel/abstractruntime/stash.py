@@ -4,7 +4,7 @@ in ``runtime.stash`` instead of a module-level table keyed by the runtime, it li
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, Generic, TypeVar, cast
+from typing import Any, Callable, Dict, Generic, TypeVar
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -29,7 +29,7 @@ class Stash:
         self._data[key] = value
 
     def __getitem__(self, key: StashKey[T]) -> T:
-        return cast(T, self._data[key])
+        return self._data[key]  # type: ignore[no-any-return]  # (no typing.cast: a function call at run time)
 
     def get(self, key: StashKey[T], default: Any = None) -> Any:
         return self._data.get(key, default)
@@ -45,7 +45,7 @@ class Stash:
                 value = self._data.get(key, _MISSING)
                 if value is _MISSING:
                     value = self._data[key] = factory()
-        return cast(T, value)
+        return value  # type: ignore[no-any-return]
 
     def __delitem__(self, key: StashKey[T]) -> None:
         del self._data[key]

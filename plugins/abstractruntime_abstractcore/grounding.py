@@ -66,9 +66,16 @@ def _started_llm_call(record: Any) -> bool:
             and effect.get("type") == "llm_call")
 
 
+def _has_started_llm_call(records: List[Any], **_: Any) -> bool:
+    for record in records:  # every commit with records asks: one loop, no call per record
+        effect = getattr(record, "effect", None)
+        if type(effect) is dict and effect.get("type") == "llm_call" and _started_llm_call(record):
+            return True
+    return False
+
+
 #: a commit without a started llm_call row passes this wrapper by (docs/hooks.md, ``active``)
-abstractruntime_prepare_ledger_records.active = (  # type: ignore[attr-defined]
-    lambda records, **_: any(_started_llm_call(record) for record in records))
+abstractruntime_prepare_ledger_records.active = _has_started_llm_call  # type: ignore[attr-defined]
 
 
 __all__ = ["ground_payload", "grounding_enabled"]

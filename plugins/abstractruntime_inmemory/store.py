@@ -17,6 +17,7 @@ from abstractruntime_storekit import IndexedRunQueries, SortedRunIndex, index_en
 from abstractruntime_storekit.recency import SortedIndexReader
 
 FAULT_POINT = "commit:after-checkpoint"
+_COMPLETED = StepStatus.COMPLETED._value_  # (an Enum's .value is a Python-level property)
 
 
 class MemoryBackend(StoreBackend):
@@ -42,7 +43,8 @@ class MemoryBackend(StoreBackend):
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
         self._view = CommitView(last_record=self._last_record,
-                                latest_status=lambda run_id, key: (self._idem.get((run_id, key)) or (None,))[0])
+                                latest_status=lambda run_id, key: (self._idem.get((run_id, key)) or (None,))[0],
+                                last_hash=self._heads.get)  # no run without a ledger row has a head
         self.run_store = run_store if run_store is not None else InMemoryRunStore(backend=self)
         self.ledger_store = ledger_store if ledger_store is not None else InMemoryLedgerStore(backend=self)
 
@@ -79,8 +81,8 @@ class MemoryBackend(StoreBackend):
                 if record.idempotency_key:
                     k = (record.run_id, record.idempotency_key)
                     prev = self._idem.get(k)
-                    if prev is None or prev[0] != StepStatus.COMPLETED.value:
-                        self._idem[k] = (record.status.value, len(rows) - 1)
+                    if prev is None or prev[0] != _COMPLETED:
+                        self._idem[k] = (record.status._value_, len(rows) - 1)
 
     def ledger_head_hint(self, run_id: str) -> Optional[Tuple[int, Optional[str]]]:
         """``(seq, record_hash)`` of the run's last ledger record (``(0, None)``: none yet), read without decoding

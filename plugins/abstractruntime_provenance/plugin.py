@@ -93,8 +93,11 @@ def extends_head(run_id: str, prev_hash: Optional[str]) -> Precondition:
     write transaction; else :class:`LedgerHeadMovedError` (the kernel reloads and retries)."""
 
     def check(view: CommitView) -> None:
-        last = view.last_record(run_id)
-        head = last.get("record_hash") if last is not None else None
+        if view.last_hash is not None:  # the store knows it without decoding the record
+            head = view.last_hash(run_id)
+        else:
+            last = view.last_record(run_id)
+            head = last.get("record_hash") if last is not None else None
         if prev_hash != head:
             raise LedgerHeadMovedError(run_id=run_id, expected_prev_hash=prev_hash, head_hash=head)
 

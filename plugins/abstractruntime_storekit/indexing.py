@@ -38,14 +38,14 @@ def index_entries(run: RunState) -> Tuple[Tuple[str, str], ...]:
     waiting = run.waiting
     if run.parent_run_id:
         if status is not RunStatus.WAITING or waiting is None:  # the common cases first: one tuple, no list
-            return (("status", status.value), ("updated", run.updated_at or ""), ("workflow", run.workflow_id),
+            return (("status", status._value_), ("updated", run.updated_at or ""), ("workflow", run.workflow_id),
                     ("parent", run.parent_run_id))
     elif status is not RunStatus.WAITING or waiting is None:
-        return (("status", status.value), ("updated", run.updated_at or ""), ("workflow", run.workflow_id))
-    out = [("status", status.value), ("updated", run.updated_at or ""), ("workflow", run.workflow_id)]
+        return (("status", status._value_), ("updated", run.updated_at or ""), ("workflow", run.workflow_id))
+    out = [("status", status._value_), ("updated", run.updated_at or ""), ("workflow", run.workflow_id)]
     if run.parent_run_id:
         out.append(("parent", run.parent_run_id))
-    out.append(("wait", waiting.reason.value))
+    out.append(("wait", waiting.reason._value_))
     if waiting.reason is WaitReason.UNTIL and waiting.until:
         try:
             out.append(("timer", timer_index_value(waiting.until)))

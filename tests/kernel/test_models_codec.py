@@ -374,3 +374,27 @@ def test_new_ids_are_random_uuid4_strings_and_a_forked_child_draws_its_own():
     os.waitpid(pid, 0)
     assert uuid.UUID(child).version == 4
     assert child != new_id()  # with the parent's pool copied, the child would have drawn the parent's next id
+
+
+def test_timestamps_are_what_datetime_isoformat_writes_and_never_go_back(monkeypatch):
+    import time
+    from datetime import datetime, timezone
+
+    from abstractruntime import models
+
+    before = datetime.now(timezone.utc).isoformat()
+    stamps = [models.utc_now_iso() for _ in range(20000)]  # crosses seconds on a slow machine; ordered always
+    after = datetime.now(timezone.utc).isoformat()
+    assert before <= stamps[0] and stamps == sorted(stamps) and stamps[-1] <= after
+    for text in stamps[::997]:
+        assert datetime.fromisoformat(text).isoformat() == text  # the same text datetime would write
+    # the exact text at chosen instants: a whole second has no fraction (as isoformat), a new second is formatted
+    for ns, expected in [(1_764_763_200_000_000_000, "2025-12-03T12:00:00+00:00"),
+                         (1_764_763_200_000_005_999, "2025-12-03T12:00:00.000005+00:00"),
+                         (1_764_763_201_250_000_000, "2025-12-03T12:00:01.250000+00:00"),
+                         (253_402_300_799_999_999_000, "9999-12-31T23:59:59.999999+00:00")]:
+        monkeypatch.setattr(time, "time_ns", lambda ns=ns: ns)
+        assert models.utc_now_iso() == expected
+        us = ns // 1000
+        assert expected == datetime.fromtimestamp(us // 1_000_000, timezone.utc).replace(
+            microsecond=us % 1_000_000).isoformat()

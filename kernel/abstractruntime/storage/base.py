@@ -60,10 +60,12 @@ class Capability(str, Enum):
 @frozen
 class CommitView:
     """What a commit's preconditions read inside the store's write transaction: ``last_record(run_id)`` (a dict or
-    None) and ``latest_status(run_id, key)`` (of the row ``find_by_idempotency_key`` would return, or None)."""
+    None), ``latest_status(run_id, key)`` (of the row ``find_by_idempotency_key`` would return, or None) and, if the
+    store knows it without decoding the record, ``last_hash(run_id)`` (its ``record_hash``; None: read last_record)."""
 
     last_record: Callable[[str], Optional[Dict[str, Any]]]
     latest_status: Callable[[str, str], Optional[str]]
+    last_hash: Optional[Callable[[str], Optional[str]]] = None
 
 
 #: ``precondition(view)``: reads a :class:`CommitView`; raises a ConcurrentModificationError subclass to refuse

@@ -418,7 +418,10 @@ class StoreConformance(QueryConformance):
         seen: List[Any] = []
 
         def peek(view: CommitView) -> None:
-            seen.append((view.last_record(run.run_id), view.latest_status(run.run_id, "k1")))
+            last = view.last_record(run.run_id)
+            if view.last_hash is not None:  # optional; when offered it agrees with last_record
+                assert view.last_hash(run.run_id) == (last or {}).get("record_hash")
+            seen.append((last, view.latest_status(run.run_id, "k1")))
 
         def chained(prev: Optional[str], digest: str) -> StepRecord:
             rec = self.record(run, key="k1")
@@ -441,7 +444,9 @@ class StoreConformance(QueryConformance):
         assert len(backend.ledger_store.list(run.run_id)) == 3
         assert backend.run_store.load(run.run_id).revision == 1
         self.commit(backend, None, [self.record(run)])  # without preconditions nothing is checked
-        assert [r.get("record_hash") for r in backend.ledger_store.list(run.run_id)] == ["h1", "h2", "h3", None]
+        self.commit(backend, None, [self.record(run)], preconditions=[peek])  # a last row without a hash
+        assert seen[-1][0]["record_hash"] is None
+        assert [r.get("record_hash") for r in backend.ledger_store.list(run.run_id)] == ["h1", "h2", "h3", None, None]
 
     def test_stale_revision_is_refused_and_writes_nothing(self, backend: Any) -> None:
         run = self.new_run()
