@@ -36,12 +36,11 @@ API_INSTALLED = _api_installed()
 INSTALL_HINT = "pip install 'abstractruntime[otel]' (the opentelemetry-api package)"
 
 if API_INSTALLED:
-    from .hooks import (  # noqa: F401  (hook implementations: pluggy finds them on this module; the per-step ones
-        abstractruntime_api_call,  # are registered by the first API call made with telemetry active: StepHooks)
+    from .hooks import (  # noqa: F401  (hook implementations: pluggy finds them on this module; the per-step and
+        abstractruntime_api_call,  # status ones are registered by the first API call made with telemetry active)
         abstractruntime_prepare_new_run,
         abstractruntime_prepare_resume_payload,
         abstractruntime_register_runtime_methods,
-        abstractruntime_run_status_changed,
         abstractruntime_runtime_created,
     )
 else:

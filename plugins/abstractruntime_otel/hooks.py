@@ -73,9 +73,10 @@ abstractruntime_api_call.active = lambda **_: _active() is not None  # type: ign
 
 
 class StepHooks:
-    """The per-step and per-effect hooks, registered in a runtime's plugin manager (as ``otel.steps``) by its first
-    API call made while telemetry is active: until then -- a host that installed opentelemetry-api but configured
-    no provider -- its steps and effects call nothing of this plugin. Once registered they stay (and return at once
+    """The per-step, per-effect and status hooks, registered in a runtime's plugin manager (as ``otel.steps``) by
+    its first API call made while telemetry is active (or when the runtime is built, if it is active then), with the
+    commit timing: until then -- a host that installed opentelemetry-api but configured no provider -- its steps,
+    effects, status changes and commits call nothing of this plugin. Once registered they stay (and return at once
     if the provider goes away). They look the call's telemetry up inline (what _telemetry does)."""
 
     NAME = "otel.steps"
@@ -114,6 +115,12 @@ class StepHooks:
         _spans.close_effect(telemetry, call, opened, outcome, None)
         return outcome
 
+    @hookimpl
+    def abstractruntime_run_status_changed(self, run: Any) -> None:
+        telemetry = _telemetry()
+        if telemetry is not None:
+            _spans.status_changed(telemetry, run)
+
 
 STEP_HOOKS = StepHooks()
 _stepped: "weakref.WeakSet[Any]" = weakref.WeakSet()  # runtimes whose plugin manager has STEP_HOOKS
@@ -129,14 +136,8 @@ def _with_step_hooks(runtime: Any) -> None:
         pm = runtime.hooks.plugin_manager
         if not pm.is_registered(STEP_HOOKS):
             pm.register(STEP_HOOKS, name=StepHooks.NAME)
+        time_commits(runtime)
         _stepped.add(runtime)
-
-
-@hookimpl
-def abstractruntime_run_status_changed(run: Any) -> None:
-    telemetry = _telemetry()
-    if telemetry is not None:
-        _spans.status_changed(telemetry, run)
 
 
 @hookimpl
@@ -157,6 +158,8 @@ def abstractruntime_runtime_created(runtime: Any) -> None:
     instrument_backend(runtime)
     if trace_fields not in logs.CONTEXT_FIELDS:
         logs.CONTEXT_FIELDS.append(trace_fields)
+    if _active() is not None:  # already configured: commits and status changes outside API calls count too
+        _with_step_hooks(runtime)
 
 
 @hookimpl
@@ -181,12 +184,11 @@ def trace_fields() -> Dict[str, str]:
 
 # --- the store: commit timing, and leaving the runs gauge when closed ------------------------------------------
 def instrument_backend(runtime: Any) -> None:
-    """Time the runtime's store commits (``abstractruntime.commit.duration``) and stop counting its runs in
-    ``abstractruntime.runs.current`` once it is closed: the backend's ``commit_step`` and ``close`` are wrapped once,
-    on the instance (the kernel has no hook around a commit). Without a MeterProvider a commit costs one call more."""
+    """Stop counting the runtime's runs in ``abstractruntime.runs.current`` once it is closed: the backend's ``close``
+    is wrapped once, on the instance. Commit timing: :func:`time_commits`."""
     backend = getattr(runtime, "backend", None)
-    commit_step, close = getattr(backend, "commit_step", None), getattr(backend, "close", None)
-    if commit_step is None or close is None or getattr(commit_step, "_abstractruntime_otel", False):
+    close = getattr(backend, "close", None)
+    if close is None or getattr(close, "_abstractruntime_otel", False):
         return
     owner = weakref.ref(runtime)
 
@@ -197,9 +199,23 @@ def instrument_backend(runtime: Any) -> None:
                 state.runtimes.discard(alive)
         close()
 
+    closing._abstractruntime_otel = True  # type: ignore[attr-defined]
+    try:
+        backend.close = closing
+    except (AttributeError, TypeError):  # a backend with __slots__: not instrumented
+        return
+
+
+def time_commits(runtime: Any) -> None:
+    """Time the runtime's store commits (``abstractruntime.commit.duration``): the backend's ``commit_step`` is
+    wrapped once, on the instance (the kernel has no hook around a commit), once telemetry is active (with the step
+    hooks): an idle plugin adds no call to a commit, an active one without a MeterProvider one call."""
+    backend = getattr(runtime, "backend", None)
+    commit_step = getattr(backend, "commit_step", None)
+    if commit_step is None or getattr(commit_step, "_abstractruntime_otel", False):
+        return
     try:
         backend.commit_step = _timed_commit(commit_step, {"abstractruntime.store": state.store_name(runtime)})
-        backend.close = closing
     except (AttributeError, TypeError):  # a backend with __slots__: not instrumented
         return
 
@@ -219,4 +235,4 @@ def _timed_commit(commit_step: Callable[[Any], None], attributes: Dict[str, str]
     return commit
 
 
-__all__ = ["trace_fields", "instrument_backend"]
+__all__ = ["trace_fields", "instrument_backend", "time_commits"]

@@ -63,6 +63,18 @@ def config_layer(runtime: Any) -> Optional[WorkspacePolicy]:
     return layer if layer.active else None
 
 
+_LAYER = StashKey[Optional[WorkspacePolicy]]()
+_KEYS = frozenset(WORKSPACE_KEYS)
+
+
+def _config_layer_once(runtime: Any) -> Optional[WorkspacePolicy]:
+    """:func:`config_layer`, built once per runtime (at every ``start``; a frozen policy, options that do not change)."""
+    stash = getattr(runtime, "stash", None)
+    if stash is None:
+        return config_layer(runtime)
+    return stash.setdefault_factory(_LAYER, lambda: config_layer(runtime))
+
+
 def _normal(value: Any) -> Any:
     """JSON shape (tuples are lists), so a start value compares equal to itself after a trip through a store."""
     if isinstance(value, (list, tuple)):
@@ -98,8 +110,9 @@ def seal_new_run(runtime: Any, run: Any) -> None:
     held there: only this hook writes it). A run with no policy at all gets no seal."""
     records: List[Dict[str, Any]] = []
     errors: List[str] = []
-    config = config_layer(runtime)
-    if config is None and not run.parent_run_id and not any(run.vars.get(k) is not None for k in WORKSPACE_KEYS):
+    config = _config_layer_once(runtime)
+    if config is None and not run.parent_run_id and (_KEYS.isdisjoint(run.vars) or all(
+            run.vars.get(k) is None for k in WORKSPACE_KEYS)):
         runtime_ns = run.vars.get("_runtime")  # nothing to seal (the common case; see the end of this function)
         if isinstance(runtime_ns, dict):
             runtime_ns.pop(SEAL_KEY, None)

@@ -112,14 +112,40 @@ def test_with_the_api_but_no_provider_no_step_hook_is_registered_until_telemetry
     with Runtime.from_config({"store": "memory://"}) as rt:
         rt.tick(workflow=flow, run_id=rt.start(workflow=flow))
         hooks = ("abstractruntime_before_step", "abstractruntime_after_step", "abstractruntime_step_error",
-                 "abstractruntime_execute_effect")
+                 "abstractruntime_execute_effect", "abstractruntime_run_status_changed")
         assert not any("otel" in name for hook in hooks for name in _observers(rt, hook))
+        assert not hasattr(rt.backend.commit_step, "_abstractruntime_otel")  # commits not wrapped while idle
         assert otel.spans("abstractruntime.step") == []
         abstractruntime_otel.configure(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
         state = rt.tick(workflow=flow, run_id=rt.start(workflow=flow))
         assert state.status.value == "completed"
         assert all(_observers(rt, hook).count("otel.steps") == 1 for hook in hooks)
+        assert rt.backend.commit_step._abstractruntime_otel
+        metrics = otel.metrics()
+        assert metrics["abstractruntime.commit.duration"]  # timed from that call on
+        assert metrics["abstractruntime.runs.finished"]  # the status hook, registered by that call
         assert [s.attributes["abstractruntime.node_id"] for s in otel.spans("abstractruntime.step")] == ["a", "b"]
         assert len(otel.spans("abstractruntime.effect")) == 1
         rt.tick(workflow=flow, run_id=rt.start(workflow=flow))  # registered once per runtime
         assert _observers(rt, "abstractruntime_before_step").count("otel.steps") == 1
+
+
+def test_a_runtime_built_while_telemetry_is_active_times_commits_and_status_changes_outside_api_calls(otel):
+    """Configured before the runtime is built: the step and status hooks and the commit timing are there at once,
+    so a plugin's commit made outside any API call (``Runtime.commit``) is timed and its status change counted."""
+    import abstractruntime_otel
+
+    abstractruntime_otel.configure(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    flow = WorkflowSpec(workflow_id="w", entry_node="a", nodes={
+        "a": lambda run, ctx: StepPlan(node_id="a", complete_output={"ok": True})})
+    with Runtime.from_config({"store": "memory://"}) as rt:
+        assert _observers(rt, "abstractruntime_run_status_changed").count("otel.steps") == 1
+        assert rt.backend.commit_step._abstractruntime_otel
+        run = rt.get_state(rt.start(workflow=flow))
+        commits = sum(p.count for p in otel.metrics()["abstractruntime.commit.duration"])
+        run.status = type(run.status).CANCELLED
+        rt.commit(run, expected_revision=run.revision)  # a plugin's commit: no API call around it
+        metrics = otel.metrics()
+        assert sum(p.count for p in metrics["abstractruntime.commit.duration"]) == commits + 1
+        (finished,) = metrics["abstractruntime.runs.finished"]
+        assert finished.attributes["abstractruntime.run.status"] == "cancelled" and finished.value == 1
