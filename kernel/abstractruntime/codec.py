@@ -60,6 +60,7 @@ def _resolve_import_path(path: str) -> Any:
 _JSON_FIELD_TYPES = (Dict[str, Any], Optional[Dict[str, Any]], Optional[List[str]])
 _PLAIN_TYPES = (Optional[str], Optional[int], Optional[bool])
 _converter: Any = None
+_to_dict: Any = None
 
 
 def _build_converter() -> Any:
@@ -173,10 +174,7 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
             if t is dict:
                 for k, v in item.items():
                     if type(k) is not str:
-                        return (
-                            f"{where}[{k!r}]",
-                            f"key {k!r} is a {type(k).__name__}; JSON object keys must be strings",
-                        )
+                        return f"{where}[{k!r}]", f"key {k!r} is a {type(k).__name__}; JSON object keys must be strings"
                     stack.append((v, _fmt_key(where, k), False, depth + 1))
             else:
                 for i, v in enumerate(item):
@@ -192,8 +190,7 @@ def find_json_violation(value: Any, path: str) -> Optional[tuple]:
     return None
 
 
-_MAX_FAST_DEPTH = 100
-_MAX_DEPTH = 250
+_MAX_FAST_DEPTH, _MAX_DEPTH = 100, 250
 
 
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what every reader (orjson, SQLite, most languages) keeps exactly
@@ -240,16 +237,24 @@ def check_json(value: Any, path: str, *, run_id: Optional[str] = None, node_id: 
         raise JsonInvariantError(path=violation[0], problem=violation[1], run_id=run_id, node_id=node_id)
 
 
+def _dict_hooks() -> Any:
+    """cattrs' generated unstructure functions of RunState and StepRecord, called past its dispatch (per commit)."""
+    global _to_dict
+    conv = _converter or _build_converter()
+    _to_dict = (conv.get_unstructure_hook(RunState), conv.get_unstructure_hook(StepRecord))
+    return _to_dict
+
+
 def run_to_dict(run: RunState) -> Dict[str, Any]:
-    return (_converter or _build_converter()).unstructure(run)
+    return (_to_dict or _dict_hooks())[0](run)
 
 
 def run_from_dict(data: Dict[str, Any]) -> RunState:
-    return (_converter or _build_converter()).structure(data, RunState)
+    return _structure_run(data)  # the converter's hook for RunState
 
 
 def record_to_dict(record: StepRecord) -> Dict[str, Any]:
-    return (_converter or _build_converter()).unstructure(record)
+    return (_to_dict or _dict_hooks())[1](record)
 
 
 def record_from_dict(data: Dict[str, Any]) -> StepRecord:
@@ -281,7 +286,7 @@ def encode_record(record: StepRecord) -> bytes:
 
 
 def decode_run(text: Union[str, bytes]) -> RunState:
-    return run_from_dict(from_json_text(text))
+    return _structure_run(orjson.loads(text))
 
 
 def decode_record(text: Union[str, bytes]) -> Dict[str, Any]:

@@ -95,17 +95,9 @@ class RunWriter:
             raise UnknownRunError(run_id)
         return run
 
-    def commit(
-        self,
-        run: Optional[RunState],
-        records: Sequence[StepRecord],
-        *,
-        node_id: Optional[str],
-        expected_revision: Optional[int],
-        previous_status: Optional[RunStatus] = None,
-        run_id: Optional[str] = None,
-        reservation: bool = False,
-    ) -> None:
+    def commit(self, run: Optional[RunState], records: Sequence[StepRecord], *, node_id: Optional[str],
+               expected_revision: Optional[int], previous_status: Optional[RunStatus] = None,
+               run_id: Optional[str] = None, reservation: bool = False) -> None:
         """Check, encode and write one step (with the run's staged steps, if any: a ledger-only reservation carries
         the staged checkpoint). Raises before writing anything if a value is not plain JSON."""
         live: Optional[RunState] = None

@@ -116,15 +116,8 @@ class EffectExecutor:
         return outcome if outcome is not None else EffectOutcome.failed(
             f"No outcome for effect {effect.type_value}")
 
-    def _execute_with_retries(
-        self,
-        run: RunState,
-        plan: StepPlan,
-        effect: Effect,
-        key: str,
-        prior: Optional[Dict[str, Any]],
-        records: List[StepRecord],
-    ) -> EffectOutcome:
+    def _execute_with_retries(self, run: RunState, plan: StepPlan, effect: Effect, key: str,
+                              prior: Optional[Dict[str, Any]], records: List[StepRecord]) -> EffectOutcome:
         desc = self._handlers.get(effect.type_value)
         reserve = desc is not None and desc.side_effects
         if reserve:  # never start a side effect for a step whose checkpoint could not be written
