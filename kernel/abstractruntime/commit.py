@@ -168,7 +168,7 @@ class RunWriter:
             if run.output is not None or run.waiting is not None:
                 codec.check_run(run, node_id=node_id, vars_checked=True)
             if records:
-                batch.records.extend(_snapshot(r) for r in records)
+                batch.records.extend([_snapshot(r) for r in records])
         except BaseException:
             self._batches.pop(run.run_id, None)
             raise

@@ -73,7 +73,7 @@ class MemoryBackend(StoreBackend):
             if run is not None:
                 self._runs[run.run_id] = commit.run_json or codec.encode_run(run)
                 self._revisions[run.run_id] = run.revision
-                self._reindex(run.run_id, new_entries or ())
+                self._index.set(run.run_id, new_entries or ())
             for record, text in zip(commit.records, commit.record_jsons):
                 rows = self._ledger.setdefault(record.run_id, [])
                 rows.append(text)
@@ -94,9 +94,6 @@ class MemoryBackend(StoreBackend):
     def _last_record(self, run_id: str) -> Optional[Dict[str, Any]]:
         rows = self._ledger.get(run_id)
         return codec.decode_record(rows[-1]) if rows else None
-
-    def _reindex(self, run_id: str, entries: Tuple[Tuple[str, str], ...]) -> None:
-        self._index.set(run_id, entries)
 
     def _scan(self, kind: str, lo: str, hi: Optional[str], limit: Optional[int] = None) -> List[str]:
         return self._index.scan(kind, lo, hi, limit)

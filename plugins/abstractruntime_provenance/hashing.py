@@ -149,6 +149,8 @@ def hash_owned(clean: Dict[str, Any], prev_hash: Optional[str], desc: HasherDesc
     clean.pop("record_hash", None)
     clean.pop("signature", None)
     clean["prev_hash"] = prev_hash
+    if desc is _DEFAULT_HASHER:  # per record written: hashlib's sha256 directly
+        return hashlib.sha256(canonical_bytes(clean)).hexdigest()
     digest = desc.hexdigest(canonical_bytes(clean))
     return digest if desc.name == DEFAULT_ALGORITHM else f"{desc.name}:{digest}"
 

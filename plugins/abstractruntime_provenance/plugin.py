@@ -14,7 +14,7 @@ from abstractruntime.models import StepRecord
 from abstractruntime_pluginkit import plugin_options
 from abstractruntime.storage.base import CommitView, Precondition
 
-from .chain import chain_records, current_head, verify_records, verify_run
+from .chain import _stamp, current_head, verify_records, verify_run
 from .hashing import DEFAULT_ALGORITHM, get_hasher
 from .signing import configured_signing_key, key_fingerprint, load_public_key, signer_for
 
@@ -119,7 +119,9 @@ def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str,
     # The head is known or read here, outside the store's transaction: another writer (a cancel_run from another
     # process) may append before this commit is written, so the store re-checks it inside its transaction.
     head = chain_head(runtime, run_id)
-    chain_records(records, head, algorithm=cfg.algorithm, signer=cfg.signer)
+    desc, signer, last = get_hasher(cfg.algorithm), cfg.signer, head
+    for record in records:  # (chain_records, inline: at every commit with records)
+        last = _stamp(record, last, desc, signer)
     return extends_head(run_id, head)
 
 
