@@ -336,6 +336,12 @@ class Hooks:
                 log.warning("observer_hook_failed", hook=hook_name, plugin=plugin,
                             error=f"{type(exc).__name__}: {exc}")
 
+    def quiet_steps(self) -> Optional[int]:
+        """The plugin manager's generation if no plugin observes steps (before_step, after_step), else None: the tick
+        loop asks once a tick and calls neither while the generation is unchanged (docs/hooks.md)."""
+        observers = self._observer_calls("abstractruntime_before_step"), self._observer_calls("abstractruntime_after_step")
+        return self._pm.generation if observers == ((), ()) else None
+
     def before_step(self, *, run: RunState, node_id: str) -> None:  # at every step: nobody observing costs a lookup
         if self._observers.get("abstractruntime_before_step") != () or self._pm.generation != self._generation:
             self._notify("abstractruntime_before_step", run=run, node_id=node_id)

@@ -96,7 +96,7 @@ class Runtime:
         self.stash = Stash()
         self.awaiter: Callable[[Any], Any] = _await_privately  #: finishes what async handlers and nodes return
         pm, infos = build_plugin_manager(self._settings.plugins, plugins)
-        self._hooks = Hooks(pm, strict=self._settings.plugins.strict, infos=infos)
+        self._hooks, self._pm = Hooks(pm, strict=self._settings.plugins.strict, infos=infos), pm
 
         self._owned_backend: Optional[StoreBackend] = None
         if run_store is None and ledger_store is None:
@@ -368,14 +368,14 @@ class Runtime:
             if waiting is not None and waiting.resume_to_node:
                 run.current_node = waiting.resume_to_node
             # not saved here: the next step's commit carries the transition
-        debug = log.enabled()  # the per-step event, looked up once a tick
+        debug, quiet = log.enabled(), self._hooks.quiet_steps()  # the per-step event and observers, once a tick
         steps = 0
         while steps < max_steps:  # (any number: float("inf") included)
             if steps and self._writer.changed_elsewhere(run):
                 return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
             steps += 1
             try:
-                run = self._step(workflow, run, previous_status, debug)
+                run = self._step(workflow, run, previous_status, debug, quiet)
             except ConcurrentModificationError:
                 return self._load(run_id)
             previous_status = RunStatus.RUNNING
@@ -393,10 +393,13 @@ class Runtime:
             return False
 
     # --- one step ---------------------------------------------------------------------------------------------
-    def _step(self, workflow: WorkflowSpec, run: RunState, previous_status: RunStatus, debug: bool) -> RunState:
+    def _step(self, workflow: WorkflowSpec, run: RunState, previous_status: RunStatus, debug: bool,
+              quiet: Optional[int] = None) -> RunState:
         node_id = run.current_node
         expected = run.revision
-        self._hooks.before_step(run=run, node_id=node_id)
+        observed = quiet is None or quiet != self._pm.generation
+        if observed:
+            self._hooks.before_step(run=run, node_id=node_id)
         try:
             handler = workflow.nodes.get(node_id)
             if handler is None:
@@ -441,7 +444,8 @@ class Runtime:
             current = limits.get("current_iteration")
             limits["current_iteration"] = (current if type(current) is int else 0) + 1
         self._writer.stage(run, records, node_id=node_id, expected_revision=expected, previous_status=previous_status)
-        self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
+        if observed:
+            self._hooks.after_step(run=run, node_id=node_id, plan=plan, records=records)
         if debug:
             log.debug("step", run_id=run.run_id, node=node_id, step=run.step, status=run.status.value)
         return run

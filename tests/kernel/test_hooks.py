@@ -139,6 +139,34 @@ def test_before_step_fires_for_each_step_with_the_last_checkpoint():
     assert [c["revision"] for c in calls] == sorted(c["revision"] for c in calls)
 
 
+def test_step_observers_registered_or_removed_during_a_tick_take_effect_at_the_next_step():
+    """A tick asks once whether anyone observes steps; a plugin (un)registered during it -- here by a node -- takes
+    part from the next step hook call on: ``late``, registered by ``b``'s node, observes ``c`` and ``d`` until ``d``'s
+    node removes it; ``later``, registered by ``c``'s node, observes ``c``'s end and ``d``."""
+    rec = Recorder()
+    rt = runtime_on()
+    pm = rt.hooks.plugin_manager
+
+    def node(node_id, next_node, change=None):
+        def run_node(run, ctx):
+            if change is not None:
+                change()
+            if next_node is None:
+                return StepPlan(node_id=node_id, complete_output={})
+            return StepPlan(node_id=node_id, next_node=next_node)
+        return run_node
+
+    other = Recorder()
+    wf = workflow({"a": node("a", "b"), "b": node("b", "c", lambda: pm.register(rec, name="late")),
+                   "c": node("c", "d", lambda: pm.register(other, name="later")),
+                   "d": node("d", None, lambda: pm.unregister(name="late"))})
+    rt.tick(workflow=wf, run_id=rt.start(workflow=wf))
+    assert [c["node_id"] for c in rec.of("before_step")] == ["c", "d"]
+    assert [c["node_id"] for c in rec.of("after_step")] == ["c"]  # d: removed by its own node
+    assert [c["node_id"] for c in other.of("before_step")] == ["d"]
+    assert [c["node_id"] for c in other.of("after_step")] == ["c", "d"]
+
+
 def test_after_step_receives_new_checkpoint_plan_and_records():
     rec = Recorder()
     rt = runtime_on(plugins=[rec])
