@@ -41,17 +41,17 @@ if hasattr(os, "register_at_fork"):  # POSIX: a forked child must not draw its p
 
 
 def new_id() -> str:
-    """A random UUID (version 4) string, as ``str(uuid.uuid4())``: from os.urandom read 4 KiB at a time per thread,
-    one system call (which releases the GIL: a thread switch under load) per 256 ids instead of one each (0.7 vs 2.1
-    us per id)."""
+    """A random UUID (version 4) string, as ``str(uuid.uuid4())``: made 256 at a time per thread from one os.urandom
+    read (one system call, which releases the GIL: a thread switch under load, per 256 ids) in one tight loop, so a
+    call is a list pop (0.1 us; uuid4 2.1)."""
     pool = getattr(_IDS, "pool", None)
     if not pool:
-        data = os.urandom(4096)
-        pool = _IDS.pool = [data[i:i + 16] for i in range(0, 4096, 16)]
-    b = bytearray(pool.pop())
-    b[6], b[8] = b[6] & 0x0F | 0x40, b[8] & 0x3F | 0x80  # the version and variant bits
-    h = b.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        raw = bytearray(os.urandom(4096))
+        raw[6::16], raw[8::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16]), bytes(b & 0x3F | 0x80 for b in raw[8::16])
+        h = raw.hex()  # the version and variant bits set above; then 8-4-4-4-12 hex digits each
+        pool = _IDS.pool = [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
+                            for i in range(0, 8192, 32)]
+    return pool.pop()
 
 
 class RunStatus(str, Enum):
