@@ -319,7 +319,7 @@ class Runtime:
         return self._hooks.api_call(self, "start", run.run_id, functools.partial(self._create, run))
 
     def _create(self, run: RunState) -> str:
-        self._commit(run, (), node_id=None, expected_revision=None)
+        self._writer.commit(run, (), node_id=None, expected_revision=None)
         log.debug("run_started", run_id=run.run_id, workflow=run.workflow_id)
         return run.run_id
 

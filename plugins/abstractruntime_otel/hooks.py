@@ -68,8 +68,16 @@ def abstractruntime_api_call(runtime: Any, name: str, run_id: Optional[str]) -> 
     return result
 
 
+def _api_call_active(**_: Any) -> bool:
+    """:func:`_active` is not None, asked at every API call (its first check inline: no call while idle)."""
+    if _spans is None and state.tracer_provider is None and state.meter_provider is None \
+            and "opentelemetry.trace" not in sys.modules and "opentelemetry.metrics" not in sys.modules:
+        return False
+    return _active() is not None
+
+
 #: while no provider is configured the kernel calls the API directly, past this wrapper (docs/hooks.md, api_call)
-abstractruntime_api_call.active = lambda **_: _active() is not None  # type: ignore[attr-defined]
+abstractruntime_api_call.active = _api_call_active  # type: ignore[attr-defined]
 
 
 class StepHooks:
