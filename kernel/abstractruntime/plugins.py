@@ -278,10 +278,9 @@ class Hooks:
         return self._call("abstractruntime_poll_wait", runtime=runtime, run=run)
 
     def prepare_ledger_records(self, *, runtime: Any, run_id: str, records: List[StepRecord]) -> List[Any]:
-        """The commit preconditions the implementations return (see the hookspec)."""
-        found = self._call("abstractruntime_prepare_ledger_records", [], runtime=runtime, run_id=run_id,
-                           records=records)
-        return [p for p in found if p is not None]
+        """The commit preconditions the implementations return (see the hookspec; None results are left out)."""
+        return self._call("abstractruntime_prepare_ledger_records", [], runtime=runtime, run_id=run_id,
+                          records=records)
 
     def prepare_new_run(self, *, runtime: Any, run: RunState) -> None:
         self._call("abstractruntime_prepare_new_run", runtime=runtime, run=run)

@@ -102,9 +102,14 @@ def abstractruntime_runtime_created(runtime: Any) -> None:
     max_inline_bytes_for(runtime)
 
 
+_THRESHOLD = StashKey[int]()
+
+
 @hookimpl(tryfirst=True)
 def abstractruntime_prepare_ledger_records(runtime: Any, run_id: str, records: List[StepRecord]) -> None:
-    threshold = max_inline_bytes_for(runtime)
+    threshold = runtime.stash.get(_THRESHOLD)  # at every commit with records: read once per runtime
+    if threshold is None:
+        threshold = runtime.stash.setdefault_factory(_THRESHOLD, lambda: max_inline_bytes_for(runtime))
     if threshold <= 0:
         return
     store = None
