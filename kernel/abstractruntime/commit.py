@@ -35,13 +35,12 @@ class _Batch:
     reservation checkpoints and a failing node falls back to; the live run may be half-mutated by then)."""
 
     __slots__ = ("run", "records", "expected", "previous_status", "node_id", "due", "vars_json", "vars_copy",
-                 "fields", "probe")
+                 "fields")
 
     def __init__(self, run: RunState, previous_status: Optional[RunStatus]) -> None:
         self.run, self.expected, self.previous_status = run, run.revision, previous_status
         self.records, self.node_id, self.vars_json, self.vars_copy, self.fields = [], None, b"", None, ()  # type: Any
-        self.probe = time.monotonic() + PROBE_SECONDS
-        self.due = self.probe - PROBE_SECONDS + MAX_STAGED_SECONDS
+        self.due = time.monotonic() + MAX_STAGED_SECONDS
 
     def before(self) -> RunState:
         """A copy of the run as of its last staged step (stored revision)."""
@@ -86,7 +85,7 @@ class RunWriter:
         self._publish = publish
         self._indexed = backend.supports(Capability.IDEMPOTENCY_INDEX)
         self._probe = backend.supports(Capability.REVISION_PROBE)
-        self._staging, self._durable = durability != "step", durability != "none"
+        self.staging, self._durable = durability != "step", durability != "none"  # staging: steps wait for a barrier
         self._batches: Dict[str, _Batch] = {}
 
     def load(self, run_id: str) -> RunState:
@@ -153,7 +152,7 @@ class RunWriter:
               expected_revision: Optional[int], previous_status: Optional[RunStatus] = None) -> None:
         """A step between barriers: its records checked and copied now, the step written at the next barrier
         (``settle``, a reservation) or once the batch is full or old. With durability ``"step"``: committed now."""
-        if not self._staging:
+        if not self.staging:
             return self.commit(run, records, node_id=node_id, expected_revision=expected_revision,
                                previous_status=previous_status)
         batch = self._batches.get(run.run_id)
@@ -256,14 +255,8 @@ class RunWriter:
 
     def changed_elsewhere(self, run: RunState) -> bool:
         """Did anyone (cancel_run, pause_run, another worker) commit to this run since we did? While steps are
-        staged the store is asked at most every :data:`PROBE_SECONDS` (a barrier's own revision check refuses a
-        stale batch anyway: a reservation carries the checkpoint)."""
-        batch = self._batches.get(run.run_id)
-        if batch is not None and batch.run is run:
-            now = time.monotonic()
-            if now < batch.probe:
-                return False
-            batch.probe = now + PROBE_SECONDS
+        staged a tick asks at most every :data:`PROBE_SECONDS` (a barrier's own revision check refuses a stale batch
+        anyway: a reservation carries the checkpoint); else before every step."""
         if self._probe:
             return self._run_store.load_revision(run.run_id) != run.revision
         persisted = self.load(run.run_id)

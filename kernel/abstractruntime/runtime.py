@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 import attrs
 
 from . import control
-from .commit import Mutate, RunWriter
+from .commit import PROBE_SECONDS, Mutate, RunWriter
 from .descriptors import EffectHandlerDescriptor, legacy_handler
 from .effect_execution import RETRY, EffectDispatch, EffectExecutor
 from .errors import (ConcurrentModificationError, ConfigurationError, DuplicateProviderError, InvalidTypeError,
@@ -369,10 +369,13 @@ class Runtime:
                 run.current_node = waiting.resume_to_node
             # not saved here: the next step's commit carries the transition
         debug, quiet = log.enabled(), self._hooks.quiet_steps()  # the per-step event and observers, once a tick
-        steps = 0
+        steps, pace = 0, PROBE_SECONDS if self._writer.staging else 0.0
+        probe = time.monotonic() + pace
         while steps < max_steps:  # (any number: float("inf") included)
-            if steps and self._writer.changed_elsewhere(run):
-                return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
+            if steps and time.monotonic() >= probe:
+                if self._writer.changed_elsewhere(run):
+                    return self._load(run_id)  # cancelled, paused or advanced by someone else: never overwrite it
+                probe = time.monotonic() + pace
             steps += 1
             try:
                 run = self._step(workflow, run, previous_status, debug, quiet)
