@@ -103,7 +103,8 @@ def to_json_bytes(value: Any) -> bytes:
     return memoryview(orjson.dumps(value)).tobytes()
 
 
-_STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
+#: orjson's strict mode: what it cannot write as itself (datetimes, dataclasses, str/int/dict/list subclasses) it refuses
+STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 
 def plain_json(value: Any) -> Optional[Tuple[bytes, Any]]:
@@ -113,21 +114,11 @@ def plain_json(value: Any) -> Optional[Tuple[bytes, Any]]:
     an Enum or UUID as its value) is caught by decoding and comparing. All at C speed: a fraction of a Python walk."""
     wrapped = [[[[value]]]]
     try:
-        data = orjson.dumps(wrapped, option=_STRICT)
+        data = orjson.dumps(wrapped, option=STRICT)
     except TypeError:
         return None
     copy = orjson.loads(data)
     return (data[4:-4], copy[0][0][0][0]) if copy == wrapped else None
-
-
-def json_if_equal(value: Any, plain: Any) -> Optional[bytes]:
-    """orjson's JSON of ``value`` (its buffer: not to be kept) if it equals ``plain``, a decoded JSON value -- a check
-    at C speed: NaN equals nothing, a UUID or Enum member not its string or value, and orjson's strict mode refuses
-    the rest (subclasses of str/int/float/dict/list, datetimes, dataclasses) -- else None."""
-    try:
-        return orjson.dumps(value, option=_STRICT) if value == plain else None
-    except TypeError:
-        return None
 
 
 def to_json_text(value: Any) -> str:
@@ -297,5 +288,5 @@ def decode_record(text: Union[str, bytes]) -> Dict[str, Any]:
 __all__ = [
     "converter", "check_json", "find_json_violation", "to_json_bytes", "to_json_text", "from_json_text", "check_run",
     "encode_run", "encode_record", "decode_run", "decode_record", "run_to_dict", "run_from_dict", "record_to_dict",
-    "record_from_dict", "plain_json", "json_if_equal",
+    "record_from_dict", "plain_json", "STRICT",
 ]

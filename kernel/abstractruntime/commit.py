@@ -8,6 +8,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import attrs
+import orjson
 
 from . import codec
 from .errors import ConcurrentModificationError, UnknownRunError
@@ -50,15 +51,20 @@ class _Batch:
 
 
 def _unchanged_json(batch: _Batch, run_vars: Any) -> Optional[bytes]:
-    """``run_vars``' JSON if they equal the vars the batch checked last (decoded), the kernel's own iteration counter
-    mirrored first: most steps change nothing else. None: check them in full."""
+    """``run_vars``' JSON (orjson's buffer: not to be kept) if they equal the vars the batch checked last (decoded),
+    the kernel's own iteration counter mirrored first: most steps change nothing else. None: check them in full. A
+    check at C speed: NaN equals nothing, a UUID or Enum member not its string or value, and orjson's strict mode
+    refuses the rest (subclasses of str/int/float/dict/list, datetimes, dataclasses)."""
     copy = batch.vars_copy
     if copy is None or type(run_vars) is not dict:
         return None
     limits, copied = run_vars.get("_limits"), copy.get("_limits")
     if type(limits) is dict and type(copied) is dict and type(limits.get("current_iteration")) is int:
         copied["current_iteration"] = limits["current_iteration"]  # what Runtime._step wrote itself
-    return codec.json_if_equal(run_vars, copy)
+    try:
+        return orjson.dumps(run_vars, option=codec.STRICT) if run_vars == copy else None
+    except TypeError:
+        return None
 
 
 def _snapshot(record: StepRecord) -> StepRecord:
