@@ -127,6 +127,7 @@ class Runtime:
             self._workflow_registry = workflow_registry
             self._artifact_store = artifact_store
             self._config = config if config is not None else RuntimeConfig()
+            self._limits = self._config.to_limits_dict()
             self._chat_summarizer = chat_summarizer
             self._locks: "weakref.WeakValueDictionary[str, threading.RLock]" = weakref.WeakValueDictionary()
             self._locks_guard = threading.Lock()
@@ -311,7 +312,7 @@ class Runtime:
             )
         run_vars = dict(vars or {})
         if "_limits" not in run_vars:
-            run_vars["_limits"] = self._config.to_limits_dict()
+            run_vars["_limits"] = dict(self._limits)  # (the config is frozen: its limits computed once)
         run = RunState.new(workflow_id=workflow.workflow_id, entry_node=workflow.entry_node, actor_id=actor_id,
                            session_id=session_id, vars=run_vars, parent_run_id=parent_run_id)
         run.workflow_version = workflow.version
@@ -350,7 +351,7 @@ class Runtime:
                     locks.release(run_id)
 
     def _tick(self, workflow: WorkflowSpec, run_id: str, max_steps: int, resumed: Optional[RunState]) -> RunState:
-        run = resumed if resumed is not None else self._load(run_id)
+        run = resumed if resumed is not None else self._writer.load(run_id)
         _check_workflow(workflow, run)
         if run.status.is_terminal or run.is_paused:
             return run
