@@ -264,10 +264,17 @@ def check_run(run: RunState, *, node_id: Optional[str] = None, vars_checked: boo
         check_json(run.waiting.choices, "waiting.choices", run_id=rid, node_id=node_id)
 
 
-def encode_run(run: RunState, *, node_id: Optional[str] = None, vars_checked: bool = False) -> bytes:
-    """UTF-8 JSON of a run checkpoint; raises :class:`JsonInvariantError` naming the path if it is not plain JSON."""
-    check_run(run, node_id=node_id, vars_checked=vars_checked or plain_json(run.vars) is not None)
-    return to_json_bytes(run_to_dict(run))
+def encode_run(run: RunState, *, node_id: Optional[str] = None, vars_checked: bool = False,
+               vars_json: Optional[bytes] = None) -> bytes:
+    """UTF-8 JSON of a run checkpoint; raises :class:`JsonInvariantError` naming the path if it is not plain JSON.
+    ``vars_json``: the JSON of ``run.vars``, already checked: written into the checkpoint as it is."""
+    if vars_json is None and not vars_checked:
+        vars_json = (plain_json(run.vars) or (None,))[0]  # checked and encoded once
+    check_run(run, node_id=node_id, vars_checked=vars_checked or vars_json is not None)
+    data = run_to_dict(run)
+    if vars_json is not None:
+        data["vars"] = orjson.Fragment(vars_json)
+    return to_json_bytes(data)
 
 
 def encode_record(record: StepRecord) -> bytes:

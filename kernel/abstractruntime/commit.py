@@ -106,16 +106,15 @@ class RunWriter:
         """Check, encode and write one step (with the run's staged steps, if any: a ledger-only reservation carries
         the staged checkpoint). Raises before writing anything if a value is not plain JSON."""
         live: Optional[RunState] = None
-        run_json = None
-        vars_checked = False  # True: decoded from a stage's snapshot of vars, plain JSON by construction
+        run_json = vars_json = None  # vars_json: the checked JSON of the vars, written as it is (not encoded again)
         batch = self._batches.pop(run.run_id if run is not None else run_id or records[0].run_id, None)
         if batch is not None and (run is None or run is batch.run):
             records, expected_revision, previous_status = batch.records + list(records), batch.expected, \
                 batch.previous_status
             if run is None and batch.vars_json:  # a reservation carries the state before the step in progress
-                live, run, node_id, vars_checked = batch.run, batch.before(), batch.node_id, True
+                live, run, node_id, vars_json = batch.run, batch.before(), batch.node_id, batch.vars_json
             elif run is not None:  # a barrier: vars as the last staged step left them need no decoding again
-                vars_checked = _unchanged_json(batch, run.vars) is not None
+                vars_json = _unchanged_json(batch, run.vars)
         elif batch is not None:  # another object of the run (a plugin's): the batch will meet its revision check
             self._batches[batch.run.run_id] = batch
         old_revision = run.revision if run is not None else None
@@ -124,7 +123,7 @@ class RunWriter:
             if run is not None:
                 run.revision = (expected_revision if expected_revision is not None else run.revision) + 1
                 run.updated_at = utc_now_iso()
-                run_json = codec.encode_run(run, node_id=node_id, vars_checked=vars_checked)
+                run_json = codec.encode_run(run, node_id=node_id, vars_json=vars_json)
             if records:
                 by_run: Dict[str, List[StepRecord]] = {}
                 for r in records:
