@@ -202,22 +202,34 @@ def tool_calls_handler(call: EffectCall) -> EffectOutcome:
     return tool_calls(call, integration.tools, journal=integration.journal)
 
 
+_RUN_DEFAULTS: "StashKey[Tuple[Tuple[str, Any], ...]]" = StashKey()
+
+
+def _run_defaults(config: Any) -> Tuple[Tuple[str, Any], ...]:
+    """What a new run's ``vars._runtime`` gets from the runtime's (frozen) configuration."""
+    out: List[Tuple[str, Any]] = []
+    for key in ("provider", "model"):
+        value = getattr(config, key)
+        if isinstance(value, str) and value.strip():
+            out.append((key, value.strip()))
+    tool_support = (config.model_capabilities or {}).get("tool_support")
+    if isinstance(tool_support, str) and tool_support.strip():
+        out += [("tool_support", tool_support), ("supports_native_tools", tool_support == "native")]
+    return tuple(out)
+
+
 @hookimpl
 def abstractruntime_prepare_new_run(runtime: Any, run: Any) -> None:
     """Record the configured provider and model (``RuntimeConfig``) in a new run's ``vars._runtime``, as 0.4.2
     does, unless the caller set them; with ``model_capabilities.tool_support``, also whether tools are native."""
-    config = runtime.config
+    defaults = runtime.stash.get(_RUN_DEFAULTS)  # at every start: worked out once per runtime
+    if defaults is None:
+        defaults = runtime.stash.setdefault_factory(_RUN_DEFAULTS, lambda: _run_defaults(runtime.config))
     runtime_ns = run.vars.get("_runtime")
     if not isinstance(runtime_ns, dict):
         runtime_ns = run.vars["_runtime"] = {}
-    for key in ("provider", "model"):
-        value = getattr(config, key)
-        if isinstance(value, str) and value.strip():
-            runtime_ns.setdefault(key, value.strip())
-    tool_support = (config.model_capabilities or {}).get("tool_support")
-    if isinstance(tool_support, str) and tool_support.strip():
-        runtime_ns.setdefault("tool_support", tool_support)
-        runtime_ns.setdefault("supports_native_tools", tool_support == "native")
+    for key, value in defaults:
+        runtime_ns.setdefault(key, value)
 
 
 @hookimpl
