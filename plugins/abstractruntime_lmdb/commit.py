@@ -14,6 +14,7 @@ records share it), reads an idempotency key once and writes it once, with its fi
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
@@ -93,7 +94,8 @@ def plan(backend: Any, txn: Any, commit: StepCommit, heads: Optional[Heads] = No
     commit.check(CommitView(
         last_record=lambda run_id: _last_record(backend, reads, run_id),
         latest_status=lambda run_id, key: _STATUS_NAME.get(bytes((reads.entry(_idem_key(_rid(run_id), key))
-                                                                  or b"")[:1]))))
+                                                                  or b"")[:1])),
+        last_hash=lambda run_id: _last_hash(backend, reads, run_id)))
     todo = Plan()
     run = commit.run
     if run is not None:
@@ -147,6 +149,26 @@ def _last_record(backend: Any, reads: _Reads, run_id: str) -> Optional[Dict[str,
         return None
     key = _ledger_prefix(rid) + _U64.pack(seq)
     return backend.ledger_store._decode(run_id, key, reads.txn.get(key))
+
+
+#: how the kernel's record JSON ends (StepRecord's field order; a hash and a base64 signature hold no quote): a
+#: match is the top-level key -- in a nested object another "}" would follow, in a string its quotes are escaped
+_HASH_TAIL = re.compile(rb',"record_hash":(?:null|"([^"\\]*)"),"signature":(?:null|"[^"\\]*")\}\Z')
+
+
+def _last_hash(backend: Any, reads: _Reads, run_id: str) -> Optional[str]:
+    """The ``record_hash`` of the run's last ledger record, read off the end of its JSON without decoding the record
+    (which may hold a large result); decoded when its end does not read as the kernel writes it."""
+    rid = _rid(run_id)
+    seq = reads.last_seq(rid)
+    if seq == 0:
+        return None
+    key = _ledger_prefix(rid) + _U64.pack(seq)
+    raw = reads.txn.get(key)
+    found = _HASH_TAIL.search(raw, max(0, len(raw) - 512)) if raw is not None else None
+    if found is not None:
+        return found.group(1).decode("ascii") if found.group(1) is not None else None
+    return backend.ledger_store._decode(run_id, key, raw).get("record_hash")
 
 
 def _records(todo: Plan, reads: _Reads, records: Tuple[StepRecord, ...], texts: Tuple[bytes, ...],

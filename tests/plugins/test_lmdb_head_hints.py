@@ -138,3 +138,48 @@ def test_the_hint_map_is_bounded_and_a_later_commit_wins():
     assert hints.get("c") == (1, "y")
     hints.seen("c", 4)
     assert hints.get("c") is None
+
+
+def test_the_head_check_reads_the_last_hash_off_the_record_json_and_decodes_any_other_layout(tmp_path):
+    """Inside the write transaction the provenance precondition asks ``view.last_hash``: LMDB reads it off the end of
+    the record's JSON as the kernel writes it (no decoding of a record that may hold a large result), and decodes a
+    record whose JSON ends otherwise -- a nested ``record_hash`` at the end of its result, another writer's layout."""
+    import orjson
+
+    from abstractruntime.models import StepRecord, StepStatus
+    from abstractruntime.storage.base import StepCommit
+    from abstractruntime_lmdb.commit import _last_hash, _Reads
+
+    rt = Runtime.from_config({"store": f"lmdb://{tmp_path}/db"})
+    try:
+        flow = _flow(tmp_path)
+        run_id = rt.start(workflow=flow)
+        rt.tick(workflow=flow, run_id=run_id)
+        backend = rt.backend
+
+        def last_hash():
+            return backend.read(lambda txn: _last_hash(backend, _Reads(txn), run_id))
+
+        expected = rt.get_ledger(run_id)[-1]["record_hash"]
+        decoded = []
+        decode = backend.ledger_store._decode
+        backend.ledger_store._decode = lambda *args: decoded.append(args[0]) or decode(*args)
+        assert last_hash() == expected is not None
+        assert decoded == []  # the kernel's record: read off its end
+
+        def append(text: bytes) -> None:
+            record = StepRecord(run_id=run_id, step_id="s", node_id="n", status=StepStatus.COMPLETED)
+            backend.commit_step(StepCommit(run=None, run_json=None, records=[record], record_jsons=[text]))
+
+        nested = {"record_hash": "inner", "signature": None}
+        append(orjson.dumps({"run_id": run_id, "record_hash": "outer", "result": nested}))
+        assert last_hash() == "outer" and decoded == [run_id]  # ends with the nested pair: decoded
+        append(b'{"record_hash": "spaced", "run_id": "%s", "signature": null}' % run_id.encode())
+        assert last_hash() == "spaced"
+        append(orjson.dumps({"run_id": run_id, "record_hash": None, "signature": None}))
+        assert last_hash() is None
+        append(orjson.dumps({"run_id": run_id, "result": {"x": 'q,"record_hash":"fake","signature":null}'},
+                             "record_hash": "real", "signature": "c2ln+/=="}))
+        assert last_hash() == "real"
+    finally:
+        rt.close()
