@@ -103,7 +103,7 @@ def to_json_bytes(value: Any) -> bytes:
     return memoryview(orjson.dumps(value)).tobytes()
 
 
-#: orjson's strict mode: what it cannot write as itself (datetimes, dataclasses, str/int/dict/list subclasses) it refuses
+#: orjson's strict mode: it refuses what it cannot write as itself (datetimes, dataclasses, str/int/... subclasses)
 STRICT = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_SUBCLASS
 
 

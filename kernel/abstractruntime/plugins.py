@@ -338,8 +338,8 @@ class Hooks:
     def quiet_steps(self) -> Optional[int]:
         """The plugin manager's generation if no plugin observes steps (before_step, after_step), else None: the tick
         loop asks once a tick and calls neither while the generation is unchanged (docs/hooks.md)."""
-        observers = self._observer_calls("abstractruntime_before_step"), self._observer_calls("abstractruntime_after_step")
-        return self._pm.generation if observers == ((), ()) else None
+        before, after = (self._observer_calls(f"abstractruntime_{when}_step") for when in ("before", "after"))
+        return self._pm.generation if before == after == () else None
 
     def before_step(self, *, run: RunState, node_id: str) -> None:  # at every step: nobody observing costs a lookup
         if self._observers.get("abstractruntime_before_step") != () or self._pm.generation != self._generation:

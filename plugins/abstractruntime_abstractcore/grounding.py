@@ -69,7 +69,7 @@ def _started_llm_call(record: Any) -> bool:
 def _has_started_llm_call(records: List[Any], **_: Any) -> bool:
     for record in records:  # every commit with records asks: one loop, no call per record
         effect = getattr(record, "effect", None)
-        if type(effect) is dict and effect.get("type") == "llm_call" and _started_llm_call(record):
+        if isinstance(effect, dict) and effect.get("type") == "llm_call" and _started_llm_call(record):
             return True
     return False
 

@@ -68,7 +68,7 @@ _KEYS = frozenset(WORKSPACE_KEYS)
 
 
 def _config_layer_once(runtime: Any) -> Optional[WorkspacePolicy]:
-    """:func:`config_layer`, built once per runtime (at every ``start``; a frozen policy, options that do not change)."""
+    """:func:`config_layer`, built once per runtime (asked at every ``start``: a frozen policy of fixed options)."""
     stash = getattr(runtime, "stash", None)
     if stash is None:
         return config_layer(runtime)
