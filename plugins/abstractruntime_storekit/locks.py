@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -14,11 +15,13 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def _setlk_keeping_the_gil() -> Optional[Callable[[int, int, int], bool]]:
-    """``fcntl(fd, F_SETLK, {type, SEEK_SET, offset, 1})`` called through ctypes' ``PyDLL``, which keeps the GIL.
-    ``fcntl.lockf`` releases it around the call -- which never blocks here (``F_SETLK``) -- and under many threads each
-    release is a thread switch: 16 threads driving runs on LMDB, ~9 switches per run and ~10% of its CPU (measured,
-    docs/benchmarks.md). Linux with a 64-bit ``off_t`` only (its ``struct flock``); None elsewhere: ``fcntl.lockf``."""
+def _setlk_keeping_the_gil() -> Optional[Callable[[], Callable[[int, int, int], bool]]]:
+    """A factory of ``setlk(fd, lock_type, offset)``: ``fcntl(fd, F_SETLK, {type, SEEK_SET, offset, 1})`` called
+    through ctypes' ``PyDLL``, which keeps the GIL. ``fcntl.lockf`` releases it around the call -- which never blocks
+    here (``F_SETLK``) -- and under many threads each release is a thread switch: 16 threads driving runs on LMDB,
+    ~9 switches per run and ~10% of its CPU (measured, docs/benchmarks.md). Each setter fills one ``struct flock`` of
+    its own (building one per call cost more than the call): its caller serializes its calls (a lock file's guard).
+    Linux with a 64-bit ``off_t`` only (its ``struct flock``); None elsewhere: ``fcntl.lockf``."""
     if fcntl is None or not sys.platform.startswith("linux"):
         return None
     try:
@@ -36,10 +39,17 @@ def _setlk_keeping_the_gil() -> Optional[Callable[[int, int, int], bool]]:
     except (ImportError, OSError, AttributeError):  # pragma: no cover - no ctypes or no libc symbol
         return None
 
-    def setlk(fd: int, lock_type: int, offset: int) -> bool:
-        return call(fd, fcntl.F_SETLK, ctypes.byref(Flock(lock_type, os.SEEK_SET, offset, 1, 0))) != -1
+    def setter() -> Callable[[int, int, int], bool]:
+        flock = Flock(fcntl.F_UNLCK, os.SEEK_SET, 0, 1, 0)
+        ref, set_lock = ctypes.byref(flock), fcntl.F_SETLK
 
-    return setlk
+        def setlk(fd: int, lock_type: int, offset: int) -> bool:
+            flock.l_type, flock.l_start = lock_type, offset
+            return call(fd, set_lock, ref) != -1
+
+        return setlk
+
+    return setter
 
 
 def _setlk_by_lockf(fd: int, lock_type: int, offset: int) -> bool:
@@ -51,7 +61,12 @@ def _setlk_by_lockf(fd: int, lock_type: int, offset: int) -> bool:
     return True
 
 
-_SETLK = _setlk_keeping_the_gil() or _setlk_by_lockf
+_SETTER = _setlk_keeping_the_gil() or (lambda: _setlk_by_lockf)
+
+
+@functools.lru_cache(maxsize=4096)  # a run's lock is taken and released several times a run: hashed once
+def _offset(run_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(run_id.encode("utf-8"), digest_size=7).digest(), "big")
 
 
 class _LockFile:
@@ -63,6 +78,8 @@ class _LockFile:
         self.held: Dict[int, Tuple[int, int]] = {}  # offset -> (owning thread, count)
         self.users = 0
         self.file: Any = open(path, "ab") if fcntl is not None else None
+        self.fd = self.file.fileno() if self.file is not None else -1  # (closed under the guard, with held cleared)
+        self.setlk = _SETTER() if self.file is not None else None  # called under the guard
 
 
 _LOCK_FILES: Dict[str, _LockFile] = {}
@@ -92,20 +109,20 @@ class RunLocks:
 
     @staticmethod
     def _offset(run_id: str) -> int:
-        return int.from_bytes(hashlib.blake2b(run_id.encode("utf-8"), digest_size=7).digest(), "big")
+        return _offset(run_id)
 
     def acquire(self, run_id: str) -> bool:
         """Take the run's lock without waiting; False if another process or thread holds it."""
         shared = self._shared
         if shared is None:
             return True  # closed: the store refuses the commit anyway
-        offset, me = self._offset(run_id), threading.get_ident()
+        offset, me = _offset(run_id), threading.get_ident()
         with shared.guard:
             owner, count = shared.held.get(offset, (me, 0))
             if owner != me:
                 return False
-            if count == 0 and shared.file is not None:
-                if not _SETLK(shared.file.fileno(), fcntl.F_WRLCK, offset):
+            if count == 0 and shared.setlk is not None:
+                if not shared.setlk(shared.fd, fcntl.F_WRLCK, offset):
                     return False
             shared.held[offset] = (me, count + 1)
             return True
@@ -114,15 +131,15 @@ class RunLocks:
         shared = self._shared
         if shared is None:
             return
-        offset = self._offset(run_id)
+        offset = _offset(run_id)
         with shared.guard:
             owner, count = shared.held.get(offset, (None, 0))
             if count > 1:
                 shared.held[offset] = (owner, count - 1)
                 return
             shared.held.pop(offset, None)
-            if count == 1 and shared.file is not None:
-                _SETLK(shared.file.fileno(), fcntl.F_UNLCK, offset)
+            if count == 1 and shared.setlk is not None:
+                shared.setlk(shared.fd, fcntl.F_UNLCK, offset)
 
     def close(self) -> None:
         """Stop using the lock file; the last user in this process closes it (dropping this process's locks)."""
@@ -135,6 +152,7 @@ class RunLocks:
                 _LOCK_FILES.pop(self.path, None)
                 with shared.guard:
                     if shared.file is not None:
+                        shared.setlk = None
                         shared.file.close()
                     shared.held.clear()
 

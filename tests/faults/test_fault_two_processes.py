@@ -160,8 +160,15 @@ def test_run_locks_are_the_same_byte_locks_as_fcntl_lockf(tmp_path):
         finally:
             holder.communicate("\n", timeout=30)
         assert locks.acquire("r1")
+        assert locks.acquire("r2")  # one struct flock per lock file, refilled by every call: no state carried over
         locks.release("r1")
+        for run_id, expected in (("r1", "locked"), ("r2", "refused")):
+            out = subprocess.run([sys.executable, "-c", probe, str(path), str(RunLocks._offset(run_id)), "once"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            assert out == expected, run_id
+        locks.release("r2")
+        setlk = locks._shared.setlk
     finally:
         locks.close()
     if sys.platform.startswith("linux"):
-        assert locks_module._SETLK is not locks_module._setlk_by_lockf  # the GIL-keeping call is the one tested
+        assert setlk is not locks_module._setlk_by_lockf  # the GIL-keeping call is the one tested
