@@ -10,9 +10,10 @@ B   baseline  the issue's setup: the sync Runtime called directly from the 16 ta
 C   ceiling   A1 without fsync (LMDB ``?sync=false``), one task and 16: how much of A1 is CPU (the GIL) rather than
               waiting for the disk; A1's ratio cannot exceed what the disk wait leaves to overlap
 
-Run: python benchmarks/async_runtime.py [--runs 400] [--trials 3] [--quick] [--dir DIR] [--json]
+Run: python benchmarks/async_runtime.py [--runs 400] [--trials 3] [--quick] [--dir DIR] [--json] [--cpus N]
 The store lives in a fresh directory under --dir (default: the system temporary directory; use a real disk, the
-figures are fsync-bound). Figures are medians of --trials.
+figures are fsync-bound). Figures are medians of --trials. ``--cpus N`` confines the process (the loop and the
+worker threads) to N of the CPUs it may use (docs/benchmarks.md, "Threads and CPUs").
 """
 
 from __future__ import annotations
@@ -167,7 +168,11 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--quick", action="store_true", help="100 runs, 1 trial")
     parser.add_argument("--dir", default=None, help="where the stores are created (a real disk)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--cpus", type=int, help="confine the process (every thread) to this many CPUs")
     args = parser.parse_args(argv)
+    cpus = sorted(os.sched_getaffinity(0))[:args.cpus] if args.cpus else None
+    if cpus:
+        os.sched_setaffinity(0, cpus)  # the worker threads started from here on inherit it
     runs, trials = (100, 1) if args.quick else (args.runs, args.trials)
     results = []
     for _ in range(trials):
@@ -193,8 +198,10 @@ def main(argv: Any = None) -> int:
               "A2 loop lag max <= 100 ms": figures["lag_max_ms"] <= 100,
               "A3 16 x 0.3 s async effects <= 1.5 s": figures["effects16_s"] <= 1.5}
     if args.json:
-        print(json.dumps({"figures": figures, "checks": checks, "trials": results}, indent=2))
+        print(json.dumps({"figures": figures, "checks": checks, "trials": results, "cpus": cpus}, indent=2))
     else:
+        if cpus:
+            print(f"confined to CPU {', '.join(map(str, cpus))} (--cpus {args.cpus})")
         print(f"A1  one task {figures['one_task_runs_s']:.0f} runs/s, 16 tasks {figures['tasks16_runs_s']:.0f} "
               f"runs/s: {figures['ratio']:.1f}x")
         print(f"A2  loop lag with 16 tasks: p99 {figures['lag_p99_ms']:.1f} ms, max {figures['lag_max_ms']:.1f} ms")

@@ -1,6 +1,6 @@
 """Durable throughput, ours beside the reference (abstractruntime==0.4.2 in a throwaway venv), in one run.
 
-Run: python benchmarks/durability.py [--quick] [--trials 3] [--reference-venv DIR]
+Run: python benchmarks/durability.py [--quick] [--trials 3] [--reference-venv DIR] [--cpus N]
 
 S1e20 / S1e400  steps/s  linear workflow whose every node emits an already-due WAIT_UNTIL (every step ledgered):
                 start + one tick per run, 20 and 400 nodes
@@ -12,6 +12,10 @@ Ours: LMDB with durability "barrier" (the default) and "step" (a commit and its 
 store. The reference: its SqliteRunStore/SqliteLedgerStore (its shipped durability, synchronous=NORMAL) and its
 in-memory stores. Figures are medians of --trials; this machine's disk latency varies between runs, so compare
 the ratios printed at the end (both sides are measured in the same run, interleaved).
+
+``--cpus N`` confines the run (ours and the reference's processes, every thread) to N of the CPUs it may use:
+how the threaded rows move when the threads share one CPU instead of handing the GIL across CPUs
+(docs/benchmarks.md, "Threads and CPUs").
 """
 
 from __future__ import annotations
@@ -163,7 +167,12 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="a tenth of the runs, one trial")
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--reference-venv", help="reuse this venv for abstractruntime==0.4.2 (default: a throwaway one)")
+    ap.add_argument("--cpus", type=int, help="confine the run (both sides, every thread) to this many CPUs")
     args = ap.parse_args()
+    if args.cpus:
+        cpus = sorted(os.sched_getaffinity(0))[:args.cpus]
+        os.sched_setaffinity(0, cpus)  # inherited by the threads and processes started from here on
+        print(f"confined to CPU {', '.join(map(str, cpus))} (--cpus {args.cpus})\n")
     trials = 1 if args.quick else args.trials
     scale = 0.1 if args.quick else 1.0
     tmp = Path(tempfile.mkdtemp(prefix="ardur_ref_"))
