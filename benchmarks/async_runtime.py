@@ -170,6 +170,8 @@ def main(argv: Any = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--cpus", type=int, help="confine the process (every thread) to this many CPUs")
     args = parser.parse_args(argv)
+    if args.cpus and not hasattr(os, "sched_setaffinity"):
+        parser.error("--cpus needs os.sched_setaffinity (Linux)")
     cpus = sorted(os.sched_getaffinity(0))[:args.cpus] if args.cpus else None
     if cpus:
         os.sched_setaffinity(0, cpus)  # the worker threads started from here on inherit it

@@ -169,6 +169,8 @@ def main() -> int:
     ap.add_argument("--reference-venv", help="reuse this venv for abstractruntime==0.4.2 (default: a throwaway one)")
     ap.add_argument("--cpus", type=int, help="confine the run (both sides, every thread) to this many CPUs")
     args = ap.parse_args()
+    if args.cpus and not hasattr(os, "sched_setaffinity"):
+        ap.error("--cpus needs os.sched_setaffinity (Linux)")
     if args.cpus:
         cpus = sorted(os.sched_getaffinity(0))[:args.cpus]
         os.sched_setaffinity(0, cpus)  # inherited by the threads and processes started from here on
