@@ -63,6 +63,27 @@ def test_calls_beyond_the_cap_wait_their_turn_and_a_skipped_call_never_runs():
         workers.submit(asyncio.new_event_loop(), lambda: None, lambda: False)
 
 
+def test_one_caller_at_a_time_is_served_by_the_thread_that_slept_last():
+    """Idle threads sleep on a stack: calls made one after another all run on the thread idle the shortest time
+    (its state the likeliest still in the CPU's cache), not in turn on every thread the pool has started."""
+    workers = Workers(4, "t")
+    gate = threading.Barrier(4)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*[workers.submit(loop, lambda: gate.wait(10), lambda: False) for _ in range(4)])
+        deadline = time.monotonic() + 10
+        while len(workers._sleepers) < 4 and time.monotonic() < deadline:  # all four asleep
+            await asyncio.sleep(0.01)
+        names = [await workers.submit(loop, lambda: threading.current_thread().name, lambda: False)
+                 for _ in range(20)]
+        return names
+
+    names = asyncio.run(main())
+    workers.shutdown()
+    assert len(workers._threads) == 4 and len(set(names)) == 1, names
+
+
 def test_shutdown_lets_queued_calls_run_first():
     workers = Workers(1, "t")
     done = []
