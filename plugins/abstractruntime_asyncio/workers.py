@@ -54,11 +54,11 @@ class Workers:
         """Run ``fn()`` (in a copy of the caller's context) on a worker; its outcome is the returned future's. A
         call whose ``skip()`` is true when a worker takes it is not run (its future was cancelled)."""
         future = loop.create_future()
-        wake = None
+        item, wake = (loop, future, contextvars.copy_context(), fn, skip), None
         with self._lock:
             if self._closed:
                 raise InvalidStateError("this AsyncRuntime is closed: its worker threads were stopped")
-            self._calls.append((loop, future, contextvars.copy_context(), fn, skip))
+            self._calls.append(item)
             if self._sleepers:
                 wake = self._sleepers.pop()  # the thread asleep the shortest time: the likeliest still in cache
             elif len(self._threads) < self._max:
