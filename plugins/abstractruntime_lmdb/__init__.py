@@ -2,8 +2,10 @@
 
 Options (URL query or ``[abstractruntime.store_options]``): ``sync`` (default true: fsync on every commit),
 ``metasync`` (default: as ``sync``), ``map_size`` (initial map size in bytes; the map grows automatically),
-``max_readers``. Runtimes of one process on one directory share one backend (LMDB must not open an environment
-twice in a process); it closes when the last of them closes.
+``max_readers``, ``zero_fill`` (bytes of zero-filled room kept past the data while commits are synced, default
+4 MiB: growth.py; 0: none). Runtimes of one process on one directory share one backend (LMDB must not open an
+environment twice in a process; a later one gets the first one's ``zero_fill``); it closes when the last of them
+closes.
 A bare ``lmdb`` (no path) uses the default directory, ``<ABSTRACTRUNTIME_HOME>/store``.
 """
 
@@ -22,6 +24,8 @@ from abstractruntime.settings import default_home
 from abstractruntime_pluginkit import structure_options
 from abstractruntime_storekit.opening import store_path
 
+from .growth import DEFAULT_ZERO_FILL
+
 #: initial map size in bytes (the map grows automatically)
 DEFAULT_MAP_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_READERS = 256
@@ -35,15 +39,22 @@ def _positive(_instance: Any, attribute: Any, value: int) -> None:
         raise ValidationError(f"{attribute.name!r} must be positive, got {value}")
 
 
+def _not_negative(_instance: Any, attribute: Any, value: int) -> None:
+    if value < 0:
+        raise ValidationError(f"{attribute.name!r} must be 0 (off) or a number of bytes, got {value}")
+
+
 @frozen
 class LmdbOptions:
     """The lmdb store's options: ``sync`` (default true: fsync on every commit), ``metasync`` (default: as
-    ``sync``), ``map_size`` (initial map size in bytes) and ``max_readers``."""
+    ``sync``), ``map_size`` (initial map size in bytes), ``max_readers`` and ``zero_fill`` (bytes of zero-filled
+    room kept past the data while commits are synced; 0: none)."""
 
     sync: bool = True
     metasync: Optional[bool] = None
     map_size: int = field(default=DEFAULT_MAP_SIZE, validator=_positive)
     max_readers: int = field(default=DEFAULT_MAX_READERS, validator=_positive)
+    zero_fill: int = field(default=DEFAULT_ZERO_FILL, validator=_not_negative)
 
     @property
     def effective_metasync(self) -> bool:
@@ -78,7 +89,7 @@ def open_lmdb(location: StoreLocation):
                     f"metasync={metasync}) or close the other runtime first")
             return backend.retain()
         backend = LmdbBackend(path, sync=sync, metasync=metasync, map_size=map_size, max_readers=max_readers,
-                              read_only=location.read_only)
+                              read_only=location.read_only, zero_fill=options.zero_fill)
         _OPEN[key] = backend
         return backend
 

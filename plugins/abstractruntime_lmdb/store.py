@@ -46,6 +46,7 @@ from abstractruntime_storekit.integrity import load_skipping
 
 from . import DEFAULT_MAP_SIZE, check
 from .commit import FAULT_POINT, Heads, plan  # noqa: F401  (FAULT_POINT: the fault point's name, for tests)
+from .growth import DEFAULT_ZERO_FILL, ZeroFill
 from .guards import SharedExclusiveLock, check_data_file, file_size
 from .keys import (_DATA, _IDEM_TAG, _INDEX, _LEDGER_TAG, _META, _RUN_TAG, _SEP, _TAGS, _U64,  # noqa: F401
                    _idem_key, _ledger_prefix, _rid, _run_key, last_seq)
@@ -58,7 +59,8 @@ SCHEMA_VERSION = 3  # 2: checkpoints carry a checksum (values.py); version-1 val
 class LmdbBackend(FileSiblings, StoreBackend):
     """An LMDB environment holding runs, ledger and indexes. ``sync=True`` (default) fsyncs every commit: the
     data pages, then the meta page (``metasync``, default ``sync``). ``metasync=False`` saves the second fsync; an
-    OS crash or power loss may then undo the last commit (never corrupt the store, per LMDB's documentation)."""
+    OS crash or power loss may then undo the last commit (never corrupt the store, per LMDB's documentation).
+    ``zero_fill``: bytes of zero-filled room kept past the data while commits are synced (growth.py; 0: none)."""
 
     capabilities = frozenset({Capability.REVISION_PROBE, Capability.IDEMPOTENCY_INDEX, Capability.LEDGER_PAGING,
                               Capability.RUN_QUERIES, Capability.EVENT_INDEX, Capability.RUN_LOCKS})
@@ -73,6 +75,7 @@ class LmdbBackend(FileSiblings, StoreBackend):
         map_size: int = DEFAULT_MAP_SIZE,
         max_readers: int = 256,
         read_only: bool = False,
+        zero_fill: int = DEFAULT_ZERO_FILL,
     ) -> None:
         self.path = store_directory(Path(path).expanduser(), store="lmdb", read_only=read_only, markers=("data.mdb",))
         check_data_file(self.path / "data.mdb")
@@ -120,6 +123,12 @@ class LmdbBackend(FileSiblings, StoreBackend):
         #: Test seam: called with a fault-point name inside ``commit_step`` (see the conformance suite).
         self.fault_injector: Optional[Callable[[str], None]] = None
         self.group = GroupCommit(self._write_batch)
+        self._room: Optional[ZeroFill] = None  # fsync'd commits only: room for the data to grow into
+        if sync and not read_only and zero_fill > 0 and hasattr(os, "pwrite"):
+            try:
+                self._room = ZeroFill(self.path / "data.mdb", zero_fill, self.env.stat()["psize"])
+            except OSError:
+                pass  # (not writable by this user: LMDB itself would have refused to open it for writing)
         self.heads = HeadHints()  # ledger_head_hint: the provenance chain needs no read before a commit
         self.run_store = LmdbRunStore(self)
         self.ledger_store = LmdbLedgerStore(self)
@@ -216,6 +225,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
             self._closed = True
             if self.run_locks is not None:
                 self.run_locks.close()
+            if self._room is not None:
+                self._room.close()
             self.env.close()
 
     # --- the step commit ----------------------------------------------------------------------------------------
@@ -237,6 +248,8 @@ class LmdbBackend(FileSiblings, StoreBackend):
         failed: Dict[int, Exception] = {}  # batch index -> what its writing raised
 
         def tx(txn: Any) -> None:  # re-run from the start if the map had to grow
+            if self._room is not None:  # (the writer lock is held; nothing is dirtied yet)
+                self._room.ensure(self.env)
             heads.clear()
             for i, entry in enumerate(batch):
                 entry.error = failed.get(i)

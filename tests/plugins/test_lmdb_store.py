@@ -12,6 +12,16 @@ class TestLmdbStoreConformance(StoreConformance):
         return LmdbBackend(path, sync=False, map_size=1 << 20)
 
 
+class TestLmdbStoreConformanceSynced(StoreConformance):
+    """The same with every commit fsync'd and a small zero-filled room, refilled often (growth.py)."""
+
+    backend_class = LmdbBackend
+    persistent = True
+
+    def open_backend(self, path: Path) -> LmdbBackend:
+        return LmdbBackend(path, sync=True, map_size=1 << 20, zero_fill=16384)
+
+
 import subprocess
 import sys
 import textwrap
