@@ -1,5 +1,5 @@
-"""Room to grow: ``data.mdb`` is kept zero-filled a few MiB past LMDB's last page, so that a durable commit's
-``fdatasync`` rewrites blocks the file already has instead of growing the file.
+"""Room to grow: ``data.mdb`` is kept zero-filled past LMDB's last page (a quarter of the data's size, 256 KiB to
+4 MiB), so that a durable commit's ``fdatasync`` rewrites blocks the file already has instead of growing the file.
 
 A commit whose new pages extend the file changes its size and its block map, and ``fdatasync`` must make that
 metadata durable too -- on ext4 and XFS a journal commit: another write and another flush. A commit that overwrites
@@ -27,21 +27,25 @@ from abstractruntime.logs import get_logger
 
 log = get_logger(__name__)
 
-#: bytes of zero-filled room kept past LMDB's last page (the ``zero_fill`` store option); refilled by as much once
-#: less than a quarter of it is left
+#: the most zero-filled room kept past LMDB's last page, in bytes (the ``zero_fill`` store option). The room is a
+#: quarter of the data, within [MIN_ROOM, zero_fill] -- a small store stays small (a test suite's hundreds of stores,
+#: a store per tenant) -- and is refilled by as much once less than a quarter of it is left. Its size matters little
+#: past a few commits' growth: a refill is one write and one slower sync per room's worth of new pages.
 DEFAULT_ZERO_FILL = 4 * 1024 * 1024
+MIN_ROOM = 256 * 1024
 _CHUNK = 1024 * 1024  # zeros written per call: a 4 MiB room costs 1 MiB of memory while it is filled
 
 
 class ZeroFill:
-    """The zero-filled room past ``data_file``'s data. Call :meth:`ensure` in a write transaction, before it
-    writes: it refills the room when less than a quarter of ``room`` bytes is left past ``env``'s last page."""
+    """The zero-filled room past ``data_file``'s data, at most ``most`` bytes. Call :meth:`ensure` in a write
+    transaction, before it writes: it refills the room when less than a quarter of it is left past ``env``'s last
+    page."""
 
-    def __init__(self, data_file: Path, room: int, page_size: int) -> None:
+    def __init__(self, data_file: Path, most: int, page_size: int) -> None:
         self._path = data_file
         self._fd: Optional[int] = os.open(data_file, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
-        self._room, self._low, self._page = room, room // 4, page_size
-        self._end = 0  # the file's end as last seen (past LMDB's last page, everything up to it is written)
+        self._most, self._page = most, page_size
+        self._end = self._low = 0  # the file's end as last seen; the room's low-water mark then
 
     def ensure(self, env: Any) -> None:
         fd = self._fd
@@ -50,10 +54,11 @@ class ZeroFill:
         used = (env.info()["last_pgno"] + 1) * self._page
         if used + self._low <= self._end:
             return
+        room = min(self._most, max(MIN_ROOM, used // 4))
         try:
             end = os.fstat(fd).st_size  # another process may have filled it meanwhile
-            if used + self._low > end:
-                stop, zeros = end + self._room, memoryview(bytes(_CHUNK))
+            if used + room // 4 > end:
+                stop, zeros = end + room, memoryview(bytes(min(room, _CHUNK)))
                 while end < stop:
                     written = os.pwrite(fd, zeros[:stop - end], end)
                     if written <= 0:
@@ -64,7 +69,7 @@ class ZeroFill:
                         hint="commits that grow the file sync its size too (slower fsyncs); nothing is lost")
             self.close()
             return
-        self._end = end
+        self._end, self._low = end, room // 4
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -72,4 +77,4 @@ class ZeroFill:
             os.close(fd)
 
 
-__all__ = ["DEFAULT_ZERO_FILL", "ZeroFill"]
+__all__ = ["DEFAULT_ZERO_FILL", "MIN_ROOM", "ZeroFill"]
