@@ -5,9 +5,11 @@
     curl -s -XPOST localhost:8000/runs -d '{"question": "Ship release 1.2?"}'
     curl -s -XPOST localhost:8000/runs/RUN_ID/answer -d '{"answer": "yes"}'
     curl -s localhost:8000/runs/RUN_ID
+    curl -sN localhost:8000/runs/RUN_ID/events      # Server-Sent Events: its ledger rows, until it ends
 
 ``POST /runs`` starts a run and drives it to its question (201 with the prompt); ``POST /runs/{id}/answer``
-answers it; ``GET /runs/{id}`` shows the state. An answer is final after an undo window (``undo_s``, default 2
+answers it; ``GET /runs/{id}`` shows the state; ``GET /runs/{id}/events`` streams its ledger rows as they are
+committed (``AsyncRuntime.watch_ledger``). An answer is final after an undo window (``undo_s``, default 2
 seconds, a durable ``WAIT_UNTIL`` timer): the AsyncScheduler, started in the app's lifespan, completes the run when
 the timer is due -- after a restart too. Every call is awaited: store I/O and fsyncs run on the AsyncRuntime's
 worker threads, never on the event loop (docs/asyncio.md).
@@ -18,12 +20,13 @@ The store is ``ABSTRACTRUNTIME_STORE`` (e.g. ``lmdb:///var/lib/approvals``), els
 from __future__ import annotations
 
 import contextlib
+import json
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator, Dict, Mapping, Optional
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from abstractruntime import AsyncRuntime, Effect, EffectType, RunState, StepPlan, WaitReason, WorkflowSpec
@@ -122,6 +125,26 @@ async def answer_run(request: Request) -> JSONResponse:
     return JSONResponse(view(state))
 
 
+async def run_events(request: Request) -> Response:
+    """Server-Sent Events: each ledger row of the run as it is committed, ``id`` its number (a client that reconnects
+    sends ``Last-Event-ID`` and gets the rows after it); the stream ends when the run has ended."""
+    rt: AsyncRuntime = request.app.state.rt
+    run_id = request.path_params["run_id"]
+    try:
+        await rt.get_state(run_id)
+    except UnknownRunError:
+        return error(404, f"no run {run_id}")
+    last = request.headers.get("last-event-id", "").strip()
+    rows = rt.watch_ledger(run_id, after=int(last) if last.isdigit() else 0)
+
+    async def events() -> AsyncIterator[str]:
+        async with contextlib.aclosing(rows):  # a client that went away: the watch ends with the response
+            async for number, row in rows:
+                yield f"id: {number}\nevent: ledger\ndata: {json.dumps(row)}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
 def create_app(config: Any = None, *, poll_interval_s: float = 0.5) -> Starlette:
     """The service; ``config`` is anything ``AsyncRuntime.from_config`` takes (None: the environment)."""
 
@@ -136,6 +159,7 @@ def create_app(config: Any = None, *, poll_interval_s: float = 0.5) -> Starlette
 
     return Starlette(routes=[Route("/runs", start_run, methods=["POST"]),
                              Route("/runs/{run_id}", get_run, methods=["GET"]),
+                             Route("/runs/{run_id}/events", run_events, methods=["GET"]),
                              Route("/runs/{run_id}/answer", answer_run, methods=["POST"])],
                      lifespan=lifespan)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Union
+from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from abstractruntime import RunState, Runtime
 from abstractruntime.errors import InvalidStateError
@@ -24,6 +24,7 @@ from abstractruntime.logs import get_logger
 from abstractruntime.settings import Settings
 from abstractruntime_pluginkit.hostloop import set_host_loop
 
+from .watch import check_watch, watch_ledger
 from .workers import Workers
 
 log = get_logger(__name__)
@@ -170,6 +171,16 @@ class AsyncRuntime:
 
     async def cancel_run(self, run_id: str, **kwargs: Any) -> RunState:
         return await self._call("cancel_run", self._rt.cancel_run, run_id, **kwargs)
+
+    def watch_ledger(self, run_id: str, *, after: int = 0, poll_interval: float = 1.0,
+                     until_done: bool = True) -> AsyncIterator[Tuple[int, Dict[str, Any]]]:
+        """``async for number, row in rt.watch_ledger(run_id):`` the run's ledger rows as they are committed,
+        numbered from 1, each once; ``after=N`` skips the first N. Commits of this process wake it at once, others'
+        are read every ``poll_interval`` seconds; with ``until_done`` it ends once the run has ended and every row
+        was yielded (watch.py). Reads run on worker threads."""
+        check_watch(after, poll_interval)
+        loop = self._host_loop("watch_ledger")
+        return watch_ledger(self, loop, run_id, after=after, poll_interval=poll_interval, until_done=until_done)
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Await any other method of the sync runtime, plugin methods included (``await rt.call("verify_ledger",

@@ -19,13 +19,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
-from abstractruntime.storage.base import Capability
 from abstractruntime_pluginkit.console import color_enabled, is_terminal, rich_console
+from abstractruntime_pluginkit.follow import LedgerFollower
 
 from abstractruntime_cli.commands import LEDGER_COLUMNS, RUN_COLUMNS, ledger_row, list_runs
 from abstractruntime_cli.output import cell, emit_json_line, plain_table, rich_table, styled
 
-PAGE = 1000
 
 
 def _live_terminal() -> bool:
@@ -33,33 +32,6 @@ def _live_terminal() -> bool:
     import os
 
     return is_terminal(sys.stdout) and os.environ.get("TERM", "") != "dumb"
-
-
-class LedgerFollower:
-    """The ledger rows of one run appended since the last :meth:`poll`, numbered from 1 as ``ledger show``
-    numbers them; by pages (``list_after``) when the store has ``Capability.LEDGER_PAGING``."""
-
-    def __init__(self, runtime: Any, run_id: str) -> None:
-        self.store = runtime.ledger_store
-        self.run_id = run_id
-        self.paging = runtime.backend.supports(Capability.LEDGER_PAGING)
-        self.cursor = 0
-        self.seen = 0
-
-    def poll(self) -> List[Tuple[int, Dict[str, Any]]]:
-        if not self.paging:
-            rows = self.store.list(self.run_id)[self.seen:]
-        else:
-            rows = []
-            while True:
-                got, cursor = self.store.list_after(run_id=self.run_id, after=self.cursor, limit=PAGE)
-                rows.extend(got)
-                if not got or int(cursor) <= self.cursor:
-                    break
-                self.cursor = int(cursor)
-        numbered = list(enumerate(rows, self.seen + 1))
-        self.seen += len(rows)
-        return numbered
 
 
 def state_event(state: Any) -> Dict[str, Any]:

@@ -11,7 +11,8 @@ hook). The builtin plugins are built on it, and so can a third-party one:
 * :mod:`.hostloop` -- :func:`on_host_loop`: is an async handler awaited on an asyncio host's loop (an
   ``AsyncRuntime``) or on a private one;
 * :mod:`.jsonload` -- :func:`loads_bounded` / :func:`check_value_depth`, JSON from outside with a bounded nesting
-  depth (:class:`JsonTooDeepError` before any recursive parser sees it).
+  depth (:class:`JsonTooDeepError` before any recursive parser sees it);
+* :mod:`.follow` -- :class:`LedgerFollower`, a run's ledger rows appended since the last look (live views, streams).
 
 Store authors have ``abstractruntime_storekit`` as well.
 """
@@ -23,6 +24,7 @@ from .lazy import lazy_exports
 __getattr__, __dir__ = lazy_exports(__name__, {
     **dict.fromkeys(["attach_driver", "is_driven"], ".drivers"),
     **dict.fromkeys(["SCOPES", "build_event_wait_key"], ".event_keys"),
+    **dict.fromkeys(["LedgerFollower"], ".follow"),
     **dict.fromkeys(["host_loop", "on_host_loop", "set_host_loop"], ".hostloop"),
     **dict.fromkeys(["DEFAULT_MAX_DEPTH", "JsonTooDeepError", "check_value_depth", "loads_bounded"], ".jsonload"),
     **dict.fromkeys(["plugin_options", "structure_options"], ".options"),
@@ -33,5 +35,5 @@ __getattr__, __dir__ = lazy_exports(__name__, {
 __all__ = [
     "plugin_options", "structure_options", "WorkflowRegistry", "WorkflowVersionNotFoundError", "spec_for_run", "ancestors", "root_of", "find_in_run_tree",
     "build_event_wait_key", "SCOPES", "attach_driver", "is_driven", "loads_bounded", "check_value_depth",
-    "JsonTooDeepError", "DEFAULT_MAX_DEPTH", "on_host_loop", "host_loop", "set_host_loop",
+    "JsonTooDeepError", "DEFAULT_MAX_DEPTH", "on_host_loop", "host_loop", "set_host_loop", "LedgerFollower",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import time
 from pathlib import Path
 
@@ -92,11 +93,44 @@ def test_a_run_answered_before_a_restart_completes_after_it(tmp_path):
     assert asyncio.run(after(run_id))["output"] == {"question": "Restart?", "answer": "fine"}
 
 
+def _events(text):
+    """``[(id, data), ...]`` of a text/event-stream body."""
+    out = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        assert fields["event"] == "ledger", block
+        out.append((int(fields["id"]), json.loads(fields["data"])))
+    return out
+
+
+def test_events_stream_the_ledger_as_it_is_committed_until_the_run_ends(tmp_path):
+    async def main():
+        async with serving(f"lmdb://{tmp_path / 'runs'}") as client:
+            run = (await client.post("/runs", json={"question": "Stream?", "undo_s": 0.2})).json()
+            stream = asyncio.ensure_future(client.get(f"/runs/{run['run_id']}/events"))
+            await asyncio.sleep(0.1)
+            assert not stream.done(), "the stream ended while the run was waiting"
+            await client.post(f"/runs/{run['run_id']}/answer", json={"answer": "yes"})
+            response = await asyncio.wait_for(stream, 10)  # ends once the scheduler has completed the run
+            resumed = await client.get(f"/runs/{run['run_id']}/events", headers={"Last-Event-ID": "2"})
+            ledger = await client.app.state.rt.get_ledger(run["run_id"])
+            state = (await client.get(f"/runs/{run['run_id']}")).json()
+            return response, resumed, ledger, state
+
+    response, resumed, ledger, state = asyncio.run(main())
+    assert state["status"] == "completed"
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = _events(response.text)
+    assert events == list(enumerate(ledger, 1))
+    assert _events(resumed.text) == events[2:]
+
+
 @pytest.mark.parametrize("method,path,body,status,message", [
     ("post", "/runs", {"question": ""}, 400, 'non-empty "question"'),
     ("post", "/runs", ["not", "an", "object"], 400, 'non-empty "question"'),
     ("post", "/runs", {"question": "q", "undo_s": "soon"}, 400, '"undo_s" must be a number'),
     ("get", "/runs/nope", None, 404, "no run nope"),
+    ("get", "/runs/nope/events", None, 404, "no run nope"),
     ("post", "/runs/nope/answer", {"answer": "x"}, 404, "no run nope"),
     ("post", "/runs/nope/answer", {}, 400, 'non-empty "answer"'),
 ])
