@@ -19,12 +19,12 @@ import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from abstractruntime import RunState, Runtime
-from abstractruntime.errors import InvalidStateError
+from abstractruntime.errors import InvalidStateError, ValidationError
 from abstractruntime.logs import get_logger
 from abstractruntime.settings import Settings
 from abstractruntime_pluginkit.hostloop import set_host_loop
 
-from .watch import check_watch, watch_ledger
+from .watch import check_seconds, check_watch, ended, wait_for_run, watch_ledger
 from .workers import Workers
 
 log = get_logger(__name__)
@@ -181,6 +181,21 @@ class AsyncRuntime:
         check_watch(after, poll_interval)
         loop = self._host_loop("watch_ledger")
         return watch_ledger(self, loop, run_id, after=after, poll_interval=poll_interval, until_done=until_done)
+
+    async def wait_for_run(self, run_id: str, *, until: Optional[Callable[[RunState], bool]] = None,
+                           timeout: Optional[float] = None, poll_interval: float = 1.0) -> RunState:
+        """Await the run reaching a state ``until(state)`` is true for -- by default, the run has ended (completed,
+        failed or cancelled) -- and return that state. Woken by the run's commits in this process, else it reads
+        the state every ``poll_interval`` seconds (another process drives the run). ``timeout`` (seconds):
+        ``TimeoutError`` past it. ``until`` runs on the loop: keep it quick (watch.py)."""
+        check_seconds("wait_for_run", "poll_interval", poll_interval)
+        if timeout is not None:
+            check_seconds("wait_for_run", "timeout", timeout)
+        if until is not None and not callable(until):
+            raise ValidationError(f"wait_for_run(until=...) must be a function of the run's state, got {until!r}")
+        loop = self._host_loop("wait_for_run")
+        waiting = wait_for_run(self, loop, run_id, until=until or ended, poll_interval=poll_interval)
+        return await asyncio.wait_for(waiting, timeout)
 
     async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """Await any other method of the sync runtime, plugin methods included (``await rt.call("verify_ledger",

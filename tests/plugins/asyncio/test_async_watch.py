@@ -8,6 +8,7 @@ import contextlib
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -142,5 +143,74 @@ def test_mistakes_are_clear_errors(tmp_path):
                 await _collect(rt, "no-such-run")
             with pytest.raises(UnknownRunError):
                 await _collect(rt, "no-such-run", until_done=False)
+
+    asyncio.run(main())
+
+
+# --- wait_for_run -------------------------------------------------------------------------------------------------
+def test_wait_for_run_returns_the_state_once_the_run_has_ended_woken_by_its_commits(tmp_path):
+    async def main():
+        async with AsyncRuntime.from_config({"store": f"lmdb://{tmp_path / 'runs'}"}) as rt:
+            run_id = await rt.start(workflow=ASK)
+            done = asyncio.ensure_future(rt.wait_for_run(run_id, poll_interval=NEVER))
+            asking = asyncio.ensure_future(rt.wait_for_run(
+                run_id, until=lambda s: s.status is RunStatus.WAITING, poll_interval=NEVER))
+            state = await rt.tick(workflow=ASK, run_id=run_id)
+            waiting = await asyncio.wait_for(asking, 10)
+            await asyncio.sleep(0.05)
+            assert not done.done(), "wait_for_run returned before the run ended"
+            await rt.resume(workflow=ASK, run_id=run_id, wait_key=state.waiting.wait_key, payload={"text": "Cy"})
+            final = await asyncio.wait_for(done, 10)  # woken by the commit: its poll would take a minute
+            again = await rt.wait_for_run(run_id, poll_interval=NEVER)  # ended already: at once
+            return waiting, final, again, len(rt.runtime._subscriptions._subscribers)
+
+    waiting, final, again, subscribers = asyncio.run(main())
+    assert waiting.status is RunStatus.WAITING and waiting.waiting.prompt == "Your name?"
+    assert final.status is RunStatus.COMPLETED and final.output == {"greeting": "Hello, Cy!"}
+    assert again.revision == final.revision
+    assert subscribers == 0
+
+
+def test_wait_for_run_sees_another_process_end_the_run(tmp_path):
+    async def main():
+        async with AsyncRuntime.from_config({"store": f"lmdb://{tmp_path / 'runs'}"}) as rt:
+            run_id = await rt.start(workflow=ASK)
+            done = asyncio.ensure_future(rt.wait_for_run(run_id, poll_interval=0.05, timeout=30))
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", CHILD, str(tmp_path / "runs"), run_id, str(Path(__file__).parent),
+                stderr=asyncio.subprocess.PIPE)
+            _out, err = await child.communicate()
+            assert child.returncode == 0, err.decode()[-3000:]
+            return await asyncio.wait_for(done, 10)
+
+    state = asyncio.run(main())
+    assert state.status is RunStatus.COMPLETED and state.output == {"greeting": "Hello, Bo!"}
+
+
+def test_wait_for_run_times_out_and_leaves_nothing_behind():
+    async def main():
+        async with AsyncRuntime.from_config({"store": "memory://"}) as rt:
+            run_id = await rt.start(workflow=ASK)
+            await rt.tick(workflow=ASK, run_id=run_id)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await rt.wait_for_run(run_id, timeout=0.2, poll_interval=0.05)
+            return time.monotonic() - started, len(rt.runtime._subscriptions._subscribers), \
+                (await rt.get_state(run_id)).status
+
+    took, subscribers, status = asyncio.run(main())
+    assert 0.2 <= took < 5 and subscribers == 0 and status is RunStatus.WAITING
+
+
+def test_wait_for_run_mistakes_are_clear_errors():
+    async def main():
+        async with AsyncRuntime.from_config({"store": "memory://"}) as rt:
+            run_id = await rt.start(workflow=ASK)
+            for bad in ({"poll_interval": 0}, {"poll_interval": "1"}, {"timeout": -1}, {"timeout": True},
+                        {"until": "completed"}):
+                with pytest.raises(ValidationError, match="wait_for_run"):
+                    await rt.wait_for_run(run_id, **bad)
+            with pytest.raises(UnknownRunError):
+                await rt.wait_for_run("no-such-run")
 
     asyncio.run(main())
