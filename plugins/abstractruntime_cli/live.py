@@ -26,7 +26,6 @@ from abstractruntime_cli.commands import LEDGER_COLUMNS, RUN_COLUMNS, ledger_row
 from abstractruntime_cli.output import cell, emit_json_line, plain_table, rich_table, styled
 
 
-
 def _live_terminal() -> bool:
     """Redraw in place: stdout is a terminal that can do it (colour or not)."""
     import os

@@ -4,7 +4,6 @@ kept written with zeros a few MiB past LMDB's last page, so a commit's new pages
 case uses a real file size limit (``RLIMIT_FSIZE``) in a child process."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
