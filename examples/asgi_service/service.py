@@ -19,6 +19,7 @@ The store is ``ABSTRACTRUNTIME_STORE`` (e.g. ``lmdb:///var/lib/approvals``), els
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from datetime import datetime, timedelta, timezone
@@ -125,9 +126,23 @@ async def answer_run(request: Request) -> JSONResponse:
     return JSONResponse(view(state))
 
 
+class EventStream(StreamingResponse):
+    """A ``StreamingResponse`` that closes its body iterator however the response ends (Starlette leaves an iterator
+    whose client went away -- ``send`` raising, ASGI 2.4 -- to the garbage collector): its watch ends with it."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[union-attr]
+
+
 async def run_events(request: Request) -> Response:
     """Server-Sent Events: each ledger row of the run as it is committed, ``id`` its number (a client that reconnects
-    sends ``Last-Event-ID`` and gets the rows after it); the stream ends when the run has ended."""
+    sends ``Last-Event-ID`` and gets the rows after it); the stream ends when the run has ended. A keep-alive comment
+    goes out every ``keepalive_s`` seconds without a row: a server learns that a client went away when it sends to
+    it, and the watch under the stream (a ledger subscription, a poll) must not outlive the client by the days a run
+    may wait."""
     rt: AsyncRuntime = request.app.state.rt
     run_id = request.path_params["run_id"]
     try:
@@ -136,16 +151,38 @@ async def run_events(request: Request) -> Response:
         return error(404, f"no run {run_id}")
     last = request.headers.get("last-event-id", "").strip()
     rows = rt.watch_ledger(run_id, after=int(last) if last.isdigit() else 0)
+    queue: "asyncio.Queue[Any]" = asyncio.Queue()
+
+    async def watch() -> None:
+        try:
+            async for item in rows:
+                queue.put_nowait(item)
+        finally:
+            queue.put_nowait(None)
 
     async def events() -> AsyncIterator[str]:
-        async with contextlib.aclosing(rows):  # a client that went away: the watch ends with the response
-            async for number, row in rows:
+        watcher = asyncio.ensure_future(watch())
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), request.app.state.keepalive_s)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if item is None:
+                    await watcher  # the run ended (or the watch failed: raised here)
+                    return
+                number, row = item
                 yield f"id: {number}\nevent: ledger\ndata: {json.dumps(row)}\n\n"
+        finally:  # the run ended, or the client went away
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
-    return StreamingResponse(events(), media_type="text/event-stream")
+    return EventStream(events(), media_type="text/event-stream")
 
 
-def create_app(config: Any = None, *, poll_interval_s: float = 0.5) -> Starlette:
+def create_app(config: Any = None, *, poll_interval_s: float = 0.5, keepalive_s: float = 15.0) -> Starlette:
     """The service; ``config`` is anything ``AsyncRuntime.from_config`` takes (None: the environment)."""
 
     @contextlib.asynccontextmanager
@@ -154,7 +191,7 @@ def create_app(config: Any = None, *, poll_interval_s: float = 0.5) -> Starlette
         registry.register(APPROVAL)
         async with AsyncRuntime.from_config(config, workflow_registry=registry) as rt:
             async with AsyncScheduler(rt, registry, poll_interval_s=poll_interval_s) as scheduler:
-                app.state.rt, app.state.scheduler = rt, scheduler
+                app.state.rt, app.state.scheduler, app.state.keepalive_s = rt, scheduler, keepalive_s
                 yield  # serving; at shutdown the scheduler lets the steps in flight finish, then the store closes
 
     return Starlette(routes=[Route("/runs", start_run, methods=["POST"]),

@@ -26,8 +26,8 @@ def _service():
 
 
 @contextlib.asynccontextmanager
-async def serving(store_url):
-    app = _service().create_app({"store": store_url}, poll_interval_s=0.05)
+async def serving(store_url, **options):
+    app = _service().create_app({"store": store_url}, poll_interval_s=0.05, **options)
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://service") as client:
             client.app = app
@@ -94,10 +94,13 @@ def test_a_run_answered_before_a_restart_completes_after_it(tmp_path):
 
 
 def _events(text):
-    """``[(id, data), ...]`` of a text/event-stream body."""
+    """``[(id, data), ...]`` of a text/event-stream body (comments -- keep-alives -- left out)."""
     out = []
     for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        lines = [line for line in block.splitlines() if not line.startswith(":")]
+        if not lines:
+            continue
+        fields = dict(line.split(": ", 1) for line in lines)
         assert fields["event"] == "ledger", block
         out.append((int(fields["id"]), json.loads(fields["data"])))
     return out
@@ -123,6 +126,55 @@ def test_events_stream_the_ledger_as_it_is_committed_until_the_run_ends(tmp_path
     events = _events(response.text)
     assert events == list(enumerate(ledger, 1))
     assert _events(resumed.text) == events[2:]
+
+
+@pytest.mark.parametrize("spec", ["2.0", "2.4"])
+def test_a_client_that_goes_away_ends_its_stream_and_the_watch_under_it(tmp_path, spec):
+    """Raw ASGI, so the client can leave mid-stream -- told by an ``http.disconnect`` message (ASGI 2.0: the server
+    cancels the response) or by ``send`` raising ``OSError`` (2.4, as uvicorn does) -- and the run's ledger
+    subscription goes with the stream (the run waits on: nothing else changes)."""
+    async def main():
+        async with serving(f"lmdb://{tmp_path / 'runs'}", keepalive_s=0.05) as client:
+            run = (await client.post("/runs", json={"question": "Leave?", "undo_s": 60})).json()
+            subscribers = client.app.state.rt.runtime._subscriptions
+            before = len(subscribers._subscribers)
+            requested, leave, first_event, chunks = [False], asyncio.Event(), asyncio.Event(), []
+
+            async def receive():
+                if not requested[0]:
+                    requested[0] = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
+                await leave.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message):
+                if spec == "2.4" and leave.is_set():
+                    raise OSError("the client went away")
+                if message["type"] == "http.response.body" and message.get("body"):
+                    chunks.append(message["body"])
+                    first_event.set()
+
+            path = f"/runs/{run['run_id']}/events"
+            scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": spec}, "http_version": "1.1",
+                     "method": "GET",
+                     "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"",
+                     "headers": [(b"host", b"service")], "client": ("127.0.0.1", 5000), "server": ("service", 80)}
+            response = asyncio.ensure_future(client.app(scope, receive, send))
+            await asyncio.wait_for(first_event.wait(), 10)
+            during = len(subscribers._subscribers)
+            leave.set()  # 2.4: the next keep-alive finds the client gone
+            from starlette.requests import ClientDisconnect
+
+            with contextlib.suppress(ClientDisconnect):  # 2.4: how Starlette tells the server the client left
+                await asyncio.wait_for(response, 10)
+            await asyncio.sleep(0)  # the cancelled watch closes
+            state = (await client.get(f"/runs/{run['run_id']}")).json()
+            return before, during, len(subscribers._subscribers), chunks, state
+
+    before, during, after, chunks, state = asyncio.run(main())
+    assert during == before + 1 and after == before
+    assert _events(b"".join(chunks).decode())[0][0] == 1  # (keep-alive comments are not events)
+    assert state["status"] == "waiting"
 
 
 @pytest.mark.parametrize("method,path,body,status,message", [
