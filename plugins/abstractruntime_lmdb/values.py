@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from typing import Any, List, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import lmdb
 import orjson

@@ -32,8 +32,6 @@ import pytest
 from abstractruntime import Effect, EffectType, Runtime, RunStatus, StepPlan, WorkflowSpec
 from abstractruntime.errors import ConfigurationError, StoreError
 from abstractruntime.models import RunState
-from abstractruntime.storage.base import StepCommit
-from abstractruntime import codec
 
 
 def test_map_grows_automatically(tmp_path):
