@@ -7,7 +7,7 @@ pages its ledger (``Capability.LEDGER_PAGING``). A read happens when this proces
 subscription wakes the waiter: no delay) and every ``poll_interval`` seconds (rows another process commits: a
 worker, a scheduler). ``watch_ledger`` yields each row once, in ledger order, numbered from 1 as ``get_ledger``
 orders them and ``abstractruntime runs watch`` numbers them; ``after=N`` starts after the N-th (resuming a stream
-whose client saw N rows: SSE's ``Last-Event-ID``). With ``until_done`` (the default) the iteration ends once the run
+whose client saw N rows: SSE's ``Last-Event-ID``; a paging store reads from there, not from the first row). With ``until_done`` (the default) the iteration ends once the run
 has ended and every row is yielded: the rows of the commit that ended it are read after the run was seen ended, in
 the same transaction as its status.
 """
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 class _Reader:
     """The rows appended since the last read, and whether the run has ended (run on a worker thread)."""
 
-    def __init__(self, runtime: Any, run_id: str) -> None:
+    def __init__(self, runtime: Any, run_id: str, after: int) -> None:
         self._runtime, self._run_id = runtime, run_id
-        self._rows = LedgerFollower(runtime, run_id)
+        self._rows = LedgerFollower(runtime, run_id, after=after)
         self._started = False
 
     def next_rows(self, with_state: bool) -> Tuple[List[Tuple[int, Dict[str, Any]]], bool]:
@@ -92,14 +92,13 @@ class _Commits:
 async def watch_ledger(rt: "AsyncRuntime", loop: asyncio.AbstractEventLoop, run_id: str, *, after: int,
                        poll_interval: float, until_done: bool) -> AsyncIterator[Tuple[int, Dict[str, Any]]]:
     """(Arguments checked by :func:`check_watch`; see ``AsyncRuntime.watch_ledger``.)"""
-    reader, commits = _Reader(rt.runtime, run_id), _Commits(rt, loop, run_id, poll_interval)
+    reader, commits = _Reader(rt.runtime, run_id, after), _Commits(rt, loop, run_id, poll_interval)
     try:
         while True:
             commits.arm()
             rows, ended = await rt._call("watch_ledger", reader.next_rows, until_done)
             for number, row in rows:
-                if number > after:
-                    yield number, row
+                yield number, row
             if ended:
                 return
             await commits.wait()

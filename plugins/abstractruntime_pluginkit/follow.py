@@ -12,15 +12,16 @@ PAGE = 1000
 
 class LedgerFollower:
     """The ledger rows of one run appended since the last :meth:`poll`, numbered from 1 as ``get_ledger`` orders them
-    (and ``ledger show`` numbers them); by pages (``list_after``) when the store has ``Capability.LEDGER_PAGING``,
-    else from the whole ledger (``list``)."""
+    (and ``ledger show`` numbers them), starting after the ``after``-th; by pages (``list_after``, whose cursor is
+    the row number: the store conformance suite holds every paging store to it) when the store has
+    ``Capability.LEDGER_PAGING``, else from the whole ledger (``list``)."""
 
-    def __init__(self, runtime: Any, run_id: str) -> None:
+    def __init__(self, runtime: Any, run_id: str, *, after: int = 0) -> None:
         self.store = runtime.ledger_store
         self.run_id = run_id
         self.paging = runtime.backend.supports(Capability.LEDGER_PAGING)
-        self.cursor = 0
-        self.seen = 0
+        self.cursor = after
+        self.seen = after
 
     def poll(self) -> List[Tuple[int, Dict[str, Any]]]:
         if not self.paging:

@@ -54,9 +54,13 @@ def test_a_watch_yields_every_row_once_in_order_as_committed_and_ends_with_the_r
     assert [row for _n, row in got] == ledger and len(ledger) >= 3
 
 
-def test_after_skips_the_rows_a_client_has_seen(tmp_path):
+@pytest.mark.parametrize("store", ["lmdb", "0.4.2-style stores"])
+def test_after_skips_the_rows_a_client_has_seen(tmp_path, store):
+    """A paging store is read from the row after them (its cursor is the row number), the others skip them."""
     async def main():
-        async with AsyncRuntime.from_config({"store": f"lmdb://{tmp_path / 'runs'}"}) as rt:
+        rt = (AsyncRuntime(run_store=InMemoryRunStore(), ledger_store=InMemoryLedgerStore()) if store != "lmdb"
+              else AsyncRuntime.from_config({"store": f"lmdb://{tmp_path / 'runs'}"}))
+        async with rt:
             run_id, everything = await _hitl_while_watching(rt)
             tail = await _collect(rt, run_id, after=2)
             none = await _collect(rt, run_id, after=len(everything))
