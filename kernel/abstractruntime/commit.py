@@ -12,6 +12,7 @@ import orjson
 
 from . import codec
 from .errors import ConcurrentModificationError, UnknownRunError
+from .ledger_rows import TERMINAL_KEYS
 from .logs import get_logger
 from .models import RunState, RunStatus, StepRecord, StepStatus, utc_now_iso
 from .plugins import Hooks
@@ -107,10 +108,11 @@ class RunWriter:
         the staged checkpoint). Raises before writing anything if a value is not plain JSON."""
         live: Optional[RunState] = None
         run_json = vars_json = None  # vars_json: the checked JSON of the vars, written as it is (not encoded again)
+        checked = 0  # the batch's records: checked when staged
         batch = self._batches.pop(run.run_id if run is not None else run_id or records[0].run_id, None)
         if batch is not None and (run is None or run is batch.run):
-            records, expected_revision, previous_status = batch.records + list(records), batch.expected, \
-                batch.previous_status
+            records, expected_revision, previous_status, checked = batch.records + list(records), batch.expected, \
+                batch.previous_status, len(batch.records)
             if run is None and batch.vars_json:  # a reservation carries the state before the step in progress
                 live, run, node_id, vars_json = batch.run, batch.before(), batch.node_id, batch.vars_json
             elif run is not None:  # a barrier: vars as the last staged step left them need no decoding again
@@ -131,7 +133,7 @@ class RunWriter:
                 for rid_, recs in by_run.items():
                     preconditions += self._hooks.prepare_ledger_records(runtime=self._runtime, run_id=rid_,
                                                                         records=recs)
-            record_jsons = [codec.encode_record(r) for r in records]
+            record_jsons = [codec.encode_record(r, i < checked) for i, r in enumerate(records)]
         except BaseException:
             if run is not None:
                 run.revision = old_revision  # nothing was written: the object keeps its last committed revision
@@ -171,8 +173,8 @@ class RunWriter:
             batch.vars_json, batch.vars_copy = (codec.to_json_bytes(run.vars), None) if found is None else found
             if run.output is not None or run.waiting is not None:
                 codec.check_run(run, node_id=node_id, vars_checked=True)
-            if records:
-                batch.records.extend([_snapshot(r) for r in records])
+            if records:  # (a terminal-status row is the kernel's own plain JSON, shared with nothing: not copied)
+                batch.records.extend([r if r.idempotency_key in TERMINAL_KEYS else _snapshot(r) for r in records])
         except BaseException:
             self._batches.pop(run.run_id, None)
             raise

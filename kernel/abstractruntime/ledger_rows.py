@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .models import RunState, StepRecord, StepStatus, new_id, utc_now_iso
+from .models import RunState, RunStatus, StepRecord, StepStatus, new_id, utc_now_iso
+
+#: the idempotency keys of the terminal-status rows (``status_row``)
+TERMINAL_KEYS = frozenset(f"system:terminal_status:{s.value}" for s in RunStatus if s.is_terminal)
 
 
 def row(run: RunState, node_id: str, status: StepStatus, **fields: Any) -> StepRecord:

@@ -103,9 +103,8 @@ class Runtime:
             self._owned_backend = self.open_store(self._settings.store)
             run_store, ledger_store = self._owned_backend.run_store, self._owned_backend.ledger_store
         elif run_store is None or ledger_store is None:
-            raise ConfigurationError(
-                "Pass both run_store and ledger_store, or neither (the store then comes from configuration)"
-            )
+            raise ConfigurationError("Pass both run_store and ledger_store, or neither (the store then comes from "
+                                     "configuration)")
         try:  # anything refusing the runtime from here on closes the store it opened
             self._run_store = run_store
             self._ledger_store = ledger_store
@@ -306,10 +305,8 @@ class Runtime:
               session_id: Optional[str] = None, parent_run_id: Optional[str] = None) -> str:
         """Create and checkpoint a RUNNING run at the workflow's entry node. Executes nothing."""
         if workflow.entry_node not in workflow.nodes:
-            raise WorkflowSpecError(
-                f"Workflow '{workflow.workflow_id}' has entry node '{workflow.entry_node}', which is not one of its "
-                f"nodes ({', '.join(sorted(workflow.nodes)) or 'none'})"
-            )
+            raise WorkflowSpecError(f"Workflow '{workflow.workflow_id}' has entry node '{workflow.entry_node}', which "
+                                    f"is not one of its nodes ({', '.join(sorted(workflow.nodes)) or 'none'})")
         run_vars = dict(vars or {})
         if "_limits" not in run_vars:
             run_vars["_limits"] = dict(self._limits)  # (the config is frozen: its limits computed once)
@@ -370,7 +367,7 @@ class Runtime:
                 run.current_node = waiting.resume_to_node
             # not saved here: the next step's commit carries the transition
         debug, quiet = log.enabled(), self._hooks.quiet_steps()  # the per-step event and observers, once a tick
-        steps, pace = 0, PROBE_SECONDS if self._writer.staging else 0.0
+        steps, pace, running = 0, PROBE_SECONDS if self._writer.staging else 0.0, RunStatus.RUNNING
         probe = time.monotonic() + pace
         while steps < max_steps:  # (any number: float("inf") included)
             if steps and time.monotonic() >= probe:
@@ -382,8 +379,8 @@ class Runtime:
                 run = self._step(workflow, run, previous_status, debug, quiet)
             except ConcurrentModificationError:
                 return self._load(run_id)
-            previous_status = RunStatus.RUNNING
-            if run.status is not RunStatus.RUNNING:
+            previous_status = running
+            if run.status is not running:
                 return run
         return run
 
@@ -407,19 +404,18 @@ class Runtime:
         try:
             handler = workflow.nodes.get(node_id)
             if handler is None:
-                raise NotFoundError(
-                    f"Unknown node '{node_id}' in workflow '{workflow.workflow_id}' "
-                    f"(nodes: {', '.join(sorted(workflow.nodes)) or 'none'})"
-                )
+                raise NotFoundError(f"Unknown node '{node_id}' in workflow '{workflow.workflow_id}' "
+                                    f"(nodes: {', '.join(sorted(workflow.nodes)) or 'none'})")
             plan = handler(run, self._context)
-            if not isinstance(plan, StepPlan) and inspect.isawaitable(plan):  # an async node
-                plan = self.awaiter(plan)
-            if not isinstance(plan, StepPlan):
-                raise InvalidTypeError(f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan")
-            if plan.complete_output is None and plan.effect is None and not plan.next_node:
+            if type(plan) is not StepPlan and not isinstance(plan, StepPlan):
+                plan = self.awaiter(plan) if inspect.isawaitable(plan) else plan  # an async node
+                if not isinstance(plan, StepPlan):
+                    raise InvalidTypeError(f"Node '{node_id}' returned {type(plan).__name__}, expected a StepPlan")
+            output, effect, next_node = plan.complete_output, plan.effect, plan.next_node
+            if output is None and effect is None and not next_node:
                 raise ValidationError(f"Node '{node_id}' returned no effect and no next_node")
-            if plan.complete_output is not None and (plan.effect is not None or plan.next_node):
-                other = "effect" if plan.effect is not None else "next_node"
+            if output is not None and (effect is not None or next_node):
+                other = "effect" if effect is not None else "next_node"
                 raise ValidationError(f"Node '{node_id}' returned a StepPlan with both complete_output and {other}: "
                                       f"a plan has one outcome (return complete_output alone to finish the run)")
         except StoreUnavailableError:  # not the node's fault: the tick stops, the next one runs the step again
@@ -427,17 +423,13 @@ class Runtime:
         except Exception as exc:  # the node's fault: the run fails, the kernel does not
             return self._fail_node(run, node_id, exc)
 
-        records: List[StepRecord] = []
-        if plan.complete_output is not None:
-            run.status = RunStatus.COMPLETED
-            run.output = plan.complete_output
-            records.append(
-                _row(run, plan.node_id, StepStatus.COMPLETED,
-                     result={"completed": True, "output": plan.complete_output})
-            )
-            records.append(_status_row(run, RunStatus.COMPLETED._value_))
-        elif plan.effect is None:
-            run.current_node = plan.next_node  # type: ignore[assignment]
+        records: Sequence[StepRecord] = ()
+        if output is not None:
+            run.status, run.output = RunStatus.COMPLETED, output
+            records = [_row(run, plan.node_id, StepStatus.COMPLETED, result={"completed": True, "output": output}),
+                       _status_row(run, RunStatus.COMPLETED._value_)]
+        elif effect is None:
+            run.current_node = next_node  # type: ignore[assignment]
         else:
             records = self._effects.run_effect(run, plan)
             if run.waiting is not None and (run.waiting.details or {}).get("kind") == RETRY:
@@ -531,11 +523,9 @@ class Runtime:
             if wait.resume_to_node is None:
                 run.status = RunStatus.COMPLETED
                 run.output = {"success": True, "result": payload}
-                records.append(
-                    _row(run, node_id or "unknown", StepStatus.COMPLETED,
-                         result={"completed": True, "via": "resume", "wait_reason": wait.reason.value,
-                                 "wait_key": wait.wait_key, "output": run.output})
-                )
+                records.append(_row(run, node_id or "unknown", StepStatus.COMPLETED, result={
+                    "completed": True, "via": "resume", "wait_reason": wait.reason.value, "wait_key": wait.wait_key,
+                    "output": run.output}))
                 records.append(_status_row(run, RunStatus.COMPLETED._value_))
             else:
                 run.status = RunStatus.RUNNING

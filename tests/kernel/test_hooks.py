@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from structlog.testing import capture_logs
 
@@ -618,6 +620,32 @@ def test_prepare_ledger_records_raising_aborts_the_commit():
         rt.tick(workflow=wf, run_id=run_id)
     assert rt.get_ledger(run_id) == []
     assert rt.get_state(run_id).revision <= before.revision + 1  # at most the pure transition a -> b
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, b"bytes", datetime(2026, 1, 1), 2 ** 70])
+def test_a_hook_that_puts_a_value_that_is_not_json_into_a_staged_record_fails_the_commit(bad):
+    """Staged records are checked when staged and written in orjson's strict mode: a non-JSON value a hook puts into
+    one afterwards (in place, into the copy the kernel checked) is still refused, naming its path; nothing is
+    written."""
+    from abstractruntime.errors import JsonInvariantError
+
+    class Spoiler:
+        __name__ = "spoiler"
+
+        @hookimpl
+        def abstractruntime_prepare_ledger_records(self, runtime, run_id, records):
+            for r in records:
+                if r.result and r.result.get("completed"):
+                    r.result["extra"] = bad
+
+    rt = runtime_on(plugins=[Spoiler()])
+    wf = three_node_workflow()
+    run_id = rt.start(workflow=wf)
+    before = rt.get_state(run_id)
+    with pytest.raises(JsonInvariantError, match=r"ledger\.result\.extra"):
+        rt.tick(workflow=wf, run_id=run_id)
+    assert rt.get_ledger(run_id) == []
+    assert rt.get_state(run_id).revision == before.revision
 
 
 def test_poll_wait_lets_a_plugin_resume_a_waiting_run_on_tick():
