@@ -54,11 +54,8 @@ class WaitKeyMismatchError(AbstractRuntimeError, ValueError):
     """``resume`` was called with a wait key other than the one the run waits for. The run is unchanged."""
 
     def __init__(self, *, run_id: str, expected: str, got: str) -> None:
-        super().__init__(
-            f"wait_key mismatch: expected '{expected}', got '{got}' (run {run_id} is unchanged; "
-            f"resume it with the wait key stored in its WaitState)",
-            run_id=run_id,
-        )
+        super().__init__(f"wait_key mismatch: expected '{expected}', got '{got}' (run {run_id} is unchanged; "
+                         f"resume it with the wait key stored in its WaitState)", run_id=run_id)
         self.expected = expected
         self.got = got
 
@@ -72,10 +69,7 @@ class JsonInvariantError(AbstractRuntimeError, TypeError):
         super().__init__(
             f"{path}: {problem}{where}{run}. Run state must be plain JSON (dict with str keys, list, str, int, "
             f"finite float, bool, None); store other objects as JSON (e.g. an ISO string for a datetime). "
-            f"Nothing was persisted for this step; the last checkpoint is unchanged.",
-            run_id=run_id,
-            node_id=node_id,
-        )
+            f"Nothing was persisted for this step; the last checkpoint is unchanged.", run_id=run_id, node_id=node_id)
         self.path = path
         self.problem = problem
 
@@ -87,9 +81,7 @@ class ConcurrentModificationError(AbstractRuntimeError):
                  message: Optional[str] = None) -> None:
         super().__init__(
             message or f"Run {run_id} was modified concurrently: expected revision {expected}, store has {actual}. "
-                       f"Nothing was written; reload the run and retry.",
-            run_id=run_id,
-        )
+                       f"Nothing was written; reload the run and retry.", run_id=run_id)
         self.expected = expected
         self.actual = actual
 
@@ -102,8 +94,7 @@ class EffectAlreadyStartedError(ConcurrentModificationError):
         super().__init__(
             run_id=run_id, expected=None, actual=None,
             message=f"Effect {idempotency_key} of run {run_id} was already {status} by another writer; nothing was "
-                    f"written and the effect was not run again. The writer that started it completes the step.",
-        )
+                    f"written and the effect was not run again. The writer that started it completes the step.")
         self.idempotency_key = idempotency_key
         self.status = status
 
@@ -119,8 +110,7 @@ class UnknownStoreError(ConfigurationError):
         names = sorted(set(available))
         super().__init__(
             f"Unknown store {requested!r}. Available stores: {', '.join(names) or '(none installed)'}. "
-            f"Use a URL such as 'lmdb:///path/to/dir' or 'memory://', or install the plugin that provides it."
-        )
+            f"Use a URL such as 'lmdb:///path/to/dir' or 'memory://', or install the plugin that provides it.")
         self.requested = requested
         self.available = names
 
@@ -149,8 +139,7 @@ class LedgerGapError(CorruptStoreError):
             f"{store + ': ' if store else ''}ledger of run {run_id} is missing record seq {missing_seq} "
             f"(found seq {found_seq} {before}); the store lost data: restore it from a backup or a history "
             f"bundle. `abstractruntime ledger verify {run_id}` shows the damage; the other runs are unaffected.",
-            run_id=run_id,
-        )
+            run_id=run_id)
         self.missing_seq = missing_seq
         self.found_seq = found_seq
         self.records = records
@@ -165,10 +154,8 @@ class DuplicateProviderError(PluginError):
     """Two plugins provide the same name (store, effect handler, ...) and configuration does not choose one."""
 
     def __init__(self, *, kind: str, name: str, providers: Sequence[str], hint: str = "") -> None:
-        super().__init__(
-            f"Duplicate {kind} {name!r} provided by: {', '.join(providers)}."
-            + (f" {hint}" if hint else "")
-        )
+        super().__init__(f"Duplicate {kind} {name!r} provided by: {', '.join(providers)}."
+                         + (f" {hint}" if hint else ""))
         self.kind = kind
         self.name = name
         self.providers = list(providers)

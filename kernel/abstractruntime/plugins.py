@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import operator
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 import attrs
@@ -179,6 +180,13 @@ def _check_pending(hooks: "Hooks") -> None:
     pm.check_pending()
 
 
+def _getter(names: Sequence[str]) -> Callable[[Dict[str, Any]], Tuple[Any, ...]]:
+    """An implementation's arguments, by name, from a call's keywords (two or more: one C call)."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
+    return (lambda kwargs, name=names[0]: (kwargs[name],)) if names else (lambda kwargs: ())
+
+
 class Hooks:
     """The kernel's typed, keyword-only view of the hooks."""
 
@@ -253,7 +261,7 @@ class Hooks:
             plan = self._cache()[(hook_name,)] = (
                 hook, bool(hook.spec and hook.spec.opts.get("firstresult")),
                 tuple(getattr(i.function, "active", None) for wrapper, i in impls if wrapper),
-                tuple((i.function, i.argnames) for wrapper, i in reversed(impls) if not wrapper))
+                tuple((i.function, _getter(i.argnames)) for wrapper, i in reversed(impls) if not wrapper))
         hook, first, gates, plain = plan
         for active in gates:
             if active is None or active(**kwargs):
@@ -261,8 +269,8 @@ class Hooks:
         if not plain:
             return default
         results = []
-        for function, argnames in plain:
-            result = function(*map(kwargs.__getitem__, argnames))
+        for function, args in plain:
+            result = function(*args(kwargs))
             if result is not None:
                 if first:
                     return result
@@ -310,13 +318,13 @@ class Hooks:
         return self._observers
 
     def _observer_calls(self, hook_name: str) -> Any:
-        """``(function, argnames, plugin)`` per implementation in pluggy's order, kept until a plugin is (un)registered
-        (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements the hook."""
+        """``(function, its arguments' getter, plugin)`` per implementation in pluggy's order, kept until a plugin is
+        (un)registered (these run at every step: cheaper than pluggy's dispatch); None while a wrapper implements it."""
         calls = self._observers.get(hook_name, self) if self._pm.generation == self._generation else self
         if calls is self:  # not looked up since the last change
             impls = getattr(self._hook, hook_name).get_hookimpls()
             calls = self._cache()[hook_name] = None if any(i.hookwrapper or i.wrapper for i in impls) else tuple(
-                (i.function, tuple(i.argnames), i.plugin_name) for i in reversed(impls))
+                (i.function, _getter(i.argnames), i.plugin_name) for i in reversed(impls))
         return calls
 
     def _notify(self, hook_name: str, **kwargs: Any) -> None:
@@ -325,10 +333,10 @@ class Hooks:
         if not calls:
             if calls is not None:
                 return  # no observer
-            calls = ((functools.partial(getattr(self._hook, hook_name), **kwargs), (), None),)
-        for function, argnames, plugin in calls:
+            calls = ((functools.partial(getattr(self._hook, hook_name), **kwargs), _getter(()), None),)
+        for function, args, plugin in calls:
             try:
-                function(*map(kwargs.__getitem__, argnames))
+                function(*args(kwargs))
             except Exception as exc:
                 if self._strict:
                     raise
