@@ -40,17 +40,22 @@ if hasattr(os, "register_at_fork"):  # POSIX: a forked child must not draw its p
     os.register_at_fork(after_in_child=lambda: vars(_IDS).clear())
 
 
+_VERSION, _VARIANT = bytes(b & 0x0F | 0x40 for b in range(256)), bytes(b & 0x3F | 0x80 for b in range(256))
+_HEX_AT = [j + (j >= 8) + (j >= 12) + (j >= 16) + (j >= 20) for j in range(32)]  # hex digit -> its place in 8-4-4-4-12
+
+
 def new_id() -> str:
     """A random UUID (version 4) string, as ``str(uuid.uuid4())``: made 256 at a time per thread from one os.urandom
-    read (one system call, which releases the GIL: a thread switch under load, per 256 ids) in one tight loop, so a
-    call is a list pop (0.1 us; uuid4 2.1)."""
+    read, laid out by 32 slice copies (a digit's place in every id at once): 0.15 us a call, refill included."""
     pool = getattr(_IDS, "pool", None)
     if not pool:
         raw = bytearray(os.urandom(4096))
-        raw[6::16], raw[8::16] = bytes(b & 0x0F | 0x40 for b in raw[6::16]), bytes(b & 0x3F | 0x80 for b in raw[8::16])
-        h = raw.hex()  # the version and variant bits set above; then 8-4-4-4-12 hex digits each
-        pool = _IDS.pool = [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-{h[i + 20:i + 32]}"
-                            for i in range(0, 8192, 32)]
+        raw[6::16], raw[8::16] = raw[6::16].translate(_VERSION), raw[8::16].translate(_VARIANT)
+        digits, text = raw.hex().encode(), bytearray(b"-" * 9216)
+        for j, at in enumerate(_HEX_AT):
+            text[at::36] = digits[j::32]
+        ids = text.decode()
+        pool = _IDS.pool = [ids[i:i + 36] for i in range(0, 9216, 36)]
     return pool.pop()
 
 
